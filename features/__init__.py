@@ -1,0 +1,20 @@
+"""Images -> frozen ResNet18 -> cached 512-d features. Names load on first use, so importing stays light."""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "Backbone": "backbone", "WeightsError": "backbone", "WeightsIdentity": "backbone", "load_backbone": "backbone",
+    "pick_device": "backbone", "ExtractConfig": "config", "ExtractSummary": "extract",
+    "extract_features": "extract", "DatasetError": "folder", "find_dataset": "folder", "find_images": "folder",
+    "PREPROCESSINGS": "images", "ImageDecodeError": "images", "CacheBusyError": "lock", "cache_lock": "lock",
+    "embed_images": "pipeline", "FEATURES_FILE": "store", "FeatureStore": "store", "StoreError": "store",
+}
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(import_module(f".{_PUBLIC[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

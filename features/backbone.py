@@ -1,0 +1,167 @@
+"""The frozen ResNet18: where its weights come from, what identifies them, and the 512-d feature forward pass."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+BACKBONE = "resnet18"
+FEATURE_DIM = 512
+IMAGENET = "imagenet"
+RANDOM = "none"
+RANDOM_INIT_SEED = 0
+TORCHVISION_WEIGHTS = "ResNet18_Weights.IMAGENET1K_V1"
+
+
+class WeightsError(ValueError):
+    """Weights that cannot be loaded or do not match what was recorded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class WeightsIdentity:
+    """What the features were computed with: recorded in the features file and the head, compared on use."""
+
+    kind: str  # "torchvision", "file" or "none"
+    name: str  # torchvision's weights name, the file path, or the random-init description
+    sha256: str  # of the weights file; empty for random init
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "WeightsIdentity":
+        return cls(str(data["kind"]), str(data["name"]), str(data["sha256"]))
+
+    def same_weights(self, other: "WeightsIdentity") -> bool:
+        """Same parameters, wherever the file lives."""
+        return self.kind == other.kind if self.kind == RANDOM else self.sha256 == other.sha256
+
+    def describe(self) -> str:
+        if self.kind == RANDOM:
+            return f"random init (seed {RANDOM_INIT_SEED}), NOT pretrained"
+        return f"{self.name} (sha256 {self.sha256[:12]}…)"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _imagenet_weights_file(progress: bool) -> tuple[Path, str]:
+    """torchvision's cached ImageNet file, downloaded (with torch's hash check) when absent, re-checked when present."""
+    from torchvision.models import ResNet18_Weights
+
+    url = ResNet18_Weights.IMAGENET1K_V1.url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    hash_prefix = re.search(r"-([a-f0-9]+)\.", path.name).group(1)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=progress)
+        except (OSError, RuntimeError) as error:
+            raise WeightsError(
+                f"cannot download the ImageNet weights from {url} ({error}); offline, pass a local "
+                "ResNet18 state_dict with --weights FILE, or --weights none for random (untrained) features"
+            ) from None
+    # torch checks the hash only while downloading: a cached file altered later would pass silently.
+    sha256 = file_sha256(path)
+    if not sha256.startswith(hash_prefix):
+        raise WeightsError(
+            f"the cached ImageNet weights {path} do not match their published hash ({hash_prefix}…): "
+            "delete that file and run again to download it afresh"
+        )
+    return path, sha256
+
+
+def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist (use imagenet, none, or a ResNet18 state_dict file)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for foreign or damaged files
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WeightsError(f"cannot read weights file {path}: {first_line}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"weights file {path} is not a state_dict (a dict of tensors saved with torch.save)")
+    return {key: value for key, value in state.items() if not key.startswith("fc.")}
+
+
+def _frozen_resnet18(state: dict[str, torch.Tensor] | None, source: str) -> nn.Module:
+    from torchvision.models import resnet18
+
+    if state is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            model = resnet18(weights=None)
+    else:
+        model = resnet18(weights=None)
+        model.fc = nn.Identity()
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            detail = str(error).split("\n\t", 1)[-1].splitlines()[0][:200]
+            raise WeightsError(f"{source} is not a ResNet18 state_dict: {detail}") from None
+    model.fc = nn.Identity()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model.eval()
+
+
+@dataclass
+class Backbone:
+    """The frozen network on its device, with the identity of its weights."""
+
+    model: nn.Module
+    identity: WeightsIdentity
+    device: torch.device
+    precision: str = "fp32"
+
+    def features(self, batch: torch.Tensor) -> torch.Tensor:
+        """512-d avgpool features, float32 on the CPU, whatever the compute precision."""
+        batch = batch.to(self.device, non_blocking=True, memory_format=torch.channels_last)
+        with torch.inference_mode():
+            if self.precision == "bf16":
+                with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                    out = self.model(batch)
+            else:
+                out = self.model(batch)
+        return out.float().cpu()
+
+
+def resolve_weights(spec: str, progress: bool = True) -> tuple[dict[str, torch.Tensor] | None, WeightsIdentity]:
+    """'imagenet', 'none' or a file path -> (state_dict without fc, identity)."""
+    if spec == RANDOM:
+        return None, WeightsIdentity(RANDOM, f"random init, seed {RANDOM_INIT_SEED}", "")
+    if spec == IMAGENET:
+        path, sha256 = _imagenet_weights_file(progress)
+        return _load_state_dict(path), WeightsIdentity("torchvision", TORCHVISION_WEIGHTS, sha256)
+    path = Path(spec).expanduser().resolve()
+    state = _load_state_dict(path)
+    return state, WeightsIdentity("file", str(path), file_sha256(path))
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """CUDA when there is one, unless told otherwise."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise WeightsError("--device cuda was asked for, but no CUDA device is available (use --device cpu)")
+    return device
+
+
+def load_backbone(spec: str, device: torch.device, precision: str = "fp32", progress: bool = True) -> Backbone:
+    """The frozen ResNet18 for a --weights value, ready for inference on device."""
+    state, identity = resolve_weights(spec, progress)
+    model = _frozen_resnet18(state, spec)
+    model = model.to(device, memory_format=torch.channels_last)
+    return Backbone(model, identity, device, precision)

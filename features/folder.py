@@ -1,0 +1,129 @@
+"""Find images and their classes the way torchvision's ImageFolder does, plus folders of unlabeled images."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# torchvision.datasets.folder.IMG_EXTENSIONS: a .gif is deliberately not an image here.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+SPLIT_NAMES = ("train", "val", "test")
+UNLABELED = -1
+
+
+class DatasetError(ValueError):
+    """A folder that cannot be read as a dataset; the message names the path and the fix."""
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One image file: where it is, the name it is stored and reported under, and its class index."""
+
+    path: Path
+    name: str
+    label: int = UNLABELED
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An ImageFolder-style dataset: class names from train/, entries per split in ImageFolder order."""
+
+    root: Path
+    classes: list[str]
+    splits: dict[str, list[ImageEntry]]
+
+
+def text_path(path: str | os.PathLike) -> str:
+    """The path as valid UTF-8 text; bytes that are not UTF-8 become \\xNN escapes (one defined policy for HDF5 and CSV)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _walk_files(folder: Path) -> list[Path]:
+    """Every file under folder, sorted as ImageFolder walks; symlinks are followed, but a directory loop is entered once."""
+    walked: list[tuple[str, list[str]]] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        stat = os.stat(root)
+        key = (stat.st_dev, stat.st_ino)
+        if key in seen_dirs:
+            dirs[:] = []
+            continue
+        seen_dirs.add(key)
+        walked.append((root, files))
+    return [Path(root) / name for root, files in sorted(walked) for name in sorted(files)]
+
+
+def _require_folder(path: Path, what: str) -> None:
+    if not path.exists():
+        raise DatasetError(f"{what} {text_path(path)} does not exist: pass the right folder with --data")
+    if not path.is_dir():
+        raise DatasetError(f"{what} {text_path(path)} is a file, not a folder: pass the dataset folder with --data")
+
+
+def find_classes(split_dir: Path) -> list[str]:
+    """Class names: the sub-folders of a split, sorted by name."""
+    return sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
+
+
+def _scan_split(root: Path, split: str, classes: list[str]) -> list[ImageEntry]:
+    entries = []
+    for label, class_name in enumerate(classes):
+        for path in _walk_files(root / split / class_name):
+            if is_image_name(path.name):
+                entries.append(ImageEntry(path, text_path(path.relative_to(root)), label))
+    return entries
+
+
+def find_dataset(root: str | os.PathLike, split_names: tuple[str, ...] = SPLIT_NAMES) -> Dataset:
+    """Scan root/train, root/val (and root/test when present); every split must hold train's classes."""
+    root = Path(root)
+    _require_folder(root, "data folder")
+    _require_folder(root / "train", "training folder")
+    classes = find_classes(root / "train")
+    if len(classes) < 2:
+        raise DatasetError(
+            f"{text_path(root / 'train')} holds {len(classes)} class folder(s); a classifier needs at least 2 "
+            "(one sub-folder of images per class)"
+        )
+    splits = {}
+    for split in split_names:
+        split_dir = root / split
+        if split != "train" and not split_dir.exists():
+            continue
+        _require_folder(split_dir, f"{split} folder")
+        split_classes = find_classes(split_dir)
+        if split_classes != classes:
+            raise DatasetError(
+                f"{text_path(split_dir)} has classes {split_classes} but train has {classes}: "
+                "every split needs the same class folders"
+            )
+        splits[split] = _scan_split(root, split, classes)
+        empty = [name for index, name in enumerate(classes) if not any(e.label == index for e in splits[split])]
+        if empty:
+            raise DatasetError(
+                f"{text_path(split_dir)}: no images in class folder(s) {empty} "
+                f"(image extensions: {', '.join(IMAGE_EXTENSIONS)})"
+            )
+    return Dataset(root, classes, splits)
+
+
+def find_images(paths: list[str | os.PathLike]) -> list[ImageEntry]:
+    """Unlabeled images from files and folders (searched recursively), sorted by name, each once."""
+    by_name: dict[str, ImageEntry] = {}
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            files = [f for f in _walk_files(path) if is_image_name(f.name)]
+        elif path.exists() or path.is_symlink():
+            files = [path]
+        else:
+            raise DatasetError(f"{text_path(path)} does not exist: give image files or folders of images")
+        for file in files:
+            name = text_path(file)
+            by_name.setdefault(name, ImageEntry(file, name))
+    return [by_name[name] for name in sorted(by_name)]

@@ -1,0 +1,121 @@
+"""Decode an image file into RGB and turn it into the backbone's input tensor, for any preprocessing we support."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images become tensors; recorded in every features file and head so a mismatch is caught."""
+
+    name: str
+    resize: int | tuple[int, int]
+    crop: int | None
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def draft_size(self) -> int:
+        """The smallest side the resize step needs: JPEGs larger than twice this decode at reduced scale."""
+        return min(self.resize) if isinstance(self.resize, tuple) else self.resize
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "resize": list(self.resize) if isinstance(self.resize, tuple) else self.resize,
+            "crop": self.crop,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": "bilinear, antialias",
+        }
+
+
+PREPROCESSINGS = {
+    # ResNet18_Weights.IMAGENET1K_V1.transforms(): the statistics the weights were trained with.
+    "imagenet": Preprocessing("imagenet", 256, 224, IMAGENET_MEAN, IMAGENET_STD),
+    # The tutorial notebook's Resize((224, 224)) + Normalize(0.5, 0.5), kept for reproducing its numbers.
+    "notebook": Preprocessing("notebook", (224, 224), None, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
+
+
+class ImageDecodeError(Exception):
+    """A file that is not a readable image; the message is the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What identifies a file's content for the incremental cache."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+def _sixteen_bit_to_rgb(image: Image.Image) -> Image.Image:
+    """Scale 16-bit samples to 8 bits; Pillow's convert would clip them to white."""
+    array = np.asarray(image, dtype=np.uint32)
+    return Image.fromarray((array >> 8).astype(np.uint8), mode="L").convert("RGB")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return _sixteen_bit_to_rgb(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes, draft_size: int | None = None) -> Image.Image:
+    """RGB pixels of the first frame, EXIF orientation applied; damaged files raise ImageDecodeError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if draft_size and image.format == "JPEG":
+                image.draft("RGB", (2 * draft_size, 2 * draft_size))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not an image file (unrecognised format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageDecodeError(f"refused: too many pixels, possible decompression bomb ({error})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, TypeError) as error:
+        raise ImageDecodeError(f"damaged image: {error}") from None
+
+
+def read_file(path: str | os.PathLike) -> tuple[bytes, FileStamp]:
+    """The file's bytes and stamp, read once so the hash and the decode see the same content."""
+    try:
+        with open(path, "rb") as handle:
+            stat = os.fstat(handle.fileno())
+            data = handle.read()
+    except OSError as error:
+        raise ImageDecodeError(f"cannot read file: {error.strerror or error}") from None
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)")
+    return data, FileStamp(stat.st_size, stat.st_mtime_ns, hashlib.sha256(data).hexdigest())
+
+
+def build_transform(preprocessing: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
+    """PIL image -> normalised float tensor (3 x H x W)."""
+    from torchvision import transforms
+
+    steps = [transforms.Resize(preprocessing.resize, antialias=True)]
+    if preprocessing.crop:
+        steps.append(transforms.CenterCrop(preprocessing.crop))
+    steps += [transforms.ToTensor(), transforms.Normalize(preprocessing.mean, preprocessing.std)]
+    return transforms.Compose(steps)

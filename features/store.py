@@ -1,0 +1,204 @@
+"""The features file (HDF5). This docstring is its schema; bump FORMAT_VERSION on any change.
+
+    /                      attributes
+        format_version     int, FORMAT_VERSION
+        producer           "headstart <version>"
+        created            ISO 8601 time, UTC
+        classes            JSON list of class names; a label is an index into it
+        backbone           "resnet18"
+        weights            JSON {"kind": "torchvision"|"file"|"none", "name": str, "sha256": str}
+        preprocessing      JSON {"name", "resize", "crop", "mean", "std", "interpolation"}
+        precision          "fp32" | "bf16"
+        data_root          the --data folder the paths are relative to
+        torch_version, torchvision_version
+    /<split>               one group per split: train, val (and test)
+        features           float32 (N, 512), chunked and resizable
+        labels             int64 (N,)
+        paths              UTF-8 strings (N,), relative to data_root (undecodable bytes as \\xNN)
+        sizes              int64 (N,) file size in bytes       } what the incremental cache
+        mtimes_ns          int64 (N,) modification time, ns    } compares to decide whether
+        sha256             ASCII strings (N,) content hash     } a file changed
+        attribute skipped  JSON list of [path, reason] for files that could not be decoded
+
+The file is written as DIR/features.h5.partial, flushed per batch, and renamed over DIR/features.h5 only
+when complete, so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+FORMAT_VERSION = 1
+FEATURES_FILE = "features.h5"
+PARTIAL_SUFFIX = ".partial"
+JSON_ATTRS = ("classes", "weights", "preprocessing")
+ROW_FIELDS = ("features", "labels", "paths", "sizes", "mtimes_ns", "sha256")
+_STR = h5py.string_dtype("utf-8")
+
+
+class StoreError(ValueError):
+    """A features file that is missing, damaged, foreign or of another version; the message says to re-run extract."""
+
+
+@dataclass
+class Rows:
+    """A block of rows of one split, in file order."""
+
+    features: np.ndarray  # float32 (n, dim)
+    labels: np.ndarray  # int64 (n,)
+    paths: list[str]
+    sizes: np.ndarray  # int64 (n,)
+    mtimes_ns: np.ndarray  # int64 (n,)
+    sha256: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @classmethod
+    def empty(cls, dim: int) -> "Rows":
+        return cls(np.zeros((0, dim), np.float32), np.zeros(0, np.int64), [], np.zeros(0, np.int64),
+                   np.zeros(0, np.int64), [])
+
+    @classmethod
+    def concat(cls, blocks: list["Rows"]) -> "Rows":
+        return cls(
+            np.concatenate([b.features for b in blocks]),
+            np.concatenate([b.labels for b in blocks]),
+            [p for b in blocks for p in b.paths],
+            np.concatenate([b.sizes for b in blocks]),
+            np.concatenate([b.mtimes_ns for b in blocks]),
+            [s for b in blocks for s in b.sha256],
+        )
+
+
+def _decode_header(attrs: h5py.AttributeManager) -> dict:
+    header = {}
+    for key, value in attrs.items():
+        value = value.decode() if isinstance(value, bytes) else value
+        header[key] = json.loads(value) if key in JSON_ATTRS else (value.item() if hasattr(value, "item") else value)
+    return header
+
+
+class FeatureStore:
+    """Read access to a complete features file."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError(f"{self.path} does not exist: run `extract` first")
+        try:
+            self._file = h5py.File(self.path, "r")
+            self.header = _decode_header(self._file.attrs)
+        except (OSError, ValueError, KeyError) as error:
+            raise StoreError(f"{self.path} is not a readable features file ({error}): re-run `extract`") from None
+        version = self.header.get("format_version")
+        if version != FORMAT_VERSION:
+            self.close()
+            what = "not a headstart features file" if version is None else f"features format {version}"
+            raise StoreError(
+                f"{self.path} is {what}; this headstart reads format {FORMAT_VERSION}: re-run `extract`"
+            )
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self._file.keys())
+
+    def count(self, split: str) -> int:
+        return self._file[split]["labels"].shape[0]
+
+    def skipped(self, split: str) -> list[tuple[str, str]]:
+        return [tuple(item) for item in json.loads(self._file[split].attrs.get("skipped", "[]"))]
+
+    def stamps(self, split: str) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
+        """Paths, sizes, mtimes and hashes of a split, without its features: what the incremental cache compares."""
+        group = self._group(split)
+        try:
+            return (list(group["paths"].asstr()[:]), group["sizes"][:], group["mtimes_ns"][:],
+                    list(group["sha256"].asstr()[:]))
+        except (OSError, KeyError, ValueError) as error:
+            raise StoreError(f"{self.path} is damaged ({error}): re-run `extract`") from None
+
+    def _group(self, split: str) -> h5py.Group:
+        if split not in self._file:
+            raise StoreError(f"{self.path} has no '{split}' split (it has {self.splits}): re-run `extract`")
+        return self._file[split]
+
+    def read(self, split: str, rows: np.ndarray | slice = slice(None)) -> Rows:
+        """Rows of a split; `rows` is a slice or increasing row numbers."""
+        group = self._group(split)
+        try:
+            return Rows(
+                group["features"][rows].astype(np.float32, copy=False),
+                group["labels"][rows].astype(np.int64, copy=False),
+                [p for p in group["paths"].asstr()[rows]],
+                group["sizes"][rows],
+                group["mtimes_ns"][rows],
+                [s for s in group["sha256"].asstr()[rows]],
+            )
+        except (OSError, KeyError, ValueError) as error:
+            raise StoreError(f"{self.path} is damaged ({error}): re-run `extract`") from None
+
+
+class StoreWriter:
+    """Writes DIR/features.h5.partial split by split, then renames it over DIR/features.h5 on commit()."""
+
+    def __init__(self, path: str | os.PathLike, header: dict, dim: int, chunk_rows: int = 256):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
+        self._dim = dim
+        self._chunk_rows = chunk_rows
+        self._file = h5py.File(self.partial, "w")
+        for key, value in header.items():
+            self._file.attrs[key] = json.dumps(value) if key in JSON_ATTRS else str(value)
+        self._file.attrs["format_version"] = FORMAT_VERSION
+        self._group: h5py.Group | None = None
+
+    def begin_split(self, split: str) -> None:
+        group = self._file.create_group(split)
+        chunk = (self._chunk_rows,)
+        group.create_dataset("features", (0, self._dim), np.float32, maxshape=(None, self._dim),
+                             chunks=(self._chunk_rows, self._dim))
+        for name, dtype in (("labels", np.int64), ("paths", _STR), ("sizes", np.int64),
+                            ("mtimes_ns", np.int64), ("sha256", _STR)):
+            group.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=chunk)
+        self._group = group
+
+    def append(self, rows: Rows) -> None:
+        """Add rows at the end of the current split and flush, so a crash loses at most this batch."""
+        if not len(rows):
+            return
+        start = self._group["labels"].shape[0]
+        end = start + len(rows)
+        for name in ROW_FIELDS:
+            dataset = self._group[name]
+            dataset.resize(end, axis=0)
+            dataset[start:end] = getattr(rows, name)
+        self._file.flush()
+
+    def end_split(self, skipped: list[tuple[str, str]]) -> None:
+        self._group.attrs["skipped"] = json.dumps([list(item) for item in skipped])
+        self._group = None
+
+    def commit(self) -> None:
+        self._file.close()
+        os.replace(self.partial, self.path)
+
+    def abandon(self) -> None:
+        """Close and delete the partial file; the previous complete file is untouched."""
+        self._file.close()
+        self.partial.unlink(missing_ok=True)

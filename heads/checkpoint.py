@@ -1,0 +1,110 @@
+"""The head file (head.pt), format version 1: plain types only, so it loads with torch.load(weights_only=True).
+
+    format_version  int, FORMAT_VERSION
+    producer        "headstart <version>"
+    created         ISO 8601 time, UTC
+    head_type       "linear"
+    head_args       {"in_features": int, "num_classes": int}: LinearHead(**head_args)
+    state_dict      {"weight": tensor, "bias": tensor}
+    classes         list of class names; output i is classes[i]
+    backbone        "resnet18"
+    weights         {"kind", "name", "sha256"} of the backbone the features came from
+    preprocessing   {"name", "resize", "crop", "mean", "std", "interpolation"}
+    precision       "fp32" | "bf16"
+    train_config    {"epochs", "lr", "momentum", "batch_size", "seed"}
+    metrics         final-epoch metrics and "history", one dict per epoch
+    features_file   the features file it was trained on
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from features import __version__
+from features.atomic import atomic_write
+
+from .linear import LinearHead
+
+FORMAT_VERSION = 1
+HEAD_FILE = "head.pt"
+_REQUIRED = ("head_type", "head_args", "state_dict", "classes", "backbone", "weights", "preprocessing", "precision")
+
+
+class HeadFileError(ValueError):
+    """A head file that is missing, damaged, unsafe or of another version; the message says to re-run train-head."""
+
+
+@dataclass
+class HeadCheckpoint:
+    """A loaded head and what it was trained on."""
+
+    head: LinearHead
+    classes: list[str]
+    backbone: str
+    weights: dict
+    preprocessing: dict
+    precision: str
+    train_config: dict
+    metrics: dict
+
+
+def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file: str = "") -> None:
+    """Write the head file whole or not at all."""
+    data = {
+        "format_version": FORMAT_VERSION,
+        "producer": f"headstart {__version__}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "head_type": "linear",
+        "head_args": checkpoint.head.head_args,
+        "state_dict": {k: v.detach().clone() for k, v in checkpoint.head.state_dict().items()},
+        "classes": list(checkpoint.classes),
+        "backbone": checkpoint.backbone,
+        "weights": dict(checkpoint.weights),
+        "preprocessing": dict(checkpoint.preprocessing),
+        "precision": checkpoint.precision,
+        "train_config": dict(checkpoint.train_config),
+        "metrics": checkpoint.metrics,
+        "features_file": features_file,
+    }
+    with atomic_write(path) as out:
+        torch.save(data, out)
+
+
+def load_head(path: str | os.PathLike) -> HeadCheckpoint:
+    """Load a head file safely (never unpickles code); any problem is a HeadFileError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise HeadFileError(f"{path} does not exist: run `train-head` first")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise HeadFileError(
+            f"{path} holds objects that are not plain data and was refused unread: it is not a headstart head "
+            "file; re-run `train-head`"
+        ) from None
+    except Exception as error:  # torch raises many types for damaged files
+        raise HeadFileError(f"{path} is not a readable head file ({type(error).__name__}): re-run `train-head`") from None
+    if not isinstance(data, dict) or "format_version" not in data:
+        raise HeadFileError(f"{path} is not a headstart head file: re-run `train-head`")
+    if data["format_version"] != FORMAT_VERSION:
+        raise HeadFileError(
+            f"{path} is head format {data['format_version']}; this headstart reads format {FORMAT_VERSION}: "
+            "re-run `train-head`"
+        )
+    missing = [key for key in _REQUIRED if key not in data]
+    if missing or data["head_type"] != "linear":
+        raise HeadFileError(f"{path} is incomplete (missing {missing}): re-run `train-head`")
+    try:
+        head = LinearHead(**data["head_args"])
+        head.load_state_dict(data["state_dict"])
+    except (TypeError, RuntimeError) as error:
+        raise HeadFileError(f"{path} has a damaged head ({str(error).splitlines()[0]}): re-run `train-head`") from None
+    head.eval()
+    return HeadCheckpoint(head, list(data["classes"]), data["backbone"], data["weights"], data["preprocessing"],
+                          data["precision"], data.get("train_config", {}), data.get("metrics", {}))

@@ -1,0 +1,76 @@
+"""The predict step: rebuild the backbone and preprocessing a head was trained on, then label images."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from features import PREPROCESSINGS, Backbone, WeightsError, WeightsIdentity, embed_images, load_backbone, pick_device
+from features.folder import ImageEntry
+from features.pipeline import ProgressCallback
+
+from .config import PredictConfig
+from .checkpoint import HeadCheckpoint, load_head
+from .predictions import Prediction
+
+
+def _recorded_weights(recorded: WeightsIdentity) -> str:
+    """The --weights value that rebuilds the backbone a head records."""
+    if recorded.kind == "torchvision":
+        return "imagenet"
+    if recorded.kind == "none":
+        return "none"
+    if not Path(recorded.name).is_file():
+        raise WeightsError(
+            f"the head was trained on features from weights file {recorded.name}, which is gone: "
+            "pass the same weights with --weights FILE"
+        )
+    return recorded.name
+
+
+def _preprocessing_of(checkpoint: HeadCheckpoint):
+    for preprocessing in PREPROCESSINGS.values():
+        if preprocessing.describe() == checkpoint.preprocessing:
+            return preprocessing
+    raise WeightsError(f"the head records a preprocessing this headstart does not know: {checkpoint.preprocessing}")
+
+
+@dataclass
+class Predictor:
+    """A head with the backbone and preprocessing its features came from."""
+
+    checkpoint: HeadCheckpoint
+    backbone: Backbone
+
+    @classmethod
+    def load(cls, head_file: str | os.PathLike, config: PredictConfig = PredictConfig()) -> "Predictor":
+        checkpoint = load_head(head_file)
+        recorded = WeightsIdentity.from_dict(checkpoint.weights)
+        spec = config.weights or _recorded_weights(recorded)
+        backbone = load_backbone(spec, pick_device(config.device), checkpoint.precision)
+        if not backbone.identity.same_weights(recorded):
+            raise WeightsError(
+                f"--weights {spec} ({backbone.identity.describe()}) is not what the head was trained on "
+                f"({recorded.describe()}): use those weights, or re-run extract and train-head with these"
+            )
+        _preprocessing_of(checkpoint)
+        return cls(checkpoint, backbone)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.checkpoint.classes
+
+    def predict(self, entries: list[ImageEntry], batch_size: int = 32, workers: int | None = None,
+                on_progress: ProgressCallback | None = None) -> Iterator[Prediction]:
+        """One Prediction per entry, in the order given."""
+        preprocessing = _preprocessing_of(self.checkpoint)
+        head = self.checkpoint.head
+        for batch in embed_images(entries, self.backbone, preprocessing, batch_size, workers, on_progress):
+            with torch.inference_mode():
+                probabilities = iter(torch.softmax(head(torch.from_numpy(batch.features)), dim=1).numpy())
+            for entry, error in zip(batch.entries, batch.errors):
+                yield Prediction(entry.name, None, error) if error else Prediction(entry.name, next(probabilities))

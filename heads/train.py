@@ -1,0 +1,82 @@
+"""Train the linear head on cached features exactly as the tutorial trains `fc`, minus its bugs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from .config import TrainConfig
+from .linear import LinearHead
+
+
+@dataclass(frozen=True)
+class Scores:
+    loss: float
+    acc: float
+
+
+@dataclass
+class TrainResult:
+    head: LinearHead
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1]
+
+
+def train_one_epoch(head: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer) -> Scores:
+    """One pass over shuffled batches; loss is the mean over samples (the notebook divided by the epoch number)."""
+    head.train()
+    criterion = nn.CrossEntropyLoss()
+    total_loss, correct, seen = 0.0, 0, 0
+    for features, labels in loader:
+        optimizer.zero_grad()
+        outputs = head(features)
+        loss = criterion(outputs, labels)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * labels.shape[0]
+        correct += int((outputs.argmax(1) == labels).sum())
+        seen += labels.shape[0]
+    return Scores(total_loss / seen, correct / seen)
+
+
+def evaluate(head: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> Scores:
+    """Mean loss and accuracy, without gradients (the notebook computed them during validation)."""
+    head.eval()
+    with torch.inference_mode():
+        outputs = head(features)
+        loss = nn.functional.cross_entropy(outputs, labels)
+    return Scores(float(loss), int((outputs.argmax(1) == labels).sum()) / len(labels))
+
+
+def train_head(
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    num_classes: int,
+    config: TrainConfig = TrainConfig(),
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
+    """Fit LinearHead on (features, labels) held in memory; the same seed gives the same head, bit for bit."""
+    features, labels = train
+    generator = torch.Generator().manual_seed(config.seed)
+    head = LinearHead(features.shape[1], num_classes, generator=generator)
+    optimizer = torch.optim.SGD(head.parameters(), lr=config.lr, momentum=config.momentum)
+    loader = DataLoader(TensorDataset(features, labels), batch_size=config.batch_size, shuffle=True,
+                        generator=generator)
+    result = TrainResult(head)
+    for epoch in range(1, config.epochs + 1):
+        scores = train_one_epoch(head, loader, optimizer)
+        metrics = {"epoch": epoch, "train_loss": scores.loss, "train_acc": scores.acc}
+        if val is not None:
+            val_scores = evaluate(head, *val)
+            metrics |= {"val_loss": val_scores.loss, "val_acc": val_scores.acc}
+        result.history.append(metrics)
+        if on_epoch:
+            on_epoch(epoch, metrics)
+    return result
