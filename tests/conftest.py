@@ -1,0 +1,58 @@
+"""Shared fixtures: images and datasets made on the spot, a ResNet18 weights file, the real dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hymenoptera_data"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_image(path: Path, size=(40, 30), seed: int = 0, mode: str = "RGB", fmt: str | None = None) -> Path:
+    """A small random-noise image; different seeds give different pixels."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).convert(mode).save(path, format=fmt)
+    return path
+
+
+def make_dataset(root: Path, classes=("ants", "bees"), per_class: dict | None = None) -> Path:
+    """root/{train,val}/<class>/*.jpg with a few noise images each."""
+    per_class = per_class or {"train": 4, "val": 2}
+    seed = 0
+    for split, count in per_class.items():
+        for name in classes:
+            for index in range(count):
+                seed += 1
+                make_image(root / split / name / f"{name}_{index}.jpg", seed=seed)
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory) -> Path:
+    """A ResNet18 state_dict saved the way users save one (with its fc), from a fixed seed."""
+    from torchvision.models import resnet18
+
+    torch.manual_seed(1234)
+    path = tmp_path_factory.mktemp("weights") / "resnet18-test.pth"
+    torch.save(resnet18(weights=None).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The shared hymenoptera dataset: its absence fails the tests that need it, never skips them."""
+    if not REAL_DATA.is_dir():
+        pytest.fail(f"the shared dataset is missing at {REAL_DATA} (tests expect ../shared beside the project)")
+    return REAL_DATA
