@@ -95,7 +95,22 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {key: value for key, value in state.items() if not key.startswith("fc.")}
 
 
-def _frozen_resnet18(state: dict[str, torch.Tensor] | None, source: str) -> nn.Module:
+def _check_resnet18(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse a file that is not a ResNet18 state_dict before any work starts, without building the network."""
+    from torchvision.models import resnet18
+
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in resnet18().state_dict().items() if not k.startswith("fc.")}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(state) if state[k].shape != expected[k])
+    if missing or unexpected or wrong_shape:
+        detail = "; ".join(f"{what}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}" for what, keys in
+                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys)
+        raise WeightsError(f"{source} is not a ResNet18 state_dict ({detail})")
+
+
+def _frozen_resnet18(state: dict[str, torch.Tensor] | None) -> nn.Module:
     from torchvision.models import resnet18
 
     if state is None:
@@ -105,35 +120,42 @@ def _frozen_resnet18(state: dict[str, torch.Tensor] | None, source: str) -> nn.M
     else:
         model = resnet18(weights=None)
         model.fc = nn.Identity()
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            detail = str(error).split("\n\t", 1)[-1].splitlines()[0][:200]
-            raise WeightsError(f"{source} is not a ResNet18 state_dict: {detail}") from None
+        model.load_state_dict(state, strict=True)
     model.fc = nn.Identity()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model.eval()
 
 
-@dataclass
 class Backbone:
-    """The frozen network on its device, with the identity of its weights."""
+    """The frozen network for a set of weights; built on first use, so a run with nothing to compute skips it."""
 
-    model: nn.Module
-    identity: WeightsIdentity
-    device: torch.device
-    precision: str = "fp32"
+    def __init__(self, state: dict[str, torch.Tensor] | None, identity: WeightsIdentity, device: torch.device,
+                 precision: str = "fp32"):
+        self.identity = identity
+        self.device = device
+        self.precision = precision
+        self._state = state
+        self._model: nn.Module | None = None
+
+    @property
+    def model(self) -> nn.Module:
+        if self._model is None:
+            model = _frozen_resnet18(self._state)
+            self._model = model.to(self.device, memory_format=torch.channels_last)
+            self._state = None
+        return self._model
 
     def features(self, batch: torch.Tensor) -> torch.Tensor:
         """512-d avgpool features, float32 on the CPU, whatever the compute precision."""
+        model = self.model
         batch = batch.to(self.device, non_blocking=True, memory_format=torch.channels_last)
         with torch.inference_mode():
             if self.precision == "bf16":
                 with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    out = self.model(batch)
+                    out = model(batch)
             else:
-                out = self.model(batch)
+                out = model(batch)
         return out.float().cpu()
 
 
@@ -162,6 +184,6 @@ def pick_device(name: str = "auto") -> torch.device:
 def load_backbone(spec: str, device: torch.device, precision: str = "fp32", progress: bool = True) -> Backbone:
     """The frozen ResNet18 for a --weights value, ready for inference on device."""
     state, identity = resolve_weights(spec, progress)
-    model = _frozen_resnet18(state, spec)
-    model = model.to(device, memory_format=torch.channels_last)
-    return Backbone(model, identity, device, precision)
+    if state is not None:
+        _check_resnet18(state, spec)
+    return Backbone(state, identity, device, precision)
