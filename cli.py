@@ -145,6 +145,8 @@ def extract(report: Reporter, data: Path, cache: Path, weights: str, preprocess:
         def on_start(summary) -> None:
             if summary.weights.kind == "none":
                 report.warn("--weights none: features come from a randomly initialised backbone, NOT pretrained")
+            if summary.resumed:
+                report.note("resuming: reusing the rows an interrupted run had finished")
             if summary.rebuild_reason:
                 report.note(f"re-extracting everything: {summary.rebuild_reason}")
 

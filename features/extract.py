@@ -18,7 +18,7 @@ from .folder import Dataset, ImageEntry, find_dataset, text_path
 from .images import PREPROCESSINGS, FileStamp
 from .lock import cache_lock
 from .pipeline import ProgressCallback, embed_images
-from .store import FEATURES_FILE, PARTIAL_SUFFIX, FeatureStore, Rows, StoreError, StoreWriter
+from .store import FEATURES_FILE, FeatureStore, Rows, StoreError, StoreWriter, partial_files
 
 BLOCK_ROWS = 256
 
@@ -45,10 +45,12 @@ class ExtractSummary:
     splits: list[SplitSummary]
     rebuild_reason: str | None
     seconds: float
+    resumed: int = 0
 
 
 @dataclass(frozen=True)
 class _CachedRow:
+    source: int
     split: str
     row: int
     size: int
@@ -96,64 +98,85 @@ def incompatibility(old: dict, new: dict) -> str | None:
     return None
 
 
-def _open_previous(path: Path, header: dict) -> tuple[FeatureStore | None, str | None]:
-    """The previous store when its rows can be reused, else None and the reason everything is extracted."""
-    if not path.exists():
-        return None, None
-    try:
-        store = FeatureStore(path)
-    except StoreError as error:
-        return None, f"the previous {path.name} is unreadable ({error})"
-    reason = incompatibility(store.header, header)
-    if reason:
-        store.close()
-        return None, reason
-    return store, None
+class _PreviousRows:
+    """Rows computed before that may be reused: the last complete features file and interrupted runs' partials."""
 
+    def __init__(self, path: Path, header: dict):
+        self.stores: list[FeatureStore] = []
+        self.rebuild_reason: str | None = None
+        self.resumed_from: list[Path] = []
+        self._candidates: dict[str, list[_CachedRow]] = {}
+        if path.exists():
+            self.rebuild_reason = self._add(path, header)
+        for partial in partial_files(path):
+            if self._add(partial, header) is None:
+                self.resumed_from.append(partial)
 
-def _index(store: FeatureStore) -> dict[str, _CachedRow]:
-    index = {}
-    for split in store.splits:
-        paths, sizes, mtimes_ns, sha256 = store.stamps(split)
-        for row, name in enumerate(paths):
-            index[name] = _CachedRow(split, row, int(sizes[row]), int(mtimes_ns[row]), sha256[row])
-    return index
-
-
-def _reusable(entry: ImageEntry, cached: _CachedRow | None) -> FileStamp | None:
-    """The file's current stamp if its cached features still hold: same size and mtime, or same content."""
-    if cached is None:
+    def _add(self, path: Path, header: dict) -> str | None:
+        """Index a store's rows if they can stand for rows computed under header; else why not."""
+        try:
+            store = FeatureStore(path)
+        except StoreError as error:
+            return f"the previous {path.name} is unreadable ({error})"
+        reason = incompatibility(store.header, header)
+        if reason:
+            store.close()
+            return reason
+        source = len(self.stores)
+        self.stores.append(store)
+        for split in store.splits:
+            paths, sizes, mtimes_ns, sha256 = store.stamps(split)
+            for row, name in enumerate(paths):
+                cached = _CachedRow(source, split, row, int(sizes[row]), int(mtimes_ns[row]), sha256[row])
+                self._candidates.setdefault(name, []).append(cached)
         return None
-    try:
-        stat = os.stat(entry.path)
-    except OSError:
+
+    def reusable(self, entry: ImageEntry) -> tuple[_CachedRow, FileStamp] | None:
+        """A cached row whose file is unchanged (same size and mtime, or same content), with the file's stamp."""
+        candidates = self._candidates.get(entry.name)
+        if not candidates:
+            return None
+        try:
+            stat = os.stat(entry.path)
+        except OSError:
+            return None
+        same_size = [cached for cached in candidates if cached.size == stat.st_size]
+        for cached in same_size:
+            if cached.mtime_ns == stat.st_mtime_ns:
+                return cached, FileStamp(stat.st_size, stat.st_mtime_ns, cached.sha256)
+        content = _sha256(entry.path) if same_size else None
+        for cached in same_size:
+            if cached.sha256 == content:
+                return cached, FileStamp(stat.st_size, stat.st_mtime_ns, cached.sha256)
         return None
-    if stat.st_size != cached.size:
-        return None
-    if stat.st_mtime_ns == cached.mtime_ns or _sha256(entry.path) == cached.sha256:
-        return FileStamp(stat.st_size, stat.st_mtime_ns, cached.sha256)
-    return None
+
+    def features(self, rows: list[_CachedRow]) -> dict[_CachedRow, np.ndarray]:
+        """Feature rows, read in one go per store and split."""
+        found = {}
+        for source, split in {(row.source, row.split) for row in rows}:
+            wanted = sorted({row for row in rows if (row.source, row.split) == (source, split)}, key=lambda r: r.row)
+            numbers = np.asarray([row.row for row in wanted])
+            found.update(zip(wanted, self.stores[source].read(split, numbers).features))
+        return found
+
+    def close(self) -> None:
+        for store in self.stores:
+            store.close()
 
 
-def _computed(batches: Iterator) -> Iterator[tuple[FileStamp | None, str | None, np.ndarray | None]]:
-    """Per entry, in order: its stamp, its error, its feature row."""
+def _computed(batches: Iterator) -> Iterator[tuple[FileStamp | None, str | None, np.ndarray | None, bool]]:
+    """Per entry, in order: its stamp, its error, its feature row, and whether it ends its batch."""
     for batch in batches:
         ok_rows = iter(batch.features)
-        for stamp, error in zip(batch.stamps, batch.errors):
-            yield stamp, error, (next(ok_rows) if error is None else None)
+        last = len(batch.entries) - 1
+        for position, (stamp, error) in enumerate(zip(batch.stamps, batch.errors)):
+            yield stamp, error, (next(ok_rows) if error is None else None), position == last
 
 
-def _write_block(writer: StoreWriter, previous: FeatureStore | None, block: list) -> None:
-    """block: (entry, stamp, feature row or _CachedRow); reads the cached rows in one go per split."""
-    cached_features: dict[tuple[str, int], np.ndarray] = {}
-    for split in {item[2].split for item in block if isinstance(item[2], _CachedRow)}:
-        rows = sorted({item[2].row for item in block if isinstance(item[2], _CachedRow) and item[2].split == split})
-        for row, feature in zip(rows, previous.read(split, np.asarray(rows)).features):
-            cached_features[(split, row)] = feature
-    features = [
-        cached_features[(source.split, source.row)] if isinstance(source, _CachedRow) else source
-        for _, _, source in block
-    ]
+def _write_block(writer: StoreWriter, previous: _PreviousRows, block: list) -> None:
+    """block: (entry, stamp, feature row or _CachedRow), in file order."""
+    cached = previous.features([source for _, _, source in block if isinstance(source, _CachedRow)])
+    features = [cached[source] if isinstance(source, _CachedRow) else source for _, _, source in block]
     writer.append(Rows(
         np.stack(features).astype(np.float32) if features else np.zeros((0, FEATURE_DIM), np.float32),
         np.asarray([entry.label for entry, _, _ in block], np.int64),
@@ -178,49 +201,58 @@ def extract_features(config: ExtractConfig, on_progress: ProgressCallback | None
     path = Path(config.cache) / FEATURES_FILE
     summary = ExtractSummary(path, dataset.classes, backbone.identity, str(device), [], None, 0.0)
     with cache_lock(config.cache, "extract"):
-        previous, summary.rebuild_reason = _open_previous(path, header)
-        index = _index(previous) if previous else {}
-        plans = {
-            split: [(entry, _reusable(entry, index.get(entry.name))) for entry in entries]
-            for split, entries in dataset.splits.items()
-        }
-        todo = [entry for plan in plans.values() for entry, stamp in plan if stamp is None]
-        if on_start:
-            on_start(summary)
-        computed = _computed(embed_images(todo, backbone, PREPROCESSINGS[config.preprocess], config.batch_size,
-                                          config.workers, on_progress))
-        writer = StoreWriter(path, header, FEATURE_DIM, BLOCK_ROWS)
+        previous = _PreviousRows(path, header)
         try:
-            for split, plan in plans.items():
-                summary.splits.append(_write_split(writer, split, plan, index, previous, computed))
-            writer.commit()
-        except BaseException:
-            writer.abandon()
-            raise
+            summary.rebuild_reason = previous.rebuild_reason
+            summary.resumed = len(previous.resumed_from)
+            plans = {
+                split: [(entry, previous.reusable(entry)) for entry in entries]
+                for split, entries in dataset.splits.items()
+            }
+            todo = [entry for plan in plans.values() for entry, reuse in plan if reuse is None]
+            if on_start:
+                on_start(summary)
+            computed = _computed(embed_images(todo, backbone, PREPROCESSINGS[config.preprocess],
+                                              config.batch_size, config.workers, on_progress))
+            writer = StoreWriter(path, header, FEATURE_DIM, BLOCK_ROWS)
+            try:
+                for split, plan in plans.items():
+                    summary.splits.append(_write_split(writer, split, plan, previous, computed))
+                writer.commit()
+            except Exception:
+                writer.abandon()
+                raise
+            except BaseException:
+                writer.keep_partial()  # interrupted: the next run resumes from what this one finished
+                raise
         finally:
-            if previous:
-                previous.close()
+            previous.close()
+        for partial in previous.resumed_from:
+            partial.unlink(missing_ok=True)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _write_split(writer: StoreWriter, split: str, plan: list, index: dict, previous: FeatureStore | None,
+def _write_split(writer: StoreWriter, split: str, plan: list, previous: _PreviousRows,
                  computed: Iterator) -> SplitSummary:
     summary = SplitSummary(split, found=len(plan))
     writer.begin_split(split)
     block = []
-    for entry, stamp in plan:
-        if stamp is not None:
-            block.append((entry, stamp, index[entry.name]))
+    for entry, reuse in plan:
+        batch_done = False
+        if reuse is not None:
+            cached, stamp = reuse
+            block.append((entry, stamp, cached))
             summary.reused += 1
         else:
-            stamp, error, feature = next(computed)
+            stamp, error, feature, batch_done = next(computed)
             if error is not None:
                 summary.skipped.append((entry.name, error))
-                continue
-            block.append((entry, stamp, feature))
-            summary.extracted += 1
-        if len(block) == BLOCK_ROWS:
+            else:
+                block.append((entry, stamp, feature))
+                summary.extracted += 1
+        # Each computed batch reaches the disk at once, so an interrupted run loses at most one batch.
+        if len(block) == BLOCK_ROWS or batch_done:
             _write_block(writer, previous, block)
             block = []
     _write_block(writer, previous, block)

@@ -20,14 +20,17 @@
         sha256             ASCII strings (N,) content hash     } a file changed
         attribute skipped  JSON list of [path, reason] for files that could not be decoded
 
-The file is written as DIR/features.h5.partial, flushed per batch, and renamed over DIR/features.h5 only
-when complete, so a reader never sees a half-written file.
+The file is written as DIR/features.h5.partial-<id>, flushed per batch, and renamed over DIR/features.h5
+only when complete, so a reader never sees a half-written file. An interrupted run leaves its partial
+file (same layout; its last split may lack rows and the `skipped` attribute); the next extract reuses its
+rows and deletes it once a complete file is written.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,19 +157,30 @@ class FeatureStore:
             raise StoreError(f"{self.path} is damaged ({error}): re-run `extract`") from None
 
 
+def partial_files(path: str | os.PathLike) -> list[Path]:
+    """Partial files of interrupted runs beside path, oldest first."""
+    path = Path(path)
+    return sorted(path.parent.glob(f"{path.name}{PARTIAL_SUFFIX}-*"), key=lambda p: p.stat().st_mtime_ns)
+
+
 class StoreWriter:
-    """Writes DIR/features.h5.partial split by split, then renames it over DIR/features.h5 on commit()."""
+    """Writes DIR/features.h5.partial-<id> split by split, then renames it over DIR/features.h5 on commit()."""
 
     def __init__(self, path: str | os.PathLike, header: dict, dim: int, chunk_rows: int = 256):
         self.path = Path(path)
-        self.partial = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
+        self.partial = self.path.with_name(f"{self.path.name}{PARTIAL_SUFFIX}-{os.getpid()}-{time.time_ns()}")
         self._dim = dim
         self._chunk_rows = chunk_rows
-        self._file = h5py.File(self.partial, "w")
-        for key, value in header.items():
-            self._file.attrs[key] = json.dumps(value) if key in JSON_ATTRS else str(value)
-        self._file.attrs["format_version"] = FORMAT_VERSION
         self._group: h5py.Group | None = None
+        self._file = h5py.File(self.partial, "w")
+        try:
+            for key, value in header.items():
+                self._file.attrs[key] = json.dumps(value) if key in JSON_ATTRS else str(value)
+            self._file.attrs["format_version"] = FORMAT_VERSION
+            self._file.flush()
+        except BaseException:
+            self.abandon()
+            raise
 
     def begin_split(self, split: str) -> None:
         group = self._file.create_group(split)
@@ -197,6 +211,10 @@ class StoreWriter:
     def commit(self) -> None:
         self._file.close()
         os.replace(self.partial, self.path)
+
+    def keep_partial(self) -> None:
+        """Close, leaving the rows written so far for the next run to resume from."""
+        self._file.close()
 
     def abandon(self) -> None:
         """Close and delete the partial file; the previous complete file is untouched."""

@@ -304,6 +304,20 @@ def test_predict_garbage_head(tmp_path):
     assert_error(result, "head.pt", "re-run `train-head`")
 
 
+@pytest.mark.parametrize("weights", [{}, "file", {"kind": "none"}], ids=["empty", "str", "no-name"])
+def test_predict_head_with_damaged_weights_record(real_pipeline, tmp_path, weights):
+    """A head.pt whose weights record is damaged is a bad head file, not a crash."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    data = torch.load(real_pipeline.cache / "head.pt", weights_only=True)
+    data["weights"] = weights
+    torch.save(data, cache / "head.pt")
+    image = make_image(tmp_path / "a.jpg")
+    result = run("predict", image, "--out", tmp_path / "p.csv", "--cache", cache)
+    assert_error(result, "head.pt", "train-head")
+    assert not (tmp_path / "p.csv").exists()
+
+
 @pytest.mark.parametrize("where", ["inside", "same-file"])
 def test_predict_out_inside_input_is_usage_error(tmp_path, where):
     folder = tmp_path / "photos"
