@@ -58,11 +58,14 @@ def _walk_files(folder: Path) -> list[Path]:
     return [Path(root) / name for root, files in sorted(walked) for name in sorted(files)]
 
 
-def _require_folder(path: Path, what: str) -> None:
+_DATA_FIX = "pass the dataset folder (train/, val/, one sub-folder per class) with --data"
+
+
+def _require_folder(path: Path, what: str, fix: str) -> None:
     if not path.exists():
-        raise DatasetError(f"{what} {text_path(path)} does not exist: pass the right folder with --data")
+        raise DatasetError(f"{what} {text_path(path)} does not exist: {fix}")
     if not path.is_dir():
-        raise DatasetError(f"{what} {text_path(path)} is a file, not a folder: pass the dataset folder with --data")
+        raise DatasetError(f"{what} {text_path(path)} is a file, not a folder: {fix}")
 
 
 def find_classes(split_dir: Path) -> list[str]:
@@ -70,20 +73,24 @@ def find_classes(split_dir: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
 
 
-def _scan_split(root: Path, split: str, classes: list[str]) -> list[ImageEntry]:
+def _scan_classes(folder: Path, classes: list[str], names_relative_to: Path | None) -> list[ImageEntry]:
+    """Images under folder/<class>/ for each class present, labelled by the class's index in `classes`."""
     entries = []
     for label, class_name in enumerate(classes):
-        for path in _walk_files(root / split / class_name):
+        if not (folder / class_name).is_dir():
+            continue
+        for path in _walk_files(folder / class_name):
             if is_image_name(path.name):
-                entries.append(ImageEntry(path, text_path(path.relative_to(root)), label))
+                name = path.relative_to(names_relative_to) if names_relative_to else path
+                entries.append(ImageEntry(path, text_path(name), label))
     return entries
 
 
 def find_dataset(root: str | os.PathLike, split_names: tuple[str, ...] = SPLIT_NAMES) -> Dataset:
     """Scan root/train, root/val (and root/test when present); every split must hold train's classes."""
     root = Path(root)
-    _require_folder(root, "data folder")
-    _require_folder(root / "train", "training folder")
+    _require_folder(root, "data folder", _DATA_FIX)
+    _require_folder(root / "train", "training folder", _DATA_FIX)
     classes = find_classes(root / "train")
     if len(classes) < 2:
         raise DatasetError(
@@ -95,14 +102,14 @@ def find_dataset(root: str | os.PathLike, split_names: tuple[str, ...] = SPLIT_N
         split_dir = root / split
         if split != "train" and not split_dir.exists():
             continue
-        _require_folder(split_dir, f"{split} folder")
+        _require_folder(split_dir, f"{split} folder", _DATA_FIX)
         split_classes = find_classes(split_dir)
         if split_classes != classes:
             raise DatasetError(
                 f"{text_path(split_dir)} has classes {split_classes} but train has {classes}: "
                 "every split needs the same class folders"
             )
-        splits[split] = _scan_split(root, split, classes)
+        splits[split] = _scan_classes(split_dir, classes, names_relative_to=root)
         empty = [name for index, name in enumerate(classes) if not any(e.label == index for e in splits[split])]
         if empty:
             raise DatasetError(
@@ -127,3 +134,18 @@ def find_images(paths: list[str | os.PathLike]) -> list[ImageEntry]:
             name = text_path(file)
             by_name.setdefault(name, ImageEntry(file, name))
     return [by_name[name] for name in sorted(by_name)]
+
+
+def find_labeled_images(folder: str | os.PathLike, classes: list[str]) -> list[ImageEntry]:
+    """Images in folder/<class>/..., labelled by index in `classes`; a class folder outside `classes` is an error."""
+    folder = Path(folder)
+    _require_folder(folder, "folder", "give a folder with one sub-folder of images per class")
+    found = find_classes(folder)
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise DatasetError(
+            f"{text_path(folder)} has class folder(s) {unknown} that the head does not know (it knows {classes})"
+        )
+    if not found:
+        raise DatasetError(f"{text_path(folder)} has no class sub-folders: give a folder with one sub-folder per class")
+    return _scan_classes(folder, classes, names_relative_to=None)

@@ -136,6 +136,12 @@ class FeatureStore:
         except (OSError, KeyError, ValueError) as error:
             raise StoreError(f"{self.path} is damaged ({error}): re-run `extract`") from None
 
+    def labels(self, split: str) -> np.ndarray:
+        try:
+            return self._group(split)["labels"][:].astype(np.int64, copy=False)
+        except (OSError, KeyError, ValueError) as error:
+            raise StoreError(f"{self.path} is damaged ({error}): re-run `extract`") from None
+
     def _group(self, split: str) -> h5py.Group:
         if split not in self._file:
             raise StoreError(f"{self.path} has no '{split}' split (it has {self.splits}): re-run `extract`")

@@ -7,13 +7,14 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The tutorial's recipe; every field is a CLI option."""
+    """The tutorial's recipe (head="sgd"), or scikit-learn's LogisticRegression (head="logreg"); each a CLI option."""
 
     epochs: int = 5
     lr: float = 0.001
     momentum: float = 0.9
     batch_size: int = 32
     seed: int = 0
+    head: str = "sgd"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,4 +1,4 @@
-"""The train-head step: cached features -> trained head -> head.pt and metrics.json."""
+"""The train-head step: cached features -> trained head -> head.pt, metrics.json and curves.png."""
 
 from __future__ import annotations
 
@@ -14,15 +14,21 @@ from features import FEATURES_FILE, FeatureStore, StoreError, cache_lock
 from features.atomic import atomic_write
 
 from .checkpoint import HEAD_FILE, HeadCheckpoint, save_head
-from .train import TrainConfig, TrainResult, train_head
+from .config import TrainConfig
+from .curves import plot_curves
+from .logreg import train_logreg
+from .report import classification_summary
+from .train import TrainResult, train_head
 
 METRICS_FILE = "metrics.json"
+CURVES_FILE = "curves.png"
 
 
 @dataclass
 class FitSummary:
     head_path: Path
     metrics_path: Path
+    curves_path: Path
     classes: list[str]
     counts: dict[str, int]
     header: dict
@@ -36,9 +42,23 @@ def _tensors(store: FeatureStore, split: str) -> tuple[torch.Tensor, torch.Tenso
     return torch.from_numpy(rows.features), torch.from_numpy(rows.labels)
 
 
+def best_epoch(history: list[dict]) -> dict | None:
+    """The epoch with the highest val accuracy (then lowest val loss). Chosen on val, so its score is optimistic."""
+    scored = [entry for entry in history if "val_acc" in entry]
+    return max(scored, key=lambda entry: (entry["val_acc"], -entry["val_loss"])) if scored else None
+
+
+def _val_summary(result: TrainResult, val: tuple[torch.Tensor, torch.Tensor] | None, classes: list[str]) -> dict | None:
+    if val is None:
+        return None
+    with torch.inference_mode():
+        predicted = result.head(val[0]).argmax(1).numpy()
+    return classification_summary(val[1].numpy(), predicted, classes)
+
+
 def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
              on_epoch: Callable[[int, dict], None] | None = None) -> FitSummary:
-    """Train on the cached train split, score on val each epoch, save the head and its metrics."""
+    """Train on the cached train split, score on val each epoch, save the head, its metrics and its curves."""
     started = time.perf_counter()
     cache = Path(cache)
     with cache_lock(cache, "train-head"):
@@ -49,15 +69,22 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
         if not len(train[1]):
             raise StoreError(f"{store.path} has no training rows: check the dataset and re-run `extract`")
         classes = list(header["classes"])
-        result = train_head(train, val, len(classes), config, on_epoch)
-        metrics = {**result.final, "history": result.history}
+        if config.head == "logreg":
+            result = train_logreg(train, val, len(classes), config)
+            if on_epoch:
+                on_epoch(1, result.final)
+        else:
+            result = train_head(train, val, len(classes), config, on_epoch)
         counts = {"train": len(train[1]), "val": len(val[1]) if val is not None else 0}
+        metrics = {**result.final, "history": result.history, "best_epoch": best_epoch(result.history),
+                   "val_report": _val_summary(result, val, classes)}
         checkpoint = HeadCheckpoint(result.head, classes, header["backbone"], header["weights"],
                                     header["preprocessing"], header["precision"], config.to_dict(), metrics)
-        head_path, metrics_path = cache / HEAD_FILE, cache / METRICS_FILE
+        head_path, metrics_path, curves_path = cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE
         save_head(head_path, checkpoint, features_file=str(store.path))
         with atomic_write(metrics_path, "w", encoding="utf-8") as out:
             json.dump({**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}, out,
                       indent=2)
-    return FitSummary(head_path, metrics_path, classes, counts, header, result, metrics,
+        plot_curves(result.history, curves_path)
+    return FitSummary(head_path, metrics_path, curves_path, classes, counts, header, result, metrics,
                       time.perf_counter() - started)

@@ -1,24 +1,34 @@
-"""The predictions file (CSV): one row per image, sorted by path.
+"""The predictions file: CSV (default) or JSON Lines, one record per image, sorted by path.
 
-Columns: path, label, confidence, prob_<class> for each class in the head's order, error.
-A file that could not be decoded has an empty label and probabilities and the reason in `error`.
-Fields are quoted by the csv module as needed, so commas, quotes, newlines and non-ASCII round-trip.
+CSV columns: path, label, confidence, then label_<k>, confidence_<k> for k = 2..top_k when top_k > 1,
+prob_<class> for each class in the head's order, and error. A file that could not be decoded has an
+empty label, empty probabilities and the reason in `error`. The csv module quotes fields as needed, so
+commas, quotes, newlines and non-ASCII round-trip.
 Spreadsheet formula injection: a relative path that starts with = + - @ (or a tab or carriage return)
-is written as ./<path>, the same file, so no cell of the path column starts a formula.
+is written as ./<path>, the same file, so no cell of the path column starts a formula. Class names
+are written as they are.
+
+JSON Lines: {"path", "label", "confidence", "top_k": [{"label", "confidence"}, ...],
+"probabilities": {class: p}, "error"} with the exact path and null for what a failed image lacks.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable
+from typing import IO, Iterable, Iterator
 
 import numpy as np
 
 from features.atomic import atomic_write
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMATS = ("csv", "jsonl")
+STDOUT = "-"
 
 
 @dataclass
@@ -27,35 +37,66 @@ class Prediction:
     probabilities: np.ndarray | None
     error: str | None = None
 
+    def ranked(self, top_k: int) -> list[int]:
+        """Class indices, most probable first (ties: lower index first)."""
+        return list(np.argsort(-self.probabilities, kind="stable")[:top_k])
 
-def header(classes: list[str]) -> list[str]:
-    return ["path", "label", "confidence", *[f"prob_{name}" for name in classes], "error"]
+
+def header(classes: list[str], top_k: int = 1) -> list[str]:
+    ranks = [column for k in range(2, top_k + 1) for column in (f"label_{k}", f"confidence_{k}")]
+    return ["path", "label", "confidence", *ranks, *[f"prob_{name}" for name in classes], "error"]
 
 
 def safe_path(path: str) -> str:
     return f"./{path}" if path.startswith(FORMULA_STARTS) else path
 
 
-def _row(prediction: Prediction, classes: list[str]) -> list[str]:
+def _csv_row(prediction: Prediction, classes: list[str], top_k: int) -> list[str]:
     if prediction.probabilities is None:
-        return [safe_path(prediction.path), "", "", *[""] * len(classes), prediction.error or ""]
-    best = int(np.argmax(prediction.probabilities))
+        return [safe_path(prediction.path), "", "", *[""] * (2 * (top_k - 1) + len(classes)), prediction.error or ""]
+    ranked = [(classes[i], f"{prediction.probabilities[i]:.6f}") for i in prediction.ranked(top_k)]
+    ranked += [("", "")] * (top_k - len(ranked))
     return [
         safe_path(prediction.path),
-        classes[best],
-        f"{prediction.probabilities[best]:.6f}",
+        *[cell for pair in ranked for cell in pair],
         *[f"{p:.6f}" for p in prediction.probabilities],
         "",
     ]
 
 
-def write_predictions(out: str | os.PathLike, classes: list[str], predictions: Iterable[Prediction]) -> dict:
-    """Stream predictions into out (whole or not at all); return counts of labelled and failed rows."""
+def _json_record(prediction: Prediction, classes: list[str], top_k: int) -> dict:
+    if prediction.probabilities is None:
+        return {"path": prediction.path, "label": None, "confidence": None, "top_k": [], "probabilities": None,
+                "error": prediction.error}
+    ranked = [{"label": classes[i], "confidence": float(prediction.probabilities[i])} for i in prediction.ranked(top_k)]
+    return {"path": prediction.path, "label": ranked[0]["label"], "confidence": ranked[0]["confidence"],
+            "top_k": ranked, "probabilities": dict(zip(classes, map(float, prediction.probabilities))), "error": None}
+
+
+@contextmanager
+def _output(out: str | os.PathLike) -> Iterator[IO[str]]:
+    """stdout for '-', else a file written whole or not at all."""
+    if str(out) == STDOUT:
+        yield sys.stdout
+        sys.stdout.flush()
+    else:
+        with atomic_write(out, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+
+
+def write_predictions(out: str | os.PathLike, classes: list[str], predictions: Iterable[Prediction],
+                      format: str = "csv", top_k: int = 1) -> dict:
+    """Stream predictions into out ('-' for stdout); return counts of labelled and failed images."""
     counts = {"predicted": 0, "failed": 0}
-    with atomic_write(out, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header(classes))
+    top_k = max(1, min(top_k, len(classes)))
+    with _output(out) as handle:
+        if format == "csv":
+            writer = csv.writer(handle)
+            writer.writerow(header(classes, top_k))
         for prediction in predictions:
-            writer.writerow(_row(prediction, classes))
+            if format == "csv":
+                writer.writerow(_csv_row(prediction, classes, top_k))
+            else:
+                handle.write(json.dumps(_json_record(prediction, classes, top_k), ensure_ascii=False) + "\n")
             counts["failed" if prediction.probabilities is None else "predicted"] += 1
     return counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -55,6 +56,17 @@ def evaluate(head: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> S
     return Scores(float(loss), int((outputs.argmax(1) == labels).sum()) / len(labels))
 
 
+@contextmanager
+def _one_thread():
+    """A 512 x C layer is too small for a thread pool: one thread beats paying for synchronisation."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def train_head(
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor] | None,
@@ -70,13 +82,14 @@ def train_head(
     loader = DataLoader(TensorDataset(features, labels), batch_size=config.batch_size, shuffle=True,
                         generator=generator)
     result = TrainResult(head)
-    for epoch in range(1, config.epochs + 1):
-        scores = train_one_epoch(head, loader, optimizer)
-        metrics = {"epoch": epoch, "train_loss": scores.loss, "train_acc": scores.acc}
-        if val is not None:
-            val_scores = evaluate(head, *val)
-            metrics |= {"val_loss": val_scores.loss, "val_acc": val_scores.acc}
-        result.history.append(metrics)
-        if on_epoch:
-            on_epoch(epoch, metrics)
+    with _one_thread():
+        for epoch in range(1, config.epochs + 1):
+            scores = train_one_epoch(head, loader, optimizer)
+            metrics = {"epoch": epoch, "train_loss": scores.loss, "train_acc": scores.acc}
+            if val is not None:
+                val_scores = evaluate(head, *val)
+                metrics |= {"val_loss": val_scores.loss, "val_acc": val_scores.acc}
+            result.history.append(metrics)
+            if on_epoch:
+                on_epoch(epoch, metrics)
     return result

@@ -1,0 +1,34 @@
+"""Plot loss and accuracy per epoch, train vs val, as the tutorial notebook did."""
+
+from __future__ import annotations
+
+import os
+
+from features.atomic import atomic_write
+
+
+def plot_curves(history: list[dict], path: str | os.PathLike) -> None:
+    """Write a PNG with two panels (loss, accuracy) over epochs; written whole or not at all."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    epochs = [entry["epoch"] for entry in history]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for axis, metric in zip(axes, ("loss", "acc")):
+        for split, style in (("train", "o-"), ("val", "s--")):
+            key = f"{split}_{metric}"
+            if all(key in entry for entry in history):
+                axis.plot(epochs, [entry[key] for entry in history], style, label=split)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel("accuracy" if metric == "acc" else "cross-entropy loss")
+        axis.set_title("accuracy" if metric == "acc" else "loss")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    try:
+        with atomic_write(path) as out:
+            figure.savefig(out, format="png")
+    finally:
+        plt.close(figure)

@@ -1,0 +1,66 @@
+"""The evaluate step: a labelled folder -> accuracy, per-class report, confusion matrix, confident mistakes."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from features.atomic import atomic_write
+from features.folder import find_labeled_images
+from features.pipeline import ProgressCallback
+
+from .predict import Predictor
+from .predictions import safe_path
+from .report import classification_summary
+
+WRONG_COLUMNS = ["path", "true", "predicted", "confidence"]
+
+
+@dataclass
+class Mistake:
+    path: str
+    true: str
+    predicted: str
+    confidence: float
+
+
+@dataclass
+class Evaluation:
+    images: int
+    summary: dict
+    mistakes: list[Mistake]  # most confident first
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def evaluate_folder(folder: str | os.PathLike, predictor: Predictor, batch_size: int = 32, workers: int | None = None,
+                    on_progress: ProgressCallback | None = None) -> Evaluation:
+    """Label every image of folder/<class>/ with the predictor and score it against its folder's class."""
+    classes = predictor.classes
+    entries = find_labeled_images(folder, classes)
+    truth, guesses, mistakes, failed = [], [], [], []
+    for entry, prediction in zip(entries, predictor.predict(entries, batch_size, workers, on_progress)):
+        if prediction.probabilities is None:
+            failed.append((prediction.path, prediction.error))
+            continue
+        guess = int(np.argmax(prediction.probabilities))
+        truth.append(entry.label)
+        guesses.append(guess)
+        if guess != entry.label:
+            mistakes.append(Mistake(prediction.path, classes[entry.label], classes[guess],
+                                    float(prediction.probabilities[guess])))
+    mistakes.sort(key=lambda mistake: (-mistake.confidence, mistake.path))
+    summary = classification_summary(np.asarray(truth, np.int64), np.asarray(guesses, np.int64), classes)
+    return Evaluation(len(entries), summary, mistakes, failed)
+
+
+def write_mistakes(out: str | os.PathLike, mistakes: list[Mistake]) -> None:
+    """The wrong images as CSV, most confident first; paths guarded as in the predictions CSV."""
+    with atomic_write(Path(out), "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(WRONG_COLUMNS)
+        for mistake in mistakes:
+            writer.writerow([safe_path(mistake.path), mistake.true, mistake.predicted, f"{mistake.confidence:.6f}"])

@@ -1,0 +1,38 @@
+"""What a cache folder holds: the features file's splits and provenance, and the head's metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from features import FEATURES_FILE, FeatureStore
+
+from .checkpoint import HEAD_FILE, load_head
+
+
+def describe_cache(cache: str | Path) -> dict:
+    """A plain dict (JSON-ready) of the cache's contents; a missing file is reported as None, a damaged one raises."""
+    cache = Path(cache)
+    info: dict = {"cache": str(cache), "features": None, "head": None}
+    if (cache / FEATURES_FILE).exists():
+        with FeatureStore(cache / FEATURES_FILE) as store:
+            header = store.header
+            classes = header["classes"]
+            splits = {}
+            for split in store.splits:
+                labels = store.labels(split)
+                counts = np.bincount(labels, minlength=len(classes)) if len(labels) else np.zeros(len(classes), int)
+                splits[split] = {"rows": int(len(labels)), "per_class": dict(zip(classes, map(int, counts))),
+                                 "skipped": len(store.skipped(split))}
+        info["features"] = {key: header.get(key) for key in (
+            "created", "producer", "classes", "backbone", "weights", "preprocessing", "precision", "data_root",
+            "torch_version", "torchvision_version", "format_version")} | {"splits": splits}
+    if (cache / HEAD_FILE).exists():
+        checkpoint = load_head(cache / HEAD_FILE)
+        metrics = {key: value for key, value in checkpoint.metrics.items() if key in
+                   ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_epoch")}
+        info["head"] = {"classes": checkpoint.classes, "weights": checkpoint.weights,
+                        "preprocessing": checkpoint.preprocessing["name"], "train_config": checkpoint.train_config,
+                        "metrics": metrics}
+    return info

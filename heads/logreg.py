@@ -1,0 +1,45 @@
+"""A second head to compare against: scikit-learn's LogisticRegression on the same cached features."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .linear import LinearHead
+from .train import TrainResult, evaluate
+
+
+def _as_linear_head(coef: np.ndarray, intercept: np.ndarray, num_classes: int) -> LinearHead:
+    """The same probabilities as predict_proba: a binary model's sigmoid(z) is softmax([0, z])[1]."""
+    head = LinearHead(coef.shape[1], num_classes)
+    if coef.shape[0] == 1:
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([np.zeros_like(intercept), intercept])
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(coef))
+        head.bias.copy_(torch.from_numpy(intercept))
+    return head.eval()
+
+
+def train_logreg(
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    num_classes: int,
+    config: TrainConfig = TrainConfig(head="logreg"),
+) -> TrainResult:
+    """Fit LogisticRegression (lbfgs, L2, C=1) and express it as a LinearHead, scored like the SGD head."""
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = train
+    model = LogisticRegression(max_iter=2000, random_state=config.seed)
+    model.fit(features.numpy(), labels.numpy())
+    if list(model.classes_) != list(range(num_classes)):
+        raise ValueError(f"logreg needs every class in the training rows; it saw only {list(model.classes_)}")
+    head = _as_linear_head(model.coef_.astype(np.float32), model.intercept_.astype(np.float32), num_classes)
+    scores = evaluate(head, features, labels)
+    metrics = {"epoch": 1, "train_loss": scores.loss, "train_acc": scores.acc}
+    if val is not None:
+        val_scores = evaluate(head, *val)
+        metrics |= {"val_loss": val_scores.loss, "val_acc": val_scores.acc}
+    return TrainResult(head, [metrics])
