@@ -27,6 +27,8 @@ def _fetch(url: str, target: Path, on_progress: Callable[[int, int], None] | Non
             done += len(block)
             if on_progress:
                 on_progress(done, total)
+    if total and done != total:
+        raise OSError(f"download incomplete: {done} of {total} bytes")
 
 
 def _unpack(archive: Path, into: Path) -> None:
@@ -38,9 +40,10 @@ def _unpack(archive: Path, into: Path) -> None:
         zipped.extractall(into)
 
 
-def download_dataset(folder: str | os.PathLike, url: str = DATASET_URL,
+def download_dataset(folder: str | os.PathLike, url: str | None = None,
                      on_progress: Callable[[int, int], None] | None = None, timeout: float = 30) -> Path:
-    """Make `folder` by downloading the zip at url; the folder appears whole or not at all."""
+    """Make `folder` by downloading the zip at url (default DATASET_URL); the folder appears whole or not at all."""
+    url = url or DATASET_URL
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".download-") as scratch:

@@ -118,18 +118,28 @@ class _PreviousRows:
             store = FeatureStore(path)
         except StoreError as error:
             return f"the previous {path.name} is unreadable ({error})"
-        reason = incompatibility(store.header, header)
+        try:
+            reason = incompatibility(store.header, header)
+            found = {} if reason else self._rows_of(store, source=len(self.stores))
+        except (StoreError, KeyError, TypeError, ValueError) as error:
+            reason = f"the previous {path.name} is damaged ({error})"
         if reason:
             store.close()
             return reason
-        source = len(self.stores)
         self.stores.append(store)
+        for name, rows in found.items():
+            self._candidates.setdefault(name, []).extend(rows)
+        return None
+
+    @staticmethod
+    def _rows_of(store: FeatureStore, source: int) -> dict[str, list[_CachedRow]]:
+        found: dict[str, list[_CachedRow]] = {}
         for split in store.splits:
             paths, sizes, mtimes_ns, sha256 = store.stamps(split)
             for row, name in enumerate(paths):
                 cached = _CachedRow(source, split, row, int(sizes[row]), int(mtimes_ns[row]), sha256[row])
-                self._candidates.setdefault(name, []).append(cached)
-        return None
+                found.setdefault(name, []).append(cached)
+        return found
 
     def reusable(self, entry: ImageEntry) -> tuple[_CachedRow, FileStamp] | None:
         """A cached row whose file is unchanged (same size and mtime, or same content), with the file's stamp."""
@@ -227,7 +237,7 @@ def extract_features(config: ExtractConfig, on_progress: ProgressCallback | None
                 raise
         finally:
             previous.close()
-        for partial in previous.resumed_from:
+        for partial in partial_files(path):  # resumed from, or unusable: the complete file supersedes them all
             partial.unlink(missing_ok=True)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -120,8 +120,9 @@ def find_dataset(root: str | os.PathLike, split_names: tuple[str, ...] = SPLIT_N
 
 
 def find_images(paths: list[str | os.PathLike]) -> list[ImageEntry]:
-    """Unlabeled images from files and folders (searched recursively), sorted by name, each once."""
+    """Unlabeled images from files and folders (searched recursively), sorted by name, each file once."""
     by_name: dict[str, ImageEntry] = {}
+    seen_files: set[str] = set()
     for given in paths:
         path = Path(given)
         if path.is_dir():
@@ -131,8 +132,10 @@ def find_images(paths: list[str | os.PathLike]) -> list[ImageEntry]:
         else:
             raise DatasetError(f"{text_path(path)} does not exist: give image files or folders of images")
         for file in files:
-            name = text_path(file)
-            by_name.setdefault(name, ImageEntry(file, name))
+            real = os.path.abspath(file)  # one file given twice, spelled two ways; a symlink stays its own row
+            if real not in seen_files:
+                seen_files.add(real)
+                by_name[text_path(file)] = ImageEntry(file, text_path(file))
     return [by_name[name] for name in sorted(by_name)]
 
 

@@ -28,8 +28,11 @@ rows and deletes it once a complete file is written.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import resource
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +46,8 @@ PARTIAL_SUFFIX = ".partial"
 JSON_ATTRS = ("classes", "weights", "preprocessing")
 ROW_FIELDS = ("features", "labels", "paths", "sizes", "mtimes_ns", "sha256")
 _STR = h5py.string_dtype("utf-8")
+WRITE_MARGIN = 1 << 20  # room kept for HDF5 metadata, so closing the file after a refusal still succeeds
+ROW_OVERHEAD = 512  # bytes per row besides its features: path, hash, stamps, index entries
 
 
 class StoreError(ValueError):
@@ -122,10 +127,10 @@ class FeatureStore:
         return list(self._file.keys())
 
     def count(self, split: str) -> int:
-        return self._file[split]["labels"].shape[0]
+        return self._group(split)["labels"].shape[0]
 
     def skipped(self, split: str) -> list[tuple[str, str]]:
-        return [tuple(item) for item in json.loads(self._file[split].attrs.get("skipped", "[]"))]
+        return [tuple(item) for item in json.loads(self._group(split).attrs.get("skipped", "[]"))]
 
     def stamps(self, split: str) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
         """Paths, sizes, mtimes and hashes of a split, without its features: what the incremental cache compares."""
@@ -202,6 +207,7 @@ class StoreWriter:
         """Add rows at the end of the current split and flush, so a crash loses at most this batch."""
         if not len(rows):
             return
+        self._ensure_room(len(rows))
         start = self._group["labels"].shape[0]
         end = start + len(rows)
         for name in ROW_FIELDS:
@@ -209,6 +215,21 @@ class StoreWriter:
             dataset.resize(end, axis=0)
             dataset[start:end] = getattr(rows, name)
         self._file.flush()
+
+    def _ensure_room(self, rows: int) -> None:
+        """Refuse to write when the disk (or the process's file-size limit) cannot take the next chunks.
+
+        HDF5 does not recover from a failed write: h5py can crash the process while closing such a file,
+        so running out of space must be caught before the write, not after.
+        """
+        needed = WRITE_MARGIN + 2 * self._chunk_rows * self._dim * 4 + rows * (self._dim * 4 + ROW_OVERHEAD)
+        room = shutil.disk_usage(self.partial.parent).free
+        limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if limit != resource.RLIM_INFINITY:
+            room = min(room, limit - self.partial.stat().st_size)
+        if room < needed:
+            raise OSError(errno.ENOSPC, f"not enough free space to write {self.path} ({room >> 20} MiB left, "
+                                        f"about {needed >> 20} MiB more needed): free some space and run again")
 
     def end_split(self, skipped: list[tuple[str, str]]) -> None:
         self._group.attrs["skipped"] = json.dumps([list(item) for item in skipped])

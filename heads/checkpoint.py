@@ -76,6 +76,23 @@ def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file
         torch.save(data, out)
 
 
+def _record_problem(data: dict) -> str | None:
+    """What is wrong with the records a head file must carry, or None."""
+    classes, args = data["classes"], data["head_args"]
+    if not isinstance(args, dict) or not isinstance(args.get("num_classes"), int):
+        return "head_args is not {in_features, num_classes}"
+    if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes):
+        return "classes is not a list of names"
+    if len(classes) != args["num_classes"]:
+        return f"{len(classes)} class names for a head with {args['num_classes']} outputs"
+    weights = data["weights"]
+    if not isinstance(weights, dict) or not all(isinstance(weights.get(key), str) for key in ("kind", "name", "sha256")):
+        return "the weights record is not {kind, name, sha256}"
+    if not isinstance(data["preprocessing"], dict):
+        return "the preprocessing record is not a dict"
+    return None
+
+
 def load_head(path: str | os.PathLike) -> HeadCheckpoint:
     """Load a head file safely (never unpickles code); any problem is a HeadFileError naming the file."""
     path = Path(path)
@@ -100,6 +117,9 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
     missing = [key for key in _REQUIRED if key not in data]
     if missing or data["head_type"] != "linear":
         raise HeadFileError(f"{path} is incomplete (missing {missing}): re-run `train-head`")
+    problem = _record_problem(data)
+    if problem:
+        raise HeadFileError(f"{path} is damaged ({problem}): re-run `train-head`")
     try:
         head = LinearHead(**data["head_args"])
         head.load_state_dict(data["state_dict"])

@@ -184,8 +184,8 @@ def test_other_architectures_are_refused_before_any_work(tmp_path, state, detail
 
 
 def test_state_dict_without_num_batches_tracked_loads(weights_file, tmp_path, batch, file_features):
-    """Files saved before PyTorch 0.4.1 (torchvision's own model-zoo ResNets among them) lack these buffers;
-    torch's strict load accepts them, so headstart must too."""
+    """Checkpoints saved before PyTorch 0.4.1, or rebuilt as plain dicts, lack these buffers; torch's strict
+    load_state_dict fills them in, so a check run before it must accept such files too."""
     state = torch.load(weights_file, weights_only=True)
     old_style = {key: value for key, value in state.items() if not key.endswith("num_batches_tracked")}
     assert len(old_style) < len(state)

@@ -60,7 +60,7 @@ def leftovers(cache: Path) -> list[str]:
 # --- one run ------------------------------------------------------------------------------------------------------
 
 
-def test_extract_writes_rows_per_split(tiny_dataset, tmp_path, weights_file):
+def test_extract_writes_rows_per_split(tiny_dataset, tmp_path, weights_file, small_inputs):
     cache = tmp_path / "cache"
     summary = run(tiny_dataset, cache, weights=str(weights_file))
 
@@ -384,3 +384,36 @@ def test_no_partial_file_remains_after_a_successful_run(tiny_dataset, tmp_path, 
     run(tiny_dataset, cache)
     assert partial_files(cache / FEATURES_FILE) == []
     assert leftovers(cache) == []
+
+
+def _drop_dataset(path: Path, split: str, name: str) -> None:
+    import h5py
+
+    with h5py.File(path, "r+") as raw:
+        del raw[split][name]
+
+
+def test_a_previous_file_with_a_damaged_split_is_rebuilt(tiny_dataset, tmp_path, small_inputs):
+    """It opens, but its rows cannot be read: re-running extract (what the error says to do) must repair it."""
+    cache = tmp_path / "cache"
+    run(tiny_dataset, cache)
+    _drop_dataset(cache / FEATURES_FILE, "val", "sha256")
+
+    summary = run(tiny_dataset, cache)
+    assert summary.rebuild_reason
+    assert counts(summary)["val"] == (4, 0, 0)
+    assert len(read_store(cache)["val"].paths) == 4
+
+
+def test_a_damaged_partial_does_not_stop_extract(tiny_dataset, tmp_path, small_inputs, monkeypatch):
+    cache = tmp_path / "cache"
+    with monkeypatch.context() as patch:
+        _fail_on_call(patch, 3, KeyboardInterrupt())
+        with pytest.raises(KeyboardInterrupt):
+            run(tiny_dataset, cache)
+    [partial] = partial_files(cache / FEATURES_FILE)
+    _drop_dataset(partial, "train", "mtimes_ns")  # as a process killed while writing might leave it
+
+    summary = run(tiny_dataset, cache)
+    assert counts(summary) == {"train": (8, 0, 0), "val": (4, 0, 0)}
+    assert len(read_store(cache)["train"].paths) == 8

@@ -11,7 +11,7 @@ import pytest
 from torchvision.datasets import ImageFolder
 
 from conftest import make_dataset, make_image
-from features.folder import UNLABELED, DatasetError, find_dataset, find_images, text_path
+from features.folder import UNLABELED, DatasetError, find_dataset, find_images, find_labeled_images, text_path
 
 
 @contextmanager
@@ -193,6 +193,35 @@ def test_find_images_missing_path_is_refused(tmp_path):
 def test_find_images_empty_folder_gives_nothing(tmp_path):
     (tmp_path / "empty").mkdir()
     assert find_images([tmp_path / "empty"]) == []
+
+
+def test_find_labeled_images_labels_by_the_given_class_list(tmp_path):
+    folder = tmp_path / "new"
+    make_image(folder / "bees" / "b1.jpg")
+    make_image(folder / "bees" / "deeper" / "b2.PNG", fmt="PNG")
+    make_image(folder / "ants" / "a1.jpg")
+    (folder / "ants" / "note.txt").write_text("x")
+    entries = find_labeled_images(folder, ["wasps", "ants", "bees"])
+    assert [(e.name, e.label) for e in entries] == [
+        (str(folder / "ants" / "a1.jpg"), 1), (str(folder / "bees" / "b1.jpg"), 2),
+        (str(folder / "bees" / "deeper" / "b2.PNG"), 2),
+    ]
+
+
+def test_find_labeled_images_refuses_unknown_classes_and_class_less_folders(tmp_path):
+    folder = tmp_path / "new"
+    make_image(folder / "ants" / "a.jpg")
+    make_image(folder / "hornets" / "h.jpg")
+    with pytest.raises(DatasetError, match="hornets") as caught:
+        find_labeled_images(folder, ["ants", "bees"])
+    assert str(folder) in str(caught.value)
+
+    flat = tmp_path / "flat"
+    make_image(flat / "a.jpg")
+    with pytest.raises(DatasetError, match="no class sub-folders"):
+        find_labeled_images(flat, ["ants", "bees"])
+    with pytest.raises(DatasetError, match="does not exist"):
+        find_labeled_images(tmp_path / "missing", ["ants", "bees"])
 
 
 def test_text_path_escapes_bytes_that_are_not_utf8():

@@ -255,3 +255,12 @@ def test_preprocessing_descriptions_differ_and_draft_sizes():
     assert imagenet.describe() != notebook.describe()
     assert imagenet.describe()["mean"] == [0.485, 0.456, 0.406]
     assert (imagenet.draft_size, notebook.draft_size) == (256, 224)
+
+
+def test_a_corrupt_exif_block_does_not_lose_the_image():
+    image = solid((200, 0, 0), (40, 30))
+    for exif in (b"Exif\x00\x00MM\x00*garbage", b"Exif\x00\x00" + b"\xff" * 40):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about the EXIF; the pixels are fine
+            out = decode_image(encode(image, "JPEG", exif=exif))
+        assert out.size == (40, 30) and out.getpixel((20, 15))[0] > 180

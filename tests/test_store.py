@@ -269,7 +269,7 @@ def test_a_damaged_json_attribute_is_a_store_error(tmp_path):
         FeatureStore(path)
 
 
-@pytest.mark.parametrize("method", ["read", "stamps", "count", "skipped"])
+@pytest.mark.parametrize("method", ["read", "stamps", "labels", "count", "skipped"])
 def test_a_missing_split_is_a_store_error(tmp_path, method):
     path = write_store(tmp_path / FEATURES_FILE, {"train": [make_rows(2)]})
     with FeatureStore(path) as store:
