@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import json
-import resource
 import sys
 from pathlib import Path
 
 from features import ExtractConfig, extract_features
 
 
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
 def main() -> None:
     data, cache, weights = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    import torch  # noqa: F401  (imports are not the extract's memory: measure from here)
+
+    baseline = _status_mib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # resets the peak (VmHWM) to the current RSS
     summary = extract_features(ExtractConfig(data=data, cache=cache, weights=weights))
+    peak = _status_mib("VmHWM")
     print(json.dumps({
         "seconds": summary.seconds,
         "images": sum(split.extracted for split in summary.splits),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_rss_workers_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "baseline_rss_mib": baseline,
+        "peak_rss_mib": peak,
+        "peak_growth_mib": peak - baseline,
     }))
 
 
