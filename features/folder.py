@@ -43,19 +43,25 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _walk_files(folder: Path) -> list[Path]:
-    """Every file under folder, sorted as ImageFolder walks; symlinks are followed, but a directory loop is entered once."""
+def _walk_images(folder: Path) -> list[Path]:
+    """Image files under folder, sorted as ImageFolder walks, plus every folder that could not be listed.
+
+    Symlinks are followed, but a directory loop is entered once. An unreadable folder is returned as an
+    entry of its own, so reading it fails and it is reported like any unreadable image, never dropped.
+    """
     walked: list[tuple[str, list[str]]] = []
+    unreadable: list[Path] = []
     seen_dirs: set[tuple[int, int]] = set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=lambda error: unreadable.append(Path(error.filename))):
         stat = os.stat(root)
         key = (stat.st_dev, stat.st_ino)
         if key in seen_dirs:
             dirs[:] = []
             continue
         seen_dirs.add(key)
-        walked.append((root, files))
-    return [Path(root) / name for root, files in sorted(walked) for name in sorted(files)]
+        walked.append((root, [name for name in files if is_image_name(name)]))
+    found = [Path(root) / name for root, files in walked for name in files] + unreadable
+    return sorted(found, key=lambda path: (str(path.parent), path.name))
 
 
 _DATA_FIX = "pass the dataset folder (train/, val/, one sub-folder per class) with --data"
@@ -79,10 +85,9 @@ def _scan_classes(folder: Path, classes: list[str], names_relative_to: Path | No
     for label, class_name in enumerate(classes):
         if not (folder / class_name).is_dir():
             continue
-        for path in _walk_files(folder / class_name):
-            if is_image_name(path.name):
-                name = path.relative_to(names_relative_to) if names_relative_to else path
-                entries.append(ImageEntry(path, text_path(name), label))
+        for path in _walk_images(folder / class_name):
+            name = path.relative_to(names_relative_to) if names_relative_to else path
+            entries.append(ImageEntry(path, text_path(name), label))
     return entries
 
 
@@ -126,7 +131,7 @@ def find_images(paths: list[str | os.PathLike]) -> list[ImageEntry]:
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            files = [f for f in _walk_files(path) if is_image_name(f.name)]
+            files = _walk_images(path)
         elif path.exists() or path.is_symlink():
             files = [path]
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from stat import S_ISREG
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -100,11 +101,16 @@ def decode_image(data: bytes, draft_size: int | None = None) -> Image.Image:
 def read_file(path: str | os.PathLike) -> tuple[bytes, FileStamp]:
     """The file's bytes and stamp, read once so the hash and the decode see the same content."""
     try:
-        with open(path, "rb") as handle:
-            stat = os.fstat(handle.fileno())
+        # O_NONBLOCK: a named pipe called x.jpg must be refused, not waited on forever.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        stat = os.fstat(descriptor)
+        if not S_ISREG(stat.st_mode):
+            os.close(descriptor)
+            raise ImageDecodeError("not a regular file")
+        with os.fdopen(descriptor, "rb") as handle:
             data = handle.read()
     except OSError as error:
-        raise ImageDecodeError(f"cannot read file: {error.strerror or error}") from None
+        raise ImageDecodeError(f"cannot read: {error.strerror or error}") from None
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
     return data, FileStamp(stat.st_size, stat.st_mtime_ns, hashlib.sha256(data).hexdigest())

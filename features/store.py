@@ -33,6 +33,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,9 +149,18 @@ class FeatureStore:
             raise StoreError(f"{self.path} is damaged ({error}): re-run `extract`") from None
 
     def _group(self, split: str) -> h5py.Group:
+        """A split's group, checked whole: every column present and of one length."""
         if split not in self._file:
             raise StoreError(f"{self.path} has no '{split}' split (it has {self.splits}): re-run `extract`")
-        return self._file[split]
+        group = self._file[split]
+        try:
+            lengths = {name: group[name].shape[0] for name in ROW_FIELDS}
+        except (KeyError, OSError, ValueError) as error:
+            raise StoreError(f"{self.path} is damaged (split '{split}': {error}): re-run `extract`") from None
+        if len(set(lengths.values())) != 1:
+            raise StoreError(f"{self.path} is damaged (split '{split}' has columns of different lengths "
+                             f"{lengths}): re-run `extract`")
+        return group
 
     def read(self, split: str, rows: np.ndarray | slice = slice(None)) -> Rows:
         """Rows of a split; `rows` is a slice or increasing row numbers."""
@@ -183,8 +193,10 @@ class StoreWriter:
         self._dim = dim
         self._chunk_rows = chunk_rows
         self._group: h5py.Group | None = None
-        self._file = h5py.File(self.partial, "w")
+        self._ensure_room(0)
+        self._file = None
         try:
+            self._file = h5py.File(self.partial, "w")
             for key, value in header.items():
                 self._file.attrs[key] = json.dumps(value) if key in JSON_ATTRS else str(value)
             self._file.attrs["format_version"] = FORMAT_VERSION
@@ -210,11 +222,16 @@ class StoreWriter:
         self._ensure_room(len(rows))
         start = self._group["labels"].shape[0]
         end = start + len(rows)
-        for name in ROW_FIELDS:
-            dataset = self._group[name]
-            dataset.resize(end, axis=0)
-            dataset[start:end] = getattr(rows, name)
-        self._file.flush()
+        # Ctrl-C or SIGTERM between two columns would leave them of different lengths: hold them until all are written.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for name in ROW_FIELDS:
+                dataset = self._group[name]
+                dataset.resize(end, axis=0)
+                dataset[start:end] = getattr(rows, name)
+            self._file.flush()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def _ensure_room(self, rows: int) -> None:
         """Refuse to write when the disk (or the process's file-size limit) cannot take the next chunks.
@@ -226,7 +243,7 @@ class StoreWriter:
         room = shutil.disk_usage(self.partial.parent).free
         limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
         if limit != resource.RLIM_INFINITY:
-            room = min(room, limit - self.partial.stat().st_size)
+            room = min(room, limit - (self.partial.stat().st_size if self.partial.exists() else 0))
         if room < needed:
             raise OSError(errno.ENOSPC, f"not enough free space to write {self.path} ({room >> 20} MiB left, "
                                         f"about {needed >> 20} MiB more needed): free some space and run again")
@@ -245,5 +262,6 @@ class StoreWriter:
 
     def abandon(self) -> None:
         """Close and delete the partial file; the previous complete file is untouched."""
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         self.partial.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 
 from features import FEATURES_FILE, FeatureStore, StoreError, cache_lock
-from features.atomic import atomic_write
+from features.atomic import replace_together
 
 from .checkpoint import HEAD_FILE, HeadCheckpoint, save_head
 from .config import TrainConfig
@@ -61,6 +61,8 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
     """Train on the cached train split, score on val each epoch, save the head, its metrics and its curves."""
     started = time.perf_counter()
     cache = Path(cache)
+    if not cache.is_dir():  # checked before taking the lock, which would create the folder
+        raise StoreError(f"{cache / FEATURES_FILE} does not exist: run `extract` first")
     with cache_lock(cache, "train-head"):
         with FeatureStore(cache / FEATURES_FILE) as store:
             header = store.header
@@ -81,10 +83,12 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
         checkpoint = HeadCheckpoint(result.head, classes, header["backbone"], header["weights"],
                                     header["preprocessing"], header["precision"], config.to_dict(), metrics)
         head_path, metrics_path, curves_path = cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE
-        save_head(head_path, checkpoint, features_file=str(store.path))
-        with atomic_write(metrics_path, "w", encoding="utf-8") as out:
-            json.dump({**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}, out,
-                      indent=2)
-        plot_curves(result.history, curves_path)
+        # All three or none: a failure (a full disk, Ctrl-C) leaves the previous head, metrics and plot together.
+        with replace_together(curves_path, metrics_path, head_path) as (curves_tmp, metrics_tmp, head_tmp):
+            plot_curves(result.history, curves_tmp)
+            with open(metrics_tmp, "w", encoding="utf-8") as out:
+                json.dump({**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}, out,
+                          indent=2)
+            save_head(head_tmp, checkpoint, features_file=str(store.path))
     return FitSummary(head_path, metrics_path, curves_path, classes, counts, header, result, metrics,
                       time.perf_counter() - started)

@@ -218,12 +218,12 @@ def test_read_file_refuses_an_empty_file(tmp_path):
         read_file(path)
 
 
-@pytest.mark.parametrize("kind", ["missing", "folder"])
-def test_read_file_refuses_what_cannot_be_read(tmp_path, kind):
+@pytest.mark.parametrize("kind, reason", [("missing", "cannot read: No such file"), ("folder", "not a regular file")])
+def test_read_file_refuses_what_cannot_be_read(tmp_path, kind, reason):
     path = tmp_path / "x.jpg"
     if kind == "folder":
         path.mkdir()
-    with pytest.raises(ImageDecodeError, match="cannot read file"):
+    with pytest.raises(ImageDecodeError, match=reason):
         read_file(path)
 
 
