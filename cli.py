@@ -49,8 +49,9 @@ class Reporter:
     """The one place that prints: results to stdout, progress and warnings to stderr; plain when not a terminal."""
 
     def __init__(self, quiet: bool = False):
-        self.out = Console(quiet=quiet, highlight=False)
-        self.err = Console(stderr=True, quiet=quiet, highlight=False)
+        # markup=False: paths and class names like "IMG [edited].jpg" are printed as they are.
+        self.out = Console(quiet=quiet, highlight=False, markup=False)
+        self.err = Console(stderr=True, quiet=quiet, highlight=False, markup=False)
 
     def set_quiet(self) -> None:
         self.out.quiet = self.err.quiet = True
@@ -63,7 +64,7 @@ class Reporter:
         self.out.print(message)
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/yellow] {message}")
+        self.err.print(Text.assemble(("warning:", "yellow"), f" {message}"))
 
     def table(self, table: Table) -> None:
         self.out.print(table)
@@ -80,7 +81,7 @@ class Reporter:
         def update(done: int, total: int) -> None:
             nonlocal shown
             progress.update(task, completed=done, total=total or None)
-            if not shown and time.monotonic() - started >= delay:
+            if not shown and (not total or done < total) and time.monotonic() - started >= delay:
                 progress.start()
                 shown = True
 
@@ -89,6 +90,11 @@ class Reporter:
         finally:
             if shown:
                 progress.stop()
+
+
+def _one_line(message: str) -> str:
+    """Library messages can carry newlines (HDF5's include a timestamp); an error is one line."""
+    return " ".join(message.split())
 
 
 @contextmanager
@@ -100,10 +106,10 @@ def _errors_as_exit_codes() -> Iterator[None]:
     try:
         yield
     except (ValueError, CacheBusyError, DownloadError) as error:  # every library error names the path and the fix
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(_one_line(str(error))) from None
     except OSError as error:
         where = f" ({error.filename})" if error.filename else ""
-        raise click.ClickException(f"{error.strerror or error}{where}") from None
+        raise click.ClickException(_one_line(f"{error.strerror or error}{where}")) from None
     except KeyboardInterrupt:
         raise Interrupted("interrupted: previous results are untouched") from None
     except Terminated:
@@ -127,6 +133,13 @@ workers_option = click.option("--workers", type=click.IntRange(0), default=None,
                               help="Image decoding processes  [default: one per core, at most 8]")
 batch_option = click.option("--batch-size", type=click.IntRange(1), default=ExtractConfig().batch_size,
                             show_default=True, help="Images per backbone forward pass.")
+engine_option = click.option(
+    "--engine", type=click.Choice(["local", "ray"]), default=ExtractConfig().engine, show_default=True,
+    help="local: decoding workers and the backbone in this process; ray: a Ray Data pipeline on a Ray cluster, "
+         "one backbone per actor, on GPUs where the cluster has them (pip install -e '.[ray]').")
+address_option = click.option(
+    "--address", envvar="RAY_ADDRESS", show_envvar=True, default=None,
+    help="Ray cluster to join with --engine ray (HOST:PORT or auto)  [default: a local Ray for this run]")
 head_weights_option = click.option(
     "--weights", default=None,
     help="Backbone weights  [default: the weights the head records]; must match what the head was trained on.")
@@ -155,12 +168,15 @@ def cli() -> None:
 @workers_option
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=ExtractConfig().precision,
               show_default=True, help="Backbone compute precision; features are stored as float32.")
+@engine_option
+@address_option
 @quiet_option
 @click.pass_context
 def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preprocess: str, device: str,
-            batch_size: int, workers: int | None, precision: str) -> None:
+            batch_size: int, workers: int | None, precision: str, engine: str, address: str | None) -> None:
     """Run the frozen backbone over every image once and cache the features in CACHE/features.h5."""
     report = ctx.ensure_object(Reporter)
+    _refuse_address_without_ray(ctx, engine)
     with _errors_as_exit_codes():
         from features.download import download_dataset
         from features.extract import extract_features
@@ -169,7 +185,8 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
             report.note(f"{data} not found: downloading the tutorial dataset")
             with report.progress("download", unit="B") as on_progress:
                 download_dataset(data, on_progress=on_progress)
-        config = ExtractConfig(data, cache, weights, preprocess, device, batch_size, workers, precision)
+        config = ExtractConfig(data, cache, weights, preprocess, device, batch_size, workers, precision, engine,
+                               address)
 
         def on_start(summary) -> None:
             if summary.weights.kind == "none":
@@ -182,6 +199,11 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
         with report.progress("extract") as on_progress:
             summary = extract_features(config, on_progress, on_start)
         _report_extract(report, summary)
+
+
+def _refuse_address_without_ray(ctx: click.Context, engine: str) -> None:
+    if engine == "local" and ctx.get_parameter_source("address") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--address joins a Ray cluster: use it with --engine ray")
 
 
 def _report_extract(report: Reporter, summary) -> None:
@@ -290,12 +312,16 @@ def _refuse_output_inside_inputs(out: Path, paths: tuple[Path, ...]) -> None:
 @device_option
 @batch_option
 @workers_option
+@engine_option
+@address_option
 @quiet_option
 @click.pass_context
 def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: str, top_k: int, cache: Path,
-            weights: str | None, device: str, batch_size: int, workers: int | None) -> None:
+            weights: str | None, device: str, batch_size: int, workers: int | None, engine: str,
+            address: str | None) -> None:
     """Label every image in PATHS (files, or folders searched recursively) with the head in CACHE."""
     report = ctx.ensure_object(Reporter)
+    _refuse_address_without_ray(ctx, engine)
     to_stdout = str(out) == "-"
     if to_stdout:
         report.results_to_stderr()
@@ -305,7 +331,8 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
         from features import find_images
         from heads import HEAD_FILE, Predictor, write_predictions
 
-        predictor = Predictor.load(cache / HEAD_FILE, PredictConfig(weights, device, batch_size, workers))
+        predictor = Predictor.load(cache / HEAD_FILE, PredictConfig(weights, device, batch_size, workers, engine,
+                                                                    address))
         entries = find_images(list(paths))
         if not entries:
             raise click.ClickException(f"no images found in {', '.join(map(str, paths))}")

@@ -18,3 +18,5 @@ class ExtractConfig:
     batch_size: int = 32
     workers: int | None = None
     precision: str = "fp32"
+    engine: str = "local"  # or "ray": features.ray_engine
+    address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, or a local Ray

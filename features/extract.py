@@ -17,7 +17,7 @@ from .config import ExtractConfig
 from .folder import Dataset, ImageEntry, find_dataset, text_path
 from .images import PREPROCESSINGS, FileStamp
 from .lock import cache_lock
-from .pipeline import ProgressCallback, embed_images
+from .pipeline import ProgressCallback, choose_embedder
 from .store import FEATURES_FILE, FeatureStore, Rows, StoreError, StoreWriter, partial_files
 
 BLOCK_ROWS = 256
@@ -204,12 +204,15 @@ def extract_features(config: ExtractConfig, on_progress: ProgressCallback | None
     import torchvision
 
     started = time.perf_counter()
+    embed = choose_embedder(config.engine, config.device, config.address)
     dataset = find_dataset(config.data)
-    device = pick_device(config.device)
+    local = config.engine == "local"
+    device = pick_device(config.device if local else "cpu")  # Ray's actors pick their own device
     backbone = load_backbone(config.weights, device, config.precision)
     header = _header(config, dataset, backbone.identity, torch.__version__, torchvision.__version__)
     path = Path(config.cache) / FEATURES_FILE
-    summary = ExtractSummary(path, dataset.classes, backbone.identity, str(device), [], None, 0.0)
+    summary = ExtractSummary(path, dataset.classes, backbone.identity, str(device) if local else
+                             f"ray, device {config.device}", [], None, 0.0)
     with cache_lock(config.cache, "extract"):
         previous = _PreviousRows(path, header)
         try:
@@ -222,8 +225,8 @@ def extract_features(config: ExtractConfig, on_progress: ProgressCallback | None
             todo = [entry for plan in plans.values() for entry, reuse in plan if reuse is None]
             if on_start:
                 on_start(summary)
-            computed = _computed(embed_images(todo, backbone, PREPROCESSINGS[config.preprocess],
-                                              config.batch_size, config.workers, on_progress))
+            computed = _computed(embed(todo, backbone, PREPROCESSINGS[config.preprocess],
+                                       config.batch_size, config.workers, on_progress))
             writer = StoreWriter(path, header, FEATURE_DIM, BLOCK_ROWS)
             try:
                 for split, plan in plans.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Iterator
 
 import numpy as np
@@ -19,6 +20,7 @@ from .folder import ImageEntry
 from .images import FileStamp, ImageDecodeError, Preprocessing, build_transform, decode_image, read_file
 
 ProgressCallback = Callable[[int, int], None]
+ENGINES = ("local", "ray")
 
 
 def default_workers() -> int:
@@ -52,13 +54,19 @@ class _DecodedImages(TorchDataset):
         return len(self.entries)
 
     def __getitem__(self, index: int):
-        try:
-            data, stamp = read_file(self.entries[index].path)
-            return index, self.transform(decode_image(data, self.draft_size)), stamp, None
-        except ImageDecodeError as error:
-            return index, None, None, str(error)
-        except (OSError, ValueError, RuntimeError) as error:  # pixels Pillow decoded but torchvision cannot use
-            return index, None, None, f"cannot preprocess image: {error}"
+        return index, *load_image(self.entries[index].path, self.transform, self.draft_size)
+
+
+def load_image(path: str | os.PathLike, transform: Callable,
+               draft_size: int | None) -> tuple[torch.Tensor | None, FileStamp | None, str | None]:
+    """(tensor, stamp, None) for a good file, (None, None, reason) for a bad one; both engines decode through here."""
+    try:
+        data, stamp = read_file(path)
+        return transform(decode_image(data, draft_size)), stamp, None
+    except ImageDecodeError as error:
+        return None, None, str(error)
+    except (OSError, ValueError, RuntimeError) as error:  # pixels Pillow decoded but torchvision cannot use
+        return None, None, f"cannot preprocess image: {error}"
 
 
 def _collate(items):
@@ -95,3 +103,20 @@ def embed_images(
         if on_progress:
             on_progress(done, len(entries))
         yield EmbeddedBatch([entries[i] for i in indices], stamps, errors, features.numpy())
+
+
+# embed_images' signature: (entries, backbone, preprocessing, batch_size, workers, on_progress) -> EmbeddedBatches
+Embedder = Callable[..., Iterator[EmbeddedBatch]]
+
+
+def choose_embedder(engine: str = "local", device: str = "auto", address: str | None = None) -> Embedder:
+    """embed_images for engine "local"; for "ray", a function with its contract that runs on a Ray cluster."""
+    if engine == "local":
+        return embed_images
+    if engine != "ray":
+        raise ValueError(f"unknown engine {engine!r} (use one of {', '.join(ENGINES)})")
+    try:
+        from . import ray_engine
+    except ImportError:  # Ray is an optional extra; the local engine never imports it
+        raise ValueError("--engine ray needs Ray: pip install -e '.[ray]'") from None
+    return partial(ray_engine.embed_images, device=device, address=address)

@@ -28,3 +28,5 @@ class PredictConfig:
     device: str = "auto"
     batch_size: int = 32
     workers: int | None = None
+    engine: str = "local"  # or "ray": features.ray_engine
+    address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, or a local Ray

@@ -11,7 +11,7 @@ import torch
 
 from features import PREPROCESSINGS, Backbone, WeightsError, WeightsIdentity, embed_images, load_backbone, pick_device
 from features.folder import ImageEntry
-from features.pipeline import ProgressCallback
+from features.pipeline import Embedder, ProgressCallback, choose_embedder
 
 from .config import PredictConfig
 from .checkpoint import HeadCheckpoint, load_head
@@ -45,20 +45,23 @@ class Predictor:
 
     checkpoint: HeadCheckpoint
     backbone: Backbone
+    embed: Embedder = embed_images
 
     @classmethod
     def load(cls, head_file: str | os.PathLike, config: PredictConfig = PredictConfig()) -> "Predictor":
+        embed = choose_embedder(config.engine, config.device, config.address)
         checkpoint = load_head(head_file)
         recorded = WeightsIdentity.from_dict(checkpoint.weights)
         spec = config.weights or _recorded_weights(recorded)
-        backbone = load_backbone(spec, pick_device(config.device), checkpoint.precision)
+        device = pick_device(config.device if config.engine == "local" else "cpu")  # Ray's actors pick their own
+        backbone = load_backbone(spec, device, checkpoint.precision)
         if not backbone.identity.same_weights(recorded):
             raise WeightsError(
                 f"--weights {spec} ({backbone.identity.describe()}) is not what the head was trained on "
                 f"({recorded.describe()}): use those weights, or re-run extract and train-head with these"
             )
         _preprocessing_of(checkpoint)
-        return cls(checkpoint, backbone)
+        return cls(checkpoint, backbone, embed)
 
     @property
     def classes(self) -> list[str]:
@@ -69,7 +72,7 @@ class Predictor:
         """One Prediction per entry, in the order given."""
         preprocessing = _preprocessing_of(self.checkpoint)
         head = self.checkpoint.head
-        for batch in embed_images(entries, self.backbone, preprocessing, batch_size, workers, on_progress):
+        for batch in self.embed(entries, self.backbone, preprocessing, batch_size, workers, on_progress):
             with torch.inference_mode():
                 probabilities = iter(torch.softmax(head(torch.from_numpy(batch.features)), dim=1).numpy())
             for entry, error in zip(batch.entries, batch.errors):

@@ -1,0 +1,199 @@
+"""The Ray engine: embed_images' contract (entries in, EmbeddedBatches out, in input order) computed by Ray Data.
+
+    file list -> read + decode + preprocess (Ray tasks, the local engine's own load_image)
+              -> frozen backbone (a Ray actor pool: one backbone per actor, a GPU each where the cluster has them)
+              -> back to the driver, put in input order by each row's index
+
+Only this module imports Ray; features.pipeline.choose_embedder loads it for --engine ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import threading
+import warnings
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+import ray
+import ray.data
+import torch
+
+from .backbone import FEATURE_DIM, IMAGENET, RANDOM, Backbone, WeightsError, WeightsIdentity, load_backbone
+from .folder import ImageEntry
+from .images import FileStamp, Preprocessing, build_transform
+from .pipeline import EmbeddedBatch, ProgressCallback, load_image
+
+
+class RayEngineError(ValueError):
+    """The Ray pipeline failed; the message is the reason from inside it (Ray's full report is in its session logs)."""
+
+
+def _reason(error: Exception) -> str:
+    """The user-facing cause inside a Ray error: the first 'SomeError: message' line that is not Ray's own."""
+    for line in str(error).splitlines():
+        found = re.match(r"^([\w.]*\w(?:Error|Exception)): (.+)$", line.strip())
+        if found and not found.group(1).startswith("ray."):
+            return found.group(2)
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _weights_spec(identity: WeightsIdentity) -> str:
+    """The --weights value that rebuilds these weights on a Ray node."""
+    return {"torchvision": IMAGENET, RANDOM: RANDOM}.get(identity.kind, identity.name)
+
+
+def _input_shape(preprocessing: Preprocessing) -> tuple[int, int, int]:
+    """The tensor every image becomes; failed rows carry zeros of this shape so a batch stays one array."""
+    if preprocessing.crop:
+        return 3, preprocessing.crop, preprocessing.crop
+    if isinstance(preprocessing.resize, tuple):
+        return 3, *preprocessing.resize
+    raise ValueError(f"preprocessing {preprocessing.name} has no fixed output size, which batching needs")
+
+
+def _decode(batch: dict[str, np.ndarray], preprocessing: Preprocessing,
+            shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """A Ray task: read and preprocess a batch of files; a bad file gets ok=False and the local engine's reason."""
+    transform = build_transform(preprocessing)
+    count = len(batch["index"])
+    pixels, ok = np.zeros((count, *shape), np.float32), np.zeros(count, bool)
+    sizes, mtimes, hashes, errors = np.zeros(count, np.int64), np.zeros(count, np.int64), [""] * count, [""] * count
+    for row, path in enumerate(batch["path"]):
+        tensor, stamp, error = load_image(os.fsdecode(path), transform, preprocessing.draft_size)
+        if error is None:
+            pixels[row], ok[row] = tensor.numpy(), True
+            sizes[row], mtimes[row], hashes[row] = stamp.size, stamp.mtime_ns, stamp.sha256
+        else:
+            errors[row] = error
+    return {"index": batch["index"], "pixels": pixels, "ok": ok, "size": sizes, "mtime_ns": mtimes,
+            "sha256": np.asarray(hashes, object), "error": np.asarray(errors, object)}
+
+
+class _Embed:
+    """A Ray actor's callable: builds the frozen backbone once, then turns pixel batches into feature batches."""
+
+    def __init__(self, weights: str, identity: dict, device: str, precision: str):
+        self.backbone = load_backbone(weights, torch.device(device), precision, progress=False)
+        expected = WeightsIdentity.from_dict(identity)
+        if not self.backbone.identity.same_weights(expected):
+            raise WeightsError(
+                f"--weights {weights} on Ray node {ray.util.get_node_ip_address()} is "
+                f"{self.backbone.identity.describe()}, not the driver's {expected.describe()}: "
+                "give every node the same weights file"
+            )
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ok = batch["ok"]
+        features = np.zeros((len(ok), FEATURE_DIM), np.float32)
+        if ok.any():
+            features[ok] = self.backbone.features(torch.from_numpy(batch["pixels"][ok])).numpy()
+        return {**{key: value for key, value in batch.items() if key != "pixels"}, "features": features}
+
+
+@contextmanager
+def _ray(address: str | None) -> Iterator[None]:
+    """Join the cluster at address (RAY_ADDRESS when None and set), or start a local Ray; stop only what we started."""
+    if ray.is_initialized():  # the caller's own Ray session (a notebook, the tests)
+        yield
+        return
+    on_sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    if on_sigterm is not None:  # ray.init replaces it with sys.exit; the caller's own cleanup comes first
+        signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _quiet_ray_data() -> None:
+    """No progress bars or execution banners from Ray Data: the CLI owns the terminal."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    for handler in logging.getLogger("ray.data").handlers:  # its session log file keeps everything
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.CRITICAL)  # failures reach the caller as one exception, not as log lines
+
+
+def _actor_pool(device: str, blocks: int) -> tuple[ray.data.ActorPoolStrategy, int]:
+    """The backbone actors and the GPUs each takes: one actor per GPU; without GPUs, one-CPU actors on about
+    seven CPUs in eight, the rest decoding (a ResNet18 forward pass costs several times a decode). Never more
+    actors than blocks of input."""
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    if device == "cuda" and not gpus:
+        raise WeightsError("--device cuda was asked for, but the Ray cluster has no GPU (use --device cpu or auto)")
+    if gpus and device != "cpu":
+        return ray.data.ActorPoolStrategy(size=min(gpus, blocks)), 1
+    return ray.data.ActorPoolStrategy(size=max(1, min(cpus - max(1, cpus // 8), blocks))), 0
+
+
+def _rows(batch: dict[str, np.ndarray]) -> Iterator[tuple[int, tuple]]:
+    """(index, (stamp, error, feature row)) for each row of a result batch."""
+    for row, index in enumerate(batch["index"]):
+        if batch["ok"][row]:
+            stamp = FileStamp(int(batch["size"][row]), int(batch["mtime_ns"][row]), str(batch["sha256"][row]))
+            yield int(index), (stamp, None, batch["features"][row])
+        else:
+            yield int(index), (None, str(batch["error"][row]), None)
+
+
+def _in_order(entries: list[ImageEntry], batches: Iterator[dict[str, np.ndarray]], batch_size: int,
+              on_progress: ProgressCallback | None) -> Iterator[EmbeddedBatch]:
+    """Rows arrive as Ray finishes them; yield them as EmbeddedBatches of at most batch_size, in input order."""
+    arrived: dict[int, tuple] = {}
+    done = 0
+    for batch in batches:
+        arrived.update(_rows(batch))
+        while done in arrived:
+            count = 1
+            while count < batch_size and done + count in arrived:
+                count += 1
+            stamps, errors, features = zip(*(arrived.pop(index) for index in range(done, done + count)))
+            ok_features = [feature for feature in features if feature is not None]
+            yield EmbeddedBatch(entries[done:done + count], list(stamps), list(errors),
+                                np.stack(ok_features) if ok_features else np.zeros((0, FEATURE_DIM), np.float32))
+            done += count
+            if on_progress:
+                on_progress(done, len(entries))
+    if done != len(entries):
+        raise RayEngineError(f"on Ray: the pipeline returned {done} of {len(entries)} images")
+
+
+def embed_images(entries: list[ImageEntry], backbone: Backbone, preprocessing: Preprocessing, batch_size: int = 32,
+                 workers: int | None = None, on_progress: ProgressCallback | None = None, *, device: str = "auto",
+                 address: str | None = None) -> Iterator[EmbeddedBatch]:
+    """features.pipeline.embed_images on a Ray cluster: the backbone's weights are rebuilt on each actor from their
+    --weights value and checked against backbone.identity; workers is ignored (Ray sizes the decoding)."""
+    if not entries:
+        return
+    shape = _input_shape(preprocessing)
+    with _ray(address):
+        _quiet_ray_data()
+        blocks = -(-len(entries) // batch_size)
+        pool, gpus_per_actor = _actor_pool(device, blocks)
+        rows = [{"index": index, "path": os.fsencode(entry.path)} for index, entry in enumerate(entries)]
+        dataset = ray.data.from_items(rows, override_num_blocks=blocks)
+        dataset = dataset.map_batches(_decode, fn_kwargs={"preprocessing": preprocessing, "shape": shape},
+                                      batch_size=batch_size, batch_format="numpy")
+        with warnings.catch_warnings():  # Ray 2.60 has no named parameter for max_restarts yet
+            warnings.simplefilter("ignore", DeprecationWarning)
+            dataset = dataset.map_batches(
+                _Embed, fn_constructor_kwargs={
+                    "weights": _weights_spec(backbone.identity), "identity": backbone.identity.to_dict(),
+                    "device": "cuda" if gpus_per_actor else "cpu", "precision": backbone.precision,
+                }, batch_size=batch_size, batch_format="numpy", compute=pool, num_cpus=1, num_gpus=gpus_per_actor,
+                # Ray Data gives its actors arguments in the object store, which Ray cannot reliably restart them
+                # with (ray#53727) and logs an error about on every run; a failed extract resumes from its partial.
+                max_restarts=0)
+        try:
+            yield from _in_order(entries, dataset.iter_batches(batch_size=None, batch_format="numpy"), batch_size,
+                                 on_progress)
+        except ray.exceptions.RayError as error:
+            raise RayEngineError(f"on Ray: {_reason(error)}") from None
