@@ -145,6 +145,13 @@ head_weights_option = click.option(
     help="Backbone weights  [default: the weights the head records]; must match what the head was trained on.")
 
 
+def head_run_options(command):
+    """The options of the commands that run a trained head over images: predict and evaluate."""
+    for option in (workers_option, batch_option, device_option, head_weights_option):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="headstart")
 @quiet_option
@@ -308,10 +315,7 @@ def _refuse_output_inside_inputs(out: Path, paths: tuple[Path, ...]) -> None:
 @click.option("--top-k", type=click.IntRange(1), default=1, show_default=True,
               help="Also report the K most probable labels per image.")
 @cache_option
-@head_weights_option
-@device_option
-@batch_option
-@workers_option
+@head_run_options
 @engine_option
 @address_option
 @quiet_option
@@ -338,7 +342,7 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
             raise click.ClickException(f"no images found in {', '.join(map(str, paths))}")
         with report.progress("predict") as on_progress:
             counts = write_predictions("-" if to_stdout else out, predictor.classes,
-                                       predictor.predict(entries, batch_size, workers, on_progress),
+                                       predictor.predict(entries, on_progress),
                                        output_format, top_k)
         report.note(f"{counts['predicted']} images labelled, {counts['failed']} could not be read -> {out}")
 
@@ -350,10 +354,7 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
               help="CSV of the wrong images, most confident first  [default: CACHE/evaluation_wrong.csv]")
 @click.option("--show", type=click.IntRange(0), default=10, show_default=True,
               help="How many of the most confidently wrong images to print.")
-@head_weights_option
-@device_option
-@batch_option
-@workers_option
+@head_run_options
 @quiet_option
 @click.pass_context
 def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, show: int, weights: str | None,
@@ -368,7 +369,7 @@ def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, sh
 
         predictor = Predictor.load(cache / HEAD_FILE, PredictConfig(weights, device, batch_size, workers))
         with report.progress("evaluate") as on_progress:
-            evaluation = evaluate_folder(folder, predictor, batch_size, workers, on_progress)
+            evaluation = evaluate_folder(folder, predictor, on_progress)
         write_mistakes(out, evaluation.mistakes)
         summary = evaluation.summary
         report.table(_scores_table(summary, f"{folder}: accuracy {summary['accuracy']:.4f}"))

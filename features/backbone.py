@@ -42,6 +42,10 @@ class WeightsIdentity:
         """Same parameters, wherever the file lives."""
         return self.kind == other.kind if self.kind == RANDOM else self.sha256 == other.sha256
 
+    def spec(self) -> str:
+        """The --weights value that rebuilds these weights."""
+        return {"torchvision": IMAGENET, RANDOM: RANDOM}.get(self.kind, self.name)
+
     def describe(self) -> str:
         if self.kind == RANDOM:
             return f"random init (seed {RANDOM_INIT_SEED}), NOT pretrained"

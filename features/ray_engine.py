@@ -23,7 +23,7 @@ import ray
 import ray.data
 import torch
 
-from .backbone import FEATURE_DIM, IMAGENET, RANDOM, Backbone, WeightsError, WeightsIdentity, load_backbone
+from .backbone import FEATURE_DIM, Backbone, WeightsError, WeightsIdentity, load_backbone
 from .folder import ImageEntry
 from .images import FileStamp, Preprocessing, build_transform
 from .pipeline import EmbeddedBatch, ProgressCallback, load_image
@@ -40,11 +40,6 @@ def _reason(error: Exception) -> str:
         if found and not found.group(1).startswith("ray."):
             return found.group(2)
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def _weights_spec(identity: WeightsIdentity) -> str:
-    """The --weights value that rebuilds these weights on a Ray node."""
-    return {"torchvision": IMAGENET, RANDOM: RANDOM}.get(identity.kind, identity.name)
 
 
 def _input_shape(preprocessing: Preprocessing) -> tuple[int, int, int]:
@@ -186,7 +181,7 @@ def embed_images(entries: list[ImageEntry], backbone: Backbone, preprocessing: P
             warnings.simplefilter("ignore", DeprecationWarning)
             dataset = dataset.map_batches(
                 _Embed, fn_constructor_kwargs={
-                    "weights": _weights_spec(backbone.identity), "identity": backbone.identity.to_dict(),
+                    "weights": backbone.identity.spec(), "identity": backbone.identity.to_dict(),
                     "device": "cuda" if gpus_per_actor else "cpu", "precision": backbone.precision,
                 }, batch_size=batch_size, batch_format="numpy", compute=pool, num_cpus=1, num_gpus=gpus_per_actor,
                 # Ray Data gives its actors arguments in the object store, which Ray cannot reliably restart them

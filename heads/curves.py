@@ -13,6 +13,7 @@ def plot_curves(history: list[dict], path: str | os.PathLike) -> None:
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [entry["epoch"] for entry in history]
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
@@ -22,13 +23,15 @@ def plot_curves(history: list[dict], path: str | os.PathLike) -> None:
             if all(key in entry for entry in history):
                 axis.plot(epochs, [entry[key] for entry in history], style, label=split)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel("accuracy" if metric == "acc" else "cross-entropy loss")
         axis.set_title("accuracy" if metric == "acc" else "loss")
         axis.grid(alpha=0.3)
         axis.legend()
-    figure.tight_layout()
+    # Fixed margins and light PNG compression: tight_layout and zlib's default level were most of train-head's time.
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.92, wspace=0.22)
     try:
         with atomic_write(path) as out:
-            figure.savefig(out, format="png")
+            figure.savefig(out, format="png", pil_kwargs={"compress_level": 1})
     finally:
         plt.close(figure)

@@ -36,13 +36,13 @@ class Evaluation:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
-def evaluate_folder(folder: str | os.PathLike, predictor: Predictor, batch_size: int = 32, workers: int | None = None,
+def evaluate_folder(folder: str | os.PathLike, predictor: Predictor,
                     on_progress: ProgressCallback | None = None) -> Evaluation:
     """Label every image of folder/<class>/ with the predictor and score it against its folder's class."""
     classes = predictor.classes
     entries = find_labeled_images(folder, classes)
     truth, guesses, mistakes, failed = [], [], [], []
-    for entry, prediction in zip(entries, predictor.predict(entries, batch_size, workers, on_progress)):
+    for entry, prediction in zip(entries, predictor.predict(entries, on_progress)):
         if prediction.probabilities is None:
             failed.append((prediction.path, prediction.error))
             continue

@@ -11,6 +11,7 @@ import torch
 
 from features import PREPROCESSINGS, Backbone, WeightsError, WeightsIdentity, embed_images, load_backbone, pick_device
 from features.folder import ImageEntry
+from features.images import Preprocessing
 from features.pipeline import Embedder, ProgressCallback, choose_embedder
 
 from .config import PredictConfig
@@ -20,19 +21,15 @@ from .predictions import Prediction
 
 def _recorded_weights(recorded: WeightsIdentity) -> str:
     """The --weights value that rebuilds the backbone a head records."""
-    if recorded.kind == "torchvision":
-        return "imagenet"
-    if recorded.kind == "none":
-        return "none"
-    if not Path(recorded.name).is_file():
+    if recorded.kind == "file" and not Path(recorded.name).is_file():
         raise WeightsError(
             f"the head was trained on features from weights file {recorded.name}, which is gone: "
             "pass the same weights with --weights FILE"
         )
-    return recorded.name
+    return recorded.spec()
 
 
-def _preprocessing_of(checkpoint: HeadCheckpoint):
+def _preprocessing_of(checkpoint: HeadCheckpoint) -> Preprocessing:
     for preprocessing in PREPROCESSINGS.values():
         if preprocessing.describe() == checkpoint.preprocessing:
             return preprocessing
@@ -45,6 +42,8 @@ class Predictor:
 
     checkpoint: HeadCheckpoint
     backbone: Backbone
+    preprocessing: Preprocessing
+    config: PredictConfig
     embed: Embedder = embed_images
 
     @classmethod
@@ -60,19 +59,17 @@ class Predictor:
                 f"--weights {spec} ({backbone.identity.describe()}) is not what the head was trained on "
                 f"({recorded.describe()}): use those weights, or re-run extract and train-head with these"
             )
-        _preprocessing_of(checkpoint)
-        return cls(checkpoint, backbone, embed)
+        return cls(checkpoint, backbone, _preprocessing_of(checkpoint), config, embed)
 
     @property
     def classes(self) -> list[str]:
         return self.checkpoint.classes
 
-    def predict(self, entries: list[ImageEntry], batch_size: int = 32, workers: int | None = None,
-                on_progress: ProgressCallback | None = None) -> Iterator[Prediction]:
+    def predict(self, entries: list[ImageEntry], on_progress: ProgressCallback | None = None) -> Iterator[Prediction]:
         """One Prediction per entry, in the order given."""
-        preprocessing = _preprocessing_of(self.checkpoint)
         head = self.checkpoint.head
-        for batch in self.embed(entries, self.backbone, preprocessing, batch_size, workers, on_progress):
+        for batch in self.embed(entries, self.backbone, self.preprocessing, self.config.batch_size,
+                                self.config.workers, on_progress):
             with torch.inference_mode():
                 probabilities = iter(torch.softmax(head(torch.from_numpy(batch.features)), dim=1).numpy())
             for entry, error in zip(batch.entries, batch.errors):

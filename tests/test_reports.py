@@ -22,6 +22,8 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 import cli
+from cli_helpers import assert_error, assert_ok, read_csv
+from cli_helpers import run as _run
 from conftest import ROOT, make_dataset, make_image
 from features import __version__
 from features.store import FeatureStore
@@ -33,29 +35,7 @@ COLOUR_VARIABLES = ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIV
 
 
 def run(*args) -> Result:
-    return CliRunner().invoke(cli.cli, [str(arg) for arg in args], env=WIDE)
-
-
-def assert_ok(result: Result) -> None:
-    assert result.exit_code == 0, result.output
-    assert result.exception is None, result.output
-
-
-def assert_error(result: Result, *fragments: str, code: int = 1) -> str:
-    """A clean failure: the exit code, no traceback, exactly one `Error:` line (on stderr) holding every fragment."""
-    assert result.exit_code == code, result.output
-    assert isinstance(result.exception, SystemExit), f"uncaught {result.exception!r}\n{result.output}"
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    return _run(*args, env=WIDE)
 
 
 def csv_header(path: Path) -> list[str]:
