@@ -2,6 +2,7 @@
 
     format_version  int, FORMAT_VERSION
     producer        "headstart <version>"
+    torch_version   the torch that trained and saved the head
     created         ISO 8601 time, UTC
     head_type       "linear"
     head_args       {"in_features": int, "num_classes": int}: LinearHead(**head_args)
@@ -59,6 +60,7 @@ def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file
     data = {
         "format_version": FORMAT_VERSION,
         "producer": f"headstart {__version__}",
+        "torch_version": str(torch.__version__),  # TorchVersion is a class weights_only refuses
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "head_type": "linear",
         "head_args": checkpoint.head.head_args,
