@@ -6,7 +6,7 @@ import json
 import signal
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -340,10 +340,8 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
         entries = find_images(list(paths))
         if not entries:
             raise click.ClickException(f"no images found in {', '.join(map(str, paths))}")
-        with report.progress("predict") as on_progress:
-            counts = write_predictions("-" if to_stdout else out, predictor.classes,
-                                       predictor.predict(entries, on_progress),
-                                       output_format, top_k)
+        with report.progress("predict") as on_progress, closing(predictor.predict(entries, on_progress)) as rows:
+            counts = write_predictions("-" if to_stdout else out, predictor.classes, rows, output_format, top_k)
         report.note(f"{counts['predicted']} images labelled, {counts['failed']} could not be read -> {out}")
 
 

@@ -37,7 +37,7 @@ def notebook_epochs(data: Path, epochs: int, device: torch.device, weights: str,
         model.load_state_dict(state, strict=False)
     for parameter in model.parameters():
         parameter.requires_grad = False
-    model.fc = nn.Linear(model.fc.in_features, 2)
+    model.fc = nn.Linear(model.fc.in_features, len(loaders["train"].dataset.classes))
     nn.init.xavier_uniform_(model.fc.weight)
     nn.init.zeros_(model.fc.bias)
     model = model.to(device)

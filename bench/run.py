@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from bench.notebook import notebook_epochs
-from features import (PREPROCESSINGS, ExtractConfig, FeatureStore, extract_features, find_dataset, find_images,
+from features import (FEATURES_FILE, PREPROCESSINGS, ExtractConfig, FeatureStore, extract_features, find_dataset, find_images,
                       load_backbone, pick_device)
 from features.images import build_transform, decode_image, read_file
 from features.pipeline import default_workers
@@ -62,10 +62,11 @@ def forward_ceiling(data: Path, weights: str, device: torch.device, precision: s
 
 def training_only(cache: Path, config: TrainConfig) -> float:
     """Seconds of the SGD loop itself on the in-memory features, without reading, reporting or plotting."""
-    with FeatureStore(cache / "features.h5") as store:
+    with FeatureStore(cache / FEATURES_FILE) as store:
         train, val = store.read("train"), store.read("val")
+        classes = len(store.header["classes"])
     tensors = [(torch.from_numpy(rows.features), torch.from_numpy(rows.labels)) for rows in (train, val)]
-    _, seconds = timed(train_head, tensors[0], tensors[1], 2, config)
+    _, seconds = timed(train_head, tensors[0], tensors[1], classes, config)
     return seconds
 
 
@@ -86,11 +87,11 @@ def extract_in_subprocess(data: Path, cache: Path, weights: str) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def bf16_agreement(data: Path, work: Path, weights: str, device: torch.device, fp32_cache: Path) -> dict:
+def bf16_agreement(data: Path, work: Path, weights: str, fp32_cache: Path) -> dict:
     """Cosine similarity of bf16 to fp32 features, and how often the fp32-trained head gives the same label."""
     bf16_cache = work / "cache-bf16"
     extract_features(ExtractConfig(data=data, cache=bf16_cache, weights=weights, precision="bf16"))
-    with FeatureStore(fp32_cache / "features.h5") as fp32, FeatureStore(bf16_cache / "features.h5") as bf16:
+    with FeatureStore(fp32_cache / FEATURES_FILE) as fp32, FeatureStore(bf16_cache / FEATURES_FILE) as bf16:
         a, b = fp32.read("val").features, bf16.read("val").features
     cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     head = Predictor.load(fp32_cache / HEAD_FILE, PredictConfig(weights=weights)).checkpoint.head
@@ -153,7 +154,7 @@ def run(data: Path, generated: int, weights: str, work: Path) -> dict:
     bf16_ok = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
     if bf16_ok:
         say("ceiling_bf16_img_s", forward_ceiling(data, weights, device, "bf16"), "img/s")
-        figures["bf16"] = bf16_agreement(data, work, weights, device, cache)
+        figures["bf16"] = bf16_agreement(data, work, weights, cache)
         print(f"{'bf16 agreement':<40} {figures['bf16']}")
 
     ceiling = figures["ceiling_fp32_img_s"]

@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Delay Ctrl-C and SIGTERM until the block is done, so a step that must be whole is never cut in two.
+
+    Python runs signal handlers in the main thread whichever thread the OS delivers to, so the handlers are
+    swapped for ones that only record, and the recorded signal is raised again once the block ends.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, lambda number, frame: caught.append(number)) for number in held}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def _new_file_mode(path: Path) -> int:
@@ -39,8 +63,9 @@ def replace_together(*paths: str | os.PathLike) -> Iterator[list[Path]]:
         for temporary in temporaries:
             with open(temporary, "rb+") as handle:
                 os.fsync(handle.fileno())
-        for temporary, target in zip(temporaries, targets):
-            os.replace(temporary, target)
+        with signals_held():
+            for temporary, target in zip(temporaries, targets):
+                os.replace(temporary, target)
     except BaseException:
         for temporary in temporaries:
             temporary.unlink(missing_ok=True)

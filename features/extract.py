@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .backbone import BACKBONE, FEATURE_DIM, WeightsIdentity, load_backbone, pick_device
+from .backbone import BACKBONE, FEATURE_DIM, WeightsIdentity, file_sha256, load_backbone, pick_device
 from .config import ExtractConfig
 from .folder import Dataset, ImageEntry, find_dataset, text_path
 from .images import PREPROCESSINGS, FileStamp
@@ -60,8 +59,7 @@ class _CachedRow:
 
 def _sha256(path: Path) -> str | None:
     try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 
@@ -215,6 +213,7 @@ def extract_features(config: ExtractConfig, on_progress: ProgressCallback | None
                              f"ray, device {config.device}", [], None, 0.0)
     with cache_lock(config.cache, "extract"):
         previous = _PreviousRows(path, header)
+        embedded = None
         try:
             summary.rebuild_reason = previous.rebuild_reason
             summary.resumed = len(previous.resumed_from)
@@ -225,8 +224,9 @@ def extract_features(config: ExtractConfig, on_progress: ProgressCallback | None
             todo = [entry for plan in plans.values() for entry, reuse in plan if reuse is None]
             if on_start:
                 on_start(summary)
-            computed = _computed(embed(todo, backbone, PREPROCESSINGS[config.preprocess],
-                                       config.batch_size, config.workers, on_progress))
+            embedded = embed(todo, backbone, PREPROCESSINGS[config.preprocess], config.batch_size, config.workers,
+                             on_progress)
+            computed = _computed(embedded)
             writer = StoreWriter(path, header, FEATURE_DIM, BLOCK_ROWS)
             try:
                 for split, plan in plans.items():
@@ -239,6 +239,8 @@ def extract_features(config: ExtractConfig, on_progress: ProgressCallback | None
                 writer.keep_partial()  # interrupted: the next run resumes from what this one finished
                 raise
         finally:
+            if embedded is not None:
+                embedded.close()  # stops the decoding workers (or the Ray pipeline) whatever ended the run
             previous.close()
         for partial in partial_files(path):  # resumed from, or unusable: the complete file supersedes them all
             partial.unlink(missing_ok=True)

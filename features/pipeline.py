@@ -38,9 +38,6 @@ class EmbeddedBatch:
     errors: list[str | None]
     features: np.ndarray
 
-    def ok_entries(self) -> list[ImageEntry]:
-        return [entry for entry, error in zip(self.entries, self.errors) if error is None]
-
 
 class _DecodedImages(TorchDataset):
     """Reads and preprocesses one file per item; a bad file becomes an error string, never an exception."""

@@ -185,7 +185,7 @@ def embed_images(entries: list[ImageEntry], backbone: Backbone, preprocessing: P
                     "device": "cuda" if gpus_per_actor else "cpu", "precision": backbone.precision,
                 }, batch_size=batch_size, batch_format="numpy", compute=pool, num_cpus=1, num_gpus=gpus_per_actor,
                 # Ray Data gives its actors arguments in the object store, which Ray cannot reliably restart them
-                # with (ray#53727) and logs an error about on every run; a failed extract resumes from its partial.
+                # with (ray#53727) and logs an error about on every run; only an interrupted extract resumes.
                 max_restarts=0)
         try:
             yield from _in_order(entries, dataset.iter_batches(batch_size=None, batch_format="numpy"), batch_size,

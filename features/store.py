@@ -33,13 +33,14 @@ import json
 import os
 import resource
 import shutil
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from .atomic import signals_held
 
 FORMAT_VERSION = 1
 FEATURES_FILE = "features.h5"
@@ -68,22 +69,6 @@ class Rows:
 
     def __len__(self) -> int:
         return len(self.paths)
-
-    @classmethod
-    def empty(cls, dim: int) -> "Rows":
-        return cls(np.zeros((0, dim), np.float32), np.zeros(0, np.int64), [], np.zeros(0, np.int64),
-                   np.zeros(0, np.int64), [])
-
-    @classmethod
-    def concat(cls, blocks: list["Rows"]) -> "Rows":
-        return cls(
-            np.concatenate([b.features for b in blocks]),
-            np.concatenate([b.labels for b in blocks]),
-            [p for b in blocks for p in b.paths],
-            np.concatenate([b.sizes for b in blocks]),
-            np.concatenate([b.mtimes_ns for b in blocks]),
-            [s for b in blocks for s in b.sha256],
-        )
 
 
 def _decode_header(attrs: h5py.AttributeManager) -> dict:
@@ -223,15 +208,12 @@ class StoreWriter:
         start = self._group["labels"].shape[0]
         end = start + len(rows)
         # Ctrl-C or SIGTERM between two columns would leave them of different lengths: hold them until all are written.
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
+        with signals_held():
             for name in ROW_FIELDS:
                 dataset = self._group[name]
                 dataset.resize(end, axis=0)
                 dataset[start:end] = getattr(rows, name)
             self._file.flush()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def _ensure_room(self, rows: int) -> None:
         """Refuse to write when the disk (or the process's file-size limit) cannot take the next chunks.
@@ -254,6 +236,8 @@ class StoreWriter:
 
     def commit(self) -> None:
         self._file.close()
+        with open(self.partial, "rb+") as handle:
+            os.fsync(handle.fileno())
         os.replace(self.partial, self.path)
 
     def keep_partial(self) -> None:

@@ -7,7 +7,7 @@ _PUBLIC = {
     "load_head": "checkpoint", "save_head": "checkpoint", "METRICS_FILE": "fit", "FitSummary": "fit",
     "fit_head": "fit", "LinearHead": "linear", "PredictConfig": "config", "TrainConfig": "config",
     "Predictor": "predict", "Prediction": "predictions", "write_predictions": "predictions",
-    "evaluate": "train", "train_head": "train", "train_one_epoch": "train",
+    "train_head": "train", "train_one_epoch": "train",
 }
 __all__ = list(_PUBLIC)
 

@@ -12,8 +12,10 @@
     weights         {"kind", "name", "sha256"} of the backbone the features came from
     preprocessing   {"name", "resize", "crop", "mean", "std", "interpolation"}
     precision       "fp32" | "bf16"
-    train_config    {"epochs", "lr", "momentum", "batch_size", "seed"}
-    metrics         final-epoch metrics and "history", one dict per epoch
+    train_config    {"epochs", "lr", "momentum", "batch_size", "seed", "head": "sgd"|"logreg"}
+    metrics         final-epoch metrics ("epoch", "train_loss", "train_acc", "val_loss", "val_acc"),
+                    "history" (one dict per epoch), "best_epoch" (the history entry best on val, or None),
+                    "val_report" ({"accuracy", "report", "confusion", "classes"} of the val split, or None)
     features_file   the features file it was trained on
 """
 

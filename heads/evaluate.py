@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import os
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from features.atomic import atomic_write
-from features.folder import find_labeled_images
+from features.folder import DatasetError, find_labeled_images, text_path
 from features.pipeline import ProgressCallback
 
 from .predict import Predictor
@@ -42,7 +43,9 @@ def evaluate_folder(folder: str | os.PathLike, predictor: Predictor,
     classes = predictor.classes
     entries = find_labeled_images(folder, classes)
     truth, guesses, mistakes, failed = [], [], [], []
-    for entry, prediction in zip(entries, predictor.predict(entries, on_progress)):
+    with closing(predictor.predict(entries, on_progress)) as predictions:
+        scored = list(zip(entries, predictions))
+    for entry, prediction in scored:
         if prediction.probabilities is None:
             failed.append((prediction.path, prediction.error))
             continue
@@ -52,6 +55,8 @@ def evaluate_folder(folder: str | os.PathLike, predictor: Predictor,
         if guess != entry.label:
             mistakes.append(Mistake(prediction.path, classes[entry.label], classes[guess],
                                     float(prediction.probabilities[guess])))
+    if not truth:
+        raise DatasetError(f"{text_path(folder)}: no readable images in its class folders; check the folder")
     mistakes.sort(key=lambda mistake: (-mistake.confidence, mistake.path))
     summary = classification_summary(np.asarray(truth, np.int64), np.asarray(guesses, np.int64), classes)
     return Evaluation(len(entries), summary, mistakes, failed)

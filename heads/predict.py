@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -68,9 +69,11 @@ class Predictor:
     def predict(self, entries: list[ImageEntry], on_progress: ProgressCallback | None = None) -> Iterator[Prediction]:
         """One Prediction per entry, in the order given."""
         head = self.checkpoint.head
-        for batch in self.embed(entries, self.backbone, self.preprocessing, self.config.batch_size,
-                                self.config.workers, on_progress):
-            with torch.inference_mode():
-                probabilities = iter(torch.softmax(head(torch.from_numpy(batch.features)), dim=1).numpy())
-            for entry, error in zip(batch.entries, batch.errors):
-                yield Prediction(entry.name, None, error) if error else Prediction(entry.name, next(probabilities))
+        # closing: when the consumer stops early, the decoding workers (or the Ray pipeline) stop with it.
+        with closing(self.embed(entries, self.backbone, self.preprocessing, self.config.batch_size,
+                                self.config.workers, on_progress)) as batches:
+            for batch in batches:
+                with torch.inference_mode():
+                    probabilities = iter(torch.softmax(head(torch.from_numpy(batch.features)), dim=1).numpy())
+                for entry, error in zip(batch.entries, batch.errors):
+                    yield Prediction(entry.name, None, error) if error else Prediction(entry.name, next(probabilities))

@@ -100,7 +100,10 @@ def test_paths_are_stored_as_utf8_strings(tmp_path):
 def test_appending_in_blocks_equals_one_block(tmp_path):
     blocks = [make_rows(3, 0, seed=1), make_rows(0, 3), make_rows(6, 3, seed=2), make_rows(1, 9, seed=3)]
     path = write_store(tmp_path / FEATURES_FILE, {"train": blocks}, chunk_rows=4)
-    whole = Rows.concat(blocks)
+    whole = Rows(*[np.concatenate([getattr(b, name) for b in blocks]) for name in ("features", "labels")],
+                 [p for b in blocks for p in b.paths],
+                 *[np.concatenate([getattr(b, name) for b in blocks]) for name in ("sizes", "mtimes_ns")],
+                 [s for b in blocks for s in b.sha256])
     with FeatureStore(path) as store:
         assert store.count("train") == 10
         assert_rows_equal(store.read("train"), whole)
