@@ -11,12 +11,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .backbone import BACKBONE, FEATURE_DIM, WeightsIdentity, file_sha256, load_backbone, pick_device
+from .backbone import BACKBONE, FEATURE_DIM, WeightsIdentity, file_sha256, load_backbone
 from .config import ExtractConfig
 from .folder import Dataset, ImageEntry, find_dataset, text_path
 from .images import PREPROCESSINGS, FileStamp
 from .lock import cache_lock
-from .pipeline import ProgressCallback, choose_embedder
+from .pipeline import ProgressCallback, choose_embedder, driver_device
 from .store import FEATURES_FILE, FeatureStore, Rows, StoreError, StoreWriter, partial_files
 
 BLOCK_ROWS = 256
@@ -205,7 +205,7 @@ def extract_features(config: ExtractConfig, on_progress: ProgressCallback | None
     embed = choose_embedder(config.engine, config.device, config.address)
     dataset = find_dataset(config.data)
     local = config.engine == "local"
-    device = pick_device(config.device if local else "cpu")  # Ray's actors pick their own device
+    device = driver_device(config.engine, config.device)
     backbone = load_backbone(config.weights, device, config.precision)
     header = _header(config, dataset, backbone.identity, torch.__version__, torchvision.__version__)
     path = Path(config.cache) / FEATURES_FILE

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from .backbone import FEATURE_DIM, Backbone
+from .backbone import FEATURE_DIM, Backbone, pick_device
 from .folder import ImageEntry
 from .images import FileStamp, ImageDecodeError, Preprocessing, build_transform, decode_image, read_file
 
@@ -104,6 +104,11 @@ def embed_images(
 
 # embed_images' signature: (entries, backbone, preprocessing, batch_size, workers, on_progress) -> EmbeddedBatches
 Embedder = Callable[..., Iterator[EmbeddedBatch]]
+
+
+def driver_device(engine: str, device: str) -> torch.device:
+    """Where this process builds the backbone: the chosen device locally; the CPU under Ray, whose actors pick theirs."""
+    return pick_device(device if engine == "local" else "cpu")
 
 
 def choose_embedder(engine: str = "local", device: str = "auto", address: str | None = None) -> Embedder:

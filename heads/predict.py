@@ -10,10 +10,10 @@ from typing import Iterator
 
 import torch
 
-from features import PREPROCESSINGS, Backbone, WeightsError, WeightsIdentity, embed_images, load_backbone, pick_device
+from features import PREPROCESSINGS, Backbone, WeightsError, WeightsIdentity, embed_images, load_backbone
 from features.folder import ImageEntry
 from features.images import Preprocessing
-from features.pipeline import Embedder, ProgressCallback, choose_embedder
+from features.pipeline import Embedder, ProgressCallback, choose_embedder, driver_device
 
 from .config import PredictConfig
 from .checkpoint import HeadCheckpoint, load_head
@@ -53,8 +53,7 @@ class Predictor:
         checkpoint = load_head(head_file)
         recorded = WeightsIdentity.from_dict(checkpoint.weights)
         spec = config.weights or _recorded_weights(recorded)
-        device = pick_device(config.device if config.engine == "local" else "cpu")  # Ray's actors pick their own
-        backbone = load_backbone(spec, device, checkpoint.precision)
+        backbone = load_backbone(spec, driver_device(config.engine, config.device), checkpoint.precision)
         if not backbone.identity.same_weights(recorded):
             raise WeightsError(
                 f"--weights {spec} ({backbone.identity.describe()}) is not what the head was trained on "
