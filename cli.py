@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-from rich.table import Table
-from rich.text import Text
 
 from features import __version__
 from features.config import ExtractConfig
+from features.engines import ENGINES
+from features.provenance import PREPROCESSINGS
 from heads.config import PredictConfig, TrainConfig
+from heads.console.reporter import Reporter
 
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 DEVICES = ["auto", "cpu", "cuda"]
@@ -34,62 +32,6 @@ class Terminated(BaseException):
 
 def _raise_terminated(signum, frame):
     raise Terminated()
-
-
-class _RateColumn(ProgressColumn):
-    def __init__(self, unit: str):
-        super().__init__()
-        self.unit = unit
-
-    def render(self, task) -> Text:
-        return Text(f"{task.speed:.1f} {self.unit}/s" if task.speed else f"- {self.unit}/s")
-
-
-class Reporter:
-    """The one place that prints: results to stdout, progress and warnings to stderr; plain when not a terminal."""
-
-    def __init__(self, quiet: bool = False):
-        # markup=False: paths and class names like "IMG [edited].jpg" are printed as they are.
-        self.out = Console(quiet=quiet, highlight=False, markup=False)
-        self.err = Console(stderr=True, quiet=quiet, highlight=False, markup=False)
-
-    def set_quiet(self) -> None:
-        self.out.quiet = self.err.quiet = True
-
-    def results_to_stderr(self) -> None:
-        """When stdout carries data (predict --out -), everything else goes to stderr."""
-        self.out = self.err
-
-    def note(self, message: str) -> None:
-        self.out.print(message)
-
-    def warn(self, message: str) -> None:
-        self.err.print(Text.assemble(("warning:", "yellow"), f" {message}"))
-
-    def table(self, table: Table) -> None:
-        self.out.print(table)
-
-    @contextmanager
-    def progress(self, description: str, unit: str = "img", delay: float = 0.5) -> Iterator[Callable[[int, int], None]]:
-        """A callback(done, total) driving a bar with rate and time left; shown only once a step lasts `delay` s."""
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(unit),
-                   TimeRemainingColumn()]
-        progress = Progress(*columns, console=self.err, disable=self.err.quiet)
-        task = progress.add_task(description, total=None)
-        started, shown = time.monotonic(), False
-
-        def update(done: int, total: int) -> None:
-            nonlocal shown
-            progress.update(task, completed=done, total=total or None)
-            if not shown and (not total or done < total) and time.monotonic() - started >= delay:
-                progress.start()
-                shown = True
-
-        try:
-            yield update
-        finally:
-            if shown:
-                progress.stop()
 
 
 def _one_line(message: str) -> str:
@@ -134,7 +76,7 @@ workers_option = click.option("--workers", type=click.IntRange(0), default=None,
 batch_option = click.option("--batch-size", type=click.IntRange(1), default=ExtractConfig().batch_size,
                             show_default=True, help="Images per backbone forward pass.")
 engine_option = click.option(
-    "--engine", type=click.Choice(["local", "ray"]), default=ExtractConfig().engine, show_default=True,
+    "--engine", type=click.Choice(ENGINES), default=ExtractConfig().engine, show_default=True,
     help="local: decoding workers and the backbone in this process; ray: a Ray Data pipeline on a Ray cluster, "
          "one backbone per actor, on GPUs where the cluster has them (pip install -e '.[ray]').")
 address_option = click.option(
@@ -167,7 +109,7 @@ def cli() -> None:
 @click.option("--weights", default=ExtractConfig().weights, show_default=True,
               help="imagenet (torchvision's ResNet18_Weights.IMAGENET1K_V1), a ResNet18 state_dict file, "
                    "or none (random init, for offline tests).")
-@click.option("--preprocess", type=click.Choice(["imagenet", "notebook"]), default=ExtractConfig().preprocess,
+@click.option("--preprocess", type=click.Choice(list(PREPROCESSINGS)), default=ExtractConfig().preprocess,
               show_default=True, help="imagenet: resize 256, crop 224, ImageNet mean/std (the weights' own); "
                                       "notebook: the tutorial's Resize((224, 224)) and Normalize(0.5, 0.5).")
 @device_option
@@ -187,13 +129,15 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
     with _errors_as_exit_codes():
         from features.download import download_dataset
         from features.extract import extract_features
+        from heads.console.views import show_extract
 
         if data == ExtractConfig().data and not data.exists():
             report.note(f"{data} not found: downloading the tutorial dataset")
             with report.progress("download", unit="B") as on_progress:
                 download_dataset(data, on_progress=on_progress)
-        config = ExtractConfig(data, cache, weights, preprocess, device, batch_size, workers, precision, engine,
-                               address)
+        config = ExtractConfig(data=data, cache=cache, weights=weights, preprocess=preprocess, device=device,
+                               batch_size=batch_size, workers=workers, precision=precision, engine=engine,
+                               address=address)
 
         def on_start(summary) -> None:
             if summary.weights.kind == "none":
@@ -205,47 +149,12 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
 
         with report.progress("extract") as on_progress:
             summary = extract_features(config, on_progress, on_start)
-        _report_extract(report, summary)
+        show_extract(report, summary)
 
 
 def _refuse_address_without_ray(ctx: click.Context, engine: str) -> None:
     if engine == "local" and ctx.get_parameter_source("address") == click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--address joins a Ray cluster: use it with --engine ray")
-
-
-def _report_extract(report: Reporter, summary) -> None:
-    table = Table(title=f"{summary.path}  ({summary.weights.describe()}, {summary.device})")
-    for column in ("split", "images", "extracted", "reused", "skipped"):
-        table.add_column(column, justify="left" if column == "split" else "right")
-    for split in summary.splits:
-        table.add_row(split.split, str(split.found), str(split.extracted), str(split.reused), str(len(split.skipped)))
-    report.table(table)
-    for split in summary.splits:
-        for name, reason in split.skipped:
-            report.warn(f"skipped {name}: {reason}")
-    report.note(f"classes: {', '.join(summary.classes)}; done in {summary.seconds:.1f} s")
-
-
-def _scores_table(summary: dict, title: str) -> Table:
-    """scikit-learn's classification report as a table."""
-    table = Table(title=title)
-    for column in ("class", "precision", "recall", "f1", "support"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for name in [*summary["classes"], "macro avg", "weighted avg"]:
-        row = summary["report"][name]
-        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1-score']:.3f}",
-                      str(int(row["support"])))
-    return table
-
-
-def _confusion_table(summary: dict) -> Table:
-    table = Table(title="confusion matrix (rows: true class, columns: predicted)")
-    table.add_column("true \\ predicted")
-    for name in summary["classes"]:
-        table.add_column(name, justify="right")
-    for name, row in zip(summary["classes"], summary["confusion"]):
-        table.add_row(name, *map(str, row))
-    return table
 
 
 @cli.command("train-head")
@@ -271,31 +180,11 @@ def train_head(ctx: click.Context, cache: Path, head_kind: str, epochs: int, lr:
     report = ctx.ensure_object(Reporter)
     with _errors_as_exit_codes():
         from heads import fit_head
+        from heads.console.views import EpochTable, show_training
 
-        table = Table(title=f"train-head ({head_kind})")
-        for column in ("epoch", "train loss", "train acc", "val loss", "val acc"):
-            table.add_column(column, justify="right")
-
-        def on_epoch(epoch: int, metrics: dict) -> None:
-            table.add_row(str(epoch), *[f"{metrics[key]:.4f}" if key in metrics else "-"
-                                        for key in ("train_loss", "train_acc", "val_loss", "val_acc")])
-
-        summary = fit_head(cache, TrainConfig(epochs, lr, momentum, batch_size, seed, head_kind), on_epoch)
-        report.table(table)
-        metrics = summary.metrics
-        if "val_acc" in metrics:
-            best = metrics["best_epoch"]
-            report.note(f"last epoch ({metrics['epoch']}): val acc {metrics['val_acc']:.4f}, "
-                        f"val loss {metrics['val_loss']:.4f} — this is the head saved")
-            report.note(f"best epoch ({best['epoch']}): val acc {best['val_acc']:.4f}, val loss {best['val_loss']:.4f}"
-                        " — chosen on val itself, so an optimistic estimate")
-            report.table(_scores_table(metrics["val_report"], "val split, last epoch"))
-            report.table(_confusion_table(metrics["val_report"]))
-        if summary.header["weights"]["kind"] == "none":
-            report.warn("these features come from a randomly initialised backbone, NOT pretrained")
-        counts = ", ".join(f"{n} {split}" for split, n in summary.counts.items())
-        report.note(f"trained on {counts} rows in {summary.seconds:.2f} s -> {summary.head_path}, "
-                    f"{summary.metrics_path}, {summary.curves_path}")
+        epochs_table = EpochTable(head_kind)
+        config = TrainConfig(epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, seed=seed, head=head_kind)
+        show_training(report, fit_head(cache, config, epochs_table), epochs_table)
 
 
 def _refuse_output_inside_inputs(out: Path, paths: tuple[Path, ...]) -> None:
@@ -326,23 +215,19 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
     """Label every image in PATHS (files, or folders searched recursively) with the head in CACHE."""
     report = ctx.ensure_object(Reporter)
     _refuse_address_without_ray(ctx, engine)
-    to_stdout = str(out) == "-"
-    if to_stdout:
+    if str(out) == "-":
         report.results_to_stderr()
     else:
         _refuse_output_inside_inputs(out, paths)
     with _errors_as_exit_codes():
-        from features import find_images
-        from heads import HEAD_FILE, Predictor, write_predictions
+        from heads import predict_files
 
-        predictor = Predictor.load(cache / HEAD_FILE, PredictConfig(weights, device, batch_size, workers, engine,
-                                                                    address))
-        entries = find_images(list(paths))
-        if not entries:
-            raise click.ClickException(f"no images found in {', '.join(map(str, paths))}")
-        with report.progress("predict") as on_progress, closing(predictor.predict(entries, on_progress)) as rows:
-            counts = write_predictions("-" if to_stdout else out, predictor.classes, rows, output_format, top_k)
-        report.note(f"{counts['predicted']} images labelled, {counts['failed']} could not be read -> {out}")
+        config = PredictConfig(weights=weights, device=device, batch_size=batch_size, workers=workers, engine=engine,
+                               address=address)
+        with report.progress("predict") as on_progress:
+            summary = predict_files(list(paths), out, cache, config, output_format=output_format, top_k=top_k,
+                                    on_progress=on_progress)
+        report.note(f"{summary.predicted} images labelled, {summary.failed} could not be read -> {out}")
 
 
 @cli.command()
@@ -362,28 +247,13 @@ def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, sh
     out = out or cache / "evaluation_wrong.csv"
     _refuse_output_inside_inputs(out, (folder,))
     with _errors_as_exit_codes():
-        from heads import HEAD_FILE, Predictor
-        from heads.evaluate import evaluate_folder, write_mistakes
+        from heads import evaluate_head
+        from heads.console.views import show_evaluation
 
-        predictor = Predictor.load(cache / HEAD_FILE, PredictConfig(weights, device, batch_size, workers))
+        config = PredictConfig(weights=weights, device=device, batch_size=batch_size, workers=workers)
         with report.progress("evaluate") as on_progress:
-            evaluation = evaluate_folder(folder, predictor, on_progress)
-        write_mistakes(out, evaluation.mistakes)
-        summary = evaluation.summary
-        report.table(_scores_table(summary, f"{folder}: accuracy {summary['accuracy']:.4f}"))
-        report.table(_confusion_table(summary))
-        if evaluation.mistakes and show:
-            table = Table(title=f"most confidently wrong ({min(show, len(evaluation.mistakes))} of "
-                                f"{len(evaluation.mistakes)})")
-            for column in ("path", "true", "predicted", "confidence"):
-                table.add_column(column, justify="right" if column == "confidence" else "left", overflow="fold")
-            for mistake in evaluation.mistakes[:show]:
-                table.add_row(mistake.path, mistake.true, mistake.predicted, f"{mistake.confidence:.4f}")
-            report.table(table)
-        for path, reason in evaluation.failed:
-            report.warn(f"could not read {path}: {reason}")
-        report.note(f"{evaluation.images} images, accuracy {summary['accuracy']:.4f}; "
-                    f"{len(evaluation.mistakes)} wrong -> {out}")
+            evaluation = evaluate_head(folder, cache, out, config, on_progress)
+        show_evaluation(report, folder, evaluation, show, out)
 
 
 @cli.command()
@@ -395,39 +265,14 @@ def info(ctx: click.Context, cache: Path, as_json: bool) -> None:
     """What CACHE holds: splits, counts per class, backbone, weights, preprocessing, head metrics."""
     report = ctx.ensure_object(Reporter)
     with _errors_as_exit_codes():
+        from heads.console.views import show_info
         from heads.info import describe_cache
 
         described = describe_cache(cache)
         if as_json:
             click.echo(json.dumps(described, indent=2))
-            return
-        features = described["features"]
-        if features is None:
-            report.note(f"{cache} holds no features.h5: run `extract`")
         else:
-            table = Table(title=f"{cache / 'features.h5'} (created {features['created']})")
-            table.add_column("split")
-            for name in features["classes"]:
-                table.add_column(name, justify="right")
-            table.add_column("rows", justify="right")
-            table.add_column("skipped", justify="right")
-            for split, counts in features["splits"].items():
-                table.add_row(split, *map(str, counts["per_class"].values()), str(counts["rows"]),
-                              str(counts["skipped"]))
-            report.table(table)
-            weights = features["weights"]
-            report.note(f"backbone {features['backbone']}, weights {weights['name']} "
-                        f"({weights['sha256'][:12] or 'random init, NOT pretrained'}), preprocessing "
-                        f"{features['preprocessing']['name']}, precision {features['precision']}, "
-                        f"torch {features['torch_version']}, torchvision {features['torchvision_version']}")
-        head = described["head"]
-        if head is None:
-            report.note(f"{cache} holds no head.pt: run `train-head`")
-        else:
-            metrics = head["metrics"]
-            scores = ", ".join(f"{key} {metrics[key]:.4f}" for key in ("train_loss", "train_acc", "val_loss", "val_acc")
-                               if key in metrics)
-            report.note(f"head ({head['train_config'].get('head', 'sgd')}): {scores}")
+            show_info(report, cache, described)
 
 
 def main() -> None:

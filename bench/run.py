@@ -25,8 +25,8 @@ from bench.notebook import notebook_epochs
 from features import (FEATURES_FILE, PREPROCESSINGS, ExtractConfig, FeatureStore, extract_features, find_dataset, find_images,
                       load_backbone, pick_device)
 from features.images import build_transform, decode_image, read_file
-from features.pipeline import default_workers
-from heads import HEAD_FILE, PredictConfig, Predictor, TrainConfig, fit_head, train_head, write_predictions
+from features.engines.local import default_workers
+from heads import HEAD_FILE, PredictConfig, Predictor, TrainConfig, fit_head, train_sgd, write_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
@@ -64,9 +64,9 @@ def training_only(cache: Path, config: TrainConfig) -> float:
     """Seconds of the SGD loop itself on the in-memory features, without reading, reporting or plotting."""
     with FeatureStore(cache / FEATURES_FILE) as store:
         train, val = store.read("train"), store.read("val")
-        classes = len(store.header["classes"])
+        classes = len(store.header.classes)
     tensors = [(torch.from_numpy(rows.features), torch.from_numpy(rows.labels)) for rows in (train, val)]
-    _, seconds = timed(train_head, tensors[0], tensors[1], classes, config)
+    _, seconds = timed(train_sgd, tensors[0], tensors[1], classes, config)
     return seconds
 
 

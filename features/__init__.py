@@ -5,11 +5,12 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "Backbone": "backbone", "WeightsError": "backbone", "WeightsIdentity": "backbone", "load_backbone": "backbone",
-    "pick_device": "backbone", "ExtractConfig": "config", "ExtractSummary": "extract",
-    "extract_features": "extract", "DatasetError": "folder", "find_dataset": "folder", "find_images": "folder",
-    "PREPROCESSINGS": "images", "ImageDecodeError": "images", "CacheBusyError": "lock", "cache_lock": "lock",
-    "embed_images": "pipeline", "FEATURES_FILE": "store", "FeatureStore": "store", "StoreError": "store",
+    "Backbone": "backbone", "WeightsError": "backbone", "load_backbone": "backbone", "pick_device": "backbone",
+    "EngineConfig": "config", "ExtractConfig": "config", "ExtractSummary": "extract", "extract_features": "extract",
+    "DatasetError": "folder", "find_dataset": "folder", "find_images": "folder", "ImageDecodeError": "images",
+    "CacheBusyError": "lock", "cache_lock": "lock", "PREPROCESSINGS": "provenance", "Preprocessing": "provenance",
+    "WeightsIdentity": "provenance", "FEATURES_FILE": "store", "FeatureStore": "store", "FeaturesHeader": "store",
+    "StoreError": "store", "build_engine": "engines",
 }
 __all__ = ["__version__", *_PUBLIC]
 

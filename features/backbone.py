@@ -5,51 +5,20 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .provenance import IMAGENET, RANDOM, RANDOM_INIT_SEED, WeightsIdentity
+
 BACKBONE = "resnet18"
 FEATURE_DIM = 512
-IMAGENET = "imagenet"
-RANDOM = "none"
-RANDOM_INIT_SEED = 0
 TORCHVISION_WEIGHTS = "ResNet18_Weights.IMAGENET1K_V1"
 
 
 class WeightsError(ValueError):
     """Weights that cannot be loaded or do not match what was recorded; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class WeightsIdentity:
-    """What the features were computed with: recorded in the features file and the head, compared on use."""
-
-    kind: str  # "torchvision", "file" or "none"
-    name: str  # torchvision's weights name, the file path, or the random-init description
-    sha256: str  # of the weights file; empty for random init
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "WeightsIdentity":
-        return cls(str(data["kind"]), str(data["name"]), str(data["sha256"]))
-
-    def same_weights(self, other: "WeightsIdentity") -> bool:
-        """Same parameters, wherever the file lives."""
-        return self.kind == other.kind if self.kind == RANDOM else self.sha256 == other.sha256
-
-    def spec(self) -> str:
-        """The --weights value that rebuilds these weights."""
-        return {"torchvision": IMAGENET, RANDOM: RANDOM}.get(self.kind, self.name)
-
-    def describe(self) -> str:
-        if self.kind == RANDOM:
-            return f"random init (seed {RANDOM_INIT_SEED}), NOT pretrained"
-        return f"{self.name} (sha256 {self.sha256[:12]}…)"
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -1,4 +1,4 @@
-"""Options of the extract step, importable without torch so the CLI's --help stays instant."""
+"""Options of the extract step and of running the backbone, importable without torch so --help stays instant."""
 
 from __future__ import annotations
 
@@ -6,17 +6,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
-class ExtractConfig:
+@dataclass(frozen=True, kw_only=True)
+class EngineConfig:
+    """How and where the backbone runs; extract and predict share these options (features.engines.build_engine)."""
+
+    device: str = "auto"
+    batch_size: int = 32
+    workers: int | None = None  # decoding processes of the local engine; None: one per core, at most 8
+    engine: str = "local"  # or "ray"
+    address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, or a local Ray
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractConfig(EngineConfig):
     """Options of the extract step; the CLI's defaults come from here."""
 
     data: Path = Path("hymenoptera_data")
     cache: Path = Path("cache")
     weights: str = "imagenet"
     preprocess: str = "imagenet"
-    device: str = "auto"
-    batch_size: int = 32
-    workers: int | None = None
     precision: str = "fp32"
-    engine: str = "local"  # or "ray": features.ray_engine
-    address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, or a local Ray

@@ -14,42 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How images become tensors; recorded in every features file and head so a mismatch is caught."""
-
-    name: str
-    resize: int | tuple[int, int]
-    crop: int | None
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-    @property
-    def draft_size(self) -> int:
-        """The smallest side the resize step needs: JPEGs larger than twice this decode at reduced scale."""
-        return min(self.resize) if isinstance(self.resize, tuple) else self.resize
-
-    def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "resize": list(self.resize) if isinstance(self.resize, tuple) else self.resize,
-            "crop": self.crop,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "interpolation": "bilinear, antialias",
-        }
-
-
-PREPROCESSINGS = {
-    # ResNet18_Weights.IMAGENET1K_V1.transforms(): the statistics the weights were trained with.
-    "imagenet": Preprocessing("imagenet", 256, 224, IMAGENET_MEAN, IMAGENET_STD),
-    # The tutorial notebook's Resize((224, 224)) + Normalize(0.5, 0.5), kept for reproducing its numbers.
-    "notebook": Preprocessing("notebook", (224, 224), None, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-}
+from .provenance import Preprocessing
 
 
 class ImageDecodeError(Exception):

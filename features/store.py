@@ -41,6 +41,7 @@ import h5py
 import numpy as np
 
 from .atomic import signals_held
+from .provenance import Preprocessing, WeightsIdentity
 
 FORMAT_VERSION = 1
 FEATURES_FILE = "features.h5"
@@ -71,12 +72,56 @@ class Rows:
         return len(self.paths)
 
 
-def _decode_header(attrs: h5py.AttributeManager) -> dict:
-    header = {}
+@dataclass(frozen=True)
+class FeaturesHeader:
+    """The file's root attributes, typed: the one record of what the features are, read wherever they are used."""
+
+    producer: str
+    created: str
+    classes: list[str]
+    backbone: str
+    weights: WeightsIdentity
+    preprocessing: Preprocessing
+    precision: str
+    data_root: str
+    torch_version: str
+    torchvision_version: str
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict:
+        """Plain values (the weights and preprocessing records as dicts), in the order the attributes are written."""
+        records = {"weights": self.weights.to_dict(), "preprocessing": self.preprocessing.describe()}
+        return {**{name: records.get(name, getattr(self, name)) for name in _ATTR_ORDER},
+                "format_version": self.format_version}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "FeaturesHeader":
+        """Rebuild the header from plain values; a missing or malformed one raises KeyError, TypeError or ValueError."""
+        return cls(**{name: values[name] for name in _ATTR_ORDER if name not in ("weights", "preprocessing")},
+                   weights=WeightsIdentity.from_dict(values["weights"]),
+                   preprocessing=Preprocessing.from_description(values["preprocessing"]),
+                   format_version=values["format_version"])
+
+    def to_attrs(self) -> dict[str, str | int]:
+        """The HDF5 attributes: JSON for the records, text for the rest, format_version an integer."""
+        return {name: json.dumps(value) if name in JSON_ATTRS else value if name == "format_version" else str(value)
+                for name, value in self.to_dict().items()}
+
+
+_ATTR_ORDER = ("producer", "created", "classes", "backbone", "weights", "preprocessing", "precision", "data_root",
+               "torch_version", "torchvision_version")
+
+
+def _decode_attrs(attrs: h5py.AttributeManager) -> dict:
+    decoded = {}
     for key, value in attrs.items():
         value = value.decode() if isinstance(value, bytes) else value
-        header[key] = json.loads(value) if key in JSON_ATTRS else (value.item() if hasattr(value, "item") else value)
-    return header
+        decoded[key] = json.loads(value) if key in JSON_ATTRS else (value.item() if hasattr(value, "item") else value)
+    return decoded
+
+
+def _damaged(path: Path, detail: object) -> StoreError:
+    return StoreError(f"{path} is damaged ({detail}): re-run `extract`")
 
 
 class FeatureStore:
@@ -88,16 +133,21 @@ class FeatureStore:
             raise StoreError(f"{self.path} does not exist: run `extract` first")
         try:
             self._file = h5py.File(self.path, "r")
-            self.header = _decode_header(self._file.attrs)
+            attrs = _decode_attrs(self._file.attrs)
         except (OSError, ValueError, KeyError) as error:
             raise StoreError(f"{self.path} is not a readable features file ({error}): re-run `extract`") from None
-        version = self.header.get("format_version")
+        version = attrs.get("format_version")
         if version != FORMAT_VERSION:
             self.close()
             what = "not a headstart features file" if version is None else f"features format {version}"
             raise StoreError(
                 f"{self.path} is {what}; this headstart reads format {FORMAT_VERSION}: re-run `extract`"
             )
+        try:
+            self.header = FeaturesHeader.from_dict(attrs)
+        except (KeyError, TypeError, ValueError) as error:
+            self.close()
+            raise _damaged(self.path, f"header: {error}") from None
 
     def __enter__(self) -> "FeatureStore":
         return self
@@ -125,13 +175,13 @@ class FeatureStore:
             return (list(group["paths"].asstr()[:]), group["sizes"][:], group["mtimes_ns"][:],
                     list(group["sha256"].asstr()[:]))
         except (OSError, KeyError, ValueError) as error:
-            raise StoreError(f"{self.path} is damaged ({error}): re-run `extract`") from None
+            raise _damaged(self.path, error) from None
 
     def labels(self, split: str) -> np.ndarray:
         try:
             return self._group(split)["labels"][:].astype(np.int64, copy=False)
         except (OSError, KeyError, ValueError) as error:
-            raise StoreError(f"{self.path} is damaged ({error}): re-run `extract`") from None
+            raise _damaged(self.path, error) from None
 
     def _group(self, split: str) -> h5py.Group:
         """A split's group, checked whole: every column present and of one length."""
@@ -141,10 +191,9 @@ class FeatureStore:
         try:
             lengths = {name: group[name].shape[0] for name in ROW_FIELDS}
         except (KeyError, OSError, ValueError) as error:
-            raise StoreError(f"{self.path} is damaged (split '{split}': {error}): re-run `extract`") from None
+            raise _damaged(self.path, f"split '{split}': {error}") from None
         if len(set(lengths.values())) != 1:
-            raise StoreError(f"{self.path} is damaged (split '{split}' has columns of different lengths "
-                             f"{lengths}): re-run `extract`")
+            raise _damaged(self.path, f"split '{split}' has columns of different lengths {lengths}")
         return group
 
     def read(self, split: str, rows: np.ndarray | slice = slice(None)) -> Rows:
@@ -160,7 +209,7 @@ class FeatureStore:
                 [s for s in group["sha256"].asstr()[rows]],
             )
         except (OSError, KeyError, ValueError) as error:
-            raise StoreError(f"{self.path} is damaged ({error}): re-run `extract`") from None
+            raise _damaged(self.path, error) from None
 
 
 def partial_files(path: str | os.PathLike) -> list[Path]:
@@ -172,7 +221,7 @@ def partial_files(path: str | os.PathLike) -> list[Path]:
 class StoreWriter:
     """Writes DIR/features.h5.partial-<id> split by split, then renames it over DIR/features.h5 on commit()."""
 
-    def __init__(self, path: str | os.PathLike, header: dict, dim: int, chunk_rows: int = 256):
+    def __init__(self, path: str | os.PathLike, header: FeaturesHeader, dim: int, chunk_rows: int = 256):
         self.path = Path(path)
         self.partial = self.path.with_name(f"{self.path.name}{PARTIAL_SUFFIX}-{os.getpid()}-{time.time_ns()}")
         self._dim = dim
@@ -182,13 +231,24 @@ class StoreWriter:
         self._file = None
         try:
             self._file = h5py.File(self.partial, "w")
-            for key, value in header.items():
-                self._file.attrs[key] = json.dumps(value) if key in JSON_ATTRS else str(value)
-            self._file.attrs["format_version"] = FORMAT_VERSION
+            for key, value in header.to_attrs().items():
+                self._file.attrs[key] = value
             self._file.flush()
         except BaseException:
             self.abandon()
             raise
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        """A failure deletes the partial file; an interruption (Ctrl-C, SIGTERM) keeps it for the next run to resume."""
+        if kind is None:
+            return
+        if issubclass(kind, Exception):
+            self.abandon()
+        else:
+            self.keep_partial()
 
     def begin_split(self, split: str) -> None:
         group = self._file.create_group(split)

@@ -1,4 +1,4 @@
-"""The linear head over cached features: training, its checkpoint, and prediction. Names load on first use."""
+"""The linear head over cached features: training, its checkpoint, and using it (predict/). Names load on first use."""
 
 from importlib import import_module
 
@@ -6,8 +6,9 @@ _PUBLIC = {
     "HEAD_FILE": "checkpoint", "HeadCheckpoint": "checkpoint", "HeadFileError": "checkpoint",
     "load_head": "checkpoint", "save_head": "checkpoint", "METRICS_FILE": "fit", "FitSummary": "fit",
     "fit_head": "fit", "LinearHead": "linear", "PredictConfig": "config", "TrainConfig": "config",
-    "Predictor": "predict", "Prediction": "predictions", "write_predictions": "predictions",
-    "train_head": "train", "train_one_epoch": "train",
+    "Predictor": "predict.predictor", "Prediction": "predict.writer", "write_predictions": "predict.writer",
+    "predict_files": "predict.runner", "evaluate_head": "predict.evaluation", "train_sgd": "train",
+    "train_one_epoch": "train",
 }
 __all__ = list(_PUBLIC)
 

@@ -1,11 +1,13 @@
-"""Options of the train-head and predict steps, importable without torch so the CLI's --help stays instant."""
+"""Options of the train-head, predict and evaluate steps, importable without torch so the CLI's --help stays instant."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from features.config import EngineConfig
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """The tutorial's recipe (head="sgd"), or scikit-learn's LogisticRegression (head="logreg"); each a CLI option."""
 
@@ -20,13 +22,8 @@ class TrainConfig:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class PredictConfig:
-    """Options of the predict step; weights=None means the weights the head records."""
+@dataclass(frozen=True, kw_only=True)
+class PredictConfig(EngineConfig):
+    """Options of the predict and evaluate steps; weights=None means the weights the head records."""
 
     weights: str | None = None
-    device: str = "auto"
-    batch_size: int = 32
-    workers: int | None = None
-    engine: str = "local"  # or "ray": features.ray_engine
-    address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, or a local Ray

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from features import FEATURES_FILE, FeatureStore, StoreError, cache_lock
+from features import FEATURES_FILE, FeaturesHeader, FeatureStore, StoreError, cache_lock
 from features.atomic import replace_together
 
 from .checkpoint import HEAD_FILE, HeadCheckpoint, save_head
@@ -18,7 +18,7 @@ from .config import TrainConfig
 from .curves import plot_curves
 from .logreg import train_logreg
 from .report import classification_summary
-from .train import TrainResult, train_head
+from .train import TrainResult, train_sgd
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
@@ -31,7 +31,7 @@ class FitSummary:
     curves_path: Path
     classes: list[str]
     counts: dict[str, int]
-    header: dict
+    header: FeaturesHeader
     result: TrainResult
     metrics: dict
     seconds: float
@@ -70,18 +70,18 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
             val = _tensors(store, "val") if "val" in store.splits and store.count("val") else None
         if not len(train[1]):
             raise StoreError(f"{store.path} has no training rows: check the dataset and re-run `extract`")
-        classes = list(header["classes"])
+        classes = list(header.classes)
         if config.head == "logreg":
             result = train_logreg(train, val, len(classes), config)
             if on_epoch:
                 on_epoch(1, result.final)
         else:
-            result = train_head(train, val, len(classes), config, on_epoch)
+            result = train_sgd(train, val, len(classes), config, on_epoch)
         counts = {"train": len(train[1]), "val": len(val[1]) if val is not None else 0}
         metrics = {**result.final, "history": result.history, "best_epoch": best_epoch(result.history),
                    "val_report": _val_summary(result, val, classes)}
-        checkpoint = HeadCheckpoint(result.head, classes, header["backbone"], header["weights"],
-                                    header["preprocessing"], header["precision"], config.to_dict(), metrics)
+        checkpoint = HeadCheckpoint(result.head, classes, header.backbone, header.weights.to_dict(),
+                                    header.preprocessing.describe(), header.precision, config.to_dict(), metrics)
         head_path, metrics_path, curves_path = cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE
         # All three or none: a failure (a full disk, Ctrl-C) leaves the previous head, metrics and plot together.
         with replace_together(curves_path, metrics_path, head_path) as (curves_tmp, metrics_tmp, head_tmp):

@@ -17,7 +17,7 @@ def describe_cache(cache: str | Path) -> dict:
     info: dict = {"cache": str(cache), "features": None, "head": None}
     if (cache / FEATURES_FILE).exists():
         with FeatureStore(cache / FEATURES_FILE) as store:
-            header = store.header
+            header = store.header.to_dict()
             classes = header["classes"]
             splits = {}
             for split in store.splits:

@@ -7,7 +7,7 @@ import torch
 
 from .config import TrainConfig
 from .linear import LinearHead
-from .train import TrainResult, evaluate
+from .train import TrainResult, epoch_metrics, evaluate
 
 
 def _as_linear_head(coef: np.ndarray, intercept: np.ndarray, num_classes: int) -> LinearHead:
@@ -37,9 +37,4 @@ def train_logreg(
     if list(model.classes_) != list(range(num_classes)):
         raise ValueError(f"logreg needs every class in the training rows; it saw only {list(model.classes_)}")
     head = _as_linear_head(model.coef_.astype(np.float32), model.intercept_.astype(np.float32), num_classes)
-    scores = evaluate(head, features, labels)
-    metrics = {"epoch": 1, "train_loss": scores.loss, "train_acc": scores.acc}
-    if val is not None:
-        val_scores = evaluate(head, *val)
-        metrics |= {"val_loss": val_scores.loss, "val_acc": val_scores.acc}
-    return TrainResult(head, [metrics])
+    return TrainResult(head, [epoch_metrics(1, head, evaluate(head, features, labels), val)])

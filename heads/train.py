@@ -67,14 +67,24 @@ def _one_thread():
         torch.set_num_threads(threads)
 
 
-def train_head(
+def epoch_metrics(epoch: int, head: nn.Module, train: Scores,
+                  val: tuple[torch.Tensor, torch.Tensor] | None) -> dict:
+    """One epoch's record in the history: its number, train scores and, when there is a val split, val scores."""
+    metrics = {"epoch": epoch, "train_loss": train.loss, "train_acc": train.acc}
+    if val is not None:
+        val_scores = evaluate(head, *val)
+        metrics |= {"val_loss": val_scores.loss, "val_acc": val_scores.acc}
+    return metrics
+
+
+def train_sgd(
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor] | None,
     num_classes: int,
     config: TrainConfig = TrainConfig(),
     on_epoch: Callable[[int, dict], None] | None = None,
 ) -> TrainResult:
-    """Fit LinearHead on (features, labels) held in memory; the same seed gives the same head, bit for bit."""
+    """Fit LinearHead with the tutorial's SGD on (features, labels) in memory; the same seed gives the same head."""
     features, labels = train
     generator = torch.Generator().manual_seed(config.seed)
     head = LinearHead(features.shape[1], num_classes, generator=generator)
@@ -84,11 +94,7 @@ def train_head(
     result = TrainResult(head)
     with _one_thread():
         for epoch in range(1, config.epochs + 1):
-            scores = train_one_epoch(head, loader, optimizer)
-            metrics = {"epoch": epoch, "train_loss": scores.loss, "train_acc": scores.acc}
-            if val is not None:
-                val_scores = evaluate(head, *val)
-                metrics |= {"val_loss": val_scores.loss, "val_acc": val_scores.acc}
+            metrics = epoch_metrics(epoch, head, train_one_epoch(head, loader, optimizer), val)
             result.history.append(metrics)
             if on_epoch:
                 on_epoch(epoch, metrics)

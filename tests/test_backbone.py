@@ -14,7 +14,8 @@ from torchvision.models import ResNet18_Weights, resnet18, resnet34
 
 from conftest import make_image
 from features.backbone import WeightsError, load_backbone, pick_device
-from features.images import PREPROCESSINGS, build_transform, decode_image, read_file
+from features.images import build_transform, decode_image, read_file
+from features.provenance import PREPROCESSINGS
 
 CPU = torch.device("cpu")
 

@@ -67,8 +67,8 @@ def test_extract_writes_features_file(real_pipeline):
         assert raw["val/features"].shape == (153, 512)
     with FeatureStore(path) as store:
         assert sorted(store.splits) == ["train", "val"]
-        assert store.header["classes"] == ["ants", "bees"]
-        assert store.header["weights"]["kind"] == "none"
+        assert store.header.classes == ["ants", "bees"]
+        assert store.header.weights.kind == "none"
         train = store.read("train")
         assert sorted(set(train.labels.tolist())) == [0, 1]
         assert all(p.startswith("train/") for p in train.paths)
@@ -443,8 +443,8 @@ def test_signal_during_extract_keeps_previous_features(real_pipeline, real_data,
     assert previous.read_bytes() == before
     with FeatureStore(previous) as store:
         assert store.count("train") == 244 and store.count("val") == 153
-        assert store.header["preprocessing"]["name"] == "imagenet"
+        assert store.header.preprocessing.name == "imagenet"
     # Whatever partial file the interrupted run leaves (for the next run to resume from) is a readable store.
     for partial in partials():
         with FeatureStore(partial) as store:
-            assert store.header["preprocessing"]["name"] == "notebook"
+            assert store.header.preprocessing.name == "notebook"

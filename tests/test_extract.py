@@ -12,14 +12,13 @@ import pytest
 import torch
 
 import features.backbone as backbone_module
-import features.extract as extract_module
+import features.reuse as reuse_module
 from conftest import make_dataset, make_image
 from features.backbone import Backbone, load_backbone
 from features.config import ExtractConfig
 from features.extract import extract_features
-from features.images import (
-    IMAGENET_MEAN, IMAGENET_STD, PREPROCESSINGS, Preprocessing, build_transform, decode_image, read_file,
-)
+from features.images import build_transform, decode_image, read_file
+from features.provenance import IMAGENET_MEAN, IMAGENET_STD, PREPROCESSINGS, Preprocessing
 from features.store import FEATURES_FILE, FeatureStore, partial_files
 
 CPU = torch.device("cpu")
@@ -40,7 +39,7 @@ def run(data: Path, cache: Path, **options):
 
 def read_store(cache: Path) -> dict:
     with FeatureStore(cache / FEATURES_FILE) as store:
-        return {"header": store.header, **{split: store.read(split) for split in store.splits},
+        return {"header": store.header.to_dict(), **{split: store.read(split) for split in store.splits},
                 "skipped": {split: store.skipped(split) for split in store.splits}}
 
 
@@ -239,8 +238,8 @@ def test_a_touched_file_is_reused_and_its_new_time_recorded(tiny_dataset, tmp_pa
     np.testing.assert_array_equal(train.features[row], before["train/ants/ants_2.jpg"])
 
     hashed = []
-    real_sha256 = extract_module._sha256
-    monkeypatch.setattr(extract_module, "_sha256", lambda path: hashed.append(path) or real_sha256(path))
+    real_sha256 = reuse_module._sha256
+    monkeypatch.setattr(reuse_module, "_sha256", lambda path: hashed.append(path) or real_sha256(path))
     assert counts(run(tiny_dataset, cache))["train"] == (0, 8, 0)
     assert hashed == []  # the recorded time matches now: no file is read again
 

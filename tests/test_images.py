@@ -15,7 +15,8 @@ from torchvision import transforms
 from torchvision.models import ResNet18_Weights
 
 from conftest import make_image
-from features.images import PREPROCESSINGS, ImageDecodeError, build_transform, decode_image, read_file
+from features.images import ImageDecodeError, build_transform, decode_image, read_file
+from features.provenance import PREPROCESSINGS
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:

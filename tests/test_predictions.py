@@ -1,4 +1,4 @@
-"""heads.predictions: the predictions CSV: its columns, quoting, formula-safe paths and all-or-nothing writes."""
+"""heads.predict.writer: the predictions CSV: its columns, quoting, formula-safe paths and all-or-nothing writes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heads.predictions import Prediction, write_predictions
+from heads.predict.writer import Prediction, write_predictions
 
 CLASSES = ["ants", "bees"]
 

@@ -58,7 +58,7 @@ def mixed_dataset(tmp_path_factory) -> Path:
 def assert_same_stores(local: Path, ray: Path) -> None:
     """Same header (but the creation time), same rows in the same order, features equal within float tolerance."""
     with FeatureStore(local / "features.h5") as a, FeatureStore(ray / "features.h5") as b:
-        assert {**a.header, "created": None} == {**b.header, "created": None}
+        assert {**a.header.to_dict(), "created": None} == {**b.header.to_dict(), "created": None}
         assert a.splits == b.splits
         for split in a.splits:
             rows_a, rows_b = a.read(split), b.read(split)
@@ -115,7 +115,7 @@ def test_extract_and_train_agree_on_the_real_dataset(local_ray, real_data, tmp_p
 @needs_ray
 def test_results_come_back_in_input_order_whatever_order_ray_finishes_in():
     from features.folder import ImageEntry
-    from features.ray_engine import _in_order
+    from features.engines.ray import _in_order
 
     entries = [ImageEntry(Path(f"{i}.jpg"), f"{i}.jpg") for i in range(7)]
 
@@ -140,7 +140,7 @@ def test_results_come_back_in_input_order_whatever_order_ray_finishes_in():
 @needs_ray
 def test_an_actor_refuses_weights_that_differ_from_the_drivers(weights_file):
     from features.backbone import WeightsError
-    from features.ray_engine import _Embed
+    from features.engines.ray import _Embed
 
     other = {"kind": "file", "name": str(weights_file), "sha256": "0" * 64}
     with pytest.raises(WeightsError, match="not the driver's .*give every node the same weights file"):
@@ -153,12 +153,12 @@ def test_a_failure_inside_the_pipeline_is_one_line(local_ray, tiny_dataset, tmp_
 
     from features import PREPROCESSINGS, find_images
     from features.backbone import Backbone, WeightsIdentity
-    from features.ray_engine import RayEngineError, embed_images
+    from features.engines.ray import RayEngine, RayEngineError
 
     gone = tmp_path / "gone.pth"  # the weights file is missing where the actor runs
     backbone = Backbone(None, WeightsIdentity("file", str(gone), "0" * 64), torch.device("cpu"))
     with pytest.raises(RayEngineError) as raised:
-        list(embed_images(find_images([tiny_dataset]), backbone, PREPROCESSINGS["imagenet"]))
+        list(RayEngine().embed(find_images([tiny_dataset]), backbone, PREPROCESSINGS["imagenet"]))
     assert str(raised.value) == (f"on Ray: weights file {gone} does not exist "
                                  "(use imagenet, none, or a ResNet18 state_dict file)")
 

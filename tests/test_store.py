@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from features.store import (
-    FEATURES_FILE, FORMAT_VERSION, PARTIAL_SUFFIX, FeatureStore, Rows, StoreError, StoreWriter, partial_files,
+    FEATURES_FILE, FORMAT_VERSION, PARTIAL_SUFFIX, FeaturesHeader, FeatureStore, Rows, StoreError, StoreWriter,
+    partial_files,
 )
 
 DIM = 8
@@ -28,6 +29,10 @@ HEADER = {
 }
 
 
+def typed(header: dict) -> FeaturesHeader:
+    return FeaturesHeader.from_dict({**header, "format_version": FORMAT_VERSION})
+
+
 def make_rows(n: int, start: int = 0, seed: int = 0) -> Rows:
     rng = np.random.default_rng(seed)
     names = ["train/ants/fourmi_\u00e9.jpg", "train/bees/\u8702.jpg", "train/ants/bad\\xff.jpg", "train/bees/b.png"]
@@ -42,7 +47,7 @@ def make_rows(n: int, start: int = 0, seed: int = 0) -> Rows:
 
 
 def write_store(path, splits: dict[str, list[Rows]], skipped: dict | None = None, header=HEADER, chunk_rows=4):
-    writer = StoreWriter(path, header, DIM, chunk_rows=chunk_rows)
+    writer = StoreWriter(path, typed(header), DIM, chunk_rows=chunk_rows)
     for split, blocks in splits.items():
         writer.begin_split(split)
         for block in blocks:
@@ -79,7 +84,7 @@ def test_round_trip(tmp_path):
         assert paths == train.paths and sha256 == train.sha256
         np.testing.assert_array_equal(sizes, train.sizes)
         np.testing.assert_array_equal(mtimes_ns, train.mtimes_ns)
-        header = store.header
+        header = store.header.to_dict()
     assert header["format_version"] == FORMAT_VERSION
     for key, value in HEADER.items():
         assert header[key] == value, key
@@ -123,7 +128,7 @@ def test_an_empty_split_reads_as_no_rows(tmp_path):
 
 def test_partial_file_is_what_is_written_until_commit(tmp_path):
     path = tmp_path / FEATURES_FILE
-    writer = StoreWriter(path, HEADER, DIM)
+    writer = StoreWriter(path, typed(HEADER), DIM)
     writer.begin_split("train")
     writer.append(make_rows(2))
     assert writer.partial.parent == tmp_path
@@ -138,7 +143,7 @@ def test_partial_file_is_what_is_written_until_commit(tmp_path):
 
 def test_two_writers_use_two_partial_files(tmp_path):
     path = tmp_path / FEATURES_FILE
-    first, second = StoreWriter(path, HEADER, DIM), StoreWriter(path, HEADER, DIM)
+    first, second = StoreWriter(path, typed(HEADER), DIM), StoreWriter(path, typed(HEADER), DIM)
     try:
         assert first.partial != second.partial
         assert set(partial_files(path)) == {first.partial, second.partial}
@@ -151,7 +156,7 @@ def test_two_writers_use_two_partial_files(tmp_path):
 def test_kept_partial_is_readable_with_the_rows_written_so_far(tmp_path):
     path = tmp_path / FEATURES_FILE
     done, interrupted = make_rows(4, seed=1), make_rows(3, start=4, seed=2)
-    writer = StoreWriter(path, HEADER, DIM, chunk_rows=2)
+    writer = StoreWriter(path, typed(HEADER), DIM, chunk_rows=2)
     writer.begin_split("train")
     writer.append(done)
     writer.end_split([("train/ants/x.jpg", "empty file (0 bytes)")])
@@ -162,7 +167,7 @@ def test_kept_partial_is_readable_with_the_rows_written_so_far(tmp_path):
     assert not path.exists()
     assert partial_files(path) == [writer.partial]
     with FeatureStore(writer.partial) as store:
-        assert store.header["classes"] == HEADER["classes"]
+        assert store.header.classes == HEADER["classes"]
         assert_rows_equal(store.read("train"), done)
         assert_rows_equal(store.read("val"), interrupted)
         assert store.skipped("train") == [("train/ants/x.jpg", "empty file (0 bytes)")]
@@ -185,7 +190,7 @@ def test_abandon_leaves_no_partial_and_keeps_the_previous_file(tmp_path):
     path = write_store(tmp_path / FEATURES_FILE, {"train": [first]})
     before = path.read_bytes()
 
-    writer = StoreWriter(path, {**HEADER, "producer": "second"}, DIM)
+    writer = StoreWriter(path, typed({**HEADER, "producer": "second"}), DIM)
     writer.begin_split("train")
     writer.append(make_rows(9, seed=2))
     writer.abandon()
@@ -193,7 +198,7 @@ def test_abandon_leaves_no_partial_and_keeps_the_previous_file(tmp_path):
     assert not writer.partial.exists()
     assert path.read_bytes() == before
     with FeatureStore(path) as store:
-        assert store.header["producer"] == "headstart test"
+        assert store.header.producer == "headstart test"
         assert_rows_equal(store.read("train"), first)
 
 
@@ -203,7 +208,7 @@ def test_commit_replaces_the_previous_file(tmp_path):
     write_store(path, {"train": [second]}, header={**HEADER, "precision": "bf16"})
     with FeatureStore(path) as store:
         assert store.splits == ["train"]
-        assert store.header["precision"] == "bf16"
+        assert store.header.precision == "bf16"
         assert_rows_equal(store.read("train"), second)
 
 

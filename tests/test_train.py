@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from heads.config import TrainConfig
 from heads.linear import LinearHead
-from heads.train import evaluate, train_head
+from heads.train import evaluate, train_sgd
 
 N_TRAIN, N_VAL, DIM = 100, 40, 512  # 100 rows: batches of 32, 32, 32 and 4, so a plain batch mean differs
 
@@ -71,7 +71,7 @@ def notebook_loop(features, labels, seed: int, val=None, epochs: int = 5, num_cl
 @pytest.mark.parametrize("with_val", [False, True])
 def test_head_equals_notebook_loop_bit_for_bit(train_data, val_data, seed, with_val):
     val = val_data if with_val else None
-    result = train_head(train_data, val, num_classes=2, config=TrainConfig(seed=seed))
+    result = train_sgd(train_data, val, num_classes=2, config=TrainConfig(seed=seed))
     reference, _ = notebook_loop(*train_data, seed=seed, val=val)
     assert torch.equal(result.head.weight, reference.weight)
     assert torch.equal(result.head.bias, reference.bias)
@@ -88,7 +88,7 @@ def test_default_config_is_the_notebook_recipe():
 def test_three_classes_match_notebook(train_data):
     features, _ = train_data
     labels = torch.arange(N_TRAIN) % 3
-    result = train_head((features, labels), None, num_classes=3, config=TrainConfig(seed=3))
+    result = train_sgd((features, labels), None, num_classes=3, config=TrainConfig(seed=3))
     reference, _ = notebook_loop(features, labels, seed=3, num_classes=3)
     assert result.head.weight.shape == (3, DIM)
     assert torch.equal(result.head.weight, reference.weight)
@@ -96,8 +96,8 @@ def test_three_classes_match_notebook(train_data):
 
 
 def test_same_seed_gives_identical_heads(train_data, val_data):
-    first = train_head(train_data, val_data, 2, TrainConfig(seed=11))
-    second = train_head(train_data, val_data, 2, TrainConfig(seed=11))
+    first = train_sgd(train_data, val_data, 2, TrainConfig(seed=11))
+    second = train_sgd(train_data, val_data, 2, TrainConfig(seed=11))
     assert torch.equal(first.head.weight, second.head.weight)
     assert torch.equal(first.head.bias, second.head.bias)
     assert first.history == second.history
@@ -105,24 +105,24 @@ def test_same_seed_gives_identical_heads(train_data, val_data):
 
 def test_global_rng_state_does_not_change_the_head(train_data):
     torch.manual_seed(1)
-    first = train_head(train_data, None, 2, TrainConfig(seed=5))
+    first = train_sgd(train_data, None, 2, TrainConfig(seed=5))
     torch.manual_seed(999)
     torch.rand(17)
-    second = train_head(train_data, None, 2, TrainConfig(seed=5))
+    second = train_sgd(train_data, None, 2, TrainConfig(seed=5))
     assert torch.equal(first.head.weight, second.head.weight)
     assert torch.equal(first.head.bias, second.head.bias)
 
 
 def test_different_seed_gives_different_heads(train_data):
-    first = train_head(train_data, None, 2, TrainConfig(seed=0))
-    second = train_head(train_data, None, 2, TrainConfig(seed=1))
+    first = train_sgd(train_data, None, 2, TrainConfig(seed=0))
+    second = train_sgd(train_data, None, 2, TrainConfig(seed=1))
     assert not torch.equal(first.head.weight, second.head.weight)
     assert not torch.equal(first.head.bias, second.head.bias)
 
 
 def test_history_has_one_entry_per_epoch(train_data, val_data):
     seen = []
-    result = train_head(train_data, val_data, 2, TrainConfig(epochs=3), on_epoch=lambda e, m: seen.append((e, m)))
+    result = train_sgd(train_data, val_data, 2, TrainConfig(epochs=3), on_epoch=lambda e, m: seen.append((e, m)))
     assert [entry["epoch"] for entry in result.history] == [1, 2, 3]
     assert [epoch for epoch, _ in seen] == [1, 2, 3]
     assert [metrics for _, metrics in seen] == result.history
@@ -132,14 +132,14 @@ def test_history_has_one_entry_per_epoch(train_data, val_data):
 
 
 def test_history_without_val_has_no_val_metrics(train_data):
-    result = train_head(train_data, None, 2, TrainConfig())
+    result = train_sgd(train_data, None, 2, TrainConfig())
     assert len(result.history) == 5
     for entry in result.history:
         assert set(entry) == {"epoch", "train_loss", "train_acc"}
 
 
 def test_train_loss_is_sample_weighted_mean_not_divided_by_epoch(train_data):
-    result = train_head(train_data, None, 2, TrainConfig(seed=4))
+    result = train_sgd(train_data, None, 2, TrainConfig(seed=4))
     _, reference = notebook_loop(*train_data, seed=4)
     for epoch, (got, expected) in enumerate(zip(result.history, reference), start=1):
         assert got["train_loss"] == pytest.approx(expected["train_loss"], rel=1e-12, abs=0)
@@ -154,7 +154,7 @@ def test_train_loss_is_sample_weighted_mean_not_divided_by_epoch(train_data):
 
 
 def test_val_metrics_equal_a_direct_computation_each_epoch(train_data, val_data):
-    result = train_head(train_data, val_data, 2, TrainConfig(seed=2))
+    result = train_sgd(train_data, val_data, 2, TrainConfig(seed=2))
     _, reference = notebook_loop(*train_data, seed=2, val=val_data)
     for got, expected in zip(result.history, reference):
         assert got["val_loss"] == pytest.approx(expected["val_loss"], rel=1e-6)
@@ -167,8 +167,8 @@ def test_val_metrics_equal_a_direct_computation_each_epoch(train_data, val_data)
 
 
 def test_validation_does_not_change_training(train_data, val_data):
-    with_val = train_head(train_data, val_data, 2, TrainConfig(seed=9))
-    without_val = train_head(train_data, None, 2, TrainConfig(seed=9))
+    with_val = train_sgd(train_data, val_data, 2, TrainConfig(seed=9))
+    without_val = train_sgd(train_data, None, 2, TrainConfig(seed=9))
     assert torch.equal(with_val.head.weight, without_val.head.weight)
     assert [e["train_loss"] for e in with_val.history] == [e["train_loss"] for e in without_val.history]
 
@@ -213,7 +213,7 @@ def test_evaluate_perfect_and_wrong_predictions():
 
 def test_train_acc_counts_outputs_before_each_step(train_data):
     """train_acc is the notebook's running accuracy (outputs of the forward pass that produced the loss)."""
-    result = train_head(train_data, None, 2, TrainConfig(seed=6, epochs=2))
+    result = train_sgd(train_data, None, 2, TrainConfig(seed=6, epochs=2))
     _, reference = notebook_loop(*train_data, seed=6, epochs=2)
     assert [e["train_acc"] for e in result.history] == [e["train_acc"] for e in reference]
     assert all(0.0 <= e["train_acc"] <= 1.0 for e in result.history)

@@ -1,4 +1,4 @@
-"""The predict step: rebuild the backbone and preprocessing a head was trained on, then label images."""
+"""A trained head with the backbone, preprocessing and engine its features came from: image files in, predictions out."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from typing import Iterator
 
 import torch
 
-from features import PREPROCESSINGS, Backbone, WeightsError, WeightsIdentity, embed_images, load_backbone
+from features import Backbone, WeightsError, WeightsIdentity, build_engine, load_backbone
+from features.engines.batches import Engine, ProgressCallback
 from features.folder import ImageEntry
-from features.images import Preprocessing
-from features.pipeline import Embedder, ProgressCallback, choose_embedder, driver_device
+from features.provenance import Preprocessing, RecordError
 
-from .config import PredictConfig
-from .checkpoint import HeadCheckpoint, load_head
-from .predictions import Prediction
+from ..checkpoint import HeadCheckpoint, HeadFileError, load_head
+from ..config import PredictConfig
+from .writer import Prediction
 
 
 def _recorded_weights(recorded: WeightsIdentity) -> str:
@@ -30,36 +30,36 @@ def _recorded_weights(recorded: WeightsIdentity) -> str:
     return recorded.spec()
 
 
-def _preprocessing_of(checkpoint: HeadCheckpoint) -> Preprocessing:
-    for preprocessing in PREPROCESSINGS.values():
-        if preprocessing.describe() == checkpoint.preprocessing:
-            return preprocessing
-    raise WeightsError(f"the head records a preprocessing this headstart does not know: {checkpoint.preprocessing}")
+def _preprocessing_of(head_file: str | os.PathLike, checkpoint: HeadCheckpoint) -> Preprocessing:
+    try:
+        return Preprocessing.from_description(checkpoint.preprocessing)
+    except RecordError as error:
+        raise HeadFileError(f"{head_file} records {error}") from None
 
 
 @dataclass
 class Predictor:
-    """A head with the backbone and preprocessing its features came from."""
+    """A head with the backbone and preprocessing its features came from, and the engine that runs the backbone."""
 
     checkpoint: HeadCheckpoint
     backbone: Backbone
     preprocessing: Preprocessing
-    config: PredictConfig
-    embed: Embedder = embed_images
+    engine: Engine
 
     @classmethod
     def load(cls, head_file: str | os.PathLike, config: PredictConfig = PredictConfig()) -> "Predictor":
-        embed = choose_embedder(config.engine, config.device, config.address)
+        """Rebuild what head_file records; weights other than those it was trained on are refused."""
+        engine = build_engine(config)
         checkpoint = load_head(head_file)
         recorded = WeightsIdentity.from_dict(checkpoint.weights)
         spec = config.weights or _recorded_weights(recorded)
-        backbone = load_backbone(spec, driver_device(config.engine, config.device), checkpoint.precision)
+        backbone = load_backbone(spec, engine.driver_device, checkpoint.precision)
         if not backbone.identity.same_weights(recorded):
             raise WeightsError(
                 f"--weights {spec} ({backbone.identity.describe()}) is not what the head was trained on "
                 f"({recorded.describe()}): use those weights, or re-run extract and train-head with these"
             )
-        return cls(checkpoint, backbone, _preprocessing_of(checkpoint), config, embed)
+        return cls(checkpoint, backbone, _preprocessing_of(head_file, checkpoint), engine)
 
     @property
     def classes(self) -> list[str]:
@@ -69,8 +69,7 @@ class Predictor:
         """One Prediction per entry, in the order given."""
         head = self.checkpoint.head
         # closing: when the consumer stops early, the decoding workers (or the Ray pipeline) stop with it.
-        with closing(self.embed(entries, self.backbone, self.preprocessing, self.config.batch_size,
-                                self.config.workers, on_progress)) as batches:
+        with closing(self.engine.embed(entries, self.backbone, self.preprocessing, on_progress)) as batches:
             for batch in batches:
                 with torch.inference_mode():
                     probabilities = iter(torch.softmax(head(torch.from_numpy(batch.features)), dim=1).numpy())

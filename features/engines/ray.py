@@ -1,10 +1,10 @@
-"""The Ray engine: embed_images' contract (entries in, EmbeddedBatches out, in input order) computed by Ray Data.
+"""The Ray engine: the engine contract (entries in, EmbeddedBatches out, in input order) computed by Ray Data.
 
     file list -> read + decode + preprocess (Ray tasks, the local engine's own load_image)
               -> frozen backbone (a Ray actor pool: one backbone per actor, a GPU each where the cluster has them)
               -> back to the driver, put in input order by each row's index
 
-Only this module imports Ray; features.pipeline.choose_embedder loads it for --engine ray.
+Only this module imports Ray; features.engines.build_engine loads it for --engine ray.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import signal
 import threading
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -23,10 +24,11 @@ import ray
 import ray.data
 import torch
 
-from .backbone import FEATURE_DIM, Backbone, WeightsError, WeightsIdentity, load_backbone
-from .folder import ImageEntry
-from .images import FileStamp, Preprocessing, build_transform
-from .pipeline import EmbeddedBatch, ProgressCallback, load_image
+from ..backbone import FEATURE_DIM, Backbone, WeightsError, load_backbone, pick_device
+from ..folder import ImageEntry
+from ..images import FileStamp, build_transform
+from ..provenance import Preprocessing, WeightsIdentity
+from .batches import EmbeddedBatch, ProgressCallback, load_image
 
 
 class RayEngineError(ValueError):
@@ -161,34 +163,55 @@ def _in_order(entries: list[ImageEntry], batches: Iterator[dict[str, np.ndarray]
         raise RayEngineError(f"on Ray: the pipeline returned {done} of {len(entries)} images")
 
 
-def embed_images(entries: list[ImageEntry], backbone: Backbone, preprocessing: Preprocessing, batch_size: int = 32,
-                 workers: int | None = None, on_progress: ProgressCallback | None = None, *, device: str = "auto",
-                 address: str | None = None) -> Iterator[EmbeddedBatch]:
-    """features.pipeline.embed_images on a Ray cluster: the backbone's weights are rebuilt on each actor from their
-    --weights value and checked against backbone.identity; workers is ignored (Ray sizes the decoding)."""
-    if not entries:
-        return
-    shape = _input_shape(preprocessing)
-    with _ray(address):
-        _quiet_ray_data()
-        blocks = -(-len(entries) // batch_size)
-        pool, gpus_per_actor = _actor_pool(device, blocks)
-        rows = [{"index": index, "path": os.fsencode(entry.path)} for index, entry in enumerate(entries)]
-        dataset = ray.data.from_items(rows, override_num_blocks=blocks)
-        dataset = dataset.map_batches(_decode, fn_kwargs={"preprocessing": preprocessing, "shape": shape},
-                                      batch_size=batch_size, batch_format="numpy")
-        with warnings.catch_warnings():  # Ray 2.60 has no named parameter for max_restarts yet
-            warnings.simplefilter("ignore", DeprecationWarning)
-            dataset = dataset.map_batches(
-                _Embed, fn_constructor_kwargs={
-                    "weights": backbone.identity.spec(), "identity": backbone.identity.to_dict(),
-                    "device": "cuda" if gpus_per_actor else "cpu", "precision": backbone.precision,
-                }, batch_size=batch_size, batch_format="numpy", compute=pool, num_cpus=1, num_gpus=gpus_per_actor,
-                # Ray Data gives its actors arguments in the object store, which Ray cannot reliably restart them
-                # with (ray#53727) and logs an error about on every run; only an interrupted extract resumes.
-                max_restarts=0)
-        try:
-            yield from _in_order(entries, dataset.iter_batches(batch_size=None, batch_format="numpy"), batch_size,
-                                 on_progress)
-        except ray.exceptions.RayError as error:
-            raise RayEngineError(f"on Ray: {_reason(error)}") from None
+@dataclass(frozen=True)
+class RayEngine:
+    """A Ray Data pipeline on the cluster at address (None: RAY_ADDRESS, or a local Ray for the run); Ray sizes the
+    decoding, so there is no workers option. This process builds the backbone on the CPU; the actors pick theirs."""
+
+    device: str = "auto"
+    batch_size: int = 32
+    address: str | None = None
+
+    @property
+    def driver_device(self) -> torch.device:
+        return pick_device("cpu")
+
+    def describe(self) -> str:
+        return f"ray, device {self.device}"
+
+    def embed(self, entries: list[ImageEntry], backbone: Backbone, preprocessing: Preprocessing,
+              on_progress: ProgressCallback | None = None) -> Iterator[EmbeddedBatch]:
+        """The local engine's embed on a Ray cluster: each actor rebuilds the backbone from its --weights value and
+        checks it against backbone.identity."""
+        if not entries:
+            return
+        shape = _input_shape(preprocessing)
+        with _ray(self.address):
+            _quiet_ray_data()
+            dataset = _pipeline(entries, backbone, preprocessing, shape, self.device, self.batch_size)
+            try:
+                yield from _in_order(entries, dataset.iter_batches(batch_size=None, batch_format="numpy"),
+                                     self.batch_size, on_progress)
+            except ray.exceptions.RayError as error:
+                raise RayEngineError(f"on Ray: {_reason(error)}") from None
+
+
+def _pipeline(entries: list[ImageEntry], backbone: Backbone, preprocessing: Preprocessing,
+              shape: tuple[int, int, int], device: str, batch_size: int) -> ray.data.Dataset:
+    """file list -> decode tasks -> backbone actors, as a lazy Ray dataset."""
+    blocks = -(-len(entries) // batch_size)
+    pool, gpus_per_actor = _actor_pool(device, blocks)
+    rows = [{"index": index, "path": os.fsencode(entry.path)} for index, entry in enumerate(entries)]
+    dataset = ray.data.from_items(rows, override_num_blocks=blocks)
+    dataset = dataset.map_batches(_decode, fn_kwargs={"preprocessing": preprocessing, "shape": shape},
+                                  batch_size=batch_size, batch_format="numpy")
+    with warnings.catch_warnings():  # Ray 2.60 has no named parameter for max_restarts yet
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return dataset.map_batches(
+            _Embed, fn_constructor_kwargs={
+                "weights": backbone.identity.spec(), "identity": backbone.identity.to_dict(),
+                "device": "cuda" if gpus_per_actor else "cpu", "precision": backbone.precision,
+            }, batch_size=batch_size, batch_format="numpy", compute=pool, num_cpus=1, num_gpus=gpus_per_actor,
+            # Ray Data gives its actors arguments in the object store, which Ray cannot reliably restart them
+            # with (ray#53727) and logs an error about on every run; only an interrupted extract resumes.
+            max_restarts=0)

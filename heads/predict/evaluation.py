@@ -12,11 +12,13 @@ import numpy as np
 
 from features.atomic import atomic_write
 from features.folder import DatasetError, find_labeled_images, text_path
-from features.pipeline import ProgressCallback
+from features.engines.batches import ProgressCallback
 
-from .predict import Predictor
-from .predictions import safe_path
-from .report import classification_summary
+from ..checkpoint import HEAD_FILE
+from ..config import PredictConfig
+from ..report import classification_summary
+from .predictor import Predictor
+from .writer import safe_path
 
 WRONG_COLUMNS = ["path", "true", "predicted", "confidence"]
 
@@ -35,6 +37,15 @@ class Evaluation:
     summary: dict
     mistakes: list[Mistake]  # most confident first
     failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def evaluate_head(folder: str | os.PathLike, cache: str | os.PathLike, out: str | os.PathLike,
+                  config: PredictConfig = PredictConfig(), on_progress: ProgressCallback | None = None) -> Evaluation:
+    """The evaluate step in one call: score the head in cache on folder and write its mistakes to out."""
+    predictor = Predictor.load(Path(cache) / HEAD_FILE, config)
+    evaluation = evaluate_folder(folder, predictor, on_progress)
+    write_mistakes(out, evaluation.mistakes)
+    return evaluation
 
 
 def evaluate_folder(folder: str | os.PathLike, predictor: Predictor,

@@ -1,0 +1,89 @@
+"""Merge reused and freshly computed rows into a new features file, split by split, in scan order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .backbone import FEATURE_DIM
+from .engines.batches import EmbeddedBatch
+from .reuse import CachedRow, PreviousRows, ReusePlan
+from .store import FeaturesHeader, Rows, StoreWriter
+
+BLOCK_ROWS = 256
+
+
+@dataclass
+class SplitSummary:
+    split: str
+    found: int = 0
+    extracted: int = 0
+    reused: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return self.found - len(self.skipped)
+
+
+def write_features(path: Path, header: FeaturesHeader, plan: ReusePlan, previous: PreviousRows,
+                   batches: Iterator[EmbeddedBatch]) -> list[SplitSummary]:
+    """Write path from the plan: reused rows from previous, the rest from batches (the plan's todo, in order)."""
+    computed = _computed(batches)
+    with StoreWriter(path, header, FEATURE_DIM, BLOCK_ROWS) as writer:
+        summaries = [_write_split(writer, split, entries, previous, computed) for split, entries in plan.splits.items()]
+        writer.commit()
+    return summaries
+
+
+def _computed(batches: Iterator[EmbeddedBatch]) -> Iterator[tuple]:
+    """Per entry, in order: its stamp, its error, its feature row, and whether it ends its batch."""
+    for batch in batches:
+        ok_rows = iter(batch.features)
+        last = len(batch.entries) - 1
+        for position, (stamp, error) in enumerate(zip(batch.stamps, batch.errors)):
+            yield stamp, error, (next(ok_rows) if error is None else None), position == last
+
+
+def _write_split(writer: StoreWriter, split: str, plan: list, previous: PreviousRows,
+                 computed: Iterator) -> SplitSummary:
+    summary = SplitSummary(split, found=len(plan))
+    writer.begin_split(split)
+    block = []
+    for entry, reuse in plan:
+        batch_done = False
+        if reuse is not None:
+            cached, stamp = reuse
+            block.append((entry, stamp, cached))
+            summary.reused += 1
+        else:
+            stamp, error, feature, batch_done = next(computed)
+            if error is not None:
+                summary.skipped.append((entry.name, error))
+            else:
+                block.append((entry, stamp, feature))
+                summary.extracted += 1
+        # Each computed batch reaches the disk at once, so an interrupted run loses at most one batch.
+        if len(block) == BLOCK_ROWS or batch_done:
+            _write_block(writer, previous, block)
+            block = []
+    _write_block(writer, previous, block)
+    writer.end_split(summary.skipped)
+    return summary
+
+
+def _write_block(writer: StoreWriter, previous: PreviousRows, block: list) -> None:
+    """block: (entry, stamp, feature row or CachedRow), in file order."""
+    cached = previous.features([source for _, _, source in block if isinstance(source, CachedRow)])
+    features = [cached[source] if isinstance(source, CachedRow) else source for _, _, source in block]
+    writer.append(Rows(
+        np.stack(features).astype(np.float32) if features else np.zeros((0, FEATURE_DIM), np.float32),
+        np.asarray([entry.label for entry, _, _ in block], np.int64),
+        [entry.name for entry, _, _ in block],
+        np.asarray([stamp.size for _, stamp, _ in block], np.int64),
+        np.asarray([stamp.mtime_ns for _, stamp, _ in block], np.int64),
+        [stamp.sha256 for _, stamp, _ in block],
+    ))

@@ -1,0 +1,144 @@
+"""The incremental cache: which rows of the previous features file (and of interrupted runs' partial files) can
+stand for the files scanned now, so only new or changed images go through the backbone."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .backbone import file_sha256
+from .folder import ImageEntry
+from .images import FileStamp
+from .store import FeaturesHeader, FeatureStore, StoreError, partial_files
+
+
+@dataclass(frozen=True)
+class CachedRow:
+    """A row of a previous store (stores[source]) and the stamp of the file it was computed from."""
+
+    source: int
+    split: str
+    row: int
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+# Per scanned entry: the cached row that stands for it with the file's current stamp, or None to compute it.
+Reuse = tuple[CachedRow, FileStamp] | None
+
+
+@dataclass
+class ReusePlan:
+    """Per split, every scanned entry with its reuse (None: to compute), in scan order."""
+
+    splits: dict[str, list[tuple[ImageEntry, Reuse]]] = field(default_factory=dict)
+
+    @property
+    def todo(self) -> list[ImageEntry]:
+        """The entries the engine must compute, in scan order."""
+        return [entry for plan in self.splits.values() for entry, reuse in plan if reuse is None]
+
+
+def incompatibility(old: FeaturesHeader, new: FeaturesHeader) -> str | None:
+    """Why features recorded under header `old` cannot stand for features computed under `new`, or None."""
+    if old.backbone != new.backbone:
+        return f"backbone changed ({old.backbone} -> {new.backbone})"
+    if not old.weights.same_weights(new.weights):
+        return f"weights changed ({old.weights.describe()} -> {new.weights.describe()})"
+    if old.preprocessing != new.preprocessing:
+        return f"preprocessing changed ({old.preprocessing.name} -> {new.preprocessing.name})"
+    if old.precision != new.precision:
+        return f"precision changed ({old.precision} -> {new.precision})"
+    return None
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
+
+
+class PreviousRows:
+    """Rows computed before that may be reused: the last complete features file and interrupted runs' partials."""
+
+    def __init__(self, path: Path, header: FeaturesHeader):
+        self.stores: list[FeatureStore] = []
+        self.rebuild_reason: str | None = None
+        self.resumed_from: list[Path] = []
+        self._candidates: dict[str, list[CachedRow]] = {}
+        if path.exists():
+            self.rebuild_reason = self._add(path, header)
+        for partial in partial_files(path):
+            if self._add(partial, header) is None:
+                self.resumed_from.append(partial)
+
+    def _add(self, path: Path, header: FeaturesHeader) -> str | None:
+        """Index a store's rows if they can stand for rows computed under header; else why not."""
+        try:
+            store = FeatureStore(path)
+        except StoreError as error:
+            return f"the previous {path.name} is unreadable ({error})"
+        try:
+            reason = incompatibility(store.header, header)
+            found = {} if reason else self._rows_of(store, source=len(self.stores))
+        except (StoreError, KeyError, TypeError, ValueError) as error:
+            reason = f"the previous {path.name} is damaged ({error})"
+        if reason:
+            store.close()
+            return reason
+        self.stores.append(store)
+        for name, rows in found.items():
+            self._candidates.setdefault(name, []).extend(rows)
+        return None
+
+    @staticmethod
+    def _rows_of(store: FeatureStore, source: int) -> dict[str, list[CachedRow]]:
+        found: dict[str, list[CachedRow]] = {}
+        for split in store.splits:
+            paths, sizes, mtimes_ns, sha256 = store.stamps(split)
+            for row, name in enumerate(paths):
+                cached = CachedRow(source, split, row, int(sizes[row]), int(mtimes_ns[row]), sha256[row])
+                found.setdefault(name, []).append(cached)
+        return found
+
+    def plan(self, splits: dict[str, list[ImageEntry]]) -> ReusePlan:
+        """What to reuse and what to compute for the scanned splits."""
+        return ReusePlan({split: [(entry, self.reusable(entry)) for entry in entries]
+                          for split, entries in splits.items()})
+
+    def reusable(self, entry: ImageEntry) -> Reuse:
+        """A cached row whose file is unchanged (same size and mtime, or same content), with the file's stamp."""
+        candidates = self._candidates.get(entry.name)
+        if not candidates:
+            return None
+        try:
+            stat = os.stat(entry.path)
+        except OSError:
+            return None
+        same_size = [cached for cached in candidates if cached.size == stat.st_size]
+        for cached in same_size:
+            if cached.mtime_ns == stat.st_mtime_ns:
+                return cached, FileStamp(stat.st_size, stat.st_mtime_ns, cached.sha256)
+        content = _sha256(entry.path) if same_size else None
+        for cached in same_size:
+            if cached.sha256 == content:
+                return cached, FileStamp(stat.st_size, stat.st_mtime_ns, cached.sha256)
+        return None
+
+    def features(self, rows: list[CachedRow]) -> dict[CachedRow, np.ndarray]:
+        """Feature rows, read in one go per store and split."""
+        found = {}
+        for source, split in {(row.source, row.split) for row in rows}:
+            wanted = sorted({row for row in rows if (row.source, row.split) == (source, split)}, key=lambda r: r.row)
+            numbers = np.asarray([row.row for row in wanted])
+            found.update(zip(wanted, self.stores[source].read(split, numbers).features))
+        return found
+
+    def close(self) -> None:
+        for store in self.stores:
+            store.close()

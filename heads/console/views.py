@@ -1,0 +1,128 @@
+"""How each command's result is shown: rich tables and summary lines, handed to the Reporter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from .reporter import Reporter
+
+EPOCH_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc")
+
+
+def show_extract(report: Reporter, summary) -> None:
+    """Rows per split, the skipped files and their reasons, the classes and the time taken."""
+    table = Table(title=f"{summary.path}  ({summary.weights.describe()}, {summary.device})")
+    for column in ("split", "images", "extracted", "reused", "skipped"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for split in summary.splits:
+        table.add_row(split.split, str(split.found), str(split.extracted), str(split.reused), str(len(split.skipped)))
+    report.table(table)
+    for split in summary.splits:
+        for name, reason in split.skipped:
+            report.warn(f"skipped {name}: {reason}")
+    report.note(f"classes: {', '.join(summary.classes)}; done in {summary.seconds:.1f} s")
+
+
+def scores_table(summary: dict, title: str) -> Table:
+    """scikit-learn's classification report as a table."""
+    table = Table(title=title)
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name in [*summary["classes"], "macro avg", "weighted avg"]:
+        row = summary["report"][name]
+        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1-score']:.3f}",
+                      str(int(row["support"])))
+    return table
+
+
+def confusion_table(summary: dict) -> Table:
+    table = Table(title="confusion matrix (rows: true class, columns: predicted)")
+    table.add_column("true \\ predicted")
+    for name in summary["classes"]:
+        table.add_column(name, justify="right")
+    for name, row in zip(summary["classes"], summary["confusion"]):
+        table.add_row(name, *map(str, row))
+    return table
+
+
+class EpochTable:
+    """A callback on_epoch(epoch, metrics) filling a table of the losses and accuracies of each epoch."""
+
+    def __init__(self, head_kind: str):
+        self.table = Table(title=f"train-head ({head_kind})")
+        for column in ("epoch", "train loss", "train acc", "val loss", "val acc"):
+            self.table.add_column(column, justify="right")
+
+    def __call__(self, epoch: int, metrics: dict) -> None:
+        self.table.add_row(str(epoch), *[f"{metrics[key]:.4f}" if key in metrics else "-" for key in EPOCH_COLUMNS])
+
+
+def show_training(report: Reporter, summary, epochs: EpochTable) -> None:
+    """The epochs, the last and best epoch on val, val's report and confusion matrix, and the files written."""
+    report.table(epochs.table)
+    metrics = summary.metrics
+    if "val_acc" in metrics:
+        best = metrics["best_epoch"]
+        report.note(f"last epoch ({metrics['epoch']}): val acc {metrics['val_acc']:.4f}, "
+                    f"val loss {metrics['val_loss']:.4f} — this is the head saved")
+        report.note(f"best epoch ({best['epoch']}): val acc {best['val_acc']:.4f}, val loss {best['val_loss']:.4f}"
+                    " — chosen on val itself, so an optimistic estimate")
+        report.table(scores_table(metrics["val_report"], "val split, last epoch"))
+        report.table(confusion_table(metrics["val_report"]))
+    if summary.header.weights.kind == "none":
+        report.warn("these features come from a randomly initialised backbone, NOT pretrained")
+    counts = ", ".join(f"{n} {split}" for split, n in summary.counts.items())
+    report.note(f"trained on {counts} rows in {summary.seconds:.2f} s -> {summary.head_path}, "
+                f"{summary.metrics_path}, {summary.curves_path}")
+
+
+def show_evaluation(report: Reporter, folder: Path, evaluation, show: int, out: Path) -> None:
+    """Accuracy, the per-class report, the confusion matrix and the `show` most confidently wrong images."""
+    summary, mistakes = evaluation.summary, evaluation.mistakes
+    report.table(scores_table(summary, f"{folder}: accuracy {summary['accuracy']:.4f}"))
+    report.table(confusion_table(summary))
+    if mistakes and show:
+        table = Table(title=f"most confidently wrong ({min(show, len(mistakes))} of {len(mistakes)})")
+        for column in ("path", "true", "predicted", "confidence"):
+            table.add_column(column, justify="right" if column == "confidence" else "left", overflow="fold")
+        for mistake in mistakes[:show]:
+            table.add_row(mistake.path, mistake.true, mistake.predicted, f"{mistake.confidence:.4f}")
+        report.table(table)
+    for path, reason in evaluation.failed:
+        report.warn(f"could not read {path}: {reason}")
+    report.note(f"{evaluation.images} images, accuracy {summary['accuracy']:.4f}; {len(mistakes)} wrong -> {out}")
+
+
+def show_info(report: Reporter, cache: Path, described: dict) -> None:
+    """describe_cache's dict as a table of rows per split and class, the provenance line and the head's scores."""
+    features = described["features"]
+    if features is None:
+        report.note(f"{cache} holds no features.h5: run `extract`")
+    else:
+        _show_features(report, cache, features)
+    head = described["head"]
+    if head is None:
+        report.note(f"{cache} holds no head.pt: run `train-head`")
+    else:
+        metrics = head["metrics"]
+        scores = ", ".join(f"{key} {metrics[key]:.4f}" for key in EPOCH_COLUMNS if key in metrics)
+        report.note(f"head ({head['train_config'].get('head', 'sgd')}): {scores}")
+
+
+def _show_features(report: Reporter, cache: Path, features: dict) -> None:
+    table = Table(title=f"{cache / 'features.h5'} (created {features['created']})")
+    table.add_column("split")
+    for name in features["classes"]:
+        table.add_column(name, justify="right")
+    table.add_column("rows", justify="right")
+    table.add_column("skipped", justify="right")
+    for split, counts in features["splits"].items():
+        table.add_row(split, *map(str, counts["per_class"].values()), str(counts["rows"]), str(counts["skipped"]))
+    report.table(table)
+    weights = features["weights"]
+    report.note(f"backbone {features['backbone']}, weights {weights['name']} "
+                f"({weights['sha256'][:12] or 'random init, NOT pretrained'}), preprocessing "
+                f"{features['preprocessing']['name']}, precision {features['precision']}, "
+                f"torch {features['torch_version']}, torchvision {features['torchvision_version']}")

@@ -1,0 +1,36 @@
+"""The predict step in one call: image files and folders -> the head in the cache -> the predictions file."""
+
+from __future__ import annotations
+
+import os
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from features.engines.batches import ProgressCallback
+from features.folder import DatasetError, find_images
+
+from ..checkpoint import HEAD_FILE
+from ..config import PredictConfig
+from .predictor import Predictor
+from .writer import write_predictions
+
+
+@dataclass(frozen=True)
+class PredictSummary:
+    out: str
+    predicted: int
+    failed: int
+
+
+def predict_files(paths: list[str | os.PathLike], out: str | os.PathLike, cache: str | os.PathLike,
+                  config: PredictConfig = PredictConfig(), *, output_format: str = "csv", top_k: int = 1,
+                  on_progress: ProgressCallback | None = None) -> PredictSummary:
+    """Label every image in paths (files, or folders searched recursively) into out ('-': stdout)."""
+    predictor = Predictor.load(Path(cache) / HEAD_FILE, config)
+    entries = find_images(list(paths))
+    if not entries:
+        raise DatasetError(f"no images found in {', '.join(map(str, paths))}")
+    with closing(predictor.predict(entries, on_progress)) as predictions:
+        counts = write_predictions(out, predictor.classes, predictions, output_format, top_k)
+    return PredictSummary(str(out), counts["predicted"], counts["failed"])
