@@ -34,8 +34,10 @@ import os
 import resource
 import shutil
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
@@ -91,25 +93,19 @@ class FeaturesHeader:
     def to_dict(self) -> dict:
         """Plain values (the weights and preprocessing records as dicts), in the order the attributes are written."""
         records = {"weights": self.weights.to_dict(), "preprocessing": self.preprocessing.describe()}
-        return {**{name: records.get(name, getattr(self, name)) for name in _ATTR_ORDER},
-                "format_version": self.format_version}
+        return {field.name: records.get(field.name, getattr(self, field.name)) for field in fields(self)}
 
     @classmethod
     def from_dict(cls, values: dict) -> "FeaturesHeader":
         """Rebuild the header from plain values; a missing or malformed one raises KeyError, TypeError or ValueError."""
-        return cls(**{name: values[name] for name in _ATTR_ORDER if name not in ("weights", "preprocessing")},
-                   weights=WeightsIdentity.from_dict(values["weights"]),
-                   preprocessing=Preprocessing.from_description(values["preprocessing"]),
-                   format_version=values["format_version"])
+        return cls(**{**{field.name: values[field.name] for field in fields(cls)},
+                      "weights": WeightsIdentity.from_dict(values["weights"]),
+                      "preprocessing": Preprocessing.from_description(values["preprocessing"])})
 
     def to_attrs(self) -> dict[str, str | int]:
         """The HDF5 attributes: JSON for the records, text for the rest, format_version an integer."""
         return {name: json.dumps(value) if name in JSON_ATTRS else value if name == "format_version" else str(value)
                 for name, value in self.to_dict().items()}
-
-
-_ATTR_ORDER = ("producer", "created", "classes", "backbone", "weights", "preprocessing", "precision", "data_root",
-               "torch_version", "torchvision_version")
 
 
 def _decode_attrs(attrs: h5py.AttributeManager) -> dict:
@@ -168,30 +164,33 @@ class FeatureStore:
     def skipped(self, split: str) -> list[tuple[str, str]]:
         return [tuple(item) for item in json.loads(self._group(split).attrs.get("skipped", "[]"))]
 
+    @contextmanager
+    def _reading(self, where: str = "") -> Iterator[None]:
+        """What HDF5 raises on a damaged file becomes one StoreError that says to re-run extract."""
+        try:
+            yield
+        except (OSError, KeyError, ValueError) as error:
+            raise _damaged(self.path, f"{where}{error}") from None
+
     def stamps(self, split: str) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
         """Paths, sizes, mtimes and hashes of a split, without its features: what the incremental cache compares."""
         group = self._group(split)
-        try:
+        with self._reading():
             return (list(group["paths"].asstr()[:]), group["sizes"][:], group["mtimes_ns"][:],
                     list(group["sha256"].asstr()[:]))
-        except (OSError, KeyError, ValueError) as error:
-            raise _damaged(self.path, error) from None
 
     def labels(self, split: str) -> np.ndarray:
-        try:
-            return self._group(split)["labels"][:].astype(np.int64, copy=False)
-        except (OSError, KeyError, ValueError) as error:
-            raise _damaged(self.path, error) from None
+        group = self._group(split)
+        with self._reading():
+            return group["labels"][:].astype(np.int64, copy=False)
 
     def _group(self, split: str) -> h5py.Group:
         """A split's group, checked whole: every column present and of one length."""
         if split not in self._file:
             raise StoreError(f"{self.path} has no '{split}' split (it has {self.splits}): re-run `extract`")
         group = self._file[split]
-        try:
+        with self._reading(f"split '{split}': "):
             lengths = {name: group[name].shape[0] for name in ROW_FIELDS}
-        except (KeyError, OSError, ValueError) as error:
-            raise _damaged(self.path, f"split '{split}': {error}") from None
         if len(set(lengths.values())) != 1:
             raise _damaged(self.path, f"split '{split}' has columns of different lengths {lengths}")
         return group
@@ -199,17 +198,10 @@ class FeatureStore:
     def read(self, split: str, rows: np.ndarray | slice = slice(None)) -> Rows:
         """Rows of a split; `rows` is a slice or increasing row numbers."""
         group = self._group(split)
-        try:
-            return Rows(
-                group["features"][rows].astype(np.float32, copy=False),
-                group["labels"][rows].astype(np.int64, copy=False),
-                [p for p in group["paths"].asstr()[rows]],
-                group["sizes"][rows],
-                group["mtimes_ns"][rows],
-                [s for s in group["sha256"].asstr()[rows]],
-            )
-        except (OSError, KeyError, ValueError) as error:
-            raise _damaged(self.path, error) from None
+        with self._reading():
+            return Rows(group["features"][rows].astype(np.float32, copy=False),
+                        group["labels"][rows].astype(np.int64, copy=False), list(group["paths"].asstr()[rows]),
+                        group["sizes"][rows], group["mtimes_ns"][rows], list(group["sha256"].asstr()[rows]))
 
 
 def partial_files(path: str | os.PathLike) -> list[Path]:
@@ -243,12 +235,8 @@ class StoreWriter:
 
     def __exit__(self, kind, error, traceback) -> None:
         """A failure deletes the partial file; an interruption (Ctrl-C, SIGTERM) keeps it for the next run to resume."""
-        if kind is None:
-            return
-        if issubclass(kind, Exception):
-            self.abandon()
-        else:
-            self.keep_partial()
+        if kind is not None:
+            self.abandon() if issubclass(kind, Exception) else self.keep_partial()
 
     def begin_split(self, split: str) -> None:
         group = self._file.create_group(split)

@@ -22,6 +22,7 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 import cli
+import heads.console.reporter as reporter_module
 from cli_helpers import assert_error, assert_ok, read_csv
 from cli_helpers import run as _run
 from conftest import ROOT, make_dataset, make_image
@@ -599,7 +600,7 @@ class FakeClock:
 def test_progress_bar_not_started_by_the_final_update(monkeypatch, capsys):
     """Past the delay, a bar starts mid-step; an update that completes the step draws no after-the-fact bar."""
     clock = FakeClock()
-    monkeypatch.setattr(cli, "time", clock)
+    monkeypatch.setattr(reporter_module, "time", clock)
     reporter = cli.Reporter()
     with reporter.progress("one batch") as update:
         clock.now += 2.0  # one slow batch, then done
