@@ -13,13 +13,14 @@ import click
 
 from features import __version__
 from features.config import ExtractConfig
-from features.engines import ENGINES
 from features.provenance import PREPROCESSINGS
 from heads.config import PredictConfig, TrainConfig
+from heads.console.options import (address_option, batch_option, cache_option, device_option, engine_option,
+                                   head_run_options, quiet_option, refuse_address_without_ray,
+                                   refuse_output_inside_inputs, workers_option)
 from heads.console.reporter import Reporter
 
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
-DEVICES = ["auto", "cpu", "cuda"]
 
 
 class Interrupted(click.ClickException):
@@ -59,41 +60,6 @@ def _errors_as_exit_codes() -> Iterator[None]:
         sys.exit(EXIT_TERMINATED)
 
 
-def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.ensure_object(Reporter).set_quiet()
-
-
-quiet_option = click.option("--quiet", "-q", is_flag=True, expose_value=False, callback=_quiet,
-                            help="Print errors only.")
-cache_option = click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
-                            default=ExtractConfig().cache, show_default=True,
-                            help="Folder holding features.h5, head.pt, metrics.json and curves.png.")
-device_option = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
-                             help="Where the backbone runs; auto picks CUDA when available.")
-workers_option = click.option("--workers", type=click.IntRange(0), default=None,
-                              help="Image decoding processes  [default: one per core, at most 8]")
-batch_option = click.option("--batch-size", type=click.IntRange(1), default=ExtractConfig().batch_size,
-                            show_default=True, help="Images per backbone forward pass.")
-engine_option = click.option(
-    "--engine", type=click.Choice(ENGINES), default=ExtractConfig().engine, show_default=True,
-    help="local: decoding workers and the backbone in this process; ray: a Ray Data pipeline on a Ray cluster, "
-         "one backbone per actor, on GPUs where the cluster has them (pip install -e '.[ray]').")
-address_option = click.option(
-    "--address", envvar="RAY_ADDRESS", show_envvar=True, default=None,
-    help="Ray cluster to join with --engine ray (HOST:PORT or auto)  [default: a local Ray for this run]")
-head_weights_option = click.option(
-    "--weights", default=None,
-    help="Backbone weights  [default: the weights the head records]; must match what the head was trained on.")
-
-
-def head_run_options(command):
-    """The options of the commands that run a trained head over images: predict and evaluate."""
-    for option in (workers_option, batch_option, device_option, head_weights_option):
-        command = option(command)
-    return command
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="headstart")
 @quiet_option
@@ -125,11 +91,11 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
             batch_size: int, workers: int | None, precision: str, engine: str, address: str | None) -> None:
     """Run the frozen backbone over every image once and cache the features in CACHE/features.h5."""
     report = ctx.ensure_object(Reporter)
-    _refuse_address_without_ray(ctx, engine)
+    refuse_address_without_ray(ctx, engine)
     with _errors_as_exit_codes():
         from features.download import download_dataset
         from features.extract import extract_features
-        from heads.console.views import show_extract
+        from heads.console.views import show_extract, show_extract_start
 
         if data == ExtractConfig().data and not data.exists():
             report.note(f"{data} not found: downloading the tutorial dataset")
@@ -138,23 +104,9 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
         config = ExtractConfig(data=data, cache=cache, weights=weights, preprocess=preprocess, device=device,
                                batch_size=batch_size, workers=workers, precision=precision, engine=engine,
                                address=address)
-
-        def on_start(summary) -> None:
-            if summary.weights.kind == "none":
-                report.warn("--weights none: features come from a randomly initialised backbone, NOT pretrained")
-            if summary.resumed:
-                report.note("resuming: reusing the rows an interrupted run had finished")
-            if summary.rebuild_reason:
-                report.note(f"re-extracting everything: {summary.rebuild_reason}")
-
         with report.progress("extract") as on_progress:
-            summary = extract_features(config, on_progress, on_start)
+            summary = extract_features(config, on_progress, lambda started: show_extract_start(report, started))
         show_extract(report, summary)
-
-
-def _refuse_address_without_ray(ctx: click.Context, engine: str) -> None:
-    if engine == "local" and ctx.get_parameter_source("address") == click.core.ParameterSource.COMMANDLINE:
-        raise click.UsageError("--address joins a Ray cluster: use it with --engine ray")
 
 
 @cli.command("train-head")
@@ -187,14 +139,6 @@ def train_head(ctx: click.Context, cache: Path, head_kind: str, epochs: int, lr:
         show_training(report, fit_head(cache, config, epochs_table), epochs_table)
 
 
-def _refuse_output_inside_inputs(out: Path, paths: tuple[Path, ...]) -> None:
-    target = out.resolve()
-    for given in paths:
-        source = given.resolve()
-        if target == source or (source.is_dir() and target.is_relative_to(source)):
-            raise click.UsageError(f"--out {out} is inside the input {given}: write it somewhere else")
-
-
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), required=True,
@@ -214,11 +158,11 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
             address: str | None) -> None:
     """Label every image in PATHS (files, or folders searched recursively) with the head in CACHE."""
     report = ctx.ensure_object(Reporter)
-    _refuse_address_without_ray(ctx, engine)
+    refuse_address_without_ray(ctx, engine)
     if str(out) == "-":
         report.results_to_stderr()
     else:
-        _refuse_output_inside_inputs(out, paths)
+        refuse_output_inside_inputs(out, paths)
     with _errors_as_exit_codes():
         from heads import predict_files
 
@@ -245,7 +189,7 @@ def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, sh
     """Score the head on FOLDER (one sub-folder per class): accuracy, per-class report, confusion, mistakes."""
     report = ctx.ensure_object(Reporter)
     out = out or cache / "evaluation_wrong.csv"
-    _refuse_output_inside_inputs(out, (folder,))
+    refuse_output_inside_inputs(out, (folder,))
     with _errors_as_exit_codes():
         from heads import evaluate_head
         from heads.console.views import show_evaluation

@@ -1,1 +1,1 @@
-"""What the CLI shows: the Reporter (the one place that prints) and the rich tables of each command's result."""
+"""The CLI's side: the Reporter (the one place that prints), shared click options, and each result's tables."""

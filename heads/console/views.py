@@ -11,6 +11,16 @@ from .reporter import Reporter
 EPOCH_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
+def show_extract_start(report: Reporter, summary) -> None:
+    """Before any image is read: random weights, a resumed run, or why everything is re-extracted."""
+    if summary.weights.kind == "none":
+        report.warn("--weights none: features come from a randomly initialised backbone, NOT pretrained")
+    if summary.resumed:
+        report.note("resuming: reusing the rows an interrupted run had finished")
+    if summary.rebuild_reason:
+        report.note(f"re-extracting everything: {summary.rebuild_reason}")
+
+
 def show_extract(report: Reporter, summary) -> None:
     """Rows per split, the skipped files and their reasons, the classes and the time taken."""
     table = Table(title=f"{summary.path}  ({summary.weights.describe()}, {summary.device})")
