@@ -67,10 +67,14 @@ def test_loaded_head_computes_the_same_outputs(saved):
 
 def test_saved_weights_are_a_copy(tmp_path):
     checkpoint = _checkpoint()
+    saved_weight, saved_bias = checkpoint.head.weight.clone(), checkpoint.head.bias.clone()
     save_head(tmp_path / "head.pt", checkpoint)
     with torch.no_grad():
         checkpoint.head.weight.zero_()
-    assert load_head(tmp_path / "head.pt").head.weight.abs().sum() > 0
+        checkpoint.head.bias.zero_()
+    loaded = load_head(tmp_path / "head.pt").head
+    assert torch.equal(loaded.weight, saved_weight) and torch.equal(loaded.bias, saved_bias)
+    assert loaded.bias.tolist() == [0.0, 1.0, 2.0]
 
 
 def test_file_is_plain_data_for_weights_only_load(saved):

@@ -215,3 +215,6 @@ def test_ray_address_from_the_environment_does_not_bother_the_local_engine(tiny_
     result = CliRunner().invoke(cli.cli, ["extract", "--data", str(tiny_dataset), "--cache", str(tmp_path),
                                           "--weights", "none"], env={"RAY_ADDRESS": "10.0.0.1:6379"})
     assert result.exit_code == 0, result.output
+    assert "ray, device" not in result.output  # the local engine ran: the Ray engine describes itself so
+    with FeatureStore(tmp_path / "features.h5") as store:
+        assert (store.count("train"), store.count("val")) == (8, 4)

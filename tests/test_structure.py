@@ -74,3 +74,15 @@ def test_module_is_small_and_says_its_job(path):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
             and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_the_readme_layout_names_every_module_and_sub_package():
+    """A newcomer reads the tree from the README: each module of features/ and heads/ (and of the sub-packages that
+    list their files there) by name, every sub-package by its folder."""
+    layout = (ROOT / "README.md").read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+    listed_files = {"features", "heads", "engines", "predict", "console"}
+    missing = sorted({f"{path.parent.name}/" for path in library_files() if path.parent.parent.name in PACKAGES
+                      and f"{path.parent.name}/" not in layout} |
+                     {str(path.relative_to(ROOT)) for path in library_files() if path.parent.name in listed_files
+                      and path.name != "__init__.py" and path.name not in layout})
+    assert not missing, f"README's Layout section does not mention {missing}"
