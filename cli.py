@@ -19,6 +19,7 @@ from heads.console.options import (address_option, batch_option, cache_option, d
                                    head_run_options, quiet_option, refuse_address_without_ray,
                                    refuse_output_inside_inputs, workers_option)
 from heads.console.reporter import Reporter
+from heads.predict.writer import FORMATS, STDOUT
 
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 
@@ -143,7 +144,7 @@ def train_head(ctx: click.Context, cache: Path, head_kind: str, epochs: int, lr:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), required=True,
               help="File to write (- for stdout): CSV columns path, label, confidence, prob_<class>..., error.")
-@click.option("--format", "output_format", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
+@click.option("--format", "output_format", type=click.Choice(FORMATS), default=FORMATS[0], show_default=True,
               help="CSV, or JSON Lines (one object per image).")
 @click.option("--top-k", type=click.IntRange(1), default=1, show_default=True,
               help="Also report the K most probable labels per image.")
@@ -159,7 +160,7 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
     """Label every image in PATHS (files, or folders searched recursively) with the head in CACHE."""
     report = ctx.ensure_object(Reporter)
     refuse_address_without_ray(ctx, engine)
-    if str(out) == "-":
+    if str(out) == STDOUT:
         report.results_to_stderr()
     else:
         refuse_output_inside_inputs(out, paths)

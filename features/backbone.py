@@ -21,6 +21,10 @@ class WeightsError(ValueError):
     """Weights that cannot be loaded or do not match what was recorded; the message says what to do."""
 
 
+class DeviceError(ValueError):
+    """A device asked for with --device that this machine (or the Ray cluster) does not have."""
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -151,7 +155,7 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise WeightsError("--device cuda was asked for, but no CUDA device is available (use --device cpu)")
+        raise DeviceError("--device cuda was asked for, but no CUDA device is available (use --device cpu)")
     return device
 
 

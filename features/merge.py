@@ -24,10 +24,6 @@ class SplitSummary:
     reused: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
-    @property
-    def rows(self) -> int:
-        return self.found - len(self.skipped)
-
 
 def write_features(path: Path, header: FeaturesHeader, plan: ReusePlan, previous: PreviousRows,
                    batches: Iterator[EmbeddedBatch]) -> list[SplitSummary]:

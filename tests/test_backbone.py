@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18, resnet34
 
 from conftest import make_image
-from features.backbone import WeightsError, load_backbone, pick_device
+from features.backbone import DeviceError, WeightsError, load_backbone, pick_device
 from features.images import build_transform, decode_image, read_file
 from features.provenance import PREPROCESSINGS
 
@@ -280,9 +280,9 @@ def test_imagenet_cached_file_with_right_hash_loads_offline(hub, weights_file, m
 
 def test_cuda_without_cuda_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(WeightsError, match="--device"):
+    with pytest.raises(DeviceError, match="--device"):
         pick_device("cuda")
-    with pytest.raises(WeightsError):
+    with pytest.raises(DeviceError):
         pick_device("cuda:0")
     assert pick_device("auto") == CPU
     assert pick_device("cpu") == CPU

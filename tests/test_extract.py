@@ -67,7 +67,7 @@ def test_extract_writes_rows_per_split(tiny_dataset, tmp_path, weights_file, sma
     assert summary.classes == ["ants", "bees"]
     assert summary.rebuild_reason is None
     assert counts(summary) == {"train": (8, 0, 0), "val": (4, 0, 0)}
-    assert [(s.found, s.rows) for s in summary.splits] == [(8, 8), (4, 4)]
+    assert [(s.found, s.found - len(s.skipped)) for s in summary.splits] == [(8, 8), (4, 4)]
 
     store = read_store(cache)
     train, val = store["train"], store["val"]
@@ -119,8 +119,8 @@ def test_broken_images_are_skipped_counted_and_named(tiny_dataset, tmp_path, sma
     assert [name for name, _ in train.skipped] == ["train/ants/broken_a.jpg", "train/ants/broken_b.jpg"]
     assert "not an image" in train.skipped[0][1] and "empty" in train.skipped[1][1]
     assert [name for name, _ in val.skipped] == ["val/bees/bees_9.png"]
-    assert (train.found, train.rows, train.extracted) == (10, 8, 8)
-    assert (val.found, val.rows, val.extracted) == (5, 4, 4)
+    assert (train.found, len(train.skipped), train.extracted) == (10, 2, 8)
+    assert (val.found, len(val.skipped), val.extracted) == (5, 1, 4)
 
     store = read_store(cache)
     assert not [p for p in store["train"].paths + store["val"].paths if "broken" in p or "bees_9" in p]

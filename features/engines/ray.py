@@ -24,7 +24,7 @@ import ray
 import ray.data
 import torch
 
-from ..backbone import FEATURE_DIM, Backbone, WeightsError, load_backbone, pick_device
+from ..backbone import FEATURE_DIM, Backbone, DeviceError, WeightsError, load_backbone, pick_device
 from ..folder import ImageEntry
 from ..images import FileStamp, build_transform
 from ..provenance import Preprocessing, WeightsIdentity
@@ -125,7 +125,7 @@ def _actor_pool(device: str, blocks: int) -> tuple[ray.data.ActorPoolStrategy, i
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
     if device == "cuda" and not gpus:
-        raise WeightsError("--device cuda was asked for, but the Ray cluster has no GPU (use --device cpu or auto)")
+        raise DeviceError("--device cuda was asked for, but the Ray cluster has no GPU (use --device cpu or auto)")
     if gpus and device != "cpu":
         return ray.data.ActorPoolStrategy(size=min(gpus, blocks)), 1
     return ray.data.ActorPoolStrategy(size=max(1, min(cpus - max(1, cpus // 8), blocks))), 0

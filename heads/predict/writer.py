@@ -20,11 +20,12 @@ import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Iterable, Iterator
-
-import numpy as np
+from typing import IO, TYPE_CHECKING, Iterable, Iterator
 
 from features.atomic import atomic_write
+
+if TYPE_CHECKING:  # the CLI imports FORMATS and STDOUT from here at start-up: no numpy for --help
+    import numpy as np
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FORMATS = ("csv", "jsonl")
@@ -39,6 +40,8 @@ class Prediction:
 
     def ranked(self, top_k: int) -> list[int]:
         """Class indices, most probable first (ties: lower index first)."""
+        import numpy as np
+
         return list(np.argsort(-self.probabilities, kind="stable")[:top_k])
 
 
