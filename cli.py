@@ -25,6 +25,8 @@ EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 
 
 class Interrupted(click.ClickException):
+    """Ctrl-C: a one-line message and exit code 130."""
+
     exit_code = EXIT_INTERRUPTED
 
 
@@ -221,6 +223,7 @@ def info(ctx: click.Context, cache: Path, as_json: bool) -> None:
 
 
 def main() -> None:
+    """The `headstart` console script: SIGTERM unwinds like Ctrl-C, so outputs stay whole."""
     signal.signal(signal.SIGTERM, _raise_terminated)
     cli(prog_name="headstart")
 

@@ -5,7 +5,8 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "Backbone": "backbone", "DeviceError": "backbone", "WeightsError": "backbone", "load_backbone": "backbone", "pick_device": "backbone",
+    "Backbone": "backbone", "DeviceError": "backbone", "WeightsError": "backbone", "load_backbone": "backbone",
+    "pick_device": "backbone",
     "EngineConfig": "config", "ExtractConfig": "config", "ExtractSummary": "extract", "extract_features": "extract",
     "DatasetError": "folder", "find_dataset": "folder", "find_images": "folder", "ImageDecodeError": "images",
     "CacheBusyError": "lock", "cache_lock": "lock", "PREPROCESSINGS": "provenance", "Preprocessing": "provenance",

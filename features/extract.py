@@ -23,6 +23,8 @@ from .store import FEATURES_FILE, FeaturesHeader, partial_files
 
 @dataclass
 class ExtractSummary:
+    """What an extract run did, for the report: where, with what, and per split what was extracted, reused, skipped."""
+
     path: Path
     classes: list[str]
     weights: WeightsIdentity

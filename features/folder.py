@@ -40,6 +40,7 @@ def text_path(path: str | os.PathLike) -> str:
 
 
 def is_image_name(name: str) -> bool:
+    """Whether torchvision's ImageFolder would read a file of this name (by its extension)."""
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 

@@ -18,6 +18,8 @@ BLOCK_ROWS = 256
 
 @dataclass
 class SplitSummary:
+    """One split of an extract run: images found, extracted, reused, and skipped with their reasons."""
+
     split: str
     found: int = 0
     extracted: int = 0

@@ -26,6 +26,8 @@ CURVES_FILE = "curves.png"
 
 @dataclass
 class FitSummary:
+    """What a train-head run wrote and measured, for the report."""
+
     head_path: Path
     metrics_path: Path
     curves_path: Path

@@ -66,7 +66,8 @@ def test_scores_mistakes_and_failures(folder, predictor):
     confidences = [mistake.confidence for mistake in evaluation.mistakes]
     assert confidences == sorted(confidences, reverse=True)
     assert confidences[0] == pytest.approx(float(torch.softmax(torch.tensor([4.0, 0.0]), 0)[0]))
-    assert [(path.rsplit("/", 1)[-1], reason) for path, reason in evaluation.failed] == [("a3.jpg", "not an image file")]
+    failed = [(path.rsplit("/", 1)[-1], reason) for path, reason in evaluation.failed]
+    assert failed == [("a3.jpg", "not an image file")]
 
 
 def test_mistakes_csv_lists_them_most_confident_first(folder, predictor, tmp_path):

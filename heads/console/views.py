@@ -48,6 +48,7 @@ def scores_table(summary: dict, title: str) -> Table:
 
 
 def confusion_table(summary: dict) -> Table:
+    """The confusion matrix as a table, rows the true class."""
     table = Table(title="confusion matrix (rows: true class, columns: predicted)")
     table.add_column("true \\ predicted")
     for name in summary["classes"]:

@@ -25,6 +25,8 @@ WRONG_COLUMNS = ["path", "true", "predicted", "confidence"]
 
 @dataclass
 class Mistake:
+    """An image the head labelled wrongly, with the confidence of its wrong label."""
+
     path: str
     true: str
     predicted: str
@@ -33,6 +35,8 @@ class Mistake:
 
 @dataclass
 class Evaluation:
+    """The evaluate step's result: the images seen, the scores, the mistakes and the unreadable files."""
+
     images: int
     summary: dict
     mistakes: list[Mistake]  # most confident first

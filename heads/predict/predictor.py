@@ -1,4 +1,4 @@
-"""A trained head with the backbone, preprocessing and engine its features came from: image files in, predictions out."""
+"""A trained head with the backbone, preprocessing and engine its features came from: images in, predictions out."""
 
 from __future__ import annotations
 

@@ -18,6 +18,8 @@ from .writer import write_predictions
 
 @dataclass(frozen=True)
 class PredictSummary:
+    """Where the predictions went and how many images were labelled or could not be read."""
+
     out: str
     predicted: int
     failed: int

@@ -34,6 +34,8 @@ STDOUT = "-"
 
 @dataclass
 class Prediction:
+    """One image's class probabilities, or the reason it could not be read."""
+
     path: str
     probabilities: np.ndarray | None
     error: str | None = None
@@ -46,11 +48,13 @@ class Prediction:
 
 
 def header(classes: list[str], top_k: int = 1) -> list[str]:
+    """The CSV's column names for these classes and top_k."""
     ranks = [column for k in range(2, top_k + 1) for column in (f"label_{k}", f"confidence_{k}")]
     return ["path", "label", "confidence", *ranks, *[f"prob_{name}" for name in classes], "error"]
 
 
 def safe_path(path: str) -> str:
+    """The path as written in a CSV cell: ./ before a formula-like start, the same file."""
     return f"./{path}" if path.startswith(FORMULA_STARTS) else path
 
 
