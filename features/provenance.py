@@ -1,5 +1,7 @@
-"""What features were computed with (the weights' identity, the preprocessing): recorded in every features file
-and head, compared on use. Plain Python, so the features file's schema module needs no torch."""
+"""What features were computed with, the weights' identity and the preprocessing: recorded and compared on use.
+
+Plain Python, so the features file's schema module (store.py) needs no torch.
+"""
 
 from __future__ import annotations
 

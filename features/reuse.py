@@ -1,5 +1,7 @@
-"""The incremental cache: which rows of the previous features file (and of interrupted runs' partial files) can
-stand for the files scanned now, so only new or changed images go through the backbone."""
+"""The incremental cache: which previous rows stand for the files scanned now, so only new or changed ones are run.
+
+The previous rows are those of the last complete features file and of interrupted runs' partial files.
+"""
 
 from __future__ import annotations
 
