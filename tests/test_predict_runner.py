@@ -1,0 +1,87 @@
+"""heads.predict.runner: the predict step in one call: the cache's head over files and folders into one file or
+stdout, counting labelled and unreadable images. A stub engine stands in for the backbone."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import heads.predict.predictor as predictor_module
+from features.engines.batches import EmbeddedBatch
+from features.folder import DatasetError
+from features.images import FileStamp
+from features.provenance import PREPROCESSINGS
+from heads.checkpoint import HeadCheckpoint, save_head
+from heads.config import PredictConfig
+from heads.linear import LinearHead
+from heads.predict.runner import predict_files
+
+
+class StubEngine:
+    """Embeds a file as its first two bytes; a file starting with 'x' is unreadable."""
+
+    batch_size = 32
+    driver_device = torch.device("cpu")
+
+    def embed(self, entries, backbone, preprocessing, on_progress=None):
+        data = [entry.path.read_bytes() for entry in entries]
+        errors = ["not an image file" if raw.startswith(b"x") else None for raw in data]
+        features = np.asarray([list(raw[:2]) for raw, error in zip(data, errors) if error is None], np.float32)
+        if on_progress:
+            on_progress(len(entries), len(entries))
+        yield EmbeddedBatch(entries, [None if error else FileStamp(1, 1, "") for error in errors], errors,
+                            features.reshape(-1, 2))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(predictor_module, "build_engine", lambda config: StubEngine())
+    head = LinearHead(2, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(2))
+        head.bias.zero_()
+    save_head(tmp_path / "cache" / "head.pt", HeadCheckpoint(
+        head, ["ants", "bees"], "resnet18", {"kind": "none", "name": "random init, seed 0", "sha256": ""},
+        PREPROCESSINGS["imagenet"].describe(), "fp32", {}, {}))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "imgs"
+    (folder / "deep").mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(bytes([9, 1]))  # logits (9, 1): ants
+    (folder / "deep" / "b.png").write_bytes(bytes([0, 5]))  # bees
+    (folder / "c.jpg").write_bytes(b"xx")  # unreadable
+    return folder
+
+
+def test_files_in_one_csv_sorted_with_counts(cache, images, tmp_path):
+    progress = []
+    summary = predict_files([images], tmp_path / "p.csv", cache, PredictConfig(),
+                            on_progress=lambda done, total: progress.append((done, total)))
+    assert (summary.predicted, summary.failed, summary.out) == (2, 1, str(tmp_path / "p.csv"))
+    assert progress == [(3, 3)]
+    with open(tmp_path / "p.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["path"].rsplit("imgs/", 1)[1], row["label"], row["error"]) for row in rows] == [
+        ("a.jpg", "ants", ""), ("c.jpg", "", "not an image file"), ("deep/b.png", "bees", "")]
+
+
+def test_jsonl_to_stdout_with_top_k(cache, images, capsys):
+    summary = predict_files([images / "a.jpg"], "-", cache, output_format="jsonl", top_k=2)
+    assert (summary.predicted, summary.failed) == (1, 0)
+    record = json.loads(capsys.readouterr().out)
+    assert [entry["label"] for entry in record["top_k"]] == ["ants", "bees"]
+    assert record["confidence"] == pytest.approx(float(torch.softmax(torch.tensor([9.0, 1.0]), 0)[0]))
+
+
+def test_no_images_is_an_error_and_writes_nothing(cache, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no images found in"):
+        predict_files([tmp_path / "empty"], tmp_path / "p.csv", cache)
+    assert not (tmp_path / "p.csv").exists()
