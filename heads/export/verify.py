@@ -41,14 +41,15 @@ def _cache_images(cache: Path) -> list[ImageEntry]:
 def verification_images(cache: Path, images: Path | None, sample: int) -> list[ImageEntry]:
     """The images to verify on: those given, else the val images the cache was extracted from."""
     if images is not None:
-        return _spread(find_images([images]), sample)
-    try:
-        entries = _cache_images(cache)
-    except (StoreError, StopIteration):
-        entries = []
+        entries, where = find_images([images]), str(images)
+    else:
+        try:
+            entries = _cache_images(cache)
+        except (StoreError, StopIteration):
+            entries = []
+        where = f"the images {cache / FEATURES_FILE} records"
     if not entries:
-        raise ExportError(f"no images to verify the export on: {cache / FEATURES_FILE} records none that still "
-                          "exist; pass a folder of images with --images")
+        raise ExportError(f"no images to verify the export on in {where}: pass a folder of images with --images")
     return _spread(entries, sample)
 
 
