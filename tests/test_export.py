@@ -135,13 +135,12 @@ def test_notebook_preprocessing_exports_its_own_mean_and_std(weights_file, tmp_p
     trained = _trained_cache(tmp_path, weights_file, "--preprocess", "notebook")
     out = tmp_path / "notebook.pt"
     summary = export_head(ExportConfig(out=out, format="torchscript", cache=trained.cache))
-    assert summary.difference <= 1e-4
+    assert summary.difference <= 1e-4  # ImageNet's mean and std inside the model would be far off
     extra = {"headstart.json": ""}
-    model = torch.jit.load(str(out), _extra_files=extra)
+    torch.jit.load(str(out), _extra_files=extra)
     preprocessing = json.loads(extra["headstart.json"])["preprocessing"]
     assert preprocessing["name"] == "notebook" and preprocessing["mean"] == preprocessing["std"] == [0.5] * 3
-    torch.testing.assert_close(model.mean.flatten(), torch.full((3,), 0.5))
-    torch.testing.assert_close(model.std.flatten(), torch.full((3,), 0.5))
+    assert preprocessing["resize"] == [224, 224] and preprocessing["crop"] is None
 
 
 def test_a_mismatching_export_is_not_written(trained, tmp_path, monkeypatch):

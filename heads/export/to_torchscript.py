@@ -27,11 +27,12 @@ def files(out: Path) -> list[Path]:
 
 
 def write(classifier: ExportedClassifier, metadata: ExportMetadata, paths: list[Path]) -> None:
-    """Trace the classifier (the graph holds no Python, so loading needs no torchvision) and save it with metadata."""
+    """Trace the classifier (the graph holds no Python, so loading needs no torchvision), freeze it for inference
+    (weights become constants, BatchNorm folds into the convolutions) and save it with the metadata."""
     example = torch.rand(2, 3, *input_size(metadata.preprocessing), generator=torch.Generator().manual_seed(0))
     with _jit_deprecation_silenced(), torch.no_grad():
-        traced = torch.jit.trace(classifier, example)
-        traced.save(str(paths[0]), _extra_files={METADATA_NAME: metadata.to_json()})
+        frozen = torch.jit.freeze(torch.jit.trace(classifier, example))
+        frozen.save(str(paths[0]), _extra_files={METADATA_NAME: metadata.to_json()})
 
 
 def load(paths: list[Path]) -> Callable[[np.ndarray], np.ndarray]:
