@@ -131,24 +131,28 @@ def test_torchvision_state_dict_loads_strict(trained, predictor, tmp_path):
     np.testing.assert_allclose(list(probabilities.values()), _predicted(predictor, trained.photo)[0], atol=1e-4)
 
 
-def test_notebook_preprocessing_exports_its_own_mean_and_std(weights_file, tmp_path):
-    trained = _trained_cache(tmp_path, weights_file, "--preprocess", "notebook")
+def test_notebook_bf16_head_exports_its_own_mean_std_and_precision(weights_file, tmp_path):
+    # One cache for both (extracting is the slow part): the notebook's mean and std, and a bf16 backbone.
+    trained = _trained_cache(tmp_path, weights_file, "--preprocess", "notebook", "--precision", "bf16")
     out = tmp_path / "notebook.pt"
     summary = export_head(ExportConfig(out=out, format="torchscript", cache=trained.cache))
-    assert summary.difference <= 1e-4  # ImageNet's mean and std inside the model would be far off
+    assert summary.tolerance == 1e-3
+    assert summary.difference <= 1e-4  # the bf16 autocast is in the file: it computes as predict does
     extra = {"headstart.json": ""}
     torch.jit.load(str(out), _extra_files=extra)
-    preprocessing = json.loads(extra["headstart.json"])["preprocessing"]
+    metadata = json.loads(extra["headstart.json"])
+    preprocessing = metadata["preprocessing"]
     assert preprocessing["name"] == "notebook" and preprocessing["mean"] == preprocessing["std"] == [0.5] * 3
     assert preprocessing["resize"] == [224, 224] and preprocessing["crop"] is None
+    assert metadata["head_precision"] == metadata["compute_precision"] == "bf16"
 
 
 def test_a_mismatching_export_is_not_written(trained, tmp_path, monkeypatch):
     from heads.export import runner
     from heads.export.classifier import build_classifier
 
-    def nudged(predictor):
-        classifier = build_classifier(predictor)
+    def nudged(predictor, bf16):
+        classifier = build_classifier(predictor, bf16)
         classifier.head = torch.nn.Linear(512, 3)  # another head: the probabilities differ
         return classifier
 

@@ -7,23 +7,30 @@ from torch import nn
 
 
 class ExportedClassifier(nn.Module):
-    """Images in [0, 1] (N x 3 x H x W, resized and cropped) -> class probabilities (N x C)."""
+    """Images in [0, 1] (N x 3 x H x W, resized and cropped) -> class probabilities (N x C).
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, mean: list[float], std: list[float]):
+    bf16=True runs the backbone under bfloat16 autocast, as predict does for a bf16 head (Backbone.features).
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, mean: list[float], std: list[float], bf16: bool = False):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.bf16 = bf16
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # The same arithmetic as torchvision's Normalize, so predict and the export see equal inputs.
-        return torch.softmax(self.head(self.backbone((images - self.mean) / self.std)), dim=1)
+        normalized = (images - self.mean) / self.std
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            features = self.backbone(normalized)
+        return torch.softmax(self.head(features.float()), dim=1)
 
 
-def build_classifier(predictor) -> ExportedClassifier:
-    """The Predictor's own backbone and head (on the CPU, fp32) behind its preprocessing's mean and std."""
+def build_classifier(predictor, bf16: bool = False) -> ExportedClassifier:
+    """The Predictor's own backbone and head (on the CPU) behind its preprocessing's mean and std."""
     preprocessing = predictor.preprocessing
     model = ExportedClassifier(predictor.backbone.model, predictor.checkpoint.head, list(preprocessing.mean),
-                               list(preprocessing.std))
+                               list(preprocessing.std), bf16)
     return model.to("cpu", torch.float32).eval()

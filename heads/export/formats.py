@@ -1,4 +1,5 @@
-"""One module per export format, each with files(out), write(classifier, metadata, paths) and load(paths) -> run."""
+"""One module per export format, each with files(out), write(classifier, metadata, paths), load(paths) -> run,
+OPSET (the ONNX opset, or None) and BF16 (whether it can compute a bf16 head's backbone in bfloat16)."""
 
 from __future__ import annotations
 

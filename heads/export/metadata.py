@@ -19,7 +19,8 @@ beside a torchvision state_dict as FILE.json. Bump FORMAT_VERSION on any change.
                        to crop x crop when crop is not null; bilinear with antialiasing (Pillow's resize)
     backbone           "resnet18"
     weights            {"kind", "name", "sha256"} of the backbone weights the head was trained on
-    head_precision     "fp32" | "bf16": the backbone precision of the head's features; exports compute in fp32
+    head_precision     "fp32" | "bf16": the backbone precision of the head's features (and of predict)
+    compute_precision  "fp32" | "bf16": the backbone precision of this export (bf16: torchscript of a bf16 head)
     onnx_opset         int for onnx, else null
 """
 
@@ -59,6 +60,7 @@ class ExportMetadata:
     preprocessing: dict
     weights: dict
     head_precision: str
+    compute_precision: str = "fp32"
     backbone: str = "resnet18"
     onnx_opset: int | None = None
     producer: str = f"headstart {__version__}"
@@ -66,10 +68,11 @@ class ExportMetadata:
     format_version: int = FORMAT_VERSION
 
     @classmethod
-    def of_head(cls, checkpoint, export_format: str, onnx_opset: int | None = None) -> "ExportMetadata":
+    def of_head(cls, checkpoint, export_format: str, compute_precision: str,
+                onnx_opset: int | None = None) -> "ExportMetadata":
         """The metadata of an export of a loaded HeadCheckpoint."""
         return cls(export_format, list(checkpoint.classes), dict(checkpoint.preprocessing), dict(checkpoint.weights),
-                   checkpoint.precision, checkpoint.backbone, onnx_opset,
+                   checkpoint.precision, compute_precision, checkpoint.backbone, onnx_opset,
                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @property
@@ -100,8 +103,8 @@ class ExportMetadata:
             version = data.get("format_version") if isinstance(data, dict) else None
             raise ExportError(f"{source}: export metadata format {version}; this headstart reads format "
                               f"{FORMAT_VERSION}: export again")
-        fields = ("format", "classes", "preprocessing", "weights", "head_precision", "backbone", "onnx_opset",
-                  "producer", "created", "format_version")
+        fields = ("format", "classes", "preprocessing", "weights", "head_precision", "compute_precision", "backbone",
+                  "onnx_opset", "producer", "created", "format_version")
         missing = [name for name in fields if name not in data]
         if missing:
             raise ExportError(f"{source}: the export metadata lacks {missing}: export again")

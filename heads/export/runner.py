@@ -10,11 +10,9 @@ from typing import Callable
 from features import FEATURES_FILE
 from features.atomic import replace_together
 from features.lock import LOCK_FILE
+from heads import HEAD_FILE, METRICS_FILE, PredictConfig, Predictor
+from heads.fit import CURVES_FILE
 
-from ..checkpoint import HEAD_FILE
-from ..config import PredictConfig
-from ..fit import CURVES_FILE, METRICS_FILE
-from ..predict import Predictor
 from .classifier import build_classifier
 from .config import ExportConfig
 from .formats import exporter_for
@@ -60,15 +58,19 @@ def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = N
     entries, inputs = model_inputs(entries, predictor.preprocessing)
     stage(f"predicting {len(entries)} images the usual way")
     expected = predicted(predictor, entries)
-    metadata = ExportMetadata.of_head(predictor.checkpoint, config.format,
-                                      getattr(exporter, "OPSET", None))
-    tolerance = TOLERANCES.get(predictor.checkpoint.precision, TOLERANCES["fp32"])
+    head_precision = predictor.checkpoint.precision
+    bf16 = head_precision == "bf16" and exporter.BF16
+    metadata = ExportMetadata.of_head(predictor.checkpoint, config.format, "bf16" if bf16 else "fp32", exporter.OPSET)
+    tolerance = TOLERANCES.get(head_precision, TOLERANCES["fp32"])
+    hint = (f" (predict runs this bf16 head's backbone in bfloat16, --format {config.format} in float32: use "
+            "--format torchscript, or extract again with --precision fp32)"
+            if head_precision == "bf16" and not bf16 else "")
     with replace_together(*targets) as temporaries:
         stage(f"writing {config.format}")
-        exporter.write(build_classifier(predictor), metadata, temporaries)
+        exporter.write(build_classifier(predictor, bf16), metadata, temporaries)
         stage(f"verifying the written file on {len(entries)} images")
         difference = largest_difference(exporter.load(temporaries), inputs, expected)
-        check(difference, tolerance, len(entries), config.out)
+        check(difference, tolerance, len(entries), config.out, hint)
         sizes = [temporary.stat().st_size for temporary in temporaries]
     return ExportSummary(config.format, targets, sizes, len(entries), difference, tolerance, metadata,
                          time.perf_counter() - started)

@@ -17,6 +17,7 @@ from .metadata import INPUT_NAME, ONNX_METADATA_KEY, OUTPUT_NAME, ExportMetadata
 # torch 2.14's exporter (torch.export-based) implements opset 18 natively; another opset is a conversion
 # pass afterwards. onnxruntime runs opset 18 since 1.14.
 OPSET = 18
+BF16 = False  # onnxruntime's CPU kernels have no bfloat16 convolution: a bf16 head exports in float32
 
 
 def files(out: Path) -> list[Path]:

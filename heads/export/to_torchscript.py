@@ -13,6 +13,9 @@ import torch
 from .classifier import ExportedClassifier
 from .metadata import METADATA_NAME, ExportMetadata, input_size
 
+OPSET = None
+BF16 = True  # a bf16 head's autocast is traced into the graph: the file computes exactly as predict does
+
 
 @contextmanager
 def _jit_deprecation_silenced() -> Iterator[None]:

@@ -12,6 +12,9 @@ from torch import nn
 from .classifier import ExportedClassifier
 from .metadata import ExportError, ExportMetadata
 
+OPSET = None
+BF16 = False  # a state_dict has no compute precision; torchvision's resnet18 runs in float32
+
 
 def files(out: Path) -> list[Path]:
     """The metadata first, the state_dict last: a caller who finds the weights finds their description."""

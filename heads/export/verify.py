@@ -17,7 +17,7 @@ from features.pipeline import load_image
 from .metadata import ExportError
 
 # The largest difference in any probability allowed between the export and predict: fp32 heads agree to
-# float rounding; a bf16 head's predict runs the backbone in bfloat16 while exports compute in float32.
+# float rounding; a bf16 head's predict runs the backbone in bfloat16, which ONNX and torchvision exports cannot.
 TOLERANCES = {"fp32": 1e-4, "bf16": 1e-3}
 _SPLITS = ("val", "test", "train")
 
@@ -90,8 +90,8 @@ def largest_difference(run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarr
     return largest
 
 
-def check(difference: float, tolerance: float, images: int, path: str | os.PathLike) -> None:
+def check(difference: float, tolerance: float, images: int, path: str | os.PathLike, hint: str = "") -> None:
     """Refuse an export whose probabilities differ from predict's by more than the tolerance."""
     if not difference <= tolerance:  # NaN fails too
         raise ExportError(f"the export differs from predict by {difference:.3g} in probability (over {images} "
-                          f"images; tolerance {tolerance:g}): {path} was not written")
+                          f"images; tolerance {tolerance:g}): {path} was not written{hint}")
