@@ -51,7 +51,7 @@ def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = N
     exporter = exporter_for(config.format)
     targets = exporter.files(Path(config.out))
     _refuse_cache_files(targets, Path(config.cache))
-    # The CPU, in float32: an export must load on any machine, and predict here is what it is checked against.
+    # On the CPU: an export must load on any machine, and predict here is what it is checked against.
     predictor = Predictor.load(Path(config.cache) / HEAD_FILE, PredictConfig(weights=config.weights, device="cpu",
                                                                              workers=0))
     entries = verification_images(Path(config.cache), config.images, config.sample)
