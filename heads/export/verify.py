@@ -10,9 +10,9 @@ from typing import Callable
 import numpy as np
 
 from features import FEATURES_FILE, FeatureStore, StoreError, find_images
+from features.engines.batches import load_image
 from features.folder import ImageEntry
 from features.images import build_transform
-from features.pipeline import load_image
 
 from .metadata import ExportError
 
@@ -33,7 +33,7 @@ def _cache_images(cache: Path) -> list[ImageEntry]:
     """The images of the first split of val, test, train that the features file records."""
     with FeatureStore(cache / FEATURES_FILE) as store:
         split = next(name for name in _SPLITS if name in store.splits)
-        root = Path(store.header["data_root"])
+        root = Path(store.header.data_root)
         paths = store.stamps(split)[0]
     return [ImageEntry(root / path, path) for path in paths if (root / path).is_file()]
 
