@@ -118,13 +118,13 @@ def test_torchvision_state_dict_loads_strict(trained, predictor, tmp_path):
     from torchvision.models import resnet18
 
     out = tmp_path / "classifier.pth"
-    summary = export_head(ExportConfig(out=out, format="torchvision", cache=trained.cache))
-    sidecar = tmp_path / "classifier.pth.json"
-    assert summary.paths == [sidecar, out] and summary.difference <= 1e-4
+    result = run("export", "--cache", trained.cache, "--format", "torchvision", "--out", out)
+    assert_ok(result)
+    assert "equal to predict on 7 images" in result.output
     model = resnet18(num_classes=3)
     model.load_state_dict(torch.load(out, weights_only=True), strict=True)
     torch.testing.assert_close(model.fc.weight, predictor.checkpoint.head.weight)
-    metadata = json.loads(sidecar.read_text())
+    metadata = json.loads((tmp_path / "classifier.pth.json").read_text())
     assert metadata["classes"] == ["ants", "bees", "wasps"] and not metadata["normalized_inside"]
 
     probabilities, _ = _run_example("torchvision", out, trained.photo, tmp_path)
@@ -177,9 +177,27 @@ def test_refuses_to_overwrite_the_caches_own_files(trained, name, export_format)
 def test_missing_extra_is_one_clear_error(trained, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now fails as if not installed
     monkeypatch.delitem(sys.modules, "heads.export.to_onnx", raising=False)
-    with pytest.raises(ExportError, match=r"needs onnx, onnxscript and onnxruntime .*pip install -e '\.\[export\]'"):
-        export_head(ExportConfig(out=tmp_path / "x.onnx", format="onnx", cache=trained.cache))
+    result = run("export", "--cache", trained.cache, "--format", "onnx", "--out", tmp_path / "x.onnx")
+    assert_error(result, "--format onnx needs onnx, onnxscript and onnxruntime", "pip install -e '.[export]'")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_missing_head_is_one_clear_error(tmp_path):
+    result = run("export", "--cache", tmp_path / "empty", "--out", tmp_path / "x.pt")
+    assert_error(result, "head.pt does not exist", "train-head")
+
+
+@pytest.mark.parametrize("args, fragment", [(("--format", "keras", "--out", "x"), "'keras' is not one of"),
+                                            (("--format", "onnx"), "Missing option '--out'")])
+def test_usage_errors(args, fragment):
+    result = run("export", *args)
+    assert result.exit_code == 2 and fragment in result.output
+
+
+def test_example_prints_the_callers_script():
+    result = run("export", "--example", "--format", "onnx")
+    assert_ok(result)
+    assert result.output == caller_example("onnx")
 
 
 def test_no_images_to_verify_on(trained, tmp_path):

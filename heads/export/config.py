@@ -8,7 +8,7 @@ from pathlib import Path
 EXPORT_FORMATS = ("torchscript", "onnx", "torchvision")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ExportConfig:
     """Where the head is, what to write, and which images to verify the written file on."""
 
