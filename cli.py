@@ -206,38 +206,28 @@ def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, sh
 
 @cli.command("export")
 @click.option("--format", "export_format", type=click.Choice(EXPORT_FORMATS), default=ExportConfig.format,
-              show_default=True,
-              help="torchscript (torch.jit.load), onnx (onnxruntime; pip install -e '.[export]') or torchvision "
-                   "(a resnet18 state_dict and FILE.json).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File to write; required unless --example.")
+              show_default=True, help="onnx needs pip install -e '.[export]'; torchvision also writes FILE.json.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="File to write (unless --example).")
 @cache_option
-@click.option("--images", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Verify on these images  [default: the val images the cache was extracted from]")
-@click.option("--sample", type=click.IntRange(1), default=ExportConfig.sample, show_default=True,
-              help="Verify on at most this many images, spread evenly.")
+@click.option("--images", type=click.Path(exists=True, path_type=Path), help="Verify on these, not the val images.")
 @head_weights_option
-@click.option("--example", is_flag=True, help="Print the script that classifies one image with the exported file "
-                                              "alone (python classify.py FILE IMAGE), and exit.")
+@click.option("--example", is_flag=True, help="Print a script that runs the exported file alone, and exit.")
 @quiet_option
 @click.pass_context
-def export(ctx: click.Context, export_format: str, out: Path | None, cache: Path, images: Path | None, sample: int,
+def export(ctx: click.Context, export_format: str, out: Path | None, cache: Path, images: Path | None,
            weights: str | None, example: bool) -> None:
     """Write backbone, head and softmax as one file that runs without headstart, checked against predict first."""
     report = ctx.ensure_object(Reporter)
-    if not example and out is None:
+    if not (example or out):
         raise click.UsageError("Missing option '--out' (or --example).")
     with _errors_as_exit_codes():
+        from heads.console.export import show_export
         from heads.export import caller_example, export_head
 
         if example:
-            click.echo(caller_example(export_format), nl=False)
-            return
-        config = ExportConfig(out=out, format=export_format, cache=cache, images=images, sample=sample,
-                              weights=weights)
-        summary = export_head(config, on_stage=report.note)
-        report.note(f"{', '.join(map(str, summary.paths))} ({sum(summary.sizes) / 1e6:.1f} MB): equal to predict on "
-                    f"{summary.images} images within {summary.difference:.2g} (tolerance {summary.tolerance:g})")
+            return click.echo(caller_example(export_format), nl=False)
+        config = ExportConfig(out=out, format=export_format, cache=cache, images=images, weights=weights)
+        show_export(report, export_head(config, on_stage=report.note))
 
 
 @cli.command()

@@ -120,7 +120,7 @@ def test_torchvision_state_dict_loads_strict(trained, predictor, tmp_path):
     out = tmp_path / "classifier.pth"
     result = run("export", "--cache", trained.cache, "--format", "torchvision", "--out", out)
     assert_ok(result)
-    assert "equal to predict on 7 images" in result.output
+    assert "equal to predict on 7 images within" in result.output
     model = resnet18(num_classes=3)
     model.load_state_dict(torch.load(out, weights_only=True), strict=True)
     torch.testing.assert_close(model.fc.weight, predictor.checkpoint.head.weight)
