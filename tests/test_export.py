@@ -6,6 +6,7 @@ import ast
 import json
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from cli_helpers import assert_error, assert_ok, run
-from conftest import make_dataset, make_image
+from conftest import ROOT, make_dataset, make_image
 from features.folder import ImageEntry
 from heads import HEAD_FILE, PredictConfig, Predictor
 from heads.export import ExportConfig, ExportError, export_head
@@ -198,6 +199,10 @@ def test_example_prints_the_callers_script():
     result = run("export", "--example", "--format", "onnx")
     assert_ok(result)
     assert result.output == caller_example("onnx")
+
+
+def test_readme_shows_the_tested_torchscript_script():
+    assert textwrap.indent(caller_example("torchscript"), "    ") in (ROOT / "README.md").read_text()
 
 
 def test_no_images_to_verify_on(trained, tmp_path):
