@@ -152,8 +152,8 @@ def test_a_mismatching_export_is_not_written(trained, tmp_path, monkeypatch):
     from heads.export import runner
     from heads.export.classifier import build_classifier
 
-    def nudged(predictor, bf16):
-        classifier = build_classifier(predictor, bf16)
+    def nudged(predictor, bf16, plain):
+        classifier = build_classifier(predictor, bf16, plain)
         classifier.head = torch.nn.Linear(512, 3)  # another head: the probabilities differ
         return classifier
 

@@ -1,5 +1,6 @@
 """One module per export format, each with files(out), write(classifier, metadata, paths), load(paths) -> run,
-OPSET (the ONNX opset, or None) and BF16 (whether it can compute a bf16 head's backbone in bfloat16)."""
+OPSET (the ONNX opset, or None), BF16 (whether it can compute a bf16 head's backbone in bfloat16) and
+PLAIN_BACKBONE (whether it needs torchvision's own layers rather than predict's network)."""
 
 from __future__ import annotations
 

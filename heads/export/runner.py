@@ -67,7 +67,7 @@ def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = N
             if head_precision == "bf16" and not bf16 else "")
     with replace_together(*targets) as temporaries:
         stage(f"writing {config.format}")
-        exporter.write(build_classifier(predictor, bf16), metadata, temporaries)
+        exporter.write(build_classifier(predictor, bf16, exporter.PLAIN_BACKBONE), metadata, temporaries)
         stage(f"verifying the written file on {len(entries)} images")
         difference = largest_difference(exporter.load(temporaries), inputs, expected)
         check(difference, tolerance, len(entries), config.out, hint)

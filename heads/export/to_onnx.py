@@ -18,6 +18,7 @@ from .metadata import INPUT_NAME, ONNX_METADATA_KEY, OUTPUT_NAME, ExportMetadata
 # pass afterwards. onnxruntime runs opset 18 since 1.14.
 OPSET = 18
 BF16 = False  # onnxruntime's CPU kernels have no bfloat16 convolution: a bf16 head exports in float32
+PLAIN_BACKBONE = False  # predict's own network (BatchNorm may be folded)
 
 
 def files(out: Path) -> list[Path]:

@@ -15,6 +15,7 @@ from .metadata import METADATA_NAME, ExportMetadata, input_size
 
 OPSET = None
 BF16 = True  # a bf16 head's autocast is traced into the graph: the file computes exactly as predict does
+PLAIN_BACKBONE = False  # predict's own network (BatchNorm may be folded): the file computes as predict does
 
 
 @contextmanager

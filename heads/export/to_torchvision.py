@@ -14,6 +14,7 @@ from .metadata import ExportError, ExportMetadata
 
 OPSET = None
 BF16 = False  # a state_dict has no compute precision; torchvision's resnet18 runs in float32
+PLAIN_BACKBONE = True  # torchvision's layer names and BatchNorms, whatever predict's network folds
 
 
 def files(out: Path) -> list[Path]:
