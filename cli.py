@@ -209,12 +209,15 @@ def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, sh
               show_default=True, help="onnx needs pip install -e '.[export]'; torchvision also writes FILE.json.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="File to write (unless --example).")
 @cache_option
-@click.option("--images", type=click.Path(exists=True, path_type=Path), help="Verify on these, not the val images.")
+@click.option("--images", type=click.Path(exists=True, path_type=Path),
+              help="Verify on these images  [default: the val images the cache was extracted from]")
+@click.option("--sample", type=click.IntRange(1), default=ExportConfig.sample, show_default=True,
+              help="Verify on at most this many images, spread evenly.")
 @head_weights_option
 @click.option("--example", is_flag=True, help="Print a script that runs the exported file alone, and exit.")
 @quiet_option
 @click.pass_context
-def export(ctx: click.Context, export_format: str, out: Path | None, cache: Path, images: Path | None,
+def export(ctx: click.Context, export_format: str, out: Path | None, cache: Path, images: Path | None, sample: int,
            weights: str | None, example: bool) -> None:
     """Write backbone, head and softmax as one file that runs without headstart, checked against predict first."""
     report = ctx.ensure_object(Reporter)
@@ -226,7 +229,8 @@ def export(ctx: click.Context, export_format: str, out: Path | None, cache: Path
 
         if example:
             return click.echo(caller_example(export_format), nl=False)
-        config = ExportConfig(out=out, format=export_format, cache=cache, images=images, weights=weights)
+        config = ExportConfig(out=out, format=export_format, cache=cache, images=images, sample=sample,
+                              weights=weights)
         show_export(report, export_head(config, on_stage=report.note))
 
 
