@@ -207,7 +207,8 @@ def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, sh
 @cli.command("export")
 @click.option("--format", "export_format", type=click.Choice(EXPORT_FORMATS), default=ExportConfig.format,
               show_default=True, help="onnx needs pip install -e '.[export]'; torchvision also writes FILE.json.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="File to write (unless --example).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write  [default: none; required unless --example]")
 @cache_option
 @click.option("--images", type=click.Path(exists=True, path_type=Path),
               help="Verify on these images  [default: the val images the cache was extracted from]")
