@@ -160,7 +160,8 @@ def test_a_mismatching_export_is_not_written(trained, tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "build_classifier", nudged)
     out = tmp_path / "classifier.pth"
     out.write_bytes(b"previous export")
-    with pytest.raises(ExportError, match=r"differs from predict by \d.* \(over 7 images; tolerance 0.0001\): .* was not written"):
+    expected = r"differs from predict by \d.* \(over 7 images; tolerance 0.0001\): .* was not written"
+    with pytest.raises(ExportError, match=expected):
         export_head(ExportConfig(out=out, format="torchvision", cache=trained.cache))
     assert out.read_bytes() == b"previous export"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["classifier.pth"]

@@ -33,8 +33,9 @@ from PIL import Image, ImageOps
 extra = {{"headstart.json": ""}}
 model = torch.jit.load(sys.argv[1], _extra_files=extra)
 meta = json.loads(extra["headstart.json"])
-{_DECODE}{_RESIZE_CROP}pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(image.height, image.width, 3)
-probabilities = model(pixels.permute(2, 0, 1).unsqueeze(0) / 255.0)[0]
+{_DECODE}{_RESIZE_CROP}pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+pixels = pixels.view(image.height, image.width, 3).permute(2, 0, 1)
+probabilities = model(pixels.unsqueeze(0) / 255.0)[0]
 print(dict(zip(meta["classes"], probabilities.tolist())))
 '''
 
