@@ -16,9 +16,10 @@ from features.config import ExtractConfig
 from features.provenance import PREPROCESSINGS
 from heads.config import PredictConfig, TrainConfig
 from heads.console.options import (address_option, batch_option, cache_option, device_option, engine_option,
-                                   head_run_options, quiet_option, refuse_address_without_ray,
+                                   head_run_options, head_weights_option, quiet_option, refuse_address_without_ray,
                                    refuse_output_inside_inputs, workers_option)
 from heads.console.reporter import Reporter
+from heads.export.config import EXPORT_FORMATS, ExportConfig
 from heads.predict.writer import FORMATS, STDOUT
 
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
@@ -201,6 +202,37 @@ def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, sh
         with report.progress("evaluate") as on_progress:
             evaluation = evaluate_head(folder, cache, out, config, on_progress)
         show_evaluation(report, folder, evaluation, show, out)
+
+
+@cli.command("export")
+@click.option("--format", "export_format", type=click.Choice(EXPORT_FORMATS), default=ExportConfig.format,
+              show_default=True, help="onnx needs pip install -e '.[export]'; torchvision also writes FILE.json.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write  [default: none; required unless --example]")
+@cache_option
+@click.option("--images", type=click.Path(exists=True, path_type=Path),
+              help="Verify on these images  [default: the val images the cache was extracted from]")
+@click.option("--sample", type=click.IntRange(1), default=ExportConfig.sample, show_default=True,
+              help="Verify on at most this many images, spread evenly.")
+@head_weights_option
+@click.option("--example", is_flag=True, help="Print a script that runs the exported file alone, and exit.")
+@quiet_option
+@click.pass_context
+def export(ctx: click.Context, export_format: str, out: Path | None, cache: Path, images: Path | None, sample: int,
+           weights: str | None, example: bool) -> None:
+    """Write backbone, head and softmax as one file that runs without headstart, checked against predict first."""
+    report = ctx.ensure_object(Reporter)
+    if not (example or out):
+        raise click.UsageError("Missing option '--out' (or --example).")
+    with _errors_as_exit_codes():
+        from heads.console.export import show_export
+        from heads.export import caller_example, export_head
+
+        if example:
+            return click.echo(caller_example(export_format), nl=False)
+        config = ExportConfig(out=out, format=export_format, cache=cache, images=images, sample=sample,
+                              weights=weights)
+        show_export(report, export_head(config, on_stage=report.note))
 
 
 @cli.command()

@@ -149,6 +149,12 @@ def resolve_weights(spec: str, progress: bool = True) -> tuple[dict[str, torch.T
     return state, WeightsIdentity("file", str(path), file_sha256(path))
 
 
+def plain_resnet18(spec: str) -> nn.Module:
+    """torchvision's frozen ResNet18 for a --weights value, its layers as torchvision names them (fc an Identity):
+    what a state_dict for torchvision.models.resnet18 is taken from (heads/export)."""
+    return _frozen_resnet18(resolve_weights(spec, progress=False)[0])
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """CUDA when there is one, unless told otherwise."""
     if name == "auto":

@@ -81,12 +81,14 @@ def read_file(path: str | os.PathLike) -> tuple[bytes, FileStamp]:
     return data, FileStamp(stat.st_size, stat.st_mtime_ns, hashlib.sha256(data).hexdigest())
 
 
-def build_transform(preprocessing: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
-    """PIL image -> normalised float tensor (3 x H x W)."""
+def build_transform(preprocessing: Preprocessing, normalize: bool = True) -> Callable[[Image.Image], torch.Tensor]:
+    """PIL image -> normalised float tensor (3 x H x W); normalize=False stops at [0, 1] (exported models normalise)."""
     from torchvision import transforms
 
     steps = [transforms.Resize(preprocessing.resize, antialias=True)]
     if preprocessing.crop:
         steps.append(transforms.CenterCrop(preprocessing.crop))
-    steps += [transforms.ToTensor(), transforms.Normalize(preprocessing.mean, preprocessing.std)]
+    steps.append(transforms.ToTensor())
+    if normalize:
+        steps.append(transforms.Normalize(preprocessing.mean, preprocessing.std))
     return transforms.Compose(steps)

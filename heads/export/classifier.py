@@ -1,0 +1,40 @@
+"""The whole classifier as one module: normalise -> frozen ResNet18 -> trained head -> softmax, for export."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ExportedClassifier(nn.Module):
+    """Images in [0, 1] (N x 3 x H x W, resized and cropped) -> class probabilities (N x C).
+
+    bf16=True runs the backbone under bfloat16 autocast, as predict does for a bf16 head (Backbone.features).
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, mean: list[float], std: list[float], bf16: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.bf16 = bf16
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # The same arithmetic as torchvision's Normalize, so predict and the export see equal inputs.
+        normalized = (images - self.mean) / self.std
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            features = self.backbone(normalized)
+        return torch.softmax(self.head(features.float()), dim=1)
+
+
+def build_classifier(predictor, bf16: bool = False, plain: bool = False) -> ExportedClassifier:
+    """The Predictor's own backbone (plain=True: rebuilt with torchvision's layers, for a resnet18 state_dict) and
+    head, on the CPU, behind its preprocessing's mean and std."""
+    from features.backbone import plain_resnet18
+
+    preprocessing = predictor.preprocessing
+    backbone = plain_resnet18(predictor.backbone.identity.spec()) if plain else predictor.backbone.model
+    model = ExportedClassifier(backbone, predictor.checkpoint.head, list(preprocessing.mean),
+                               list(preprocessing.std), bf16)
+    return model.to("cpu", torch.float32).eval()

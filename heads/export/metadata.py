@@ -1,0 +1,111 @@
+"""Export metadata, format version 1: what a caller of an exported classifier needs besides its weights.
+
+One JSON object, stored inside a TorchScript file as the extra file `headstart.json`
+(`torch.jit.load(path, _extra_files={"headstart.json": ""})`), in an ONNX model's metadata under the key
+`headstart` (`onnxruntime.InferenceSession(path).get_modelmeta().custom_metadata_map["headstart"]`), and
+beside a torchvision state_dict as FILE.json. Bump FORMAT_VERSION on any change.
+
+    format_version     int, FORMAT_VERSION
+    producer           "headstart <version>"
+    created            ISO 8601 time, UTC
+    format             "torchscript" | "onnx" | "torchvision"
+    classes            list of class names: output column i is classes[i]
+    input              {"name": "images", "shape": [null, 3, H, W], "dtype": "float32", "range": [0, 1],
+                        "layout": "NCHW, RGB"}: decoded, resized and cropped as `preprocessing` says, not normalised
+    output             {"name": "probabilities", "shape": [null, C]}; torchvision: "logits" (apply softmax)
+    normalized_inside  true when the model applies mean and std itself (torchscript, onnx); false for torchvision
+    preprocessing      the head's record {"name", "resize", "crop", "mean", "std", "interpolation"}: resize (an
+                       int: the shorter side to that, keeping the aspect ratio; [h, w]: exactly), then centre-crop
+                       to crop x crop when crop is not null; bilinear with antialiasing (Pillow's resize)
+    backbone           "resnet18"
+    weights            {"kind", "name", "sha256"} of the backbone weights the head was trained on
+    head_precision     "fp32" | "bf16": the backbone precision of the head's features (and of predict)
+    compute_precision  "fp32" | "bf16": the backbone precision of this export (bf16: torchscript of a bf16 head)
+    onnx_opset         int for onnx, else null
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+from features import __version__
+
+FORMAT_VERSION = 1
+METADATA_NAME = "headstart.json"  # the TorchScript extra file
+ONNX_METADATA_KEY = "headstart"
+INPUT_NAME, OUTPUT_NAME = "images", "probabilities"
+
+
+class ExportError(ValueError):
+    """An export that cannot be made or kept; the message says what to do."""
+
+
+def input_size(preprocessing: dict) -> list[int]:
+    """[H, W] of the model's input: the crop when there is one, else the fixed resize."""
+    if preprocessing.get("crop"):
+        return [preprocessing["crop"]] * 2
+    if isinstance(preprocessing["resize"], list):
+        return list(preprocessing["resize"])
+    raise ExportError(f"preprocessing {preprocessing['name']!r} has no fixed input size (no crop, one resize side)")
+
+
+@dataclass(frozen=True)
+class ExportMetadata:
+    """The record every exported file carries; see the module docstring."""
+
+    format: str
+    classes: list[str]
+    preprocessing: dict
+    weights: dict
+    head_precision: str
+    compute_precision: str = "fp32"
+    backbone: str = "resnet18"
+    onnx_opset: int | None = None
+    producer: str = f"headstart {__version__}"
+    created: str = ""
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def of_head(cls, checkpoint, export_format: str, compute_precision: str,
+                onnx_opset: int | None = None) -> "ExportMetadata":
+        """The metadata of an export of a loaded HeadCheckpoint."""
+        return cls(export_format, list(checkpoint.classes), dict(checkpoint.preprocessing), dict(checkpoint.weights),
+                   checkpoint.precision, compute_precision, checkpoint.backbone, onnx_opset,
+                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def normalized_inside(self) -> bool:
+        return self.format != "torchvision"
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        height, width = input_size(self.preprocessing)
+        data["input"] = {"name": INPUT_NAME, "shape": [None, 3, height, width], "dtype": "float32", "range": [0, 1],
+                         "layout": "NCHW, RGB"}
+        data["output"] = {"name": OUTPUT_NAME if self.normalized_inside else "logits",
+                          "shape": [None, len(self.classes)]}
+        data["normalized_inside"] = self.normalized_inside
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> "ExportMetadata":
+        """Parse metadata read from source (a path, for the error message)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ExportError(f"{source}: the export metadata is not JSON ({error})") from None
+        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+            version = data.get("format_version") if isinstance(data, dict) else None
+            raise ExportError(f"{source}: export metadata format {version}; this headstart reads format "
+                              f"{FORMAT_VERSION}: export again")
+        fields = ("format", "classes", "preprocessing", "weights", "head_precision", "compute_precision", "backbone",
+                  "onnx_opset", "producer", "created", "format_version")
+        missing = [name for name in fields if name not in data]
+        if missing:
+            raise ExportError(f"{source}: the export metadata lacks {missing}: export again")
+        return cls(**{name: data[name] for name in fields})

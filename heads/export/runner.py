@@ -1,0 +1,76 @@
+"""The export step: head -> whole classifier -> file in the chosen format -> verified against predict -> kept."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from features import FEATURES_FILE
+from features.atomic import replace_together
+from features.lock import LOCK_FILE
+from heads import HEAD_FILE, METRICS_FILE, PredictConfig, Predictor
+from heads.fit import CURVES_FILE
+
+from .classifier import build_classifier
+from .config import ExportConfig
+from .formats import exporter_for
+from .metadata import ExportError, ExportMetadata
+from .verify import TOLERANCES, check, largest_difference, model_inputs, predicted, verification_images
+
+_CACHE_FILES = (FEATURES_FILE, HEAD_FILE, METRICS_FILE, CURVES_FILE, LOCK_FILE)
+
+
+@dataclass
+class ExportSummary:
+    """What was written and how closely it agrees with predict."""
+
+    format: str
+    paths: list[Path]
+    sizes: list[int]  # bytes, per path
+    images: int  # verified on
+    difference: float  # largest absolute probability difference from predict
+    tolerance: float
+    metadata: ExportMetadata
+    seconds: float
+
+
+def _refuse_cache_files(targets: list[Path], cache: Path) -> None:
+    cache = cache.resolve()
+    for target in targets:
+        resolved = target.resolve()
+        if resolved.parent == cache and (resolved.name in _CACHE_FILES or resolved.name.startswith(FEATURES_FILE)):
+            raise ExportError(f"--out {target} would overwrite the cache's own {resolved.name}: write it elsewhere")
+
+
+def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = None) -> ExportSummary:
+    """Write the cache's head as a whole classifier in config.format; nothing is written unless it matches predict."""
+    started = time.perf_counter()
+    stage = on_stage or (lambda message: None)
+    exporter = exporter_for(config.format)
+    targets = exporter.files(Path(config.out))
+    _refuse_cache_files(targets, Path(config.cache))
+    # On the CPU: an export must load on any machine, and predict here is what it is checked against.
+    predictor = Predictor.load(Path(config.cache) / HEAD_FILE, PredictConfig(weights=config.weights, device="cpu",
+                                                                             workers=0))
+    entries = verification_images(Path(config.cache), config.images, config.sample)
+    entries, inputs = model_inputs(entries, predictor.preprocessing)
+    stage(f"predicting {len(entries)} images the usual way")
+    expected = predicted(predictor, entries)
+    head_precision = predictor.checkpoint.precision
+    bf16 = head_precision == "bf16" and exporter.BF16
+    metadata = ExportMetadata.of_head(predictor.checkpoint, config.format, "bf16" if bf16 else "fp32", exporter.OPSET)
+    tolerance = TOLERANCES.get(head_precision, TOLERANCES["fp32"])
+    hint = (f" (predict runs this bf16 head's backbone in bfloat16, --format {config.format} in float32: use "
+            "--format torchscript, or extract again with --precision fp32)"
+            if head_precision == "bf16" and not bf16 else "")
+    with replace_together(*targets) as temporaries:
+        stage(f"writing {config.format}")
+        exporter.write(build_classifier(predictor, bf16, exporter.PLAIN_BACKBONE), metadata, temporaries)
+        stage(f"verifying the written file on {len(entries)} images")
+        difference = largest_difference(exporter.load(temporaries), inputs, expected)
+        check(difference, tolerance, len(entries), config.out, hint)
+        sizes = [temporary.stat().st_size for temporary in temporaries]
+    return ExportSummary(config.format, targets, sizes, len(entries), difference, tolerance, metadata,
+                         time.perf_counter() - started)

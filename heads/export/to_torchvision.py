@@ -1,0 +1,51 @@
+"""torchvision export: a state_dict for `torchvision.models.resnet18(num_classes=C)` plus FILE.json (the metadata)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .classifier import ExportedClassifier
+from .metadata import ExportError, ExportMetadata
+
+OPSET = None
+BF16 = False  # a state_dict has no compute precision; torchvision's resnet18 runs in float32
+PLAIN_BACKBONE = True  # torchvision's layer names and BatchNorms, whatever predict's network folds
+
+
+def files(out: Path) -> list[Path]:
+    """The metadata first, the state_dict last: a caller who finds the weights finds their description."""
+    return [Path(f"{out}.json"), out]
+
+
+def write(classifier: ExportedClassifier, metadata: ExportMetadata, paths: list[Path]) -> None:
+    """The backbone's parameters with the trained head as `fc`, contiguous CPU tensors, plus the metadata JSON."""
+    head = classifier.head.state_dict()
+    state = {**classifier.backbone.state_dict(), "fc.weight": head["weight"], "fc.bias": head["bias"]}
+    torch.save({key: value.detach().cpu().contiguous().clone() for key, value in state.items()}, paths[1])
+    paths[0].write_text(metadata.to_json() + "\n", encoding="utf-8")
+
+
+def load(paths: list[Path]) -> Callable[[np.ndarray], np.ndarray]:
+    """Load the files into torchvision's resnet18 with strict=True and normalise with the recorded mean and std."""
+    from torchvision.models import resnet18
+
+    metadata = ExportMetadata.from_json(paths[0].read_text(encoding="utf-8"), str(paths[0]))
+    model = resnet18(num_classes=len(metadata.classes))
+    try:
+        model.load_state_dict(torch.load(paths[1], map_location="cpu", weights_only=True), strict=True)
+    except RuntimeError as error:
+        raise ExportError("the backbone's parameters do not load into torchvision's resnet18 "
+                          f"({str(error).splitlines()[0]})") from None
+    preprocessing = metadata.preprocessing
+    classifier = ExportedClassifier(model, nn.Identity(), preprocessing["mean"], preprocessing["std"]).eval()
+
+    def run(images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return classifier(torch.from_numpy(images)).numpy()
+
+    return run
