@@ -6,10 +6,13 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
+from .compiled import CompiledForward, first_line
+from .fold import fold_batchnorm
 from .provenance import IMAGENET, RANDOM, RANDOM_INIT_SEED, WeightsIdentity
 
 BACKBONE = "resnet18"
@@ -106,34 +109,55 @@ def _frozen_resnet18(state: dict[str, torch.Tensor] | None) -> nn.Module:
 
 
 class Backbone:
-    """The frozen network for a set of weights; built on first use, so a run with nothing to compute skips it."""
+    """The frozen network for a set of weights, BatchNorm folded; built on first use, so a run with nothing to
+    compute skips it. compile=True runs it through torch.compile, falling back to the folded eager network (and
+    telling on_warning why) if compiling fails."""
+
+    folded = True  # recorded in the features file: the features come from the folded network
 
     def __init__(self, state: dict[str, torch.Tensor] | None, identity: WeightsIdentity, device: torch.device,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", compile: bool = False, on_warning: Callable[[str], None] | None = None):
         self.identity = identity
         self.device = device
         self.precision = precision
+        self.compile = compile
+        self._on_warning = on_warning
         self._state = state
         self._model: nn.Module | None = None
+        self._compiled: CompiledForward | None = None
 
     @property
     def model(self) -> nn.Module:
         if self._model is None:
             model = _frozen_resnet18(self._state)
+            fold_batchnorm(model)
             self._model = model.to(self.device, memory_format=torch.channels_last)
             self._state = None
+            if self.compile:
+                self._compiled = CompiledForward(self._model)
         return self._model
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        if self._compiled is not None:
+            try:
+                return self._compiled(batch)
+            except Exception as error:  # noqa: BLE001  torch.compile fails in many ways (no compiler, an op it lacks)
+                self._compiled = None
+                if self._on_warning:
+                    self._on_warning(f"--compile failed, running the folded eager network instead: "
+                                     f"{first_line(str(error)) or type(error).__name__}")
+        return model(batch)
 
     def features(self, batch: torch.Tensor) -> torch.Tensor:
         """512-d avgpool features, float32 on the CPU, whatever the compute precision."""
-        model = self.model
         batch = batch.to(self.device, non_blocking=True, memory_format=torch.channels_last)
         with torch.inference_mode():
             if self.precision == "bf16":
                 with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    out = model(batch)
+                    out = self._forward(batch)
             else:
-                out = model(batch)
+                out = self._forward(batch)
         return out.float().cpu()
 
 
@@ -165,9 +189,10 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def load_backbone(spec: str, device: torch.device, precision: str = "fp32", progress: bool = True) -> Backbone:
-    """The frozen ResNet18 for a --weights value, ready for inference on device."""
+def load_backbone(spec: str, device: torch.device, precision: str = "fp32", progress: bool = True,
+                  compile: bool = False, on_warning: Callable[[str], None] | None = None) -> Backbone:
+    """The frozen ResNet18 for a --weights value, BatchNorm folded, ready for inference on device."""
     state, identity = resolve_weights(spec, progress)
     if state is not None:
         _check_resnet18(state, spec)
-    return Backbone(state, identity, device, precision)
+    return Backbone(state, identity, device, precision, compile, on_warning)
