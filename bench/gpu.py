@@ -20,7 +20,7 @@ import torch
 from bench.forward import decoded_batch, eager_forward, folded_forward, interleaved
 from bench.run import generate_images
 from features import PREPROCESSINGS, ExtractConfig, extract_features, find_images
-from features.pipeline import embed_images
+from features.engines.local import LocalEngine
 from heads import HEAD_FILE, PredictConfig, Predictor, TrainConfig, fit_head, write_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,8 @@ class _NoBackbone:
 def cpu_decode_img_s(data: Path, device: torch.device, batch_size: int, workers: int | None) -> float:
     entries = find_images([data])
     started = time.perf_counter()
-    for _ in embed_images(entries, _NoBackbone(device), PREPROCESSINGS["imagenet"], batch_size, workers):
+    engine = LocalEngine(device=device.type, batch_size=batch_size, workers=workers)
+    for _ in engine.embed(entries, _NoBackbone(device), PREPROCESSINGS["imagenet"]):
         pass
     return len(entries) / (time.perf_counter() - started)
 

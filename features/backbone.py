@@ -18,6 +18,7 @@ from .provenance import IMAGENET, RANDOM, RANDOM_INIT_SEED, WeightsIdentity
 BACKBONE = "resnet18"
 FEATURE_DIM = 512
 TORCHVISION_WEIGHTS = "ResNet18_Weights.IMAGENET1K_V1"
+FOLDED = "batchnorm folded"
 
 
 class WeightsError(ValueError):
@@ -113,7 +114,7 @@ class Backbone:
     compute skips it. compile=True runs it through torch.compile, falling back to the folded eager network (and
     telling on_warning why) if compiling fails."""
 
-    folded = True  # recorded in the features file: the features come from the folded network
+    forward = FOLDED  # recorded in the features file (its `forward` attribute)
 
     def __init__(self, state: dict[str, torch.Tensor] | None, identity: WeightsIdentity, device: torch.device,
                  precision: str = "fp32", compile: bool = False, on_warning: Callable[[str], None] | None = None):

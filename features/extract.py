@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from importlib import metadata
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .backbone import BACKBONE, load_backbone
+from .backbone import BACKBONE, Backbone, load_backbone
 from .config import ExtractConfig
 from .engines import build_engine
 from .engines.batches import ProgressCallback
@@ -35,29 +36,32 @@ class ExtractSummary:
     resumed: int = 0
 
 
-def _header(config: ExtractConfig, dataset: Dataset, weights: WeightsIdentity) -> FeaturesHeader:
+def _header(config: ExtractConfig, dataset: Dataset, backbone: Backbone) -> FeaturesHeader:
     import torch
-    import torchvision
 
     from . import __version__
 
     return FeaturesHeader(
         producer=f"headstart {__version__}", created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        classes=dataset.classes, backbone=BACKBONE, weights=weights,
+        classes=dataset.classes, backbone=BACKBONE, weights=backbone.identity,
         preprocessing=PREPROCESSINGS[config.preprocess], precision=config.precision,
         data_root=text_path(dataset.root.resolve()), torch_version=torch.__version__,
-        torchvision_version=torchvision.__version__,
+        # The installed distribution's version: importing torchvision would cost a warm run more than its work
+        # (torchvision.ops imports torch._dynamo), and a run with nothing to compute never needs torchvision.
+        torchvision_version=metadata.version("torchvision"), forward=backbone.forward,
     )
 
 
 def extract_features(config: ExtractConfig, on_progress: ProgressCallback | None = None,
-                     on_start: Callable[[ExtractSummary], None] | None = None) -> ExtractSummary:
+                     on_start: Callable[[ExtractSummary], None] | None = None,
+                     on_warning: Callable[[str], None] | None = None) -> ExtractSummary:
     """Write config.cache/features.h5 for the dataset in config.data; return what was done."""
     started = time.perf_counter()
     engine = build_engine(config)
     dataset = find_dataset(config.data)
-    backbone = load_backbone(config.weights, engine.driver_device, config.precision)
-    header = _header(config, dataset, backbone.identity)
+    backbone = load_backbone(config.weights, engine.driver_device, config.precision, compile=config.compile,
+                             on_warning=on_warning)
+    header = _header(config, dataset, backbone)
     path = Path(config.cache) / FEATURES_FILE
     with cache_lock(config.cache, "extract"):
         with closing(PreviousRows(path, header)) as previous:

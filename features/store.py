@@ -11,6 +11,9 @@
         precision          "fp32" | "bf16"
         data_root          the --data folder the paths are relative to
         torch_version, torchvision_version
+        forward            "batchnorm folded": the network the rows came from (BatchNorm folded into the
+                           convolutions). Absent from files written before folding, which read as
+                           "torchvision eager". Provenance only: not compared when rows are reused (README, Benchmark)
     /<split>               one group per split: train, val (and test)
         features           float32 (N, 512), chunked and resizable
         labels             int64 (N,)
@@ -46,6 +49,7 @@ from .atomic import signals_held
 from .provenance import Preprocessing, WeightsIdentity
 
 FORMAT_VERSION = 1
+UNFOLDED = "torchvision eager"
 FEATURES_FILE = "features.h5"
 PARTIAL_SUFFIX = ".partial"
 JSON_ATTRS = ("classes", "weights", "preprocessing")
@@ -88,6 +92,7 @@ class FeaturesHeader:
     data_root: str
     torch_version: str
     torchvision_version: str
+    forward: str = UNFOLDED  # files written before BatchNorm folding lack it: they ran torchvision's eager network
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:
@@ -98,7 +103,8 @@ class FeaturesHeader:
     @classmethod
     def from_dict(cls, values: dict) -> "FeaturesHeader":
         """Rebuild the header from plain values; a missing or malformed one raises KeyError, TypeError or ValueError."""
-        return cls(**{**{field.name: values[field.name] for field in fields(cls)},
+        return cls(**{**{field.name: values[field.name] for field in fields(cls) if field.name != "forward"},
+                      "forward": values.get("forward", UNFOLDED),
                       "weights": WeightsIdentity.from_dict(values["weights"]),
                       "preprocessing": Preprocessing.from_description(values["preprocessing"])})
 

@@ -13,7 +13,8 @@ import features.compiled
 from features.backbone import load_backbone
 from features.folder import find_dataset
 from features.fold import fold_batchnorm
-from features.images import PREPROCESSINGS, build_transform, decode_image, read_file
+from features.images import build_transform, decode_image, read_file
+from features.provenance import PREPROCESSINGS
 
 CPU = torch.device("cpu")
 
@@ -61,7 +62,7 @@ def test_folded_features_equal_torchvision_eager_on_real_images(which, weights_f
     weights = weights_file if which == "seeded" else trained_like_weights
     backbone = load_backbone(str(weights), CPU)
     ours = backbone.features(real_batch)
-    assert backbone.folded and not any(isinstance(m, nn.BatchNorm2d) for m in backbone.model.modules())
+    assert backbone.forward == "batchnorm folded" and not any(isinstance(m, nn.BatchNorm2d) for m in backbone.model.modules())
     torch.testing.assert_close(ours, torchvision_eager(weights, real_batch), rtol=0, atol=1e-4)
 
 
@@ -124,3 +125,54 @@ def test_a_compile_failure_falls_back_to_the_folded_network_with_one_warning(mon
 def test_first_line_of_a_long_message():
     assert features.compiled.first_line("\n\n  first  \nsecond") == "first"
     assert len(features.compiled.first_line("x" * 500)) == 200
+
+
+# --- the features file records the folded network; a cache made before folding is still reused ----------------
+
+
+def _broken_compile(model, **options):
+    def forward(batch):
+        raise RuntimeError("InductorError: CppCompileError: C++ compile error\n(pages more)")
+    return forward
+
+
+def test_extract_records_folding_and_reuses_a_cache_made_without_it(tiny_dataset, tmp_path, weights_file):
+    import h5py
+
+    from features import ExtractConfig, FeatureStore, extract_features
+
+    config = ExtractConfig(data=tiny_dataset, cache=tmp_path / "cache", weights=str(weights_file), workers=0)
+    extract_features(config)
+    path = tmp_path / "cache" / "features.h5"
+    with FeatureStore(path) as store:
+        assert store.header.forward == "batchnorm folded"
+        before = store.read("train").features
+    with h5py.File(path, "r+") as old_style:  # as headstart wrote it before folding: no forward attribute
+        del old_style.attrs["forward"]
+    with FeatureStore(path) as store:
+        assert store.header.forward == "torchvision eager"
+
+    summary = extract_features(config)
+    assert summary.rebuild_reason is None
+    assert [split.extracted for split in summary.splits] == [0, 0]
+    with FeatureStore(path) as store:
+        assert store.header.forward == "batchnorm folded"
+        assert (store.read("train").features == before).all()
+
+
+def test_cli_compile_failure_is_a_warning_not_an_error(tiny_dataset, tmp_path, weights_file, monkeypatch):
+    from cli_helpers import assert_ok, run
+
+    monkeypatch.setattr(torch, "compile", _broken_compile)
+    cache = tmp_path / "cache"
+    wide = {"COLUMNS": "250"}  # one warning, one line
+    result = run("extract", "--data", tiny_dataset, "--cache", cache, "--weights", weights_file, "--workers", 0,
+                 "--compile", env=wide)
+    assert_ok(result)
+    warnings = [line for line in result.output.splitlines() if "--compile failed" in line]
+    assert len(warnings) == 1 and "InductorError" in warnings[0]
+    assert_ok(run("train-head", "--cache", cache, "-q"))
+    result = run("predict", tiny_dataset / "val", "--out", tmp_path / "preds.csv", "--cache", cache, "--workers", 0,
+                 "--compile", env=wide)
+    assert_ok(result)
+    assert sum("--compile failed" in line for line in result.output.splitlines()) == 1

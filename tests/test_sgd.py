@@ -12,7 +12,7 @@ from torch import nn
 from conftest import ROOT
 from heads.config import TrainConfig
 from heads.sgd import MomentumSGD
-from heads.train import train_head
+from heads.train import train_sgd
 
 
 def trained(make_optimizer, steps: int = 40) -> list[torch.Tensor]:
@@ -37,19 +37,19 @@ def test_same_parameters_as_torch_sgd_bit_for_bit(lr, momentum, weight_decay):
         assert torch.equal(mine, reference)
 
 
-def test_train_head_gives_the_head_torch_sgd_gives(monkeypatch):
+def test_train_sgd_gives_the_head_torch_sgd_gives(monkeypatch):
     generator = torch.Generator().manual_seed(5)
     train = torch.randn(100, 512, generator=generator), torch.randint(0, 2, (100,), generator=generator)
-    ours = train_head(train, None, 2, TrainConfig(epochs=3)).head
+    ours = train_sgd(train, None, 2, TrainConfig(epochs=3)).head
     monkeypatch.setattr("heads.train.MomentumSGD", lambda params, lr, momentum: torch.optim.SGD(
         params, lr=lr, momentum=momentum))
-    theirs = train_head(train, None, 2, TrainConfig(epochs=3)).head
+    theirs = train_sgd(train, None, 2, TrainConfig(epochs=3)).head
     assert torch.equal(ours.weight, theirs.weight) and torch.equal(ours.bias, theirs.bias)
 
 
 def test_training_a_head_imports_neither_dynamo_nor_scipy():
-    code = ("import sys, torch; from heads.train import train_head; from heads.config import TrainConfig; "
-            "train_head((torch.randn(40, 512), torch.randint(0, 2, (40,))), None, 2, TrainConfig(epochs=1)); "
+    code = ("import sys, torch; from heads.train import train_sgd; from heads.config import TrainConfig; "
+            "train_sgd((torch.randn(40, 512), torch.randint(0, 2, (40,))), None, 2, TrainConfig(epochs=1)); "
             "print('torch._dynamo' in sys.modules, 'scipy' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
