@@ -171,7 +171,7 @@ def run(data: Path, generated: int, weights: str, work: Path, scale: int = 0, co
     if scale:
         from bench import scale as scale_bench  # bench.scale reuses this module's helpers
 
-        figures["scale"] = scale_bench.run(scale, [400, 4000, scale], work / "scale", weights)
+        figures["scale"] = scale_bench.run(scale, sorted({400, 4000, 40000, scale}), work / "scale", weights)
         print(f"{'scale':<40} {json.dumps(figures['scale'])}")
 
     ceiling = figures["ceiling_fp32_img_s"]

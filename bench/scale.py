@@ -39,7 +39,7 @@ BASE_IMAGES = 400
 
 def linked_dataset(base: Path, root: Path, count: int) -> Path:
     """count images under root, hard links to base's (same split/class layout, cycling over base's files)."""
-    sources = sorted(base.rglob("*.jpg"))
+    sources = sorted(base.rglob("*.jpg"), key=lambda path: path.name)  # generation order: splits and classes mixed
     for index in range(count):
         source = sources[index % len(sources)]
         target = root / source.relative_to(base).parent / f"{source.stem}_{index:06d}.jpg"
