@@ -64,8 +64,6 @@ def _imagenet_weights_file(progress: bool) -> tuple[Path, str]:
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist (use imagenet, none, or a ResNet18 state_dict file)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for foreign or damaged files
@@ -162,16 +160,28 @@ class Backbone:
         return out.float().cpu()
 
 
-def resolve_weights(spec: str, progress: bool = True) -> tuple[dict[str, torch.Tensor] | None, WeightsIdentity]:
-    """'imagenet', 'none' or a file path -> (state_dict without fc, identity)."""
+def _locate_weights(spec: str, progress: bool) -> tuple[Path | None, WeightsIdentity]:
+    """'imagenet', 'none' or a file path -> (the weights file, or None for random init; its identity)."""
     if spec == RANDOM:
         return None, WeightsIdentity(RANDOM, f"random init, seed {RANDOM_INIT_SEED}", "")
     if spec == IMAGENET:
         path, sha256 = _imagenet_weights_file(progress)
-        return _load_state_dict(path), WeightsIdentity("torchvision", TORCHVISION_WEIGHTS, sha256)
+        return path, WeightsIdentity("torchvision", TORCHVISION_WEIGHTS, sha256)
     path = Path(spec).expanduser().resolve()
-    state = _load_state_dict(path)
-    return state, WeightsIdentity("file", str(path), file_sha256(path))
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist (use imagenet, none, or a ResNet18 state_dict file)")
+    return path, WeightsIdentity("file", str(path), file_sha256(path))
+
+
+def weights_identity(spec: str, progress: bool = True) -> WeightsIdentity:
+    """What a --weights value names, found and hashed but not loaded: all that a run with nothing to compute needs."""
+    return _locate_weights(spec, progress)[1]
+
+
+def resolve_weights(spec: str, progress: bool = True) -> tuple[dict[str, torch.Tensor] | None, WeightsIdentity]:
+    """'imagenet', 'none' or a file path -> (state_dict without fc, identity)."""
+    path, identity = _locate_weights(spec, progress)
+    return (None if path is None else _load_state_dict(path)), identity
 
 
 def plain_resnet18(spec: str) -> nn.Module:

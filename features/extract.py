@@ -8,12 +8,12 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from .backbone import BACKBONE, Backbone, load_backbone
+from .backbone import BACKBONE, Backbone, load_backbone, weights_identity
 from .config import ExtractConfig
 from .engines import build_engine
-from .engines.batches import ProgressCallback
+from .engines.batches import EmbeddedBatch, ProgressCallback
 from .folder import Dataset, find_dataset, text_path
 from .lock import cache_lock
 from .merge import SplitSummary, write_features
@@ -36,20 +36,25 @@ class ExtractSummary:
     resumed: int = 0
 
 
-def _header(config: ExtractConfig, dataset: Dataset, backbone: Backbone) -> FeaturesHeader:
+def _header(config: ExtractConfig, dataset: Dataset, weights: WeightsIdentity) -> FeaturesHeader:
     import torch
 
     from . import __version__
 
     return FeaturesHeader(
         producer=f"headstart {__version__}", created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        classes=dataset.classes, backbone=BACKBONE, weights=backbone.identity,
+        classes=dataset.classes, backbone=BACKBONE, weights=weights,
         preprocessing=PREPROCESSINGS[config.preprocess], precision=config.precision,
         data_root=text_path(dataset.root.resolve()), torch_version=torch.__version__,
         # The installed distribution's version: importing torchvision would cost a warm run more than its work
         # (torchvision.ops imports torch._dynamo), and a run with nothing to compute never needs torchvision.
-        torchvision_version=metadata.version("torchvision"), forward=backbone.forward,
+        torchvision_version=metadata.version("torchvision"), forward=Backbone.forward,
     )
+
+
+def _no_batches() -> Iterator[EmbeddedBatch]:
+    """What an engine yields for no entries, without building a backbone."""
+    yield from ()
 
 
 def extract_features(config: ExtractConfig, on_progress: ProgressCallback | None = None,
@@ -59,19 +64,25 @@ def extract_features(config: ExtractConfig, on_progress: ProgressCallback | None
     started = time.perf_counter()
     engine = build_engine(config)
     dataset = find_dataset(config.data)
-    backbone = load_backbone(config.weights, engine.driver_device, config.precision, compile=config.compile,
-                             on_warning=on_warning)
-    header = _header(config, dataset, backbone)
+    weights = weights_identity(config.weights)
+    header = _header(config, dataset, weights)
     path = Path(config.cache) / FEATURES_FILE
     with cache_lock(config.cache, "extract"):
         with closing(PreviousRows(path, header)) as previous:
             plan = previous.plan(dataset.splits)
-            summary = ExtractSummary(path, dataset.classes, backbone.identity, engine.describe(), [],
+            summary = ExtractSummary(path, dataset.classes, weights, engine.describe(), [],
                                      previous.rebuild_reason, 0.0, len(previous.resumed_from))
             if on_start:
                 on_start(summary)
+            # The weights are loaded (and checked to be a ResNet18) only when there is something to compute: a
+            # warm run needs neither their tensors nor torchvision.
+            batches = _no_batches()
+            if plan.todo:
+                backbone = load_backbone(config.weights, engine.driver_device, config.precision,
+                                         compile=config.compile, on_warning=on_warning)
+                batches = engine.embed(plan.todo, backbone, header.preprocessing, on_progress)
             # closing: the decoding workers (or the Ray pipeline) stop whatever ends the run.
-            with closing(engine.embed(plan.todo, backbone, header.preprocessing, on_progress)) as batches:
+            with closing(batches) as batches:
                 summary.splits = write_features(path, header, plan, previous, batches)
         for partial in partial_files(path):  # resumed from, or unusable: the complete file supersedes them all
             partial.unlink(missing_ok=True)
