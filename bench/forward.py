@@ -18,13 +18,17 @@ from features.images import build_transform, decode_image, read_file
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
-def decoded_batch(data: Path, batch_size: int = 32) -> torch.Tensor:
-    """batch_size val images of data, decoded and preprocessed as extract does (repeated if val is smaller)."""
+def decoded(paths: list[Path]) -> torch.Tensor:
+    """Image files decoded and preprocessed as extract does, stacked."""
     preprocessing = PREPROCESSINGS["imagenet"]
     transform = build_transform(preprocessing)
+    return torch.stack([transform(decode_image(read_file(path)[0], preprocessing.draft_size)) for path in paths])
+
+
+def decoded_batch(data: Path, batch_size: int = 32) -> torch.Tensor:
+    """batch_size val images of data, decoded and preprocessed (repeated if val is smaller)."""
     entries = find_dataset(data).splits["val"]
-    entries = (entries * (batch_size // len(entries) + 1))[:batch_size]
-    return torch.stack([transform(decode_image(read_file(e.path)[0], preprocessing.draft_size)) for e in entries])
+    return decoded([entry.path for entry in (entries * (batch_size // len(entries) + 1))[:batch_size]])
 
 
 def eager_forward(weights: str, device: torch.device, precision: str = "fp32") -> Forward:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.forward import decoded_batch, eager_forward, folded_forward, interleaved
+from bench.forward import decoded, decoded_batch, eager_forward, folded_forward, interleaved
 from bench.run import generate_images
 from features import PREPROCESSINGS, ExtractConfig, extract_features, find_images
 from features.engines.local import LocalEngine
@@ -70,16 +70,8 @@ def gpu_decode(data: Path, device: torch.device, batch_size: int, weights: str) 
     rate = len(paths) / (time.perf_counter() - started)
     forward = folded_forward(weights, device)
     on_gpu = forward(preprocess(paths[:batch_size]))
-    on_cpu = forward(decoded_batch_of(paths[:batch_size]))
+    on_cpu = forward(decoded(paths[:batch_size]))
     return {"gpu_decode_img_s": rate, "gpu_decode_feature_max_abs_diff": float((on_gpu - on_cpu).abs().max())}
-
-
-def decoded_batch_of(paths: list[Path]) -> torch.Tensor:
-    from features.images import build_transform, decode_image, read_file
-
-    preprocessing = PREPROCESSINGS["imagenet"]
-    transform = build_transform(preprocessing)
-    return torch.stack([transform(decode_image(read_file(p)[0], preprocessing.draft_size)) for p in paths])
 
 
 def run(images: int, batch_size: int, device: torch.device, work: Path, weights: str = "none",
