@@ -74,7 +74,7 @@ def _decode(batch: dict[str, np.ndarray], preprocessing: Preprocessing,
 class _Embed:
     """A Ray actor's callable: builds the frozen backbone once, then turns pixel batches into feature batches."""
 
-    def __init__(self, weights: str, identity: dict, device: str, precision: str, compile: bool):
+    def __init__(self, weights: str, identity: dict, device: str, precision: str, compile: bool = False):
         # A failed --compile falls back to the folded network here too; the actor has no one to warn.
         self.backbone = load_backbone(weights, torch.device(device), precision, progress=False, compile=compile)
         expected = WeightsIdentity.from_dict(identity)
