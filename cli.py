@@ -15,9 +15,9 @@ from features import __version__
 from features.config import ExtractConfig
 from features.provenance import PREPROCESSINGS
 from heads.config import PredictConfig, TrainConfig
-from heads.console.options import (address_option, batch_option, cache_option, device_option, engine_option,
-                                   head_run_options, head_weights_option, quiet_option, refuse_address_without_ray,
-                                   refuse_output_inside_inputs, workers_option)
+from heads.console.options import (address_option, batch_option, cache_option, compile_option, device_option,
+                                   engine_option, head_run_options, head_weights_option, quiet_option,
+                                   refuse_address_without_ray, refuse_output_inside_inputs, workers_option)
 from heads.console.reporter import Reporter
 from heads.export.config import EXPORT_FORMATS, ExportConfig
 from heads.predict.writer import FORMATS, STDOUT
@@ -89,10 +89,12 @@ def cli() -> None:
               show_default=True, help="Backbone compute precision; features are stored as float32.")
 @engine_option
 @address_option
+@compile_option
 @quiet_option
 @click.pass_context
 def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preprocess: str, device: str,
-            batch_size: int, workers: int | None, precision: str, engine: str, address: str | None) -> None:
+            batch_size: int, workers: int | None, precision: str, engine: str, address: str | None,
+            compile_backbone: bool) -> None:
     """Run the frozen backbone over every image once and cache the features in CACHE/features.h5."""
     report = ctx.ensure_object(Reporter)
     refuse_address_without_ray(ctx, engine)
@@ -107,9 +109,10 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
                 download_dataset(data, on_progress=on_progress)
         config = ExtractConfig(data=data, cache=cache, weights=weights, preprocess=preprocess, device=device,
                                batch_size=batch_size, workers=workers, precision=precision, engine=engine,
-                               address=address)
+                               address=address, compile=compile_backbone)
         with report.progress("extract") as on_progress:
-            summary = extract_features(config, on_progress, lambda started: show_extract_start(report, started))
+            summary = extract_features(config, on_progress, lambda started: show_extract_start(report, started),
+                                       report.warn)
         show_extract(report, summary)
 
 
@@ -155,11 +158,12 @@ def train_head(ctx: click.Context, cache: Path, head_kind: str, epochs: int, lr:
 @head_run_options
 @engine_option
 @address_option
+@compile_option
 @quiet_option
 @click.pass_context
 def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: str, top_k: int, cache: Path,
             weights: str | None, device: str, batch_size: int, workers: int | None, engine: str,
-            address: str | None) -> None:
+            address: str | None, compile_backbone: bool) -> None:
     """Label every image in PATHS (files, or folders searched recursively) with the head in CACHE."""
     report = ctx.ensure_object(Reporter)
     refuse_address_without_ray(ctx, engine)
@@ -171,10 +175,10 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
         from heads import predict_files
 
         config = PredictConfig(weights=weights, device=device, batch_size=batch_size, workers=workers, engine=engine,
-                               address=address)
+                               address=address, compile=compile_backbone)
         with report.progress("predict") as on_progress:
             summary = predict_files(list(paths), out, cache, config, output_format=output_format, top_k=top_k,
-                                    on_progress=on_progress)
+                                    on_progress=on_progress, on_warning=report.warn)
         report.note(f"{summary.predicted} images labelled, {summary.failed} could not be read -> {out}")
 
 

@@ -1,6 +1,9 @@
 """Measure extract, train-head and predict against the backbone's own speed and the notebook loop, in one run.
 
-    python -m bench [--data DIR] [--generated 4000] [--weights none] [--out bench/results/bench.json]
+    python -m bench [--data DIR] [--generated 4000] [--scale 40000] [--no-compile] [--weights none]
+
+Every forward-pass figure is against torchvision's own eager ResNet18 (BatchNorm unfolded), the network extract ran
+before BatchNorm folding: the targets ask extract to beat that ceiling, not just approach it.
 
 Every comparison is a ratio of two figures taken in this run, on this machine: absolute timings on shared
 machines are noise, ratios are what the targets in the README are stated in.
@@ -21,10 +24,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench import decode, startup
+from bench.forward import compile_break_even, decoded_batch, eager_forward, folded_forward, interleaved
 from bench.notebook import notebook_epochs
-from features import (FEATURES_FILE, PREPROCESSINGS, ExtractConfig, FeatureStore, extract_features, find_dataset, find_images,
-                      load_backbone, pick_device)
-from features.images import build_transform, decode_image, read_file
+from features import (FEATURES_FILE, ExtractConfig, FeatureStore, extract_features, find_dataset, find_images,
+                      pick_device)
 from features.engines.local import default_workers
 from heads import HEAD_FILE, PredictConfig, Predictor, TrainConfig, fit_head, train_sgd, write_predictions
 
@@ -45,19 +49,6 @@ def generate_images(root: Path, count: int, seed: int = 0) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels).save(path, quality=90)
     return root
-
-
-def forward_ceiling(data: Path, weights: str, device: torch.device, precision: str, batch_size: int = 32,
-                    batches: int = 16) -> float:
-    """Images/s of the backbone alone on already-decoded, preprocessed tensors (median over batches)."""
-    preprocessing = PREPROCESSINGS["imagenet"]
-    transform = build_transform(preprocessing)
-    entries = find_dataset(data).splits["val"][:batch_size]
-    batch = torch.stack([transform(decode_image(read_file(e.path)[0], preprocessing.draft_size)) for e in entries])
-    backbone = load_backbone(weights, device, precision)
-    backbone.features(batch)
-    seconds = [timed(backbone.features, batch)[1] for _ in range(batches)]
-    return len(batch) / float(np.median(seconds))
 
 
 def training_only(cache: Path, config: TrainConfig) -> float:
@@ -87,10 +78,8 @@ def extract_in_subprocess(data: Path, cache: Path, weights: str) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def bf16_agreement(data: Path, work: Path, weights: str, fp32_cache: Path) -> dict:
+def bf16_agreement(bf16_cache: Path, weights: str, fp32_cache: Path) -> dict:
     """Cosine similarity of bf16 to fp32 features, and how often the fp32-trained head gives the same label."""
-    bf16_cache = work / "cache-bf16"
-    extract_features(ExtractConfig(data=data, cache=bf16_cache, weights=weights, precision="bf16"))
     with FeatureStore(fp32_cache / FEATURES_FILE) as fp32, FeatureStore(bf16_cache / FEATURES_FILE) as bf16:
         a, b = fp32.read("val").features, bf16.read("val").features
     cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
@@ -100,7 +89,14 @@ def bf16_agreement(data: Path, work: Path, weights: str, fp32_cache: Path) -> di
     return {"cosine_min": float(cosine.min()), "cosine_mean": float(cosine.mean()), "same_label": float(same)}
 
 
-def run(data: Path, generated: int, weights: str, work: Path) -> dict:
+def ceilings(data: Path, weights: str, device: torch.device, precisions: tuple[str, ...]) -> dict[str, float]:
+    """images/s of the forward pass alone, eager and folded, per precision, measured interleaved."""
+    forwards = {f"{kind}_{precision}": make(weights, device, precision) for precision in precisions
+                for kind, make in (("eager", eager_forward), ("folded", folded_forward))}
+    return interleaved(forwards, decoded_batch(data))
+
+
+def run(data: Path, generated: int, weights: str, work: Path, scale: int = 0, compile_figures: bool = True) -> dict:
     device = pick_device("auto")
     workers = default_workers()
     figures: dict = {"device": str(device), "cpu_threads": torch.get_num_threads(), "workers": workers,
@@ -111,7 +107,9 @@ def run(data: Path, generated: int, weights: str, work: Path) -> dict:
         shown = f"{value:.3f}" if isinstance(value, float) else value
         print(f"{key:<40} {shown} {unit}", flush=True)
 
-    ceiling_before = forward_ceiling(data, weights, device, "fp32")
+    bf16_ok = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    precisions = ("fp32", "bf16") if bf16_ok else ("fp32",)
+    ceilings_before = ceilings(data, weights, device, precisions)
     cache = work / "cache-real"
     summary, cold = timed(extract_features, ExtractConfig(data=data, cache=cache, weights=weights))
     say("extract_cold_s", cold, "s")
@@ -130,8 +128,27 @@ def run(data: Path, generated: int, weights: str, work: Path) -> dict:
     say("train_head_5_s", train5, "s")
     say("train_head_5_training_only_s", training_only(cache, TrainConfig(epochs=5)), "s")
 
-    # The ceiling is measured on both sides of the end-to-end runs: shared machines drift.
-    say("ceiling_fp32_img_s", (ceiling_before + forward_ceiling(data, weights, device, "fp32")) / 2, "img/s")
+    if bf16_ok:
+        _, bf16_cold = timed(extract_features, ExtractConfig(data=data, cache=work / "cache-bf16", weights=weights,
+                                                             precision="bf16"))
+        say("extract_bf16_cold_img_s", figures["real_images"] / bf16_cold, "img/s")
+        figures["bf16"] = bf16_agreement(work / "cache-bf16", weights, cache)
+        print(f"{'bf16 agreement':<40} {figures['bf16']}")
+
+    # The ceilings are measured on both sides of the end-to-end runs: shared machines drift.
+    ceilings_after = ceilings(data, weights, device, precisions)
+    for name in ceilings_before:
+        say(f"ceiling_{name}_img_s", (ceilings_before[name] + ceilings_after[name]) / 2, "img/s")
+    figures["ceiling_fp32_img_s"] = figures["ceiling_eager_fp32_img_s"]
+    figures["startup"] = startup.run(data, cache, weights)
+    for name, value in figures["startup"].items():
+        say(name, value, "s")
+    figures["decode"] = decode.run(data, weights=weights)
+    for name, value in figures["decode"].items():
+        print(f"{'decode ' + name:<40} {value}")
+    if compile_figures:
+        figures["compile"] = compile_break_even(weights, device, decoded_batch(data))
+        print(f"{'compile':<40} {figures['compile']}")
     epochs = notebook_epochs(data, 3, device, weights, workers)
     per_epoch = float(np.mean(epochs))
     say("notebook_epoch_s", per_epoch, "s")
@@ -151,16 +168,20 @@ def run(data: Path, generated: int, weights: str, work: Path) -> dict:
         say("extract_peak_growth_large_mib", large_run["peak_growth_mib"], "MiB over the imports")
         figures["generated_extract_cold_s"] = large_run["seconds"]
 
-    bf16_ok = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    if bf16_ok:
-        say("ceiling_bf16_img_s", forward_ceiling(data, weights, device, "bf16"), "img/s")
-        figures["bf16"] = bf16_agreement(data, work, weights, cache)
-        print(f"{'bf16 agreement':<40} {figures['bf16']}")
+    if scale:
+        from bench import scale as scale_bench  # bench.scale reuses this module's helpers
+
+        figures["scale"] = scale_bench.run(scale, sorted({400, 4000, 40000, scale}), work / "scale", weights)
+        print(f"{'scale':<40} {json.dumps(figures['scale'])}")
 
     ceiling = figures["ceiling_fp32_img_s"]
     ratios = {
-        "extract_vs_ceiling (>= 0.85)": figures["extract_cold_img_s"] / ceiling,
-        "predict_vs_ceiling (>= 0.85)": figures["predict_img_s"] / ceiling,
+        "extract_vs_eager_fp32_ceiling (>= 1.05)": figures["extract_cold_img_s"] / ceiling,
+        "predict_vs_eager_fp32_ceiling (>= 1.05)": figures["predict_img_s"] / ceiling,
+        "folded_fp32_vs_eager_fp32": figures["ceiling_folded_fp32_img_s"] / ceiling,
+        "train_head_process_minus_import_torch_s (<= 1.0)": figures["startup"]["train_head_minus_import_torch_s"],
+        "warm_extract_process_minus_import_torch_s": figures["startup"]["extract_warm_minus_import_torch_s"],
+        "info_process_minus_import_torch_s": figures["startup"]["info_minus_import_torch_s"],
         "train_head_5_vs_extract (<= 0.02)": train5 / cold,
         "train_head_5_training_only_vs_extract": figures["train_head_5_training_only_s"] / cold,
         "speedup_vs_notebook_5_epochs (>= 5)": 5 * per_epoch / (cold + train5),
@@ -176,7 +197,11 @@ def run(data: Path, generated: int, weights: str, work: Path) -> dict:
         ratios["peak_growth_large_vs_small"] = (figures["extract_peak_growth_large_mib"]
                                                 / figures["extract_peak_growth_small_mib"])
     if bf16_ok:
-        ratios["bf16_speedup_vs_fp32"] = figures["ceiling_bf16_img_s"] / ceiling
+        ratios["extract_bf16_vs_eager_fp32_ceiling (>= 1.9)"] = figures["extract_bf16_cold_img_s"] / ceiling
+        ratios["eager_bf16_vs_eager_fp32"] = figures["ceiling_eager_bf16_img_s"] / ceiling
+        ratios["folded_bf16_vs_eager_fp32"] = figures["ceiling_folded_bf16_img_s"] / ceiling
+    if scale:
+        ratios |= figures["scale"]["ratios"]
     figures["ratios"] = ratios
     print("\nratios (target)")
     for name, value in ratios.items():
@@ -188,12 +213,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REAL_DATA, help="ImageFolder dataset (default: %(default)s)")
     parser.add_argument("--generated", type=int, default=4000, help="images in the generated folder (0 skips it)")
+    parser.add_argument("--scale", type=int, default=0,
+                        help="also extract this many images (python -m bench.scale), against 400; e.g. 40000")
+    parser.add_argument("--no-compile", dest="compile_figures", action="store_false",
+                        help="skip the torch.compile break-even (its first compile takes 20-50 s here)")
     parser.add_argument("--weights", default="none", help="imagenet, none or a file; speed does not depend on it")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench.json")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="headstart-bench-"))
     try:
-        figures = run(args.data, args.generated, args.weights, work)
+        figures = run(args.data, args.generated, args.weights, work, args.scale, args.compile_figures)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

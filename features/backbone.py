@@ -6,15 +6,19 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
+from .compiled import CompiledForward, first_line
+from .fold import fold_batchnorm
 from .provenance import IMAGENET, RANDOM, RANDOM_INIT_SEED, WeightsIdentity
 
 BACKBONE = "resnet18"
 FEATURE_DIM = 512
 TORCHVISION_WEIGHTS = "ResNet18_Weights.IMAGENET1K_V1"
+FOLDED = "batchnorm folded"
 
 
 class WeightsError(ValueError):
@@ -60,8 +64,6 @@ def _imagenet_weights_file(progress: bool) -> tuple[Path, str]:
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist (use imagenet, none, or a ResNet18 state_dict file)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for foreign or damaged files
@@ -106,47 +108,80 @@ def _frozen_resnet18(state: dict[str, torch.Tensor] | None) -> nn.Module:
 
 
 class Backbone:
-    """The frozen network for a set of weights; built on first use, so a run with nothing to compute skips it."""
+    """The frozen network for a set of weights, BatchNorm folded; built on first use, so a run with nothing to
+    compute skips it. compile=True runs it through torch.compile, falling back to the folded eager network (and
+    telling on_warning why) if compiling fails."""
+
+    forward = FOLDED  # recorded in the features file (its `forward` attribute)
 
     def __init__(self, state: dict[str, torch.Tensor] | None, identity: WeightsIdentity, device: torch.device,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", compile: bool = False, on_warning: Callable[[str], None] | None = None):
         self.identity = identity
         self.device = device
         self.precision = precision
+        self.compile = compile
+        self._on_warning = on_warning
         self._state = state
         self._model: nn.Module | None = None
+        self._compiled: CompiledForward | None = None
 
     @property
     def model(self) -> nn.Module:
         if self._model is None:
             model = _frozen_resnet18(self._state)
+            fold_batchnorm(model)
             self._model = model.to(self.device, memory_format=torch.channels_last)
             self._state = None
+            if self.compile:
+                self._compiled = CompiledForward(self._model)
         return self._model
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        if self._compiled is not None:
+            try:
+                return self._compiled(batch)
+            except Exception as error:  # noqa: BLE001  torch.compile fails in many ways (no compiler, an op it lacks)
+                self._compiled = None
+                if self._on_warning:
+                    self._on_warning(f"--compile failed, running the folded eager network instead: "
+                                     f"{first_line(str(error)) or type(error).__name__}")
+        return model(batch)
 
     def features(self, batch: torch.Tensor) -> torch.Tensor:
         """512-d avgpool features, float32 on the CPU, whatever the compute precision."""
-        model = self.model
         batch = batch.to(self.device, non_blocking=True, memory_format=torch.channels_last)
         with torch.inference_mode():
             if self.precision == "bf16":
                 with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    out = model(batch)
+                    out = self._forward(batch)
             else:
-                out = model(batch)
+                out = self._forward(batch)
         return out.float().cpu()
 
 
-def resolve_weights(spec: str, progress: bool = True) -> tuple[dict[str, torch.Tensor] | None, WeightsIdentity]:
-    """'imagenet', 'none' or a file path -> (state_dict without fc, identity)."""
+def _locate_weights(spec: str, progress: bool) -> tuple[Path | None, WeightsIdentity]:
+    """'imagenet', 'none' or a file path -> (the weights file, or None for random init; its identity)."""
     if spec == RANDOM:
         return None, WeightsIdentity(RANDOM, f"random init, seed {RANDOM_INIT_SEED}", "")
     if spec == IMAGENET:
         path, sha256 = _imagenet_weights_file(progress)
-        return _load_state_dict(path), WeightsIdentity("torchvision", TORCHVISION_WEIGHTS, sha256)
+        return path, WeightsIdentity("torchvision", TORCHVISION_WEIGHTS, sha256)
     path = Path(spec).expanduser().resolve()
-    state = _load_state_dict(path)
-    return state, WeightsIdentity("file", str(path), file_sha256(path))
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist (use imagenet, none, or a ResNet18 state_dict file)")
+    return path, WeightsIdentity("file", str(path), file_sha256(path))
+
+
+def weights_identity(spec: str, progress: bool = True) -> WeightsIdentity:
+    """What a --weights value names, found and hashed but not loaded: all that a run with nothing to compute needs."""
+    return _locate_weights(spec, progress)[1]
+
+
+def resolve_weights(spec: str, progress: bool = True) -> tuple[dict[str, torch.Tensor] | None, WeightsIdentity]:
+    """'imagenet', 'none' or a file path -> (state_dict without fc, identity)."""
+    path, identity = _locate_weights(spec, progress)
+    return (None if path is None else _load_state_dict(path)), identity
 
 
 def plain_resnet18(spec: str) -> nn.Module:
@@ -165,9 +200,10 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def load_backbone(spec: str, device: torch.device, precision: str = "fp32", progress: bool = True) -> Backbone:
-    """The frozen ResNet18 for a --weights value, ready for inference on device."""
+def load_backbone(spec: str, device: torch.device, precision: str = "fp32", progress: bool = True,
+                  compile: bool = False, on_warning: Callable[[str], None] | None = None) -> Backbone:
+    """The frozen ResNet18 for a --weights value, BatchNorm folded, ready for inference on device."""
     state, identity = resolve_weights(spec, progress)
     if state is not None:
         _check_resnet18(state, spec)
-    return Backbone(state, identity, device, precision)
+    return Backbone(state, identity, device, precision, compile, on_warning)

@@ -15,6 +15,7 @@ class EngineConfig:
     workers: int | None = None  # decoding processes of the local engine; None: one per core, at most 8
     engine: str = "local"  # or "ray"
     address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, or a local Ray
+    compile: bool = False  # torch.compile the (folded) backbone: pays back on large folders only (README, Benchmark)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
+from importlib import metadata
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from .backbone import BACKBONE, load_backbone
+from .backbone import BACKBONE, Backbone, load_backbone, weights_identity
 from .config import ExtractConfig
 from .engines import build_engine
-from .engines.batches import ProgressCallback
+from .engines.batches import EmbeddedBatch, ProgressCallback
 from .folder import Dataset, find_dataset, text_path
 from .lock import cache_lock
 from .merge import SplitSummary, write_features
@@ -37,7 +38,6 @@ class ExtractSummary:
 
 def _header(config: ExtractConfig, dataset: Dataset, weights: WeightsIdentity) -> FeaturesHeader:
     import torch
-    import torchvision
 
     from . import __version__
 
@@ -46,28 +46,43 @@ def _header(config: ExtractConfig, dataset: Dataset, weights: WeightsIdentity) -
         classes=dataset.classes, backbone=BACKBONE, weights=weights,
         preprocessing=PREPROCESSINGS[config.preprocess], precision=config.precision,
         data_root=text_path(dataset.root.resolve()), torch_version=torch.__version__,
-        torchvision_version=torchvision.__version__,
+        # The installed distribution's version: importing torchvision would cost a warm run more than its work
+        # (torchvision.ops imports torch._dynamo), and a run with nothing to compute never needs torchvision.
+        torchvision_version=metadata.version("torchvision"), forward=Backbone.forward,
     )
 
 
+def _no_batches() -> Iterator[EmbeddedBatch]:
+    """What an engine yields for no entries, without building a backbone."""
+    yield from ()
+
+
 def extract_features(config: ExtractConfig, on_progress: ProgressCallback | None = None,
-                     on_start: Callable[[ExtractSummary], None] | None = None) -> ExtractSummary:
+                     on_start: Callable[[ExtractSummary], None] | None = None,
+                     on_warning: Callable[[str], None] | None = None) -> ExtractSummary:
     """Write config.cache/features.h5 for the dataset in config.data; return what was done."""
     started = time.perf_counter()
     engine = build_engine(config)
     dataset = find_dataset(config.data)
-    backbone = load_backbone(config.weights, engine.driver_device, config.precision)
-    header = _header(config, dataset, backbone.identity)
+    weights = weights_identity(config.weights)
+    header = _header(config, dataset, weights)
     path = Path(config.cache) / FEATURES_FILE
     with cache_lock(config.cache, "extract"):
         with closing(PreviousRows(path, header)) as previous:
             plan = previous.plan(dataset.splits)
-            summary = ExtractSummary(path, dataset.classes, backbone.identity, engine.describe(), [],
+            summary = ExtractSummary(path, dataset.classes, weights, engine.describe(), [],
                                      previous.rebuild_reason, 0.0, len(previous.resumed_from))
             if on_start:
                 on_start(summary)
+            # The weights are loaded (and checked to be a ResNet18) only when there is something to compute: a
+            # warm run needs neither their tensors nor torchvision.
+            batches = _no_batches()
+            if plan.todo:
+                backbone = load_backbone(config.weights, engine.driver_device, config.precision,
+                                         compile=config.compile, on_warning=on_warning)
+                batches = engine.embed(plan.todo, backbone, header.preprocessing, on_progress)
             # closing: the decoding workers (or the Ray pipeline) stop whatever ends the run.
-            with closing(engine.embed(plan.todo, backbone, header.preprocessing, on_progress)) as batches:
+            with closing(batches) as batches:
                 summary.splits = write_features(path, header, plan, previous, batches)
         for partial in partial_files(path):  # resumed from, or unusable: the complete file supersedes them all
             partial.unlink(missing_ok=True)

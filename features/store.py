@@ -10,7 +10,7 @@
         preprocessing      JSON {"name", "resize", "crop", "mean", "std", "interpolation"}
         precision          "fp32" | "bf16"
         data_root          the --data folder the paths are relative to
-        torch_version, torchvision_version
+        torch_version, torchvision_version; forward: "batchnorm folded" (absent: "torchvision eager"; not a reuse key)
     /<split>               one group per split: train, val (and test)
         features           float32 (N, 512), chunked and resizable
         labels             int64 (N,)
@@ -20,10 +20,9 @@
         sha256             ASCII strings (N,) content hash     } a file changed
         attribute skipped  JSON list of [path, reason] for files that could not be decoded
 
-The file is written as DIR/features.h5.partial-<id>, flushed per batch, and renamed over DIR/features.h5
-only when complete, so a reader never sees a half-written file. An interrupted run leaves its partial
-file (same layout; its last split may lack rows and the `skipped` attribute); the next extract reuses its
-rows and deletes it once a complete file is written.
+The file is written as DIR/features.h5.partial-<id>, flushed per batch, renamed over DIR/features.h5 when complete: a
+reader never sees a half-written file. An interrupted run leaves its partial file (same layout; its last split may lack
+rows and `skipped`); the next extract reuses its rows and deletes it once a complete file is written.
 """
 
 from __future__ import annotations
@@ -88,6 +87,7 @@ class FeaturesHeader:
     data_root: str
     torch_version: str
     torchvision_version: str
+    forward: str = "torchvision eager"  # what files written before BatchNorm folding (which lack it) ran
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:
@@ -98,7 +98,8 @@ class FeaturesHeader:
     @classmethod
     def from_dict(cls, values: dict) -> "FeaturesHeader":
         """Rebuild the header from plain values; a missing or malformed one raises KeyError, TypeError or ValueError."""
-        return cls(**{**{field.name: values[field.name] for field in fields(cls)},
+        return cls(**{**{field.name: values[field.name] for field in fields(cls) if field.name != "forward"},
+                      "forward": values.get("forward", cls.forward),
                       "weights": WeightsIdentity.from_dict(values["weights"]),
                       "preprocessing": Preprocessing.from_description(values["preprocessing"])})
 

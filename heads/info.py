@@ -27,7 +27,7 @@ def describe_cache(cache: str | Path) -> dict:
                                  "skipped": len(store.skipped(split))}
         info["features"] = {key: header.get(key) for key in (
             "created", "producer", "classes", "backbone", "weights", "preprocessing", "precision", "data_root",
-            "torch_version", "torchvision_version", "format_version")} | {"splits": splits}
+            "torch_version", "torchvision_version", "forward", "format_version")} | {"splits": splits}
     if (cache / HEAD_FILE).exists():
         checkpoint = load_head(cache / HEAD_FILE)
         metrics = {key: value for key, value in checkpoint.metrics.items() if key in

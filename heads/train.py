@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .config import TrainConfig
 from .linear import LinearHead
+from .sgd import MomentumSGD
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class TrainResult:
         return self.history[-1]
 
 
-def train_one_epoch(head: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer) -> Scores:
+def train_one_epoch(head: nn.Module, loader: DataLoader, optimizer: MomentumSGD) -> Scores:
     """One pass over shuffled batches; loss is the mean over samples (the notebook divided by the epoch number)."""
     head.train()
     criterion = nn.CrossEntropyLoss()
@@ -88,7 +89,7 @@ def train_sgd(
     features, labels = train
     generator = torch.Generator().manual_seed(config.seed)
     head = LinearHead(features.shape[1], num_classes, generator=generator)
-    optimizer = torch.optim.SGD(head.parameters(), lr=config.lr, momentum=config.momentum)
+    optimizer = MomentumSGD(head.parameters(), lr=config.lr, momentum=config.momentum)
     loader = DataLoader(TensorDataset(features, labels), batch_size=config.batch_size, shuffle=True,
                         generator=generator)
     result = TrainResult(head)

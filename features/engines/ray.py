@@ -74,8 +74,9 @@ def _decode(batch: dict[str, np.ndarray], preprocessing: Preprocessing,
 class _Embed:
     """A Ray actor's callable: builds the frozen backbone once, then turns pixel batches into feature batches."""
 
-    def __init__(self, weights: str, identity: dict, device: str, precision: str):
-        self.backbone = load_backbone(weights, torch.device(device), precision, progress=False)
+    def __init__(self, weights: str, identity: dict, device: str, precision: str, compile: bool = False):
+        # A failed --compile falls back to the folded network here too; the actor has no one to warn.
+        self.backbone = load_backbone(weights, torch.device(device), precision, progress=False, compile=compile)
         expected = WeightsIdentity.from_dict(identity)
         if not self.backbone.identity.same_weights(expected):
             raise WeightsError(
@@ -211,6 +212,7 @@ def _pipeline(entries: list[ImageEntry], backbone: Backbone, preprocessing: Prep
             _Embed, fn_constructor_kwargs={
                 "weights": backbone.identity.spec(), "identity": backbone.identity.to_dict(),
                 "device": "cuda" if gpus_per_actor else "cpu", "precision": backbone.precision,
+                "compile": backbone.compile,
             }, batch_size=batch_size, batch_format="numpy", compute=pool, num_cpus=1, num_gpus=gpus_per_actor,
             # Ray Data gives its actors arguments in the object store, which Ray cannot reliably restart them
             # with (ray#53727) and logs an error about on every run; only an interrupted extract resumes.

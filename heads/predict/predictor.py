@@ -6,7 +6,7 @@ import os
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -47,13 +47,15 @@ class Predictor:
     engine: Engine
 
     @classmethod
-    def load(cls, head_file: str | os.PathLike, config: PredictConfig = PredictConfig()) -> "Predictor":
+    def load(cls, head_file: str | os.PathLike, config: PredictConfig = PredictConfig(),
+             on_warning: Callable[[str], None] | None = None) -> "Predictor":
         """Rebuild what head_file records; weights other than those it was trained on are refused."""
         engine = build_engine(config)
         checkpoint = load_head(head_file)
         recorded = WeightsIdentity.from_dict(checkpoint.weights)
         spec = config.weights or _recorded_weights(recorded)
-        backbone = load_backbone(spec, engine.driver_device, checkpoint.precision)
+        backbone = load_backbone(spec, engine.driver_device, checkpoint.precision, compile=config.compile,
+                                 on_warning=on_warning)
         if not backbone.identity.same_weights(recorded):
             raise WeightsError(
                 f"--weights {spec} ({backbone.identity.describe()}) is not what the head was trained on "

@@ -6,6 +6,7 @@ import os
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from features.engines.batches import ProgressCallback
 from features.folder import DatasetError, find_images
@@ -27,9 +28,10 @@ class PredictSummary:
 
 def predict_files(paths: list[str | os.PathLike], out: str | os.PathLike, cache: str | os.PathLike,
                   config: PredictConfig = PredictConfig(), *, output_format: str = "csv", top_k: int = 1,
-                  on_progress: ProgressCallback | None = None) -> PredictSummary:
+                  on_progress: ProgressCallback | None = None,
+                  on_warning: Callable[[str], None] | None = None) -> PredictSummary:
     """Label every image in paths (files, or folders searched recursively) into out ('-': stdout)."""
-    predictor = Predictor.load(Path(cache) / HEAD_FILE, config)
+    predictor = Predictor.load(Path(cache) / HEAD_FILE, config, on_warning)
     entries = find_images(list(paths))
     if not entries:
         raise DatasetError(f"no images found in {', '.join(map(str, paths))}")

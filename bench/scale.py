@@ -1,0 +1,131 @@
+"""Extract at scale: throughput and peak memory of N images against 400, and how the scan, the incremental-cache
+check, a warm extract and features.h5 grow with the number of files.
+
+    python -m bench.scale [--scale 40000] [--growth 400,4000,40000]     # writes bench/results/scale.json
+
+The N images are hard links to 400 generated 500x375 JPEGs (decoding costs the same; the disk holds 400). The
+growth figures need no backbone: the cache is seeded with zero features through the real writer, so the warm
+extract that follows takes the real path (scan, cache check, rewrite) at any file count in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from unittest import mock
+
+import numpy as np
+import torch
+
+from bench.run import extract_in_subprocess, generate_images, timed
+from features import FEATURES_FILE, ExtractConfig, extract_features, find_dataset
+from features.backbone import FEATURE_DIM
+from features.engines.batches import EmbeddedBatch
+from features.images import read_file
+from features.reuse import PreviousRows
+from features.store import FeatureStore
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_IMAGES = 400
+
+
+def linked_dataset(base: Path, root: Path, count: int) -> Path:
+    """count images under root, hard links to base's (same split/class layout, cycling over base's files)."""
+    sources = sorted(base.rglob("*.jpg"), key=lambda path: path.name)  # generation order: splits and classes mixed
+    for index in range(count):
+        source = sources[index % len(sources)]
+        target = root / source.relative_to(base).parent / f"{source.stem}_{index:06d}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(source, target)
+    return root
+
+
+@dataclass(frozen=True)
+class _ZeroEngine:
+    """An engine that stamps each file as the real ones do and returns zero features: seeds a cache without a
+    backbone, so the cache checks and warm extracts that follow are real."""
+
+    batch_size: int = 256
+
+    @property
+    def driver_device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def describe(self) -> str:
+        return "zero features (bench seeding)"
+
+    def embed(self, entries, backbone, preprocessing, on_progress=None) -> Iterator[EmbeddedBatch]:
+        for start in range(0, len(entries), self.batch_size):
+            chunk = entries[start:start + self.batch_size]
+            stamps = [read_file(entry.path)[1] for entry in chunk]
+            yield EmbeddedBatch(chunk, stamps, [None] * len(chunk), np.zeros((len(chunk), FEATURE_DIM), np.float32))
+
+
+def growth_at(base: Path, work: Path, count: int, weights: str) -> dict:
+    """Seconds of the scan, of the cache check and of a whole warm extract, and features.h5's size, at count files."""
+    data, cache = linked_dataset(base, work / f"data-{count}", count), work / f"cache-{count}"
+    config = ExtractConfig(data=data, cache=cache, weights=weights)
+    with mock.patch("features.extract.build_engine", lambda _: _ZeroEngine()):
+        extract_features(config)
+    dataset, scan_s = timed(find_dataset, data)
+    with FeatureStore(cache / FEATURES_FILE) as store:
+        header = store.header
+    started = time.perf_counter()
+    with closing(PreviousRows(cache / FEATURES_FILE, header)) as previous:
+        plan = previous.plan(dataset.splits)
+    check_s = time.perf_counter() - started
+    assert not plan.todo, "the seeded cache should cover every file"
+    summary, warm_s = timed(extract_features, config)
+    figures = {"files": count, "scan_s": scan_s, "cache_check_s": check_s, "warm_extract_s": warm_s,
+               "features_h5_mib": (cache / FEATURES_FILE).stat().st_size / 2**20}
+    shutil.rmtree(data)
+    shutil.rmtree(cache)
+    return figures
+
+
+def run(scale: int, growth: list[int], work: Path, weights: str = "none") -> dict:
+    base = generate_images(work / "base", BASE_IMAGES)
+    figures: dict = {"scale": scale, "base_images": BASE_IMAGES,
+                     "growth": [growth_at(base, work, count, weights) for count in growth]}
+    if scale:
+        small = extract_in_subprocess(base, work / "cache-base", weights)
+        large_data = linked_dataset(base, work / "data-scale", scale)
+        large = extract_in_subprocess(large_data, work / "cache-scale", weights)
+        _, warm = timed(extract_features, ExtractConfig(data=large_data, cache=work / "cache-scale", weights=weights))
+        figures |= {
+            "small": small, "large": large, "large_warm_extract_s": warm,
+            "large_features_h5_mib": (work / "cache-scale" / FEATURES_FILE).stat().st_size / 2**20,
+            "ratios": {"img_s_large_vs_small (>= 0.9)": (large["images"] / large["seconds"])
+                       / (small["images"] / small["seconds"]),
+                       "peak_rss_large_vs_small (<= 1.3)": large["peak_rss_mib"] / small["peak_rss_mib"]},
+        }
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=40000, help="images to extract cold (0: growth figures only)")
+    parser.add_argument("--growth", default="400,4000,40000", help="file counts for the scan and cache-check figures")
+    parser.add_argument("--weights", default="none")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="headstart-scale-"))
+    try:
+        figures = run(args.scale, [int(n) for n in args.growth.split(",") if n], work, args.weights)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(figures, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
