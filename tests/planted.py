@@ -13,6 +13,8 @@ from PIL import Image, ImageDraw
 CLASS_STYLES = (((220, 40, 40), "disc"), ((40, 180, 60), "square"), ((50, 70, 220), "triangle"),
                 ((230, 200, 40), "bars"))
 
+HTML_NAME = "<script>alert(1)</script>.jpg"
+
 
 @dataclass
 class Planted:
@@ -25,9 +27,9 @@ class Planted:
 
 
 def draw_image(style: int, rng: np.random.Generator, size: tuple[int, int] = (256, 192)) -> Image.Image:
-    """A smooth background between two random colours, with the class's shape at a random place and scale."""
+    """A smooth grey-ish background between two random shades, with the class's shape at a random place and scale."""
     width, height = size
-    start, end = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    start, end = (rng.integers(40, 220) + rng.integers(-20, 21, 3) for _ in range(2))
     angle = rng.uniform(0, 2 * np.pi)
     ys, xs = np.mgrid[0:height, 0:width]
     ramp = (np.cos(angle) * xs / width + np.sin(angle) * ys / height)
@@ -37,7 +39,7 @@ def draw_image(style: int, rng: np.random.Generator, size: tuple[int, int] = (25
     draw = ImageDraw.Draw(image)
     colour, shape = CLASS_STYLES[style]
     colour = tuple(int(np.clip(c + rng.integers(-25, 26), 0, 255)) for c in colour)
-    side = int(rng.uniform(0.4, 0.8) * min(size))
+    side = int(rng.uniform(0.5, 0.9) * min(size))
     x, y = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
     if shape == "disc":
         draw.ellipse((x, y, x + side, y + side), fill=colour)
@@ -53,9 +55,12 @@ def draw_image(style: int, rng: np.random.Generator, size: tuple[int, int] = (25
 
 def make_planted_dataset(root: Path, classes: int = 4, train_per_class: int = 30, val_per_class: int = 8,
                          moved_fraction: float = 0.05, exact_copies: int = 2, resized_copies: int = 2,
-                         seed: int = 0) -> Planted:
+                         seed: int = 0, html_name: bool = False) -> Planted:
     """root/{train,val}/class_<k>/ with moved_fraction of train filed under a wrong class and val images copied
-    into train: `exact_copies` byte for byte, `resized_copies` re-encoded as JPEG at 4/3 of their size."""
+    into train: `exact_copies` byte for byte, `resized_copies` re-encoded as JPEG at 4/3 of their size.
+
+    html_name: one more exact copy, named `<script>alert(1)</script>.jpg` (a folder `<script>alert(1)<` holding
+    `script>.jpg`, as a file name cannot hold a slash), for the report's escaping."""
     rng = np.random.default_rng(seed)
     if root.exists():
         shutil.rmtree(root)
@@ -84,4 +89,10 @@ def make_planted_dataset(root: Path, classes: int = 4, train_per_class: int = 30
             image.resize((image.width * 4 // 3, image.height * 4 // 3)).save(target, quality=85)
             planted.resized.add(target.relative_to(root).as_posix())
         planted.copies[target.relative_to(root).as_posix()] = path.relative_to(root).as_posix()
+    if html_name:
+        original = val[0]
+        target = root / "train" / original.parent.name / HTML_NAME
+        target.parent.mkdir()
+        shutil.copyfile(original, target)
+        planted.copies[target.relative_to(root).as_posix()] = original.relative_to(root).as_posix()
     return planted

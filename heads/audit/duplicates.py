@@ -1,7 +1,7 @@
 """Exact duplicates (same sha256) and near duplicates (cosine similarity of centred features), each pair once.
 
-Near pairs are found block by block over the upper triangle of the similarity matrix, so memory is
-block_rows x N floats whatever N is, and at most max_pairs near pairs (the most similar) are kept.
+Near pairs are found tile by tile over the upper triangle of the similarity matrix, so memory beyond the
+features is one tile whatever N is, and at most max_pairs near pairs (the most similar) are kept.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def unit_rows(features: np.ndarray, centre: np.ndarray) -> np.ndarray:
     images crowd near 1 (0.99 median on random-weights features of the hymenoptera photos).
     """
     unit = np.asarray(features, np.float32) - centre.astype(np.float32)
-    unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    norms = np.sqrt(np.einsum("ij,ij->i", unit, unit))  # np.linalg.norm would square a temporary copy of every row
+    unit /= np.maximum(norms, 1e-12)[:, None]
     return unit
 
 
@@ -50,29 +51,34 @@ def exact_pairs(sha256: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return array[:, 0], array[:, 1]
 
 
-def near_pairs(unit: np.ndarray, threshold: float, block_rows: int = 512, max_pairs: int = 100_000,
+def near_pairs(unit: np.ndarray, threshold: float, block_rows: int = 2048, max_pairs: int = 100_000,
                on_progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Pairs a < b with unit[a] . unit[b] >= threshold; at most max_pairs (the most similar) and how many more."""
+    """Pairs a < b with unit[a] . unit[b] >= threshold; at most max_pairs (the most similar) and how many more.
+
+    Tiles of block_rows x block_rows over the upper triangle: besides `unit`, memory is one tile (16 MiB at 2048).
+    """
     total = len(unit)
     found_a, found_b, found_s = [], [], []
     kept, dropped = 0, 0
     for start in range(0, total, block_rows):
-        stop = min(start + block_rows, total)
-        similarity = unit[start:stop] @ unit[start:].T  # this block against itself and every later row
-        local_a, local_b = np.nonzero(similarity >= threshold)
-        keep = local_b > local_a  # upper triangle only: each pair once, no row with itself
-        local_a, local_b = local_a[keep], local_b[keep]
-        found_a.append(local_a + start)
-        found_b.append(local_b + start)
-        found_s.append(similarity[local_a, local_b])
-        kept += len(local_a)
-        if kept > 2 * max_pairs:  # bound the memory of a too-low threshold: keep the most similar
-            a, b, s = (np.concatenate(x) for x in (found_a, found_b, found_s))
-            best = np.argpartition(-s, max_pairs)[:max_pairs]
-            dropped += len(s) - max_pairs
-            found_a, found_b, found_s, kept = [a[best]], [b[best]], [s[best]], max_pairs
+        rows = unit[start:start + block_rows]
+        for column in range(start, total, block_rows):
+            similarity = rows @ unit[column:column + block_rows].T
+            local_a, local_b = np.nonzero(similarity >= threshold)
+            if column == start:  # the diagonal tile: upper triangle only, each pair once, no row with itself
+                keep = local_b > local_a
+                local_a, local_b = local_a[keep], local_b[keep]
+            found_a.append(local_a + start)
+            found_b.append(local_b + column)
+            found_s.append(similarity[local_a, local_b])
+            kept += len(local_a)
+            if kept > 2 * max_pairs:  # bound the memory of a too-low threshold: keep the most similar
+                a, b, s = (np.concatenate(x) for x in (found_a, found_b, found_s))
+                best = np.argpartition(-s, max_pairs)[:max_pairs]
+                dropped += len(s) - max_pairs
+                found_a, found_b, found_s, kept = [a[best]], [b[best]], [s[best]], max_pairs
         if on_progress:
-            on_progress(stop, total)
+            on_progress(min(start + block_rows, total), total)
     a, b, s = (np.concatenate(x) if x else np.empty(0) for x in (found_a, found_b, found_s))
     if len(s) > max_pairs:
         best = np.argpartition(-s, max_pairs)[:max_pairs]
@@ -82,7 +88,7 @@ def near_pairs(unit: np.ndarray, threshold: float, block_rows: int = 512, max_pa
 
 
 def find_duplicates(features: np.ndarray, sha256: list[str], split: np.ndarray, centre: np.ndarray,
-                    threshold: float, max_pairs: int = 100_000, block_rows: int = 512,
+                    threshold: float, max_pairs: int = 100_000, block_rows: int = 2048,
                     on_progress: Callable[[int, int], None] | None = None) -> Pairs:
     """Exact and near pairs over all rows, each once; train-vs-val/test pairs (leakage) first, then most similar."""
     unit = unit_rows(features, centre)

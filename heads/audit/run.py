@@ -137,7 +137,7 @@ def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | Non
         train = rows.where("train")
         thresholds = class_thresholds(probabilities[train], rows.labels[train])
         issues = find_label_issues(probabilities, rows.labels, thresholds, config.score)
-        pairs = find_duplicates(rows.features, rows.sha256, rows.split, rows.features[train].mean(axis=0),
+        pairs = find_duplicates(rows.features, rows.sha256, rows.split, rows.train_mean,
                                 config.near_threshold, config.max_pairs,
                                 on_progress=on_progress and (lambda done, total: on_progress("duplicates", done, total)))
         outliers = _outliers(rows, config.outlier_quantile)
