@@ -157,3 +157,18 @@ def test_report_opens_in_chromium_with_every_picture(audited, tmp_path):
     hostile = next(path for path in planted.copies if path.endswith(HTML_NAME))
     assert f"train: {hostile}" in seen["text"]  # shown as text, never run
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_evaluation_page_shows_each_mistake_beside_its_predicted_class(audited, tmp_path):
+    from heads.audit.page import write_evaluation_page
+    from heads.evaluate import Evaluation, Mistake
+
+    planted, cache, _ = audited
+    wrong = planted.root / "val" / "class_0" / "val_0_000.jpg"
+    evaluation = Evaluation(32, {"accuracy": 31 / 32}, [Mistake(str(wrong), "class_0", "class_2", 0.91)])
+    out = tmp_path / "evaluation.html"
+    write_evaluation_page(out, planted.root / "val", evaluation, cache)
+    seen = open_in_chromium(out, tmp_path / "evaluation.png")
+    assert seen["errors"] == [] and len(seen["images"]) == 2
+    assert all(width > 0 for _, width in seen["images"])
+    assert "class_2: train/class_2/" in seen["text"]

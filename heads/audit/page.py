@@ -82,6 +82,21 @@ def evaluation_page(folder: Path, evaluation, exemplars: dict[str, Thumb], cache
     return render_page(f"headstart evaluate: {folder}", lines, [], [section])
 
 
+def write_evaluation_page(out: Path, folder: Path, evaluation, cache: Path, cap: int = 50,
+                          thumb_size: int = 128) -> None:
+    """evaluate --html: the page, written whole or not at all; examples of each class come from CACHE's features."""
+    from features import FEATURES_FILE
+    from features.atomic import atomic_write
+
+    from .rows import load_rows
+
+    features = cache / FEATURES_FILE
+    exemplars = class_exemplars(load_rows(features), cache, thumb_size) if features.exists() else {}
+    page = evaluation_page(folder, evaluation, exemplars, cache, cap, thumb_size)
+    with atomic_write(out, "w", encoding="utf-8") as handle:
+        handle.write(page)
+
+
 def class_exemplars(rows, cache: Path, thumb_size: int) -> dict[str, Thumb]:
     """Per class, the train image nearest its centroid: what 'the class it was taken for' looks like."""
     from .duplicates import unit_rows
