@@ -9,6 +9,9 @@ import time
 import numpy as np
 
 from bench.extract_rss import _status_mib
+from heads.audit.config import AuditConfig
+
+THRESHOLD = AuditConfig().near_threshold
 
 
 def main() -> None:
@@ -20,14 +23,14 @@ def main() -> None:
     copies = rng.choice(rows, 200, replace=False)
     originals, duplicates = copies[:100], copies[100:]
     features[duplicates] = features[originals] + rng.normal(0, 0.05, (100, 512)).astype(np.float32)
-    split = np.where(np.arange(rows) < rows * 0.8, "train", "val")
+    train_rows = int(rows * 0.8)
+    split = np.where(np.arange(rows) < train_rows, "train", "val")
     sha256 = [f"{i:064x}" for i in range(rows)]
-    centre = features[split == "train"].mean(axis=0)
     baseline = _status_mib("VmRSS")
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")  # resets the peak (VmHWM) to the current RSS
     started = time.perf_counter()
-    pairs = find_duplicates(features, sha256, split, centre, 0.99)
+    pairs = find_duplicates(features, sha256, split, train_rows, THRESHOLD)
     seconds = time.perf_counter() - started
     found = {(min(a, b), max(a, b)) for a, b in zip(pairs.a.tolist(), pairs.b.tolist())}
     planted = {(min(a, b), max(a, b)) for a, b in zip(originals.tolist(), duplicates.tolist())}

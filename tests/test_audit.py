@@ -11,7 +11,8 @@ import pytest
 
 from features import ExtractConfig, extract_features
 from heads.audit import AuditConfig, audit_cache
-from heads.audit.duplicates import find_duplicates, near_pairs, unit_rows
+from heads.audit.duplicates import find_duplicates, near_pairs
+from heads.audit.space import unit_rows
 from heads.audit.formats import FORMAT_VERSION, read_audit
 from heads.audit.learning_curve import curve_sizes
 from tests.planted import HTML_NAME, make_planted_dataset
@@ -108,7 +109,7 @@ def test_exact_pairs_are_not_listed_twice_and_leakage_comes_first():
     features = np.eye(4, dtype=np.float32).repeat(2, axis=0)  # rows 2k and 2k+1 identical
     sha = ["x", "x", "y", "y", "", "", "z", "w"]
     split = np.array(["train", "val", "train", "train", "train", "val", "train", "train"])
-    pairs = find_duplicates(features, sha, split, features.mean(axis=0), 0.99)
+    pairs = find_duplicates(features, sha, split, 8, 0.99)
     listed = list(zip(pairs.a.tolist(), pairs.b.tolist(), pairs.exact.tolist(), pairs.leakage.tolist()))
     assert listed[0] == (0, 1, True, True) and listed[1] == (4, 5, False, True)
     assert sorted(listed[2:]) == [(2, 3, True, False), (6, 7, False, False)]

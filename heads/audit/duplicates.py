@@ -1,4 +1,4 @@
-"""Exact duplicates (same sha256) and near duplicates (cosine similarity of centred features), each pair once.
+"""Exact duplicates (same sha256) and near duplicates (cosine similarity of PCA-whitened features), each pair once.
 
 Near pairs are found tile by tile over the upper triangle of the similarity matrix, so memory beyond the
 features is one tile whatever N is, and at most max_pairs near pairs (the most similar) are kept.
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from .space import whiten
 
 
 @dataclass
@@ -26,18 +28,6 @@ class Pairs:
 
     def __len__(self) -> int:
         return len(self.a)
-
-
-def unit_rows(features: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """Rows centred and scaled to unit length (float32): their dot products are cosine similarities.
-
-    Centring matters: backbone features after a ReLU are all positive, so raw cosine similarities of unrelated
-    images crowd near 1 (0.99 median on random-weights features of the hymenoptera photos).
-    """
-    unit = np.asarray(features, np.float32) - centre.astype(np.float32)
-    norms = np.sqrt(np.einsum("ij,ij->i", unit, unit))  # np.linalg.norm would square a temporary copy of every row
-    unit /= np.maximum(norms, 1e-12)[:, None]
-    return unit
 
 
 def exact_pairs(sha256: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -87,11 +77,14 @@ def near_pairs(unit: np.ndarray, threshold: float, block_rows: int = 2048, max_p
     return a.astype(np.int64), b.astype(np.int64), s.astype(np.float32), dropped
 
 
-def find_duplicates(features: np.ndarray, sha256: list[str], split: np.ndarray, centre: np.ndarray,
+def find_duplicates(features: np.ndarray, sha256: list[str], split: np.ndarray, train_rows: int,
                     threshold: float, max_pairs: int = 100_000, block_rows: int = 2048,
                     on_progress: Callable[[int, int], None] | None = None) -> Pairs:
-    """Exact and near pairs over all rows, each once; train-vs-val/test pairs (leakage) first, then most similar."""
-    unit = unit_rows(features, centre)
+    """Exact and near pairs over all rows, each once; train-vs-val/test pairs (leakage) first, then most similar.
+
+    The first train_rows rows are the train split: the whitening is fitted on them.
+    """
+    unit = whiten(features, features[:train_rows])
     exact_a, exact_b = exact_pairs(sha256)
     near_a, near_b, near_s, dropped = near_pairs(unit, threshold, block_rows, max_pairs, on_progress)
     digests = np.array(sha256, dtype=object)

@@ -18,7 +18,7 @@ duplicates.csv     pairs of images, each pair once (a's row comes before b's in 
                    splits split_a is train). Pairs across train and val/test (leakage) first, then exact
                    pairs, then by similarity, highest first.
     path_a, split_a, path_b, split_b, similarity, exact
-        similarity   cosine similarity of the features centred on the train mean
+        similarity   cosine similarity of the PCA-whitened features (heads/audit/duplicates.py)
         exact        1 when both files have the same sha256 (byte-identical), else 0
 
 outliers.csv       rows far from every class, farthest first: score above the quantile of the train rows'

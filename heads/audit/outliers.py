@@ -1,14 +1,14 @@
 """Images far from every class: the one scoring function the audit ranks outliers by (swap it here).
 
-For now the distance to the nearest class centroid of the train rows, in the centred unit-length space the
-duplicate search uses: 1 - cosine similarity, so 0 is on a centroid's direction and 2 is opposite to it.
+For now the distance to the nearest class centroid of the train rows, in the space of features centred on the
+train mean and scaled to unit length: 1 - cosine similarity, so 0 is on a centroid's direction, 2 opposite to it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .duplicates import unit_rows
+from .space import unit_rows
 
 
 def outlier_score(train_features: np.ndarray, train_labels: np.ndarray, features: np.ndarray,

@@ -99,7 +99,7 @@ def write_evaluation_page(out: Path, folder: Path, evaluation, cache: Path, cap:
 
 def class_exemplars(rows, cache: Path, thumb_size: int) -> dict[str, Thumb]:
     """Per class, the train image nearest its centroid: what 'the class it was taken for' looks like."""
-    from .duplicates import unit_rows
+    from .space import unit_rows
 
     thumbs = Thumbnails(rows.data_root, cache, thumb_size)
     train = rows.where("train")

@@ -26,11 +26,6 @@ class CachedRows:
     def __len__(self) -> int:
         return len(self.paths)
 
-    @property
-    def train_mean(self) -> np.ndarray:
-        """The mean train row, the centre of the similarity space (train rows come first: a view, no copy)."""
-        return self.features[:int(np.sum(self.split == "train"))].mean(axis=0)
-
     def where(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
 

@@ -112,7 +112,7 @@ def _describe(result: AuditResult, rows: CachedRows, config: AuditConfig, featur
                                f"({int((pairs.exact & pairs.leakage).sum())} exact copies); see {formats.DUPLICATES_FILE}")
     result.summary_lines = [
         f"{len(issues.rows)} possible label issues, {int(pairs.exact.sum())} exact and {int((~pairs.exact).sum())} "
-        f"near-duplicate pairs (cosine >= {config.near_threshold}), {len(result.outliers.rows)} outliers.",
+        f"near-duplicate pairs (whitened cosine >= {config.near_threshold}), {len(result.outliers.rows)} outliers.",
     ]
     if curve is None:
         result.curve_note = "no val rows: no learning curve"
@@ -137,7 +137,7 @@ def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | Non
         train = rows.where("train")
         thresholds = class_thresholds(probabilities[train], rows.labels[train])
         issues = find_label_issues(probabilities, rows.labels, thresholds, config.score)
-        pairs = find_duplicates(rows.features, rows.sha256, rows.split, rows.train_mean,
+        pairs = find_duplicates(rows.features, rows.sha256, rows.split, len(train),
                                 config.near_threshold, config.max_pairs,
                                 on_progress=on_progress and (lambda done, total: on_progress("duplicates", done, total)))
         outliers = _outliers(rows, config.outlier_quantile)
