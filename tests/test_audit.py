@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +163,7 @@ def test_report_opens_in_chromium_with_every_picture(audited, tmp_path):
 
 def test_evaluation_page_shows_each_mistake_beside_its_predicted_class(audited, tmp_path):
     from heads.audit.page import write_evaluation_page
-    from heads.evaluate import Evaluation, Mistake
+    from heads.predict.evaluation import Evaluation, Mistake
 
     planted, cache, _ = audited
     wrong = planted.root / "val" / "class_0" / "val_0_000.jpg"
@@ -173,3 +174,34 @@ def test_evaluation_page_shows_each_mistake_beside_its_predicted_class(audited, 
     assert seen["errors"] == [] and len(seen["images"]) == 2
     assert all(width > 0 for _, width in seen["images"])
     assert "class_2: train/class_2/" in seen["text"]
+
+
+def test_audit_command_warns_of_leakage_and_writes_the_folder(audited):
+    from cli_helpers import assert_error, assert_ok, run
+
+    _, cache, _ = audited
+    result = run("audit", "--cache", cache, "--curve-seeds", "1", "--report-rows", "3")
+    assert_ok(result)
+    leakage = [line for line in result.output.splitlines() if line.startswith("warning: leakage:")]
+    assert len(leakage) == 1, result.output
+    assert "possible label issues" in result.output and str(cache / "audit") in result.output
+    assert "more in label_issues.csv" in (cache / "audit" / "report.html").read_text(encoding="utf-8")
+    assert_error(run("audit", "--cache", cache.parent / "nothing"), "does not exist", "run `extract` first")
+
+
+def test_evaluate_html_writes_a_page_of_the_mistakes(audited, tmp_path):
+    from cli_helpers import assert_ok, run
+
+    planted, cache, _ = audited
+    assert_ok(run("train-head", "--cache", cache, "--head", "logreg"))
+    folder = tmp_path / "moved"  # the moved images under the class they were moved to: mostly mistakes
+    for path in planted.moved:
+        (folder / Path(path).parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(planted.root / path, folder / path.split("/", 1)[1])
+    page = tmp_path / "wrong.html"
+    result = run("evaluate", folder, "--cache", cache, "--out", tmp_path / "wrong.csv", "--html", page,
+                 "--workers", "0")
+    assert_ok(result)
+    wrong = read_rows(tmp_path / "wrong.csv")
+    text = page.read_text(encoding="utf-8")
+    assert wrong and "Most confidently wrong" in text and text.count("<img ") == 2 * len(wrong)

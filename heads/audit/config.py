@@ -10,7 +10,7 @@ from heads.config import TrainConfig
 SCORES = ("self_confidence", "normalized_margin")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AuditConfig:
     """What `audit` computes and how much of it the report shows; the CLI's defaults come from here."""
 

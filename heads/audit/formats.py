@@ -1,7 +1,7 @@
 """The audit's output files (CACHE/audit/). This docstring is their schema; bump FORMAT_VERSION on any change.
 
 All files of one run are replaced together (features/atomic.py), audit.json last. Paths are relative to the
-features file's data_root, written as the predictions CSV writes them (heads/predictions.py: a path starting
+features file's data_root, written as the predictions CSV writes them (heads/predict/writer.py: a path starting
 with = + - @ becomes ./<path>). Every CSV has a header row; floats have 6 decimals.
 
 label_issues.csv   rows flagged by confident learning (Northcutt, Jiang & Chuang, "Confident Learning:
@@ -50,7 +50,7 @@ import json
 import os
 from typing import Iterable
 
-from heads.predictions import safe_path
+from heads.predict.writer import safe_path
 
 FORMAT_VERSION = 1
 AUDIT_DIR = "audit"

@@ -32,7 +32,7 @@ class Thumb:
 
 @dataclass
 class Section:
-    """A titled table; `more` rows beyond the ones shown are counted and pointed to in `csv_name`."""
+    """A titled table; `more` rows beyond the ones shown are counted and pointed to in `csv_name` (if any)."""
 
     title: str
     columns: list[str]
@@ -74,7 +74,8 @@ def _section(section: Section) -> str:
     body = "\n".join("<tr>" + "".join(f"<td>{_cell(cell)}</td>" for cell in row) + "</tr>" for row in section.rows)
     parts.append(f"<table><thead><tr>{header}</tr></thead><tbody>\n{body}\n</tbody></table>")
     if section.more:
-        parts.append(f'<p class="more">{section.more} more in {_text(section.csv_name)}</p>')
+        where = f" in {_text(section.csv_name)}" if section.csv_name else ""
+        parts.append(f'<p class="more">{section.more} more{where}</p>')
     return "\n".join(parts)
 
 

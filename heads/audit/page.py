@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .formats import DUPLICATES_FILE, LABEL_ISSUES_FILE, OUTLIERS_FILE
 from .html_report import Figure, Section, Thumb, render_page
 from .thumbnails import thumbnail
 
@@ -24,46 +25,59 @@ def _capped(rows: list, cap: int) -> tuple[list, int]:
     return rows[:cap], max(0, len(rows) - cap)
 
 
-def audit_page(result, rows, cache: Path, cap: int, thumb_size: int, curve_png: bytes | None) -> str:
-    """report.html of an audit: summary, label issues, duplicate pairs, outliers, learning curve, val mistakes."""
-    from .formats import DUPLICATES_FILE, LABEL_ISSUES_FILE, OUTLIERS_FILE
-
-    thumbs = Thumbnails(rows.data_root, cache, thumb_size)
-    classes = rows.classes
-    issues = result.label_issues
+def _label_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
+    issues, classes = result.label_issues, rows.classes
     shown, more = _capped(list(range(len(issues.rows))), cap)
-    label_section = Section(
+    return Section(
         "Label issues", ["image", "split", "given", "suggested", "self-confidence", "normalized margin"],
         [[thumbs(rows.paths[issues.rows[i]], rows.sha256[issues.rows[i]]), rows.split[issues.rows[i]],
           classes[rows.labels[issues.rows[i]]], classes[issues.suggested[i]], f"{issues.self_confidence[i]:.3f}",
           f"{issues.normalized_margin[i]:.3f}"] for i in shown], more, LABEL_ISSUES_FILE,
         "Out-of-fold probabilities disagree with the folder's class (confident learning); most suspicious first.")
+
+
+def _duplicate_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
     pairs = result.pairs
     shown, more = _capped(list(range(len(pairs))), cap)
-    duplicate_section = Section(
+
+    def side(row: int) -> Thumb:
+        return thumbs(rows.paths[row], rows.sha256[row], f"{rows.split[row]}: {rows.paths[row]}")
+
+    return Section(
         "Duplicates and leakage", ["image a", "image b", "similarity", "kind"],
-        [[thumbs(rows.paths[pairs.a[i]], rows.sha256[pairs.a[i]], f"{rows.split[pairs.a[i]]}: {rows.paths[pairs.a[i]]}"),
-          thumbs(rows.paths[pairs.b[i]], rows.sha256[pairs.b[i]], f"{rows.split[pairs.b[i]]}: {rows.paths[pairs.b[i]]}"),
-          f"{pairs.similarity[i]:.4f}",
+        [[side(pairs.a[i]), side(pairs.b[i]), f"{pairs.similarity[i]:.4f}",
           ("leakage, " if pairs.leakage[i] else "") + ("exact copy" if pairs.exact[i] else "near duplicate")]
          for i in shown], more, DUPLICATES_FILE, "Pairs across train and val/test (leakage) first.")
-    outliers = result.outliers
+
+
+def _outlier_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
+    outliers, classes = result.outliers, rows.classes
     shown, more = _capped(list(range(len(outliers.rows))), cap)
-    outlier_section = Section(
+    return Section(
         "Outliers", ["image", "split", "given", "nearest class", "score"],
         [[thumbs(rows.paths[outliers.rows[i]], rows.sha256[outliers.rows[i]]), rows.split[outliers.rows[i]],
           classes[rows.labels[outliers.rows[i]]], classes[outliers.nearest[i]], f"{outliers.score[i]:.3f}"]
          for i in shown], more, OUTLIERS_FILE, "Far from every class's train centroid; farthest first.")
-    parts: list = [label_section, duplicate_section, outlier_section]
-    if curve_png is not None:
-        parts.append(Figure("Learning curve: clean or collect?", curve_png, result.curve_note))
-    mistakes = result.val_mistakes
-    shown, more = _capped(mistakes, cap)
-    parts.append(Section(
+
+
+def _mistakes_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
+    classes = rows.classes
+    shown, more = _capped(result.val_mistakes, cap)
+    return Section(
         "Most confidently wrong val images", ["image", "true", "predicted", "confidence"],
         [[thumbs(rows.paths[row], rows.sha256[row]), classes[rows.labels[row]], classes[guess], f"{confidence:.3f}"]
          for row, guess, confidence in shown], more, "",
-        "The head fitted on all of train, as `evaluate` on the val folder would list them."))
+        "The head fitted on all of train, as `evaluate` on the val folder would list them (all of them: its CSV).")
+
+
+def audit_page(result, rows, cache: Path, cap: int, thumb_size: int, curve_png: bytes | None) -> str:
+    """report.html of an audit: summary, label issues, duplicate pairs, outliers, learning curve, val mistakes."""
+    thumbs = Thumbnails(rows.data_root, cache, thumb_size)
+    parts: list = [section(result, rows, thumbs, cap) for section in (_label_section, _duplicate_section,
+                                                                      _outlier_section)]
+    if curve_png is not None:
+        parts.append(Figure("Learning curve: clean or collect?", curve_png, result.curve_note))
+    parts.append(_mistakes_section(result, rows, thumbs, cap))
     return render_page(f"headstart audit: {rows.data_root}", result.summary_lines, result.warnings, parts)
 
 

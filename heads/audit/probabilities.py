@@ -21,9 +21,9 @@ def fit_and_predict(train_x: torch.Tensor, train_y: torch.Tensor, x: torch.Tenso
         with threadpool_limits(limits=1):
             head = train_logreg((train_x, train_y), None, num_classes, config).head
     else:
-        from heads.train import train_head
+        from heads.train import train_sgd
 
-        head = train_head((train_x, train_y), None, num_classes, config).head
+        head = train_sgd((train_x, train_y), None, num_classes, config).head
     head.eval()
     with torch.inference_mode():
         return torch.softmax(head(x), dim=1)

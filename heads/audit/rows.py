@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from features import FeatureStore
+from features import FeatureStore, FeaturesHeader
 
 
 @dataclass
@@ -21,7 +21,7 @@ class CachedRows:
     sha256: list[str]
     classes: list[str]
     data_root: Path
-    header: dict
+    header: FeaturesHeader
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -50,7 +50,7 @@ def load_rows(path: str | Path) -> CachedRows:
         split=np.concatenate([np.full(len(blocks[s]), s, dtype=object) for s in order]).astype(str),
         paths=[p for s in order for p in blocks[s].paths],
         sha256=[h for s in order for h in blocks[s].sha256],
-        classes=list(header["classes"]),
-        data_root=Path(header.get("data_root", ".")),
+        classes=list(header.classes),
+        data_root=Path(header.data_root),
         header=header,
     )
