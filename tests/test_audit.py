@@ -205,3 +205,15 @@ def test_evaluate_html_writes_a_page_of_the_mistakes(audited, tmp_path):
     wrong = read_rows(tmp_path / "wrong.csv")
     text = page.read_text(encoding="utf-8")
     assert wrong and "Most confidently wrong" in text and text.count("<img ") == 2 * len(wrong)
+
+
+def test_label_issues_follow_the_class_thresholds_and_both_scores():
+    from heads.audit.label_issues import class_thresholds, find_label_issues
+
+    probabilities = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.1, 0.9], [0.45, 0.55], [0.75, 0.25]])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    thresholds = class_thresholds(probabilities, labels)
+    np.testing.assert_allclose(thresholds, [(0.9 + 0.8 + 0.3) / 3, (0.9 + 0.55 + 0.25) / 3])
+    issues = find_label_issues(probabilities, labels, thresholds)
+    assert issues.rows.tolist() == [5, 2] and issues.suggested.tolist() == [0, 1]  # row 4 reaches no threshold
+    assert find_label_issues(probabilities, labels, thresholds, "normalized_margin").rows.tolist() == [5, 2]

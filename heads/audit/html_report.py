@@ -63,19 +63,23 @@ def _cell(value: str | Thumb) -> str:
             f"<figcaption>{_text(value.caption)}</figcaption></figure>")
 
 
+def _where(section: Section) -> str:
+    return f" in {_text(section.csv_name)}" if section.csv_name else ""
+
+
 def _section(section: Section) -> str:
     parts = [f"<h2>{_text(section.title)}</h2>"]
     if section.note:
         parts.append(f"<p>{_text(section.note)}</p>")
     if not section.rows:
-        parts.append("<p>None found.</p>")
+        parts.append(f'<p class="more">{section.more} found, none shown here{_where(section)}.</p>' if section.more
+                     else "<p>None found.</p>")
         return "\n".join(parts)
     header = "".join(f"<th>{_text(column)}</th>" for column in section.columns)
     body = "\n".join("<tr>" + "".join(f"<td>{_cell(cell)}</td>" for cell in row) + "</tr>" for row in section.rows)
     parts.append(f"<table><thead><tr>{header}</tr></thead><tbody>\n{body}\n</tbody></table>")
     if section.more:
-        where = f" in {_text(section.csv_name)}" if section.csv_name else ""
-        parts.append(f'<p class="more">{section.more} more{where}</p>')
+        parts.append(f'<p class="more">{section.more} more{_where(section)}</p>')
     return "\n".join(parts)
 
 

@@ -54,12 +54,18 @@ class AuditResult:
     seconds: float = 0.0
 
 
+def _stage(on_progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+    """A step's callback(done, total) reporting to the audit's callback(stage, done, total)."""
+    return None if on_progress is None else lambda done, total: on_progress(stage, done, total)
+
+
 def _probabilities(rows: CachedRows, config: AuditConfig, on_progress: Progress | None) -> np.ndarray:
     """Out of fold for train rows; val and test from the head fitted on all of train."""
     train, rest = rows.where("train"), np.flatnonzero(rows.split != "train")
     num_classes = len(rows.classes)
-    if on_progress:
-        on_progress("label issues", 0, 1)
+    progress = _stage(on_progress, "label issues")
+    if progress:
+        progress(0, 1)
     probabilities = np.zeros((len(rows), num_classes), np.float32)
     probabilities[train] = out_of_fold_probabilities(rows.features[train], rows.labels[train], num_classes,
                                                      config.train, config.folds)
@@ -67,8 +73,8 @@ def _probabilities(rows: CachedRows, config: AuditConfig, on_progress: Progress 
         probabilities[rest] = fit_and_predict(torch.from_numpy(rows.features[train]),
                                               torch.from_numpy(rows.labels[train]),
                                               torch.from_numpy(rows.features[rest]), num_classes, config.train).numpy()
-    if on_progress:
-        on_progress("label issues", 1, 1)
+    if progress:
+        progress(1, 1)
     return probabilities
 
 
@@ -138,15 +144,14 @@ def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | Non
         thresholds = class_thresholds(probabilities[train], rows.labels[train])
         issues = find_label_issues(probabilities, rows.labels, thresholds, config.score)
         pairs = find_duplicates(rows.features, rows.sha256, rows.split, len(train),
-                                config.near_threshold, config.max_pairs,
-                                on_progress=on_progress and (lambda done, total: on_progress("duplicates", done, total)))
+                                config.near_threshold, config.max_pairs, on_progress=_stage(on_progress, "duplicates"))
         outliers = _outliers(rows, config.outlier_quantile)
         val = rows.where("val")
         curve = None
         if len(val):
             curve = learning_curve(rows.features[train], rows.labels[train], rows.features[val], rows.labels[val],
                                    len(rows.classes), config.train, config.curve_seeds,
-                                   on_progress and (lambda done, total: on_progress("learning curve", done, total)))
+                                   _stage(on_progress, "learning curve"))
         result = AuditResult(cache / formats.AUDIT_DIR, issues, pairs, outliers, curve,
                              _val_mistakes(rows, probabilities))
         _describe(result, rows, config, features_path)
