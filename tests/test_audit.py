@@ -86,6 +86,26 @@ def test_report_escapes_a_file_name_holding_html(audited):
     assert "<script" not in page.lower()
 
 
+def test_without_val_there_is_no_curve_and_no_stale_plot(audited, tmp_path):
+    from features import FeatureStore
+    from features.store import StoreWriter
+
+    _, cache, _ = audited
+    alone = tmp_path / "cache"
+    alone.mkdir()
+    with FeatureStore(cache / "features.h5") as store:  # the same cache, train split only
+        writer = StoreWriter(alone / "features.h5", store.header, 512)
+        writer.begin_split("train")
+        writer.append(store.read("train"))
+        writer.end_split([])
+        writer.commit()
+    (alone / "audit").mkdir()
+    (alone / "audit" / "learning_curve.png").write_bytes(b"old")
+    result = audit_cache(AuditConfig(cache=alone, curve_seeds=1))
+    assert result.curve is None and read_audit(alone / "audit" / "audit.json")["learning_curve"] is None
+    assert not (alone / "audit" / "learning_curve.png").exists()
+
+
 def test_thumbnails_are_cached_by_content_hash(audited):
     _, cache, _ = audited
     thumbs = list((cache / "thumbnails" / "128").rglob("*.jpg"))

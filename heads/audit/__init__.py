@@ -3,7 +3,7 @@
 from importlib import import_module
 
 _PUBLIC = {
-    "AuditConfig": "config", "AuditResult": "run", "audit_cache": "run", "AUDIT_DIR": "formats",
+    "AuditConfig": "config", "AuditResult": "result", "audit_cache": "run", "AUDIT_DIR": "formats",
     "FORMAT_VERSION": "formats", "find_label_issues": "label_issues", "find_duplicates": "duplicates",
     "outlier_score": "outliers", "learning_curve": "learning_curve",
 }
