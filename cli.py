@@ -192,7 +192,7 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
               help="How many of the most confidently wrong images to print.")
 @click.option("--html", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a self-contained HTML page of the mistakes, each beside an image of the class it "
-                   "was taken for.")
+                   "was taken for  [default: no page]")
 @head_run_options
 @quiet_option
 @click.pass_context
