@@ -157,7 +157,8 @@ def _threshold_rows(cache: Path, copies: dict[str, tuple[str, str]]) -> dict:
             kinds.setdefault(kind, []).append(float(unit[index[copy]] @ unit[index[original]]))
         at_one = float(np.quantile(upper, 1 - 1e-4))
         measured[name] = {"threshold_1_per_10k": round(at_one, 4),
-                          **{f"recall_{kind}": round(float(np.mean(np.array(v) > at_one)), 3) for kind, v in kinds.items()}}
+                          **{f"recall_{kind}": round(float(np.mean(np.array(v) > at_one)), 3)
+                             for kind, v in kinds.items()}}
         if name == f"whitened_{WHITEN_DIMS}":
             measured["by_threshold"] = {str(t): {
                 "false_pairs_per_10k": round(float((upper >= t).mean() * 1e4), 2),
@@ -184,7 +185,8 @@ def threshold_measurement(weights: str, work: Path) -> dict:
         kind, scale = ("jpeg_4/3", 4 / 3) if number % 2 else ("jpeg_3/4", 3 / 4)
         copy = generated.root / "train" / path.parent.name / f"copy-{number}.jpg"
         image.resize((round(image.width * scale), round(image.height * scale))).save(copy, quality=85)
-        generated_copies[copy.relative_to(generated.root).as_posix()] = (kind, path.relative_to(generated.root).as_posix())
+        original = path.relative_to(generated.root).as_posix()
+        generated_copies[copy.relative_to(generated.root).as_posix()] = (kind, original)
     _extract(generated.root, work / "cache-generated", weights)
     return {"hymenoptera": _threshold_rows(work / "cache-photos", photo_copies),
             "generated": _threshold_rows(work / "cache-generated", generated_copies)}
@@ -220,6 +222,7 @@ def run(seeds: int = 5, rows: int = 100_000, out: Path | None = ROOT / "bench" /
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line: run() and print its figures."""
     parser = argparse.ArgumentParser(prog="python -m bench.audit", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="planted datasets (default: %(default)s)")
     parser.add_argument("--rows", type=int, default=100_000, help="rows for the scale run (default: %(default)s)")

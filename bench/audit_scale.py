@@ -15,6 +15,7 @@ THRESHOLD = AuditConfig().near_threshold
 
 
 def main() -> None:
+    """Time and peak memory of one duplicate search, as JSON on stdout."""
     rows = int(sys.argv[1])
     from heads.audit.duplicates import find_duplicates
 

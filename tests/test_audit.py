@@ -52,7 +52,8 @@ def test_moved_images_rank_at_the_top_of_label_issues(audited):
 def test_every_planted_copy_is_a_train_val_pair_listed_first(audited):
     planted, cache, result = audited
     rows = read_rows(cache / "audit" / "duplicates.csv")
-    found = {(row["path_a"], row["path_b"]): row for row in rows if (row["split_a"], row["split_b"]) == ("train", "val")}
+    found = {(row["path_a"], row["path_b"]): row for row in rows
+             if (row["split_a"], row["split_b"]) == ("train", "val")}
     for copy, original in planted.copies.items():
         assert (copy, original) in found, copy
         assert found[(copy, original)]["exact"] == ("0" if copy in planted.resized else "1")

@@ -1,4 +1,4 @@
-"""Audit a dataset from its cached features: wrong labels, duplicates and leakage, outliers, clean-or-collect, a report."""
+"""Audit a dataset from its cached features: wrong labels, duplicates, leakage, outliers, clean or collect, a report."""
 
 from importlib import import_module
 

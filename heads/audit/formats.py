@@ -87,6 +87,7 @@ def write_csv(path: str | os.PathLike, columns: list[str], rows: Iterable[dict])
 
 
 def write_json(path: str | os.PathLike, record: dict) -> None:
+    """audit.json, its format version first."""
     with open(path, "w", encoding="utf-8") as handle:
         json.dump({"format_version": FORMAT_VERSION, **record}, handle, indent=2)
 

@@ -44,6 +44,8 @@ class Section:
 
 @dataclass
 class Figure:
+    """A titled PNG, embedded."""
+
     title: str
     png: bytes
     note: str = ""
@@ -57,7 +59,8 @@ def _cell(value: str | Thumb) -> str:
     if not isinstance(value, Thumb):
         return _text(value)
     if value.jpeg is None:
-        return f'<figure><div class="missing">not readable</div><figcaption>{_text(value.caption)}</figcaption></figure>'
+        return (f'<figure><div class="missing">not readable</div><figcaption>{_text(value.caption)}</figcaption>'
+                "</figure>")
     data = base64.b64encode(value.jpeg).decode("ascii")
     return (f'<figure><img src="data:image/jpeg;base64,{data}" alt="{_text(value.caption)}">'
             f"<figcaption>{_text(value.caption)}</figcaption></figure>")

@@ -23,6 +23,8 @@ MIN_GAIN = 0.01
 
 @dataclass
 class LearningCurve:
+    """Val accuracy per (size, seed), overall and per class."""
+
     sizes: list[int]  # images per class (a class with fewer uses all it has)
     seeds: int
     accuracy: np.ndarray  # (sizes, seeds), all val rows
@@ -44,14 +46,15 @@ class LearningCurve:
         return improving
 
     def to_dict(self, classes: list[str], head: str) -> dict:
-        def listed(values: np.ndarray) -> list:
+        """audit.json's learning_curve record: means and spreads as lists (null: a class without val rows)."""
+        def _listed(values: np.ndarray) -> list:
             return [None if np.isnan(v) else round(float(v), 6) for v in values]
 
-        per_class = {name: {"mean": listed(np.nanmean(self.per_class[:, :, k], axis=1)),
-                            "std": listed(np.nanstd(self.per_class[:, :, k], axis=1)),
+        per_class = {name: {"mean": _listed(np.nanmean(self.per_class[:, :, k], axis=1)),
+                            "std": _listed(np.nanstd(self.per_class[:, :, k], axis=1)),
                             "images": int(self.class_images[k])} for k, name in enumerate(classes)}
         return {"sizes": self.sizes, "seeds": self.seeds, "head": head,
-                "accuracy": {"mean": listed(self.accuracy.mean(axis=1)), "std": listed(self.accuracy.std(axis=1))},
+                "accuracy": {"mean": _listed(self.accuracy.mean(axis=1)), "std": _listed(self.accuracy.std(axis=1))},
                 "per_class": per_class, "still_improving": self.still_improving(classes)}
 
 

@@ -40,12 +40,12 @@ def _duplicate_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
     pairs = result.pairs
     shown, more = _capped(list(range(len(pairs))), cap)
 
-    def side(row: int) -> Thumb:
+    def _side(row: int) -> Thumb:
         return thumbs(rows.paths[row], rows.sha256[row], f"{rows.split[row]}: {rows.paths[row]}")
 
     return Section(
         "Duplicates and leakage", ["image a", "image b", "similarity", "kind"],
-        [[side(pairs.a[i]), side(pairs.b[i]), f"{pairs.similarity[i]:.4f}",
+        [[_side(pairs.a[i]), _side(pairs.b[i]), f"{pairs.similarity[i]:.4f}",
           ("leakage, " if pairs.leakage[i] else "") + ("exact copy" if pairs.exact[i] else "near duplicate")]
          for i in shown], more, DUPLICATES_FILE, "Pairs across train and val/test (leakage) first.")
 

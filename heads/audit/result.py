@@ -14,6 +14,8 @@ from .learning_curve import LearningCurve
 
 @dataclass
 class Outliers:
+    """Rows above the cutoff, farthest first, with their scores and nearest classes."""
+
     rows: np.ndarray  # farthest first
     score: np.ndarray
     nearest: np.ndarray
@@ -22,6 +24,8 @@ class Outliers:
 
 @dataclass
 class AuditResult:
+    """Every finding, audit.json's record and the lines the CLI and the page show."""
+
     folder: Path
     label_issues: LabelIssues
     pairs: Pairs

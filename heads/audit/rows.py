@@ -27,10 +27,12 @@ class CachedRows:
         return len(self.paths)
 
     def where(self, split: str) -> np.ndarray:
+        """Row numbers of a split."""
         return np.flatnonzero(self.split == split)
 
     @property
     def counts(self) -> dict[str, int]:
+        """Rows per split."""
         names, counts = np.unique(self.split, return_counts=True)
         return {str(name): int(count) for name, count in zip(names, counts)}
 

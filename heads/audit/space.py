@@ -45,5 +45,6 @@ def whiten(features: np.ndarray, train_features: np.ndarray, dims: int = WHITEN_
     projection = (vectors / np.sqrt(np.maximum(values, values[0] * 1e-6 + 1e-12))).astype(np.float32)
     whitened = np.empty((len(features), keep), np.float32)
     for start in range(0, len(features), BLOCK_ROWS):  # blocks: no centred copy of every row
-        whitened[start:start + BLOCK_ROWS] = (features[start:start + BLOCK_ROWS] - centre).astype(np.float32) @ projection
+        block = (features[start:start + BLOCK_ROWS] - centre).astype(np.float32)
+        whitened[start:start + BLOCK_ROWS] = block @ projection
     return unit_length(whitened)

@@ -44,9 +44,11 @@ def write_audit(result: AuditResult, rows: CachedRows, config: AuditConfig, cach
              formats.REPORT_FILE, formats.AUDIT_FILE]
     with replace_together(*(folder / name for name in names)) as temporaries:
         paths = dict(zip(names, temporaries))
-        formats.write_csv(paths[formats.LABEL_ISSUES_FILE], formats.LABEL_ISSUE_COLUMNS, _label_issue_rows(result, rows))
-        formats.write_csv(paths[formats.DUPLICATES_FILE], formats.DUPLICATE_COLUMNS, _duplicate_rows(result.pairs, rows))
-        formats.write_csv(paths[formats.OUTLIERS_FILE], formats.OUTLIER_COLUMNS, _outlier_rows(result.outliers, rows))
+        for name, columns, records in (
+                (formats.LABEL_ISSUES_FILE, formats.LABEL_ISSUE_COLUMNS, _label_issue_rows(result, rows)),
+                (formats.DUPLICATES_FILE, formats.DUPLICATE_COLUMNS, _duplicate_rows(result.pairs, rows)),
+                (formats.OUTLIERS_FILE, formats.OUTLIER_COLUMNS, _outlier_rows(result.outliers, rows))):
+            formats.write_csv(paths[name], columns, records)
         curve_png = None
         if result.curve is not None:
             plot_learning_curve(result.curve, rows.classes, paths[formats.CURVE_FILE])

@@ -14,14 +14,14 @@ def stage_progress(report: Reporter) -> Iterator[Callable[[str, int, int], None]
     bars = ExitStack()
     current: dict = {}
 
-    def update(stage: str, done: int, total: int) -> None:
+    def _update(stage: str, done: int, total: int) -> None:
         if current.get("stage") != stage:
             bars.close()
             current.update(stage=stage, bar=bars.enter_context(report.progress(stage, unit="step")))
         current["bar"](done, total)
 
     with bars:
-        yield update
+        yield _update
 
 
 def show_audit(report: Reporter, result) -> None:
