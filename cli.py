@@ -14,8 +14,9 @@ import click
 from features import __version__
 from features.config import ExtractConfig
 from features.provenance import PREPROCESSINGS
-from heads.audit.config import SCORES as AUDIT_SCORES, AuditConfig
+from heads.audit.config import AuditConfig
 from heads.config import PredictConfig, TrainConfig
+from heads.console.audit import audit_options
 from heads.console.options import (address_option, batch_option, cache_option, compile_option, device_option,
                                    engine_option, head_run_options, head_weights_option, quiet_option,
                                    refuse_address_without_ray, refuse_output_inside_inputs, workers_option)
@@ -268,21 +269,7 @@ def info(ctx: click.Context, cache: Path, as_json: bool) -> None:
 
 @cli.command()
 @cache_option
-@click.option("--head", "head_kind", type=click.Choice(["logreg", "sgd"]), default=AuditConfig().train.head,
-              show_default=True, help="The head scoring every image (train-head's --head): logreg fits to "
-                                      "convergence; sgd is the tutorial's recipe with its defaults.")
-@click.option("--folds", type=click.IntRange(2), default=AuditConfig().folds, show_default=True,
-              help="Folds for the out-of-fold probabilities of the train images.")
-@click.option("--score", type=click.Choice(AUDIT_SCORES), default=AuditConfig().score, show_default=True,
-              help="How label issues are ranked (confident learning's self-confidence or normalized margin).")
-@click.option("--near-threshold", type=click.FloatRange(-1, 1), default=AuditConfig().near_threshold,
-              show_default=True, help="Whitened cosine similarity from which two images are near duplicates.")
-@click.option("--outlier-quantile", type=click.FloatRange(0, 1), default=AuditConfig().outlier_quantile,
-              show_default=True, help="Outliers: images scoring above this quantile of the train images' scores.")
-@click.option("--curve-seeds", type=click.IntRange(1), default=AuditConfig().curve_seeds, show_default=True,
-              help="Seeds per learning-curve point (mean and spread).")
-@click.option("--report-rows", type=click.IntRange(0), default=AuditConfig().report_rows, show_default=True,
-              help="Rows per section of report.html; the CSVs hold every row.")
+@audit_options
 @quiet_option
 @click.pass_context
 def audit(ctx: click.Context, cache: Path, head_kind: str, folds: int, score: str, near_threshold: float,
