@@ -14,7 +14,9 @@ import click
 from features import __version__
 from features.config import ExtractConfig
 from features.provenance import PREPROCESSINGS
+from heads.audit.config import AuditConfig
 from heads.config import PredictConfig, TrainConfig
+from heads.console.audit import audit_options
 from heads.console.options import (address_option, batch_option, cache_option, compile_option, device_option,
                                    engine_option, head_run_options, head_weights_option, quiet_option,
                                    refuse_address_without_ray, refuse_output_inside_inputs, workers_option)
@@ -189,23 +191,30 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
               help="CSV of the wrong images, most confident first  [default: CACHE/evaluation_wrong.csv]")
 @click.option("--show", type=click.IntRange(0), default=10, show_default=True,
               help="How many of the most confidently wrong images to print.")
+@click.option("--html", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a self-contained HTML page of the mistakes, each beside an image of the class it "
+                   "was taken for  [default: no page]")
 @head_run_options
 @quiet_option
 @click.pass_context
-def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, show: int, weights: str | None,
-             device: str, batch_size: int, workers: int | None) -> None:
+def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, show: int, html: Path | None,
+             weights: str | None, device: str, batch_size: int, workers: int | None) -> None:
     """Score the head on FOLDER (one sub-folder per class): accuracy, per-class report, confusion, mistakes."""
     report = ctx.ensure_object(Reporter)
     out = out or cache / "evaluation_wrong.csv"
     refuse_output_inside_inputs(out, (folder,))
+    if html is not None:
+        refuse_output_inside_inputs(html, (folder,))
     with _errors_as_exit_codes():
         from heads import evaluate_head
         from heads.console.views import show_evaluation
 
         config = PredictConfig(weights=weights, device=device, batch_size=batch_size, workers=workers)
         with report.progress("evaluate") as on_progress:
-            evaluation = evaluate_head(folder, cache, out, config, on_progress)
+            evaluation = evaluate_head(folder, cache, out, config, on_progress, html=html)
         show_evaluation(report, folder, evaluation, show, out)
+        if html is not None:
+            report.note(f"page of the mistakes -> {html}")
 
 
 @cli.command("export")
@@ -256,6 +265,27 @@ def info(ctx: click.Context, cache: Path, as_json: bool) -> None:
             click.echo(json.dumps(described, indent=2))
         else:
             show_info(report, cache, described)
+
+
+@cli.command()
+@cache_option
+@audit_options
+@quiet_option
+@click.pass_context
+def audit(ctx: click.Context, cache: Path, head_kind: str, folds: int, score: str, near_threshold: float,
+          outlier_quantile: float, curve_seeds: int, report_rows: int) -> None:
+    """Audit CACHE/features.h5: label issues, duplicates and leakage, outliers, learning curve -> CACHE/audit/."""
+    report = ctx.ensure_object(Reporter)
+    with _errors_as_exit_codes():
+        from heads.audit import audit_cache
+        from heads.console.audit import show_audit, stage_progress
+
+        config = AuditConfig(cache=cache, train=TrainConfig(head=head_kind), folds=folds, score=score,
+                             near_threshold=near_threshold, outlier_quantile=outlier_quantile,
+                             curve_seeds=curve_seeds, report_rows=report_rows)
+        with stage_progress(report) as on_progress:
+            result = audit_cache(config, on_progress)
+        show_audit(report, result)
 
 
 def main() -> None:

@@ -44,11 +44,16 @@ class Evaluation:
 
 
 def evaluate_head(folder: str | os.PathLike, cache: str | os.PathLike, out: str | os.PathLike,
-                  config: PredictConfig = PredictConfig(), on_progress: ProgressCallback | None = None) -> Evaluation:
-    """The evaluate step in one call: score the head in cache on folder and write its mistakes to out."""
+                  config: PredictConfig = PredictConfig(), on_progress: ProgressCallback | None = None,
+                  html: str | os.PathLike | None = None) -> Evaluation:
+    """The evaluate step in one call: score the head in cache on folder and write its mistakes to out (and html)."""
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config)
     evaluation = evaluate_folder(folder, predictor, on_progress)
     write_mistakes(out, evaluation.mistakes)
+    if html is not None:
+        from heads.audit.page import write_evaluation_page
+
+        write_evaluation_page(Path(html), Path(folder), evaluation, Path(cache))
     return evaluation
 
 

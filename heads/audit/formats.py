@@ -1,0 +1,102 @@
+"""The audit's output files (CACHE/audit/). This docstring is their schema; bump FORMAT_VERSION on any change.
+
+All files of one run are replaced together (features/atomic.py), audit.json last. Paths are relative to the
+features file's data_root, written as the predictions CSV writes them (heads/predict/writer.py: a path starting
+with = + - @ becomes ./<path>). Every CSV has a header row; floats have 6 decimals.
+
+label_issues.csv   rows flagged by confident learning (Northcutt, Jiang & Chuang, "Confident Learning:
+                   Estimating Uncertainty in Dataset Labels", JAIR 70, 2021): a row whose out-of-fold
+                   probability of another class j reaches class j's threshold (the mean probability of j
+                   over the train rows labelled j). Most suspicious first.
+    path, split, given, suggested, self_confidence, normalized_margin, rank
+        given / suggested   class names; suggested is the most probable of the classes over threshold
+        self_confidence     p(given) out of fold (train) or from the head fitted on all of train (val, test)
+        normalized_margin   p(given) - max over other classes p(j), in [-1, 1]
+        rank                1 = most suspicious, by the score named in audit.json label_issues.score
+
+duplicates.csv     pairs of images, each pair once (a's row comes before b's in features.h5, so across
+                   splits split_a is train). Pairs across train and val/test (leakage) first, then exact
+                   pairs, then by similarity, highest first.
+    path_a, split_a, path_b, split_b, similarity, exact
+        similarity   cosine similarity of the PCA-whitened features (heads/audit/duplicates.py)
+        exact        1 when both files have the same sha256 (byte-identical), else 0
+
+outliers.csv       rows far from every class, farthest first: score above the quantile of the train rows'
+                   scores named in audit.json outliers.quantile.
+    path, split, given, nearest, score, rank
+        nearest      the class whose train centroid is nearest
+        score        heads/audit/outliers.py's outlier_score (higher: farther from every class)
+
+audit.json         {"format_version", "producer": "headstart <version>", "created": ISO 8601 UTC,
+                    "features": the features file, "classes", "counts": {split: rows},
+                    "label_issues": {"score", "folds", "head", "flagged", "thresholds": {class: t}},
+                    "duplicates": {"threshold", "exact_pairs", "near_pairs", "leakage_pairs", "listed",
+                                   "not_listed"},
+                    "outliers": {"quantile", "cutoff", "listed"},
+                    "learning_curve": null, or {"sizes": [images per class], "seeds", "head",
+                                    "accuracy": {"mean": [...], "std": [...]},
+                                    "per_class": {class: {"mean": [...], "std": [...], "images": n}},
+                                    "still_improving": [class, ...]},
+                    "val_mistakes": the val rows the head fitted on all of train gets wrong, as a count,
+                    "seconds"}
+    learning_curve.png   the same curve, accuracy against images per class (log scale), mean and spread.
+report.html        one self-contained page (heads/audit/html_report.py), thumbnails embedded.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Iterable
+
+from heads.predict.writer import safe_path
+
+FORMAT_VERSION = 1
+AUDIT_DIR = "audit"
+LABEL_ISSUES_FILE = "label_issues.csv"
+DUPLICATES_FILE = "duplicates.csv"
+OUTLIERS_FILE = "outliers.csv"
+AUDIT_FILE = "audit.json"
+CURVE_FILE = "learning_curve.png"
+REPORT_FILE = "report.html"
+
+LABEL_ISSUE_COLUMNS = ["path", "split", "given", "suggested", "self_confidence", "normalized_margin", "rank"]
+DUPLICATE_COLUMNS = ["path_a", "split_a", "path_b", "split_b", "similarity", "exact"]
+OUTLIER_COLUMNS = ["path", "split", "given", "nearest", "score", "rank"]
+PATH_COLUMNS = {"path", "path_a", "path_b"}
+
+
+def _cell(column: str, value) -> str:
+    if column in PATH_COLUMNS:
+        return safe_path(value)
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return str(value)
+
+
+def write_csv(path: str | os.PathLike, columns: list[str], rows: Iterable[dict]) -> None:
+    """One of the audit CSVs, to an open temporary path (the caller replaces the files together)."""
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(column, row[column]) for column in columns])
+
+
+def write_json(path: str | os.PathLike, record: dict) -> None:
+    """audit.json, its format version first."""
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({"format_version": FORMAT_VERSION, **record}, handle, indent=2)
+
+
+def read_audit(path: str | os.PathLike) -> dict:
+    """audit.json, refused with a clear message when it is of another format version."""
+    with open(path, encoding="utf-8") as handle:
+        record = json.load(handle)
+    if record.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path} is audit format {record.get('format_version')}; this headstart reads format "
+                         f"{FORMAT_VERSION}: re-run `audit`")
+    return record

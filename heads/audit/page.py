@@ -1,0 +1,128 @@
+"""The audit's and evaluate's HTML pages: results -> sections of thumbnails, capped, with the rest in the CSVs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .formats import DUPLICATES_FILE, LABEL_ISSUES_FILE, OUTLIERS_FILE
+from .html_report import Figure, Section, Thumb, render_page
+from .thumbnails import thumbnail
+
+
+class Thumbnails:
+    """Thumbnails of rows of the features file (paths under data_root, keyed by their cached sha256)."""
+
+    def __init__(self, data_root: Path, cache: Path, size: int):
+        self.data_root, self.cache, self.size = data_root, cache, size
+
+    def __call__(self, path: str, sha256: str | None = None, caption: str | None = None) -> Thumb:
+        return Thumb(thumbnail(self.data_root / path, sha256, self.cache, self.size), caption or path)
+
+
+def _capped(rows: list, cap: int) -> tuple[list, int]:
+    return rows[:cap], max(0, len(rows) - cap)
+
+
+def _label_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
+    issues, classes = result.label_issues, rows.classes
+    shown, more = _capped(list(range(len(issues.rows))), cap)
+    return Section(
+        "Label issues", ["image", "split", "given", "suggested", "self-confidence", "normalized margin"],
+        [[thumbs(rows.paths[issues.rows[i]], rows.sha256[issues.rows[i]]), rows.split[issues.rows[i]],
+          classes[rows.labels[issues.rows[i]]], classes[issues.suggested[i]], f"{issues.self_confidence[i]:.3f}",
+          f"{issues.normalized_margin[i]:.3f}"] for i in shown], more, LABEL_ISSUES_FILE,
+        "Out-of-fold probabilities disagree with the folder's class (confident learning); most suspicious first.")
+
+
+def _duplicate_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
+    pairs = result.pairs
+    shown, more = _capped(list(range(len(pairs))), cap)
+
+    def _side(row: int) -> Thumb:
+        return thumbs(rows.paths[row], rows.sha256[row], f"{rows.split[row]}: {rows.paths[row]}")
+
+    return Section(
+        "Duplicates and leakage", ["image a", "image b", "similarity", "kind"],
+        [[_side(pairs.a[i]), _side(pairs.b[i]), f"{pairs.similarity[i]:.4f}",
+          ("leakage, " if pairs.leakage[i] else "") + ("exact copy" if pairs.exact[i] else "near duplicate")]
+         for i in shown], more, DUPLICATES_FILE, "Pairs across train and val/test (leakage) first.")
+
+
+def _outlier_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
+    outliers, classes = result.outliers, rows.classes
+    shown, more = _capped(list(range(len(outliers.rows))), cap)
+    return Section(
+        "Outliers", ["image", "split", "given", "nearest class", "score"],
+        [[thumbs(rows.paths[outliers.rows[i]], rows.sha256[outliers.rows[i]]), rows.split[outliers.rows[i]],
+          classes[rows.labels[outliers.rows[i]]], classes[outliers.nearest[i]], f"{outliers.score[i]:.3f}"]
+         for i in shown], more, OUTLIERS_FILE, "Far from every class's train centroid; farthest first.")
+
+
+def _mistakes_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
+    classes = rows.classes
+    shown, more = _capped(result.val_mistakes, cap)
+    return Section(
+        "Most confidently wrong val images", ["image", "true", "predicted", "confidence"],
+        [[thumbs(rows.paths[row], rows.sha256[row]), classes[rows.labels[row]], classes[guess], f"{confidence:.3f}"]
+         for row, guess, confidence in shown], more, "",
+        "The head fitted on all of train, as `evaluate` on the val folder would list them (all of them: its CSV).")
+
+
+def audit_page(result, rows, cache: Path, cap: int, thumb_size: int, curve_png: bytes | None) -> str:
+    """report.html of an audit: summary, label issues, duplicate pairs, outliers, learning curve, val mistakes."""
+    thumbs = Thumbnails(rows.data_root, cache, thumb_size)
+    parts: list = [section(result, rows, thumbs, cap) for section in (_label_section, _duplicate_section,
+                                                                      _outlier_section)]
+    if curve_png is not None:
+        parts.append(Figure("Learning curve: clean or collect?", curve_png, result.curve_note))
+    parts.append(_mistakes_section(result, rows, thumbs, cap))
+    return render_page(f"headstart audit: {rows.data_root}", result.summary_lines, result.warnings, parts)
+
+
+def evaluation_page(folder: Path, evaluation, exemplars: dict[str, Thumb], cache: Path, cap: int,
+                    thumb_size: int) -> str:
+    """evaluate --html: each mistake beside an example of the class it was taken for."""
+    shown, more = _capped(evaluation.mistakes, cap)
+    thumbs = Thumbnails(Path(), cache, thumb_size)
+    missing = Thumb(None, "no example cached")
+    section = Section(
+        "Most confidently wrong", ["image", "true", "predicted", "confidence", "an image of the predicted class"],
+        [[thumbs(mistake.path), mistake.true, mistake.predicted, f"{mistake.confidence:.3f}",
+          exemplars.get(mistake.predicted, missing)] for mistake in shown], more, "the mistakes CSV")
+    summary = evaluation.summary
+    lines = [f"{evaluation.images} images, accuracy {summary['accuracy']:.4f}, {len(evaluation.mistakes)} wrong."]
+    return render_page(f"headstart evaluate: {folder}", lines, [], [section])
+
+
+def write_evaluation_page(out: Path, folder: Path, evaluation, cache: Path, cap: int = 50,
+                          thumb_size: int = 128) -> None:
+    """evaluate --html: the page, written whole or not at all; examples of each class come from CACHE's features."""
+    from features import FEATURES_FILE
+    from features.atomic import atomic_write
+
+    from .rows import load_rows
+
+    features = cache / FEATURES_FILE
+    exemplars = class_exemplars(load_rows(features), cache, thumb_size) if features.exists() else {}
+    page = evaluation_page(folder, evaluation, exemplars, cache, cap, thumb_size)
+    with atomic_write(out, "w", encoding="utf-8") as handle:
+        handle.write(page)
+
+
+def class_exemplars(rows, cache: Path, thumb_size: int) -> dict[str, Thumb]:
+    """Per class, the train image nearest its centroid: what 'the class it was taken for' looks like."""
+    from .space import unit_rows
+
+    thumbs = Thumbnails(rows.data_root, cache, thumb_size)
+    train = rows.where("train")
+    unit = unit_rows(rows.features[train], rows.features[train].mean(axis=0))
+    exemplars = {}
+    for k, name in enumerate(rows.classes):
+        members = train[rows.labels[train] == k]
+        if len(members):
+            member_unit = unit[rows.labels[train] == k]
+            best = members[int(np.argmax(member_unit @ member_unit.mean(axis=0)))]
+            exemplars[name] = thumbs(rows.paths[best], rows.sha256[best], f"{name}: {rows.paths[best]}")
+    return exemplars

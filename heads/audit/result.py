@@ -1,0 +1,39 @@
+"""What an audit found, as plain arrays and counts: what the writer, the page and the CLI read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .duplicates import Pairs
+from .label_issues import LabelIssues
+from .learning_curve import LearningCurve
+
+
+@dataclass
+class Outliers:
+    """Rows above the cutoff, farthest first, with their scores and nearest classes."""
+
+    rows: np.ndarray  # farthest first
+    score: np.ndarray
+    nearest: np.ndarray
+    cutoff: float
+
+
+@dataclass
+class AuditResult:
+    """Every finding, audit.json's record and the lines the CLI and the page show."""
+
+    folder: Path
+    label_issues: LabelIssues
+    pairs: Pairs
+    outliers: Outliers
+    curve: LearningCurve | None
+    val_mistakes: list[tuple[int, int, float]]  # (row, predicted, confidence), most confident first
+    record: dict = field(default_factory=dict)  # audit.json
+    summary_lines: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    curve_note: str = ""
+    seconds: float = 0.0

@@ -1,0 +1,104 @@
+"""The audit step: cached features -> label issues, duplicates, outliers, learning curve -> CACHE/audit/.
+
+A runner that only chains the roles: each step is its own module; this file reads the cache once, calls
+them in turn, and hands the result to summary.py (audit.json, the lines shown) and writer.py (the files).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from features import FEATURES_FILE, StoreError, cache_lock
+
+from .config import AuditConfig
+from .duplicates import find_duplicates
+from .formats import AUDIT_DIR
+from .label_issues import class_thresholds, find_label_issues
+from .learning_curve import learning_curve
+from .outliers import outlier_score
+from .probabilities import fit_and_predict, out_of_fold_probabilities
+from .result import AuditResult, Outliers
+from .rows import CachedRows, load_rows
+from .summary import describe
+from .writer import write_audit
+
+Progress = Callable[[str, int, int], None]
+
+
+def _stage(on_progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+    """A step's callback(done, total) reporting to the audit's callback(stage, done, total)."""
+    return None if on_progress is None else lambda done, total: on_progress(stage, done, total)
+
+
+def _probabilities(rows: CachedRows, config: AuditConfig, on_progress: Progress | None) -> np.ndarray:
+    """Out of fold for train rows; val and test from the head fitted on all of train."""
+    train, rest = rows.where("train"), np.flatnonzero(rows.split != "train")
+    num_classes = len(rows.classes)
+    progress = _stage(on_progress, "label issues")
+    if progress:
+        progress(0, 1)
+    probabilities = np.zeros((len(rows), num_classes), np.float32)
+    probabilities[train] = out_of_fold_probabilities(rows.features[train], rows.labels[train], num_classes,
+                                                     config.train, config.folds)
+    if len(rest):
+        probabilities[rest] = fit_and_predict(torch.from_numpy(rows.features[train]),
+                                              torch.from_numpy(rows.labels[train]),
+                                              torch.from_numpy(rows.features[rest]), num_classes, config.train).numpy()
+    if progress:
+        progress(1, 1)
+    return probabilities
+
+
+def _outliers(rows: CachedRows, quantile: float) -> Outliers:
+    train = rows.where("train")
+    score, nearest = outlier_score(rows.features[train], rows.labels[train], rows.features, len(rows.classes))
+    cutoff = float(np.quantile(score[train], quantile))
+    listed = np.flatnonzero(score > cutoff)
+    listed = listed[np.lexsort((listed, -score[listed]))]
+    return Outliers(listed, score[listed], nearest[listed], cutoff)
+
+
+def _val_mistakes(rows: CachedRows, probabilities: np.ndarray) -> list[tuple[int, int, float]]:
+    val = rows.where("val")
+    guesses = probabilities[val].argmax(1)
+    wrong = val[guesses != rows.labels[val]]
+    mistakes = [(int(row), int(probabilities[row].argmax()), float(probabilities[row].max())) for row in wrong]
+    return sorted(mistakes, key=lambda item: (-item[2], rows.paths[item[0]]))
+
+
+def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | None = None) -> AuditResult:
+    """Audit CACHE/features.h5 and write CACHE/audit/ (its files replaced together, audit.json last)."""
+    started = time.perf_counter()
+    cache = Path(config.cache)
+    features_path = cache / FEATURES_FILE
+    if not cache.is_dir():  # checked before taking the lock, which would create the folder
+        raise StoreError(f"{features_path} does not exist: run `extract` first")
+    with cache_lock(cache, "audit"):
+        rows = load_rows(features_path)
+        probabilities = _probabilities(rows, config, on_progress)
+        train = rows.where("train")
+        thresholds = class_thresholds(probabilities[train], rows.labels[train])
+        issues = find_label_issues(probabilities, rows.labels, thresholds, config.score)
+        pairs = find_duplicates(rows.features, rows.sha256, rows.split, len(train),
+                                config.near_threshold, config.max_pairs, on_progress=_stage(on_progress, "duplicates"))
+        outliers = _outliers(rows, config.outlier_quantile)
+        val = rows.where("val")
+        curve = None
+        if len(val):
+            curve = learning_curve(rows.features[train], rows.labels[train], rows.features[val], rows.labels[val],
+                                   len(rows.classes), config.train, config.curve_seeds,
+                                   _stage(on_progress, "learning curve"))
+        result = AuditResult(cache / AUDIT_DIR, issues, pairs, outliers, curve,
+                             _val_mistakes(rows, probabilities))
+        describe(result, rows, config, features_path)
+        result.record["seconds"] = round(time.perf_counter() - started, 3)
+        write_audit(result, rows, config, cache)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
