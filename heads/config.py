@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 from features.config import EngineConfig
 
+CLASS_WEIGHTS = ("none", "balanced")  # TrainConfig.class_weight: heads.weighting
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:

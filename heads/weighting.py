@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-CLASS_WEIGHTS = ("none", "balanced")
+from .config import CLASS_WEIGHTS
 
 
 def class_weights(labels: torch.Tensor, num_classes: int, kind: str) -> torch.Tensor | None:

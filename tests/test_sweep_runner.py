@@ -80,7 +80,7 @@ def test_winner_is_best_mean_accuracy_then_lower_log_loss_then_simpler():
         _scores(tutorial, (0.85, 0.85), (0.3, 0.3)),
         _scores(TrainConfig(lr=0.01), (0.85, 0.85), (0.2, 0.2)),  # same accuracy, lower loss: wins
         _scores(TrainConfig(lr=0.1), (0.5, 0.5), (math.inf, 0.1)),
-    ], folds=2, seed=0, seconds=1.0)
+    ], folds=2, seed=0, seconds=1.0, head_seconds={"sgd": 1.0})
     ranked = [scores.setting for scores in result.ranked()]
     assert ranked == [TrainConfig(lr=0.01), tutorial, longer, balanced, TrainConfig(lr=0.1)]
     assert result.winner.setting == TrainConfig(lr=0.01)

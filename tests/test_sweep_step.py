@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from cli_helpers import assert_ok, run
+from cli_helpers import assert_error, assert_ok, run
 from conftest import make_dataset
 from features.store import FeatureStore
 from heads.checkpoint import load_head
@@ -72,3 +72,42 @@ def test_val_is_not_read_before_the_refit(cache, tmp_path, monkeypatch):
     assert summary.cross_validation.winner == clean.cross_validation.winner
     assert events[:3] == ["train", "chosen", "val"]
     assert np.isnan(summary.fit.metrics["val_loss"]) and not np.isnan(clean.fit.metrics["val_loss"])
+
+
+def test_sweep_command_reports_the_ranking_and_the_one_val_score(cache, tmp_path):
+    folder = tmp_path / "cli"
+    shutil.copytree(cache, folder)
+    result = run("sweep", "--cache", folder, "--folds", 3, "--grid", cache.parent / "grid.toml", "--seed", 1)
+    assert_ok(result)
+    assert "top 10 of 17 settings, 3-fold cross-validation" in result.output
+    assert "51 heads (17 settings x 3 folds)" in result.output
+    metrics = json.loads((folder / "metrics.json").read_text())
+    chosen = metrics["sweep"]["chosen"]
+    assert f"chosen: {chosen['head']} " in result.output
+    assert f"val (6 rows, read once, after the choice): acc {metrics['val_acc']:.4f}" in result.output
+    rows = [line for line in (folder / SWEEP_FILE).read_text().splitlines()[2:]]
+    assert rows[0].startswith(f"1,{chosen['head']},")
+
+
+@pytest.mark.parametrize("name, text, fragment", [
+    ("grid.toml", "[sgd]\nmomentum = [0.9, 2]", "sgd.momentum = 2 is not a number from 0 to 1"),
+    ("grid.json", '{"sgd": {"lr": [0.1, "x"]}}', "sgd.lr = 'x' is not a number > 0"),
+    ("grid.toml", "[sgd\n", "is not valid TOML"),
+])
+def test_a_bad_grid_file_is_a_one_line_error_and_exit_1(cache, tmp_path, name, text, fragment):
+    grid = tmp_path / name
+    grid.write_text(text)
+    before = sorted(path.name for path in cache.iterdir())
+    assert_error(run("sweep", "--cache", cache, "--grid", grid), str(grid), fragment)
+    assert sorted(path.name for path in cache.iterdir()) == before  # nothing written
+
+
+def test_train_head_takes_class_weight_weight_decay_and_logreg_c(cache, tmp_path):
+    folder = tmp_path / "train"
+    shutil.copytree(cache, folder)
+    assert_ok(run("train-head", "--cache", folder, "--class-weight", "balanced", "--weight-decay", 0.01, "--quiet"))
+    config = json.loads((folder / "metrics.json").read_text())["train_config"]
+    assert (config["class_weight"], config["weight_decay"]) == ("balanced", 0.01)
+    assert_ok(run("train-head", "--cache", folder, "--head", "logreg", "--logreg-c", 0.1, "--quiet"))
+    assert load_head(folder / "head.pt").train_config["c"] == 0.1
+    assert_error(run("train-head", "--cache", folder, "--class-weight", "auto"), "auto", code=2)

@@ -27,8 +27,7 @@ import math
 import tomllib
 from pathlib import Path
 
-from ..config import TrainConfig
-from ..weighting import CLASS_WEIGHTS
+from ..config import CLASS_WEIGHTS, TrainConfig
 
 GRID_FORMAT_VERSION = 1
 
@@ -125,3 +124,9 @@ def default_grid(seed: int = 0) -> list[TrainConfig]:
     """96 SGD settings around the tutorial's recipe and 3 logreg ones."""
     return expand_grid(DEFAULT_GRID, seed, "the default grid")
 
+
+
+def describe_setting(setting: TrainConfig) -> str:
+    """The head and the settings a grid gives it, e.g. "sgd lr=0.001 epochs=5 ... class_weight=none"."""
+    return " ".join([setting.head, *[f"{key}={getattr(setting, key):g}" if key != "class_weight"
+                                     else f"{key}={setting.class_weight}" for key in SECTIONS[setting.head]]])

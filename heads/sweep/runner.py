@@ -60,6 +60,7 @@ class CrossValidation:
     folds: int
     seed: int
     seconds: float
+    head_seconds: dict[str, float]  # time spent training and scoring each kind of head ("sgd", "logreg")
 
     @property
     def heads(self) -> int:
@@ -106,12 +107,14 @@ def cross_validate(features: torch.Tensor, labels: torch.Tensor, num_classes: in
     started = time.perf_counter()
     splits = stratified_folds(labels.numpy(), folds, seed)
     groups, total, done = _groups(settings), len(settings) * folds, 0
+    head_seconds = dict.fromkeys(sorted({setting.head for setting in settings}), 0.0)
 
     def fit_and_score(train_x: torch.Tensor, train_y: torch.Tensor, held_x: torch.Tensor) -> torch.Tensor:
         nonlocal done
         logits = held_x.new_empty(len(held_x), len(settings), num_classes)
         for indices in groups:
             members = [settings[index] for index in indices]
+            group_started = time.perf_counter()
             if members[0].head == "sgd":
                 weight, bias = train_stacked(train_x, train_y, num_classes, members)
                 # One addmm per head, as each head alone computes its outputs: the same logits to the last bit.
@@ -122,6 +125,7 @@ def cross_validate(features: torch.Tensor, labels: torch.Tensor, num_classes: in
                 head = train_logreg((train_x, train_y), None, num_classes, members[0]).head
                 with torch.no_grad():
                     logits[:, indices[0]] = head(held_x)
+            head_seconds[members[0].head] += time.perf_counter() - group_started
             done += len(indices)
             if on_progress:
                 on_progress(done, total)
@@ -136,4 +140,4 @@ def cross_validate(features: torch.Tensor, labels: torch.Tensor, num_classes: in
     fold_loss = torch.stack([loss[split].mean(0) for split in splits], 1)
     scores = [SettingScores(setting, tuple(fold_acc[index].tolist()), tuple(fold_loss[index].tolist()))
               for index, setting in enumerate(settings)]
-    return CrossValidation(scores, folds, seed, time.perf_counter() - started)
+    return CrossValidation(scores, folds, seed, time.perf_counter() - started, head_seconds)

@@ -32,7 +32,8 @@ def sweep_record(result: CrossValidation, grid: str) -> dict:
     """What metrics.json and head.pt keep of the sweep: how the winner was chosen and its cross-validated scores."""
     winner = result.winner
     return {"grid": grid, "settings": len(result.scores), "folds": result.folds, "seed": result.seed,
-            "heads": result.heads, "seconds": result.seconds, "chosen": winner.setting.to_dict(),
+            "heads": result.heads, "seconds": result.seconds, "head_seconds": result.head_seconds,
+            "chosen": winner.setting.to_dict(),
             "cv_acc_mean": winner.acc_mean, "cv_acc_std": winner.acc_std, "cv_loss_mean": winner.loss_mean,
             "cv_loss_std": winner.loss_std, "table": SWEEP_FILE}
 
