@@ -67,6 +67,16 @@ def _val_summary(result: TrainResult, val: tuple[torch.Tensor, torch.Tensor] | N
     return classification_summary(val[1].numpy(), predicted, classes)
 
 
+def _read_rows(store: FeatureStore, given: Choice, choose: Callable | None):
+    """The train rows, the setting (chosen from the train rows alone when `choose` is given), then the val rows."""
+    train = _tensors(store, "train")
+    if not len(train[1]):
+        raise StoreError(f"{store.path} has no training rows: check the dataset and re-run `extract`")
+    choice = choose(train, list(store.header.classes)) if choose else given
+    val = _tensors(store, "val") if "val" in store.splits and store.count("val") else None
+    return train, val, choice
+
+
 def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
              on_epoch: Callable[[int, dict], None] | None = None,
              choose: Callable[[tuple[torch.Tensor, torch.Tensor], list[str]], Choice] | None = None) -> FitSummary:
@@ -81,13 +91,8 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
     with cache_lock(cache, "train-head"):
         with FeatureStore(cache / FEATURES_FILE) as store:
             header = store.header
-            train = _tensors(store, "train")
-            if not len(train[1]):
-                raise StoreError(f"{store.path} has no training rows: check the dataset and re-run `extract`")
-            classes = list(header.classes)
-            choice = choose(train, classes) if choose else Choice(config, {}, {})
-            config = choice.config
-            val = _tensors(store, "val") if "val" in store.splits and store.count("val") else None
+            train, val, choice = _read_rows(store, Choice(config, {}, {}), choose)
+        classes, config = list(header.classes), choice.config
         if config.head == "logreg":
             result = train_logreg(train, val, len(classes), config)
             if on_epoch:
@@ -101,9 +106,8 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
                                     header.preprocessing.describe(), header.precision, config.to_dict(), metrics)
         head_path, metrics_path, curves_path = cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE
         # All or none: a failure (a full disk, Ctrl-C) leaves the previous head, metrics, plot (and sweep) together.
-        extra_paths = [cache / name for name in choice.outputs]
-        with replace_together(*extra_paths, curves_path, metrics_path, head_path) as (*extra_tmps, curves_tmp,
-                                                                                        metrics_tmp, head_tmp):
+        paths = [*(cache / name for name in choice.outputs), curves_path, metrics_path, head_path]
+        with replace_together(*paths) as (*extra_tmps, curves_tmp, metrics_tmp, head_tmp):
             for write, extra_tmp in zip(choice.outputs.values(), extra_tmps):
                 write(extra_tmp)
             plot_curves(result.history, curves_tmp)

@@ -98,6 +98,29 @@ def _groups(settings: list[TrainConfig]) -> list[list[int]]:
     return [*stacked.values(), *alone]
 
 
+def _held_out_logits(train: tuple[torch.Tensor, torch.Tensor], held_x: torch.Tensor, num_classes: int,
+                     members: list[TrainConfig]) -> torch.Tensor:
+    """(held rows, members, C): the outputs on the held-out rows of the heads trained on `train`, one per member."""
+    if members[0].head == "sgd":
+        weight, bias = train_stacked(*train, num_classes, members)
+        # One addmm per head, as each head alone computes its outputs: the same logits to the last bit.
+        return torch.baddbmm(bias.unsqueeze(1), held_x.expand(len(members), *held_x.shape),
+                             weight.transpose(1, 2)).transpose(0, 1)
+    head = train_logreg(train, None, num_classes, members[0]).head
+    with torch.no_grad():
+        return head(held_x).unsqueeze(1)
+
+
+def _fold_scores(logits: torch.Tensor, labels: torch.Tensor, splits: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accuracy and mean cross-entropy (settings, folds) of out-of-fold logits (N, settings, C)."""
+    finite = torch.isfinite(logits).all(2)
+    correct = (logits.argmax(2) == labels.unsqueeze(1)) & finite
+    picked = torch.log_softmax(logits, 2).gather(2, labels.view(-1, 1, 1).expand(-1, logits.shape[1], 1)).squeeze(2)
+    loss = torch.where(finite, -picked.double(), math.inf)
+    return (torch.stack([correct[split].double().mean(0) for split in splits], 1),
+            torch.stack([loss[split].mean(0) for split in splits], 1))
+
+
 def cross_validate(features: torch.Tensor, labels: torch.Tensor, num_classes: int, settings: list[TrainConfig],
                    folds: int = 5, seed: int = 0,
                    on_progress: Callable[[int, int], None] | None = None) -> CrossValidation:
@@ -115,29 +138,14 @@ def cross_validate(features: torch.Tensor, labels: torch.Tensor, num_classes: in
         for indices in groups:
             members = [settings[index] for index in indices]
             group_started = time.perf_counter()
-            if members[0].head == "sgd":
-                weight, bias = train_stacked(train_x, train_y, num_classes, members)
-                # One addmm per head, as each head alone computes its outputs: the same logits to the last bit.
-                stacked = torch.baddbmm(bias.unsqueeze(1), held_x.expand(len(indices), *held_x.shape),
-                                        weight.transpose(1, 2))
-                logits[:, indices] = stacked.transpose(0, 1)
-            else:
-                head = train_logreg((train_x, train_y), None, num_classes, members[0]).head
-                with torch.no_grad():
-                    logits[:, indices[0]] = head(held_x)
+            logits[:, indices] = _held_out_logits((train_x, train_y), held_x, num_classes, members)
             head_seconds[members[0].head] += time.perf_counter() - group_started
             done += len(indices)
             if on_progress:
                 on_progress(done, total)
         return logits
 
-    logits = out_of_fold(features, labels, splits, fit_and_score)  # (N, settings, C)
-    finite = torch.isfinite(logits).all(2)
-    correct = (logits.argmax(2) == labels.unsqueeze(1)) & finite
-    picked = torch.log_softmax(logits, 2).gather(2, labels.view(-1, 1, 1).expand(-1, len(settings), 1)).squeeze(2)
-    loss = torch.where(finite, -picked.double(), math.inf)
-    fold_acc = torch.stack([correct[split].double().mean(0) for split in splits], 1)  # (settings, folds)
-    fold_loss = torch.stack([loss[split].mean(0) for split in splits], 1)
+    fold_acc, fold_loss = _fold_scores(out_of_fold(features, labels, splits, fit_and_score), labels, splits)
     scores = [SettingScores(setting, tuple(fold_acc[index].tolist()), tuple(fold_loss[index].tolist()))
               for index, setting in enumerate(settings)]
     return CrossValidation(scores, folds, seed, time.perf_counter() - started, head_seconds)
