@@ -84,7 +84,7 @@ def run(data: Path = REAL_DATA, weights: str = "none", work: Path | None = None)
     extract_seconds = time.perf_counter() - started
     with FeatureStore(cache / FEATURES_FILE) as store:
         rows = store.read("train")
-        classes = len(store.header["classes"])
+        classes = len(store.header.classes)
     features, labels = torch.from_numpy(rows.features), torch.from_numpy(rows.labels)
     settings = bench_grid()
     cross_validate(features, labels, classes, settings[:2], FOLDS)  # first-call costs paid before timing
@@ -109,6 +109,8 @@ def run(data: Path = REAL_DATA, weights: str = "none", work: Path | None = None)
         # Stacked heads equal train_sgd's bit for bit, so every fold's held-out accuracy is the same.
         "settings_with_other_fold_accuracies": sum(list(s.fold_acc) != a for s, a in zip(swept.scores, single_fold_acc)),
         "sweep_step_seconds": step_seconds, "sweep_step_settings": len(step.cross_validation.scores),
+        "sweep_step_head_seconds": step.cross_validation.head_seconds,
+        "sweep_step_over_extract_seconds": step_seconds / extract_seconds,
         "winner": {**swept.winner.setting.to_dict(), "acc_mean": swept.winner.acc_mean,
                    "acc_std": swept.winner.acc_std},
         "imbalanced": {
