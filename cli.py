@@ -15,11 +15,13 @@ from features import __version__
 from features.config import ExtractConfig
 from features.provenance import PREPROCESSINGS
 from heads.audit.config import AuditConfig
-from heads.config import PredictConfig, TrainConfig
+from heads.config import PredictConfig, SweepConfig, TrainConfig
 from heads.console.audit import audit_options
+from heads.console.sweep import show_sweep, sweep_options
 from heads.console.options import (address_option, batch_option, cache_option, compile_option, device_option,
                                    engine_option, head_run_options, head_weights_option, quiet_option,
-                                   refuse_address_without_ray, refuse_output_inside_inputs, workers_option)
+                                   refuse_address_without_ray, refuse_output_inside_inputs, train_options,
+                                   workers_option)
 from heads.console.reporter import Reporter
 from heads.export.config import EXPORT_FORMATS, ExportConfig
 from heads.predict.writer import FORMATS, STDOUT
@@ -119,33 +121,33 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
 
 
 @cli.command("train-head")
-@cache_option
-@click.option("--head", "head_kind", type=click.Choice(["sgd", "logreg"]), default=TrainConfig().head,
-              show_default=True, help="sgd: the tutorial's recipe; logreg: scikit-learn's LogisticRegression, "
-                                      "to compare against (ignores the SGD options).")
-@click.option("--epochs", type=click.IntRange(1), default=TrainConfig().epochs, show_default=True,
-              help="Passes over the training features.")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=TrainConfig().lr, show_default=True,
-              help="SGD learning rate.")
-@click.option("--momentum", type=click.FloatRange(0, 1), default=TrainConfig().momentum, show_default=True,
-              help="SGD momentum.")
-@click.option("--batch-size", type=click.IntRange(1), default=TrainConfig().batch_size, show_default=True,
-              help="Features per SGD step.")
-@click.option("--seed", type=int, default=TrainConfig().seed, show_default=True,
-              help="Seeds the head's init and the shuffling: the same seed gives the same head.")
+@train_options
 @quiet_option
 @click.pass_context
-def train_head(ctx: click.Context, cache: Path, head_kind: str, epochs: int, lr: float, momentum: float,
-               batch_size: int, seed: int) -> None:
+def train_head(ctx: click.Context, cache: Path, **settings) -> None:
     """Train the linear head on CACHE/features.h5; write head.pt, metrics.json and curves.png."""
     report = ctx.ensure_object(Reporter)
     with _errors_as_exit_codes():
         from heads import fit_head
         from heads.console.views import EpochTable, show_training
 
-        epochs_table = EpochTable(head_kind)
-        config = TrainConfig(epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, seed=seed, head=head_kind)
-        show_training(report, fit_head(cache, config, epochs_table), epochs_table)
+        epochs_table = EpochTable(settings["head"])
+        show_training(report, fit_head(cache, TrainConfig(**settings), epochs_table), epochs_table)
+
+
+@cli.command()
+@sweep_options
+@quiet_option
+@click.pass_context
+def sweep(ctx: click.Context, cache: Path, **settings) -> None:
+    """Choose the head's settings by k-fold cross-validation on the train split, refit the best, score it on val once."""
+    report = ctx.ensure_object(Reporter)
+    with _errors_as_exit_codes():
+        from heads import sweep_heads
+
+        with report.progress("sweep", unit="head") as on_progress:
+            summary = sweep_heads(cache, SweepConfig(**settings), on_progress)
+        show_sweep(report, summary)
 
 
 @cli.command()

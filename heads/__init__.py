@@ -9,6 +9,7 @@ _PUBLIC = {
     "Predictor": "predict.predictor", "Prediction": "predict.writer", "write_predictions": "predict.writer",
     "predict_files": "predict.runner", "evaluate_head": "predict.evaluation", "train_sgd": "train",
     "train_one_epoch": "train",
+    "SweepConfig": "config", "sweep_heads": "sweep",
 }
 __all__ = list(_PUBLIC)
 

@@ -12,10 +12,12 @@
     weights         {"kind", "name", "sha256"} of the backbone the features came from
     preprocessing   {"name", "resize", "crop", "mean", "std", "interpolation"}
     precision       "fp32" | "bf16"
-    train_config    {"epochs", "lr", "momentum", "batch_size", "seed", "head": "sgd"|"logreg"}
+    train_config    {"epochs", "lr", "momentum", "batch_size", "seed", "head": "sgd"|"logreg", "weight_decay",
+                    "class_weight": "none"|"balanced", "c"} (the last three absent from heads saved before them)
     metrics         final-epoch metrics ("epoch", "train_loss", "train_acc", "val_loss", "val_acc"),
                     "history" (one dict per epoch), "best_epoch" (the history entry best on val, or None),
-                    "val_report" ({"accuracy", "report", "confusion", "classes"} of the val split, or None)
+                    "val_report" ({"accuracy", "report", "confusion", "classes"} of the val split, or None),
+                    and after `sweep`, "sweep" (heads/sweep/step.py's sweep_record: how the setting was chosen)
     features_file   the features file it was trained on
 """
 

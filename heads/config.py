@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 from features.config import EngineConfig
 
+CLASS_WEIGHTS = ("none", "balanced")  # TrainConfig.class_weight: heads.weighting
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
@@ -17,6 +19,9 @@ class TrainConfig:
     batch_size: int = 32
     seed: int = 0
     head: str = "sgd"
+    weight_decay: float = 0.0  # L2, applied as torch.optim.SGD applies it (to the weight and the bias)
+    class_weight: str = "none"  # or "balanced": heads.weighting
+    c: float = 1.0  # logreg's inverse regularisation strength (scikit-learn's C)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -27,3 +32,12 @@ class PredictConfig(EngineConfig):
     """Options of the predict and evaluate steps; weights=None means the weights the head records."""
 
     weights: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig:
+    """Options of the sweep step: k-fold cross-validation of a grid of TrainConfigs (heads.sweep)."""
+
+    folds: int = 5
+    grid: str | None = None  # a .toml or .json grid file; None: heads.sweep.grid's default grid
+    seed: int = 0  # the folds' and every head's

@@ -24,6 +24,15 @@ METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A setting chosen from the train rows alone (the sweep), before val is read, and what is saved with it."""
+
+    config: TrainConfig
+    metrics: dict  # merged into metrics.json and the head's metrics
+    outputs: dict[str, Callable[[Path], None]]  # file name in the cache -> writer, replaced together with the head
+
+
 @dataclass
 class FitSummary:
     """What a train-head run wrote and measured, for the report."""
@@ -58,9 +67,23 @@ def _val_summary(result: TrainResult, val: tuple[torch.Tensor, torch.Tensor] | N
     return classification_summary(val[1].numpy(), predicted, classes)
 
 
+def _read_rows(store: FeatureStore, given: Choice, choose: Callable | None):
+    """The train rows, the setting (chosen from the train rows alone when `choose` is given), then the val rows."""
+    train = _tensors(store, "train")
+    if not len(train[1]):
+        raise StoreError(f"{store.path} has no training rows: check the dataset and re-run `extract`")
+    choice = choose(train, list(store.header.classes)) if choose else given
+    val = _tensors(store, "val") if "val" in store.splits and store.count("val") else None
+    return train, val, choice
+
+
 def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
-             on_epoch: Callable[[int, dict], None] | None = None) -> FitSummary:
-    """Train on the cached train split, score on val each epoch, save the head, its metrics and its curves."""
+             on_epoch: Callable[[int, dict], None] | None = None,
+             choose: Callable[[tuple[torch.Tensor, torch.Tensor], list[str]], Choice] | None = None) -> FitSummary:
+    """Train on the cached train split, score on val each epoch, save the head, its metrics and its curves.
+
+    With `choose` (the sweep), the setting is choose(train rows, classes)'s, decided before val is read.
+    """
     started = time.perf_counter()
     cache = Path(cache)
     if not cache.is_dir():  # checked before taking the lock, which would create the folder
@@ -68,11 +91,8 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
     with cache_lock(cache, "train-head"):
         with FeatureStore(cache / FEATURES_FILE) as store:
             header = store.header
-            train = _tensors(store, "train")
-            val = _tensors(store, "val") if "val" in store.splits and store.count("val") else None
-        if not len(train[1]):
-            raise StoreError(f"{store.path} has no training rows: check the dataset and re-run `extract`")
-        classes = list(header.classes)
+            train, val, choice = _read_rows(store, Choice(config, {}, {}), choose)
+        classes, config = list(header.classes), choice.config
         if config.head == "logreg":
             result = train_logreg(train, val, len(classes), config)
             if on_epoch:
@@ -81,12 +101,15 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
             result = train_sgd(train, val, len(classes), config, on_epoch)
         counts = {"train": len(train[1]), "val": len(val[1]) if val is not None else 0}
         metrics = {**result.final, "history": result.history, "best_epoch": best_epoch(result.history),
-                   "val_report": _val_summary(result, val, classes)}
+                   "val_report": _val_summary(result, val, classes), **choice.metrics}
         checkpoint = HeadCheckpoint(result.head, classes, header.backbone, header.weights.to_dict(),
                                     header.preprocessing.describe(), header.precision, config.to_dict(), metrics)
         head_path, metrics_path, curves_path = cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE
-        # All three or none: a failure (a full disk, Ctrl-C) leaves the previous head, metrics and plot together.
-        with replace_together(curves_path, metrics_path, head_path) as (curves_tmp, metrics_tmp, head_tmp):
+        # All or none: a failure (a full disk, Ctrl-C) leaves the previous head, metrics, plot (and sweep) together.
+        paths = [*(cache / name for name in choice.outputs), curves_path, metrics_path, head_path]
+        with replace_together(*paths) as (*extra_tmps, curves_tmp, metrics_tmp, head_tmp):
+            for write, extra_tmp in zip(choice.outputs.values(), extra_tmps):
+                write(extra_tmp)
             plot_curves(result.history, curves_tmp)
             with open(metrics_tmp, "w", encoding="utf-8") as out:
                 json.dump({**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}, out,

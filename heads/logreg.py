@@ -28,11 +28,12 @@ def train_logreg(
     num_classes: int,
     config: TrainConfig = TrainConfig(head="logreg"),
 ) -> TrainResult:
-    """Fit LogisticRegression (lbfgs, L2, C=1) and express it as a LinearHead, scored like the SGD head."""
+    """Fit LogisticRegression (lbfgs, L2, C=config.c, config.class_weight) as a LinearHead, scored like the SGD head."""
     from sklearn.linear_model import LogisticRegression
 
     features, labels = train
-    model = LogisticRegression(max_iter=2000, random_state=config.seed)
+    model = LogisticRegression(C=config.c, class_weight=None if config.class_weight == "none" else config.class_weight,
+                               max_iter=2000, random_state=config.seed)
     model.fit(features.numpy(), labels.numpy())
     if list(model.classes_) != list(range(num_classes)):
         raise ValueError(f"logreg needs every class in the training rows; it saw only {list(model.classes_)}")

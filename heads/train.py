@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from .config import TrainConfig
 from .linear import LinearHead
 from .sgd import MomentumSGD
+from .weighting import class_weights
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,11 @@ class TrainResult:
         return self.history[-1]
 
 
-def train_one_epoch(head: nn.Module, loader: DataLoader, optimizer: MomentumSGD) -> Scores:
+def train_one_epoch(head: nn.Module, loader: DataLoader, optimizer: MomentumSGD,
+                    weight: torch.Tensor | None = None) -> Scores:
     """One pass over shuffled batches; loss is the mean over samples (the notebook divided by the epoch number)."""
     head.train()
-    criterion = nn.CrossEntropyLoss()
+    criterion = nn.CrossEntropyLoss(weight=weight)
     total_loss, correct, seen = 0.0, 0, 0
     for features, labels in loader:
         optimizer.zero_grad()
@@ -89,13 +91,15 @@ def train_sgd(
     features, labels = train
     generator = torch.Generator().manual_seed(config.seed)
     head = LinearHead(features.shape[1], num_classes, generator=generator)
-    optimizer = MomentumSGD(head.parameters(), lr=config.lr, momentum=config.momentum)
+    optimizer = MomentumSGD(head.parameters(), lr=config.lr, momentum=config.momentum,
+                            weight_decay=config.weight_decay)
+    weight = class_weights(labels, num_classes, config.class_weight)
     loader = DataLoader(TensorDataset(features, labels), batch_size=config.batch_size, shuffle=True,
                         generator=generator)
     result = TrainResult(head)
     with _one_thread():
         for epoch in range(1, config.epochs + 1):
-            metrics = epoch_metrics(epoch, head, train_one_epoch(head, loader, optimizer), val)
+            metrics = epoch_metrics(epoch, head, train_one_epoch(head, loader, optimizer, weight), val)
             result.history.append(metrics)
             if on_epoch:
                 on_epoch(epoch, metrics)

@@ -37,13 +37,14 @@ def test_same_parameters_as_torch_sgd_bit_for_bit(lr, momentum, weight_decay):
         assert torch.equal(mine, reference)
 
 
-def test_train_sgd_gives_the_head_torch_sgd_gives(monkeypatch):
+@pytest.mark.parametrize("config", [TrainConfig(epochs=3), TrainConfig(epochs=3, weight_decay=0.01)])
+def test_train_sgd_gives_the_head_torch_sgd_gives(monkeypatch, config):
     generator = torch.Generator().manual_seed(5)
     train = torch.randn(100, 512, generator=generator), torch.randint(0, 2, (100,), generator=generator)
-    ours = train_sgd(train, None, 2, TrainConfig(epochs=3)).head
-    monkeypatch.setattr("heads.train.MomentumSGD", lambda params, lr, momentum: torch.optim.SGD(
-        params, lr=lr, momentum=momentum))
-    theirs = train_sgd(train, None, 2, TrainConfig(epochs=3)).head
+    ours = train_sgd(train, None, 2, config).head
+    monkeypatch.setattr("heads.train.MomentumSGD", lambda params, lr, momentum, weight_decay: torch.optim.SGD(
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay))
+    theirs = train_sgd(train, None, 2, config).head
     assert torch.equal(ours.weight, theirs.weight) and torch.equal(ours.bias, theirs.bias)
 
 

@@ -9,6 +9,8 @@ import click
 from features.config import ExtractConfig
 from features.engines import ENGINES
 
+from heads.config import CLASS_WEIGHTS, TrainConfig
+
 from .reporter import Reporter
 
 DEVICES = ["auto", "cpu", "cuda"]
@@ -68,3 +70,35 @@ def refuse_output_inside_inputs(out: Path, paths: tuple[Path, ...]) -> None:
         source = given.resolve()
         if target == source or (source.is_dir() and target.is_relative_to(source)):
             raise click.UsageError(f"--out {out} is inside the input {given}: write it somewhere else")
+
+
+_TRAIN_OPTIONS = [
+    cache_option,
+    click.option("--head", type=click.Choice(["sgd", "logreg"]), default=TrainConfig().head, show_default=True,
+                 help="sgd: the tutorial's recipe; logreg: scikit-learn's LogisticRegression, to compare against "
+                      "(ignores the SGD options)."),
+    click.option("--epochs", type=click.IntRange(1), default=TrainConfig().epochs, show_default=True,
+                 help="Passes over the training features."),
+    click.option("--lr", type=click.FloatRange(0, min_open=True), default=TrainConfig().lr, show_default=True,
+                 help="SGD learning rate."),
+    click.option("--momentum", type=click.FloatRange(0, 1), default=TrainConfig().momentum, show_default=True,
+                 help="SGD momentum."),
+    click.option("--batch-size", type=click.IntRange(1), default=TrainConfig().batch_size, show_default=True,
+                 help="Features per SGD step."),
+    click.option("--seed", type=int, default=TrainConfig().seed, show_default=True,
+                 help="Seeds the head's init and the shuffling: the same seed gives the same head."),
+    click.option("--weight-decay", type=click.FloatRange(0), default=TrainConfig().weight_decay, show_default=True,
+                 help="SGD's L2 weight decay."),
+    click.option("--class-weight", type=click.Choice(CLASS_WEIGHTS), default=TrainConfig().class_weight,
+                 show_default=True, help="balanced: cross-entropy weighted by inverse class frequency, for "
+                                         "imbalanced folders (sgd and logreg)."),
+    click.option("--logreg-c", "c", type=click.FloatRange(0, min_open=True), default=TrainConfig().c,
+                 show_default=True, help="logreg's inverse regularisation strength (scikit-learn's C)."),
+]
+
+
+def train_options(command):
+    """train-head's options: --cache, and one per TrainConfig field (defaulting to it), passed on by its name."""
+    for option in reversed(_TRAIN_OPTIONS):
+        command = option(command)
+    return command

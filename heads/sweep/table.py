@@ -1,0 +1,51 @@
+"""sweep.csv, format 1: every setting's cross-validated scores, best first, as the sweep ranked them.
+
+The first line is a comment naming the format and its producer, the folds and the seed:
+
+    # headstart sweep.csv format 1; producer headstart <version>; folds 5; seed 0
+
+then a CSV header and one row per setting (read it with pandas.read_csv(path, comment="#")):
+
+    rank            1 = the winner, the setting refit on the whole train split and scored on val
+    head            "sgd" | "logreg"
+    lr, epochs, momentum, weight_decay, batch_size      SGD settings (empty for logreg)
+    c               logreg's C (empty for sgd)
+    class_weight    "none" | "balanced"
+    acc_mean, acc_std, loss_mean, loss_std              over the folds (population std); loss is the mean
+                    cross-entropy on the held-out rows, "inf" where a head's outputs were not finite
+    acc_fold<k>, loss_fold<k>                           each fold's held-out scores, k = 1..folds
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+
+from features import __version__
+
+from .runner import CrossValidation
+
+SWEEP_FILE = "sweep.csv"
+SWEEP_FORMAT_VERSION = 1
+_SGD = ("lr", "epochs", "momentum", "weight_decay", "batch_size")
+
+
+def header(folds: int) -> list[str]:
+    return ["rank", "head", *_SGD, "c", "class_weight", "acc_mean", "acc_std", "loss_mean", "loss_std",
+            *[f"acc_fold{k}" for k in range(1, folds + 1)], *[f"loss_fold{k}" for k in range(1, folds + 1)]]
+
+
+def write_sweep_csv(path: str | os.PathLike, result: CrossValidation) -> None:
+    """Write the ranked table (the sweep step writes it to a temporary file replaced together with the head)."""
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(f"# headstart sweep.csv format {SWEEP_FORMAT_VERSION}; producer headstart {__version__}; "
+                     f"folds {result.folds}; seed {result.seed}\n")
+        writer = csv.writer(handle)
+        writer.writerow(header(result.folds))
+        for rank, scores in enumerate(result.ranked(), 1):
+            setting = scores.setting
+            sgd = setting.head == "sgd"
+            writer.writerow([rank, setting.head, *[getattr(setting, key) if sgd else "" for key in _SGD],
+                             "" if sgd else setting.c, setting.class_weight,
+                             *[f"{value:.6f}" for value in (scores.acc_mean, scores.acc_std, scores.loss_mean,
+                                                            scores.loss_std, *scores.fold_acc, *scores.fold_loss)]])

@@ -1,0 +1,113 @@
+"""heads/sweep/step.py: the winner is chosen from the train rows alone, refit, scored on val once, saved as train-head saves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from cli_helpers import assert_error, assert_ok, run
+from conftest import make_dataset
+from features.store import FeatureStore
+from heads.checkpoint import load_head
+from heads.config import SweepConfig
+from heads.sweep import SWEEP_FILE, sweep_heads
+
+GRID = """
+[sgd]
+lr = [0.001, 0.01]
+momentum = [0.0, 0.9]
+epochs = [2, 4]
+batch_size = 4
+class_weight = ["none", "balanced"]
+[logreg]
+c = 0.1
+"""
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("sweep")
+    data = make_dataset(work / "data", per_class={"train": 9, "val": 3})
+    assert_ok(run("extract", "--data", data, "--cache", work / "cache", "--weights", "none", "--quiet"))
+    (work / "grid.toml").write_text(GRID)
+    return work / "cache"
+
+
+def _sweep(source: Path, grid: Path, folder: Path, on_progress=None):
+    shutil.copytree(source, folder)
+    return folder, sweep_heads(folder, SweepConfig(folds=3, grid=str(grid), seed=1), on_progress)
+
+
+def test_the_winner_is_refit_and_saved_as_train_head_saves_with_the_sweep_recorded(cache, tmp_path):
+    folder, summary = _sweep(cache, cache.parent / "grid.toml", tmp_path / "clean")
+    winner = summary.cross_validation.winner
+    head = load_head(folder / "head.pt")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert head.train_config == winner.setting.to_dict() == metrics["train_config"] == metrics["sweep"]["chosen"]
+    assert head.metrics["sweep"] == metrics["sweep"]
+    assert metrics["sweep"]["cv_acc_mean"] == winner.acc_mean and metrics["sweep"]["settings"] == 17
+    assert metrics["sweep"]["heads"] == 17 * 3 and metrics["counts"] == {"train": 18, "val": 6}
+    assert "val_acc" in metrics and (folder / "curves.png").stat().st_size > 0
+    assert (folder / SWEEP_FILE).read_text().count("\n") == 2 + 17
+
+
+def test_val_is_not_read_before_the_refit(cache, tmp_path, monkeypatch):
+    """Val's features poisoned (NaN): the same choice and sweep.csv, and val is read only after the choice is made."""
+    poisoned = tmp_path / "poisoned-source"
+    shutil.copytree(cache, poisoned)
+    with h5py.File(poisoned / "features.h5", "r+") as raw:
+        raw["val/features"][...] = np.nan
+    events = []
+    read = FeatureStore.read
+    monkeypatch.setattr(FeatureStore, "read", lambda store, split, *a: events.append(split) or read(store, split, *a))
+    folder, summary = _sweep(poisoned, cache.parent / "grid.toml", tmp_path / "poisoned",
+                             lambda done, total: done == total and events.append("chosen"))
+    clean_folder, clean = _sweep(cache, cache.parent / "grid.toml", tmp_path / "clean")
+    assert (folder / SWEEP_FILE).read_text() == (clean_folder / SWEEP_FILE).read_text()
+    assert summary.cross_validation.winner == clean.cross_validation.winner
+    assert events[:3] == ["train", "chosen", "val"]
+    assert np.isnan(summary.fit.metrics["val_loss"]) and not np.isnan(clean.fit.metrics["val_loss"])
+
+
+def test_sweep_command_reports_the_ranking_and_the_one_val_score(cache, tmp_path):
+    folder = tmp_path / "cli"
+    shutil.copytree(cache, folder)
+    result = run("sweep", "--cache", folder, "--folds", 3, "--grid", cache.parent / "grid.toml", "--seed", 1)
+    assert_ok(result)
+    assert "top 10 of 17 settings, 3-fold cross-validation" in result.output
+    assert "51 heads (17 settings x 3 folds)" in result.output
+    metrics = json.loads((folder / "metrics.json").read_text())
+    chosen = metrics["sweep"]["chosen"]
+    assert f"chosen: {chosen['head']} " in result.output
+    assert f"val (6 rows, read once, after the choice): acc {metrics['val_acc']:.4f}" in result.output
+    rows = [line for line in (folder / SWEEP_FILE).read_text().splitlines()[2:]]
+    assert rows[0].startswith(f"1,{chosen['head']},")
+
+
+@pytest.mark.parametrize("name, text, fragment", [
+    ("grid.toml", "[sgd]\nmomentum = [0.9, 2]", "sgd.momentum = 2 is not a number from 0 to 1"),
+    ("grid.json", '{"sgd": {"lr": [0.1, "x"]}}', "sgd.lr = 'x' is not a number > 0"),
+    ("grid.toml", "[sgd\n", "is not valid TOML"),
+])
+def test_a_bad_grid_file_is_a_one_line_error_and_exit_1(cache, tmp_path, name, text, fragment):
+    grid = tmp_path / name
+    grid.write_text(text)
+    before = sorted(path.name for path in cache.iterdir())
+    assert_error(run("sweep", "--cache", cache, "--grid", grid), str(grid), fragment)
+    assert sorted(path.name for path in cache.iterdir()) == before  # nothing written
+
+
+def test_train_head_takes_class_weight_weight_decay_and_logreg_c(cache, tmp_path):
+    folder = tmp_path / "train"
+    shutil.copytree(cache, folder)
+    assert_ok(run("train-head", "--cache", folder, "--class-weight", "balanced", "--weight-decay", 0.01, "--quiet"))
+    config = json.loads((folder / "metrics.json").read_text())["train_config"]
+    assert (config["class_weight"], config["weight_decay"]) == ("balanced", 0.01)
+    assert_ok(run("train-head", "--cache", folder, "--head", "logreg", "--logreg-c", 0.1, "--quiet"))
+    assert load_head(folder / "head.pt").train_config["c"] == 0.1
+    assert_error(run("train-head", "--cache", folder, "--class-weight", "auto"), "auto", code=2)
