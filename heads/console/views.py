@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from .reporter import Reporter
 
+if TYPE_CHECKING:
+    from features.extract import ExtractSummary
+    from heads.fit import FitSummary
+    from heads.predict.evaluation import Evaluation
+
 EPOCH_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
-def show_extract_start(report: Reporter, summary) -> None:
+def show_extract_start(report: Reporter, summary: ExtractSummary) -> None:
     """Before any image is read: random weights, a resumed run, or why everything is re-extracted."""
     if summary.weights.kind == "none":
         report.warn("--weights none: features come from a randomly initialised backbone, NOT pretrained")
@@ -21,7 +27,7 @@ def show_extract_start(report: Reporter, summary) -> None:
         report.note(f"re-extracting everything: {summary.rebuild_reason}")
 
 
-def show_extract(report: Reporter, summary) -> None:
+def show_extract(report: Reporter, summary: ExtractSummary) -> None:
     """Rows per split, the skipped files and their reasons, the classes and the time taken."""
     table = Table(title=f"{summary.path}  ({summary.weights.describe()}, {summary.device})")
     for column in ("split", "images", "extracted", "reused", "skipped"):
@@ -70,7 +76,7 @@ class EpochTable:
         self.table.add_row(str(epoch), *[f"{metrics[key]:.4f}" if key in metrics else "-" for key in EPOCH_COLUMNS])
 
 
-def show_training(report: Reporter, summary, epochs: EpochTable) -> None:
+def show_training(report: Reporter, summary: FitSummary, epochs: EpochTable) -> None:
     """The epochs, the last and best epoch on val, val's report and confusion matrix, and the files written."""
     report.table(epochs.table)
     metrics = summary.metrics
@@ -89,7 +95,7 @@ def show_training(report: Reporter, summary, epochs: EpochTable) -> None:
                 f"{summary.metrics_path}, {summary.curves_path}")
 
 
-def show_evaluation(report: Reporter, folder: Path, evaluation, show: int, out: Path) -> None:
+def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show: int, out: Path) -> None:
     """Accuracy, the per-class report, the confusion matrix and the `show` most confidently wrong images."""
     summary, mistakes = evaluation.summary, evaluation.mistakes
     report.table(scores_table(summary, f"{folder}: accuracy {summary['accuracy']:.4f}"))
