@@ -1,0 +1,53 @@
+"""Class-conditional Mahalanobis distance with one shared covariance: how far a feature is from every class's mean.
+
+Fitted state (plain tensors, stored in head.pt): "means" (C x D), "precision" (D x D), the inverse of the
+shared within-class covariance shrunk towards a scaled identity by the Ledoit-Wolf formula (a head trains on
+a few hundred rows of 512-d features, too few for the plain covariance to be invertible). Features are
+L2-normalised first: the backbone's feature norm varies with image content more than with the class.
+"""
+
+from __future__ import annotations
+
+import torch
+
+NAME = "mahalanobis"
+
+
+def _normalised(features: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(features.double(), dim=1)
+
+
+def ledoit_wolf(centered: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The shrunk covariance of zero-mean rows and its shrinkage (as scikit-learn's ledoit_wolf computes them)."""
+    rows, dims = centered.shape
+    covariance = centered.T @ centered / rows
+    mu = float(torch.trace(covariance)) / dims
+    squared = centered**2
+    beta_sum = float((squared.T @ squared).sum())
+    delta_sum = float(((centered.T @ centered) ** 2).sum()) / rows**2
+    beta = (beta_sum / rows - delta_sum) / (dims * rows)
+    delta = (delta_sum - 2 * mu * float(torch.trace(covariance)) + dims * mu**2) / dims
+    shrinkage = 0.0 if beta == 0 else min(beta, delta) / delta
+    shrunk = (1 - shrinkage) * covariance + shrinkage * mu * torch.eye(dims, dtype=covariance.dtype)
+    return shrunk, shrinkage
+
+
+def fit(features: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-class means and the shrunk shared precision matrix of the (normalised) train features."""
+    features = _normalised(features)
+    counts = torch.bincount(labels).double()
+    # A class with no rows (possible in a fold of a tiny split) gets a NaN mean, which score() never picks.
+    means = torch.zeros(len(counts), features.shape[1], dtype=features.dtype).index_add_(0, labels, features)
+    means /= counts[:, None]
+    covariance, _ = ledoit_wolf(features - means[labels])
+    return {"means": means.float(), "precision": torch.linalg.inv(covariance).float()}
+
+
+def score(state: dict[str, torch.Tensor], features: torch.Tensor) -> torch.Tensor:
+    """Squared Mahalanobis distance to the nearest class mean, one per row; higher = less like the training set."""
+    features = _normalised(features)
+    means, precision = state["means"].double(), state["precision"].double()
+    projected = features @ precision
+    distances = ((projected * features).sum(1, keepdim=True) - 2 * projected @ means.T
+                 + ((means @ precision) * means).sum(1)[None, :])
+    return distances.nan_to_num(nan=torch.inf).min(1).values.float()
