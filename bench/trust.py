@@ -99,13 +99,12 @@ def _recipes() -> dict:
             "logreg": TrainConfig(head="logreg")}
 
 
-def _trainer(config):
+def _trainer(config, classes: int):
     """train(x, y) -> LinearHead with the recipe of config, as train-head trains."""
     from heads.logreg import train_logreg
     from heads.train import train_head
 
     def train(features: torch.Tensor, labels: torch.Tensor):
-        classes = int(labels.max()) + 1
         fit = train_logreg if config.head == "logreg" else train_head
         return fit((features, labels), None, classes, config).head
 
@@ -128,7 +127,7 @@ def score_case(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor
             "unknown_flagged": float((unknown_scores > model.threshold).double().mean()),
         }
     for name, config in _recipes().items():
-        train_fn = _trainer(config)
+        train_fn = _trainer(config, int(train[1].max()) + 1)
         calibration = calibrate(train_fn(*train), train, train_fn, val, seed=config.seed)
         with torch.inference_mode():
             confidence = [torch.softmax(calibration.head(x), 1).max(1).values for x in (val[0], unknown)]

@@ -53,9 +53,11 @@ def test_held_out_class_is_flagged_far_more_than_val(data, models, method):
 def test_threshold_flags_about_rate_of_in_distribution_images(data, method, rate):
     train, val, _ = data
     flagged = float(fit_unknown(*train, method=method, rate=rate).flag(val[0]).float().mean())
-    # 1800 val rows and a threshold from 900 out-of-fold scores: each adds a standard error of about 0.007
-    # at rate 0.05. kNN's fold models hold 4/5 of the rows, so its threshold is a little high (flags fewer).
-    assert rate - 0.02 <= flagged <= rate + 0.02, (rate, flagged)
+    # Sampling alone moves the rate: the threshold is a quantile of 900 out-of-fold scores and the rate is
+    # measured on 1800 val rows. Over 8 data seeds, Mahalanobis averaged 0.051 and 0.202 (kNN 0.041 and 0.176:
+    # its fold models hold 4/5 of the rows, so its held-out distances are larger and its threshold high).
+    standard_error = (rate * (1 - rate) * (1 / 900 + 1 / 1800)) ** 0.5
+    assert abs(flagged - rate) <= 2.5 * standard_error, (rate, flagged)
 
 
 def test_threshold_comes_from_held_out_scores_not_in_sample_ones(data, models):
@@ -103,3 +105,9 @@ def test_damaged_record_is_a_clear_error(record, fragment):
 def test_rate_outside_zero_one_is_refused(data, rate):
     with pytest.raises(ValueError, match="unknown-rate"):
         fit_unknown(*data[0], rate=rate)
+
+
+def test_the_cli_lists_every_method():
+    from heads.trust.config import UNKNOWN_METHODS
+
+    assert sorted(UNKNOWN_METHODS) == sorted(METHODS)

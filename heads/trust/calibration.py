@@ -23,8 +23,10 @@ import torch
 from heads.folds import out_of_fold, stratified_folds
 from heads.linear import LinearHead
 
+from .config import TrustConfig
+
 BINS = 15
-DEFAULT_FOLDS = 5
+DEFAULT_FOLDS = TrustConfig().folds
 # T is searched in [1/20, 20]: a wider range only matters for heads that are useless either way.
 _LOG_T_RANGE = (math.log(0.05), math.log(20.0))
 

@@ -2,8 +2,9 @@
 
 Fitted state (plain tensors, stored in head.pt): "means" (C x D), "precision" (D x D), the inverse of the
 shared within-class covariance shrunk towards a scaled identity by the Ledoit-Wolf formula (a head trains on
-a few hundred rows of 512-d features, too few for the plain covariance to be invertible). Features are
-L2-normalised first: the backbone's feature norm varies with image content more than with the class.
+a few hundred rows of 512-d features, too few for the plain covariance to be invertible). Features are used
+as they are, not L2-normalised: their norm tells unknown images apart too (bench/trust.py measured AUROC 0.80
+raw against 0.66 normalised on hymenoptera against generated images, and equal on held-out generated classes).
 """
 
 from __future__ import annotations
@@ -11,10 +12,6 @@ from __future__ import annotations
 import torch
 
 NAME = "mahalanobis"
-
-
-def _normalised(features: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.normalize(features.double(), dim=1)
 
 
 def ledoit_wolf(centered: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -33,8 +30,8 @@ def ledoit_wolf(centered: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 
 def fit(features: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-class means and the shrunk shared precision matrix of the (normalised) train features."""
-    features = _normalised(features)
+    """Per-class means and the shrunk shared precision matrix of the train features."""
+    features = features.double()
     counts = torch.bincount(labels).double()
     # A class with no rows (possible in a fold of a tiny split) gets a NaN mean, which score() never picks.
     means = torch.zeros(len(counts), features.shape[1], dtype=features.dtype).index_add_(0, labels, features)
@@ -45,9 +42,10 @@ def fit(features: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]
 
 def score(state: dict[str, torch.Tensor], features: torch.Tensor) -> torch.Tensor:
     """Squared Mahalanobis distance to the nearest class mean, one per row; higher = less like the training set."""
-    features = _normalised(features)
+    features = features.double()
     means, precision = state["means"].double(), state["precision"].double()
-    projected = features @ precision
-    distances = ((projected * features).sum(1, keepdim=True) - 2 * projected @ means.T
-                 + ((means @ precision) * means).sum(1)[None, :])
+    # (x - mean) P (x - mean) per class, not its expansion: raw features have norms near 50, and the expanded
+    # terms would cancel to a small difference of large numbers.
+    differences = features[:, None, :] - means[None, :, :]
+    distances = torch.einsum("ncd,de,nce->nc", differences, precision, differences)
     return distances.nan_to_num(nan=torch.inf).min(1).values.float()

@@ -23,11 +23,12 @@ import torch
 from heads.folds import out_of_fold, stratified_folds
 
 from . import knn, mahalanobis
+from .config import TrustConfig
 
-METHODS = {mahalanobis.NAME: mahalanobis, knn.NAME: knn}
-DEFAULT_METHOD = mahalanobis.NAME
-DEFAULT_RATE = 0.05
-DEFAULT_FOLDS = 5
+METHODS = {mahalanobis.NAME: mahalanobis, knn.NAME: knn}  # the names config.UNKNOWN_METHODS lists for the CLI
+DEFAULT_METHOD = TrustConfig().unknown_method
+DEFAULT_RATE = TrustConfig().unknown_rate
+DEFAULT_FOLDS = TrustConfig().folds
 
 
 @dataclass(frozen=True)
