@@ -99,22 +99,12 @@ def _recipes() -> dict:
             "logreg": TrainConfig(head="logreg")}
 
 
-def _trainer(config, classes: int):
-    """train(x, y) -> LinearHead with the recipe of config, as train-head trains."""
-    from heads.logreg import train_logreg
-    from heads.train import train_head
-
-    def train(features: torch.Tensor, labels: torch.Tensor):
-        fit = train_logreg if config.head == "logreg" else train_head
-        return fit((features, labels), None, classes, config).head
-
-    return train
-
-
 def score_case(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
                unknown: torch.Tensor, rate: float, seed: int = 0) -> dict:
     """Every method's AUROC and flag rates, the head's own confidence as a baseline, and ECE per recipe."""
-    from heads.trust import METHODS, calibrate, fit_unknown
+    from heads.logreg import train_logreg
+    from heads.train import train_head
+    from heads.trust import METHODS, fit_trust, fit_unknown
 
     figures: dict = {"train_rows": len(train[1]), "val_rows": len(val[1]), "unknown_rows": len(unknown),
                      "methods": {}, "calibration": {}}
@@ -127,8 +117,9 @@ def score_case(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor
             "unknown_flagged": float((unknown_scores > model.threshold).double().mean()),
         }
     for name, config in _recipes().items():
-        train_fn = _trainer(config, int(train[1].max()) + 1)
-        calibration = calibrate(train_fn(*train), train, train_fn, val, seed=config.seed)
+        fit = train_logreg if config.head == "logreg" else train_head
+        head = fit(train, None, int(train[1].max()) + 1, config).head
+        calibration = fit_trust(head, train, val, config).calibration
         with torch.inference_mode():
             confidence = [torch.softmax(calibration.head(x), 1).max(1).values for x in (val[0], unknown)]
         figures["calibration"][name] = {

@@ -31,7 +31,7 @@ def _trainer(x, y):
 def fitted():
     train, val = _clusters(1, 60), _clusters(2, 100)
     head = _trainer(*train)
-    return head, train, val, fit_trust(head, train, val, _trainer, TrustConfig(unknown_rate=0.1), seed=0)
+    return head, train, val, fit_trust(head, train, val, CONFIG, TrustConfig(unknown_rate=0.1))
 
 
 def test_metrics_record_temperature_ece_and_flag_rate(fitted):
@@ -60,7 +60,7 @@ def test_records_load_with_weights_only(fitted):
 
 def test_no_calibrate_keeps_the_head_and_still_fits_the_unknown_model(fitted):
     head, train, val, _ = fitted
-    trust = fit_trust(head, train, val, _trainer, TrustConfig(calibrate=False))
+    trust = fit_trust(head, train, val, CONFIG, TrustConfig(calibrate=False))
     assert trust.head is head and trust.calibration is None and trust.metrics()["calibration"] is None
     assert trust.unknown is not None and trust.val_reliability is not None
 
@@ -68,7 +68,7 @@ def test_no_calibrate_keeps_the_head_and_still_fits_the_unknown_model(fitted):
 def test_a_class_with_one_row_skips_with_a_reason(fitted):
     head, train, val, _ = fitted
     keep = torch.cat([torch.arange(120), torch.tensor([120])])  # the third class keeps one row
-    trust = fit_trust(head, (train[0][keep], train[1][keep]), val, _trainer)
+    trust = fit_trust(head, (train[0][keep], train[1][keep]), val, CONFIG)
     assert trust.unknown is None and trust.calibration is None and "fewer than 2" in trust.skipped
     assert trust.records() == {"calibration": None, "unknown": None}
 
@@ -82,3 +82,16 @@ def test_reliability_diagram_is_a_png(fitted, tmp_path):
         assert image.format == "PNG" and image.size == (1000, 440)
     with Image.open(tmp_path / "empty.png") as image:
         assert image.size == (500, 440)
+
+
+def test_fold_heads_take_as_many_sgd_steps_as_the_saved_head(monkeypatch):
+    import heads.train
+    from heads.trust.fit import fold_trainer
+
+    steps = []
+    monkeypatch.setattr(heads.train, "train_one_epoch", lambda head, loader, optimizer: (
+        steps.append(len(loader)), heads.train.Scores(0.0, 0.0))[1])
+    config = TrainConfig(batch_size=32)
+    train = _clusters(3, 81)  # 243 rows: 8 batches of at most 32
+    fold_trainer(config, 3, len(train[1]))(train[0][:194], train[1][:194])  # a fold of 4/5
+    assert steps == [8] * config.epochs
