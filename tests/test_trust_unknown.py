@@ -111,3 +111,14 @@ def test_the_cli_lists_every_method():
     from heads.trust.config import UNKNOWN_METHODS
 
     assert sorted(UNKNOWN_METHODS) == sorted(METHODS)
+
+
+@pytest.mark.parametrize("flagged, images, warned", [(4, 20, True), (3, 20, False), (10, 19, False),
+                                                      (16, 100, True), (15, 100, False)])
+def test_drift_warning_above_three_times_the_rate_with_20_images(flagged, images, warned):
+    from heads.trust.unknown import drift_warning
+
+    message = drift_warning(flagged, images, 0.05)
+    assert (message is not None) == warned
+    if warned:
+        assert f"{flagged} of {images}" in message and "5.0% expected" in message

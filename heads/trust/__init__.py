@@ -6,7 +6,7 @@ _PUBLIC = {
     "Calibration": "calibration", "calibrate": "calibration", "expected_calibration_error": "calibration",
     "fold_temperature": "calibration", "reliability": "calibration", "TrustConfig": "config",
     "Trust": "fit", "fit_trust": "fit", "plot_reliability": "plot", "METHODS": "unknown",
-    "UnknownModel": "unknown", "fit_unknown": "unknown",
+    "UnknownModel": "unknown", "drift_warning": "unknown", "fit_unknown": "unknown",
 }
 __all__ = list(_PUBLIC)
 

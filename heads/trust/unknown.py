@@ -81,3 +81,15 @@ def fit_unknown(features: torch.Tensor, labels: torch.Tensor, method: str = DEFA
     scores = held_out_scores(features, labels, method, folds, seed)
     threshold = float(np.quantile(scores.double().numpy(), 1 - rate))
     return UnknownModel(method, METHODS[method].fit(features, labels), threshold, rate, folds)
+
+
+DRIFT_FACTOR = 3  # flagged share above this many times --unknown-rate ...
+DRIFT_MIN_IMAGES = 20  # ... over at least this many images: the images are not like the training set
+
+
+def drift_warning(flagged: int, images: int, rate: float) -> str | None:
+    """One line when far more images were flagged than the threshold was set to flag; None otherwise."""
+    if images < DRIFT_MIN_IMAGES or flagged <= DRIFT_FACTOR * rate * images:
+        return None
+    return (f"drift: {flagged} of {images} images ({flagged / images:.1%}) look unlike the training set, "
+            f"against {rate:.1%} expected of images like it: check these images, or retrain with them")
