@@ -103,7 +103,7 @@ def score_case(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor
                unknown: torch.Tensor, rate: float, seed: int = 0) -> dict:
     """Every method's AUROC and flag rates, the head's own confidence as a baseline, and ECE per recipe."""
     from heads.logreg import train_logreg
-    from heads.train import train_head
+    from heads.train import train_sgd
     from heads.trust import METHODS, fit_trust, fit_unknown
 
     figures: dict = {"train_rows": len(train[1]), "val_rows": len(val[1]), "unknown_rows": len(unknown),
@@ -117,7 +117,7 @@ def score_case(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor
             "unknown_flagged": float((unknown_scores > model.threshold).double().mean()),
         }
     for name, config in _recipes().items():
-        fit = train_logreg if config.head == "logreg" else train_head
+        fit = train_logreg if config.head == "logreg" else train_sgd
         head = fit(train, None, int(train[1].max()) + 1, config).head
         calibration = fit_trust(head, train, val, config).calibration
         with torch.inference_mode():

@@ -7,7 +7,7 @@ import torch
 
 from heads.config import TrainConfig
 from heads.linear import LinearHead
-from heads.train import train_head
+from heads.train import train_sgd
 from heads.trust import calibrate, expected_calibration_error, fold_temperature, reliability
 from heads.trust.calibration import fit_temperature
 
@@ -57,7 +57,7 @@ def test_temperature_lowers_ece_of_an_overconfident_head():
     config = TrainConfig(epochs=10, lr=0.1, batch_size=100)
 
     def trainer(x, y):
-        return train_head((x, y), None, 2, config).head
+        return train_sgd((x, y), None, 2, config).head
 
     calibration = calibrate(trainer(*train), train, trainer, val, seed=config.seed)
     assert calibration.temperature > 1.5

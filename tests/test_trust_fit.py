@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from heads.config import TrainConfig
-from heads.train import train_head
+from heads.train import train_sgd
 from heads.trust import TrustConfig, UnknownModel, fit_trust, plot_reliability
 
 CONFIG = TrainConfig(epochs=10, lr=0.1, batch_size=100)
@@ -24,7 +24,7 @@ def _clusters(seed: int, rows_per_class: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 def _trainer(x, y):
-    return train_head((x, y), None, 3, CONFIG).head
+    return train_sgd((x, y), None, 3, CONFIG).head
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +51,12 @@ def test_metrics_record_temperature_ece_and_flag_rate(fitted):
 def test_records_load_with_weights_only(fitted):
     head, _, val, trust = fitted
     buffer = io.BytesIO()
-    torch.save(trust.records(), buffer)
+    records = trust.records()
+    torch.save({"unknown": records["unknown"].to_dict(), "calibration": records["calibration"]}, buffer)
     buffer.seek(0)
-    records = torch.load(buffer, weights_only=True)
-    assert torch.equal(records["calibration"]["uncalibrated"]["weight"], head.weight)
-    assert UnknownModel.from_dict(records["unknown"]).threshold == trust.unknown.threshold
+    loaded = torch.load(buffer, weights_only=True)
+    assert torch.equal(loaded["calibration"]["uncalibrated"]["weight"], head.weight)
+    assert UnknownModel.from_dict(loaded["unknown"]).threshold == trust.unknown.threshold
 
 
 def test_no_calibrate_keeps_the_head_and_still_fits_the_unknown_model(fitted):
@@ -74,9 +75,7 @@ def test_a_class_with_one_row_skips_with_a_reason(fitted):
 
 
 def test_reliability_diagram_is_a_png(fitted, tmp_path):
-    trust = fitted[3]
-    plot_reliability(trust.calibration.val_before, trust.calibration.val_after, trust.calibration.temperature,
-                     tmp_path / "calibration.png")
+    fitted[3].plot(tmp_path / "calibration.png")
     plot_reliability(None, None, None, tmp_path / "empty.png")
     with Image.open(tmp_path / "calibration.png") as image:
         assert image.format == "PNG" and image.size == (1000, 440)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 UNKNOWN_METHODS = ("mahalanobis", "knn")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrustConfig:
     """Unknown-image detection (always on) and the temperature (calibrate=False: --no-calibrate)."""
 

@@ -37,9 +37,16 @@ class Trust:
         return {"calibration": calibration, "unknown": unknown}
 
     def records(self) -> dict:
-        """head.pt's `calibration` and `unknown` records (plain types; None when not fitted)."""
-        return {"calibration": self.calibration and self.calibration.to_dict(),
-                "unknown": self.unknown and self.unknown.to_dict()}
+        """HeadCheckpoint's `unknown` (the model) and `calibration` (its plain record); None when not fitted."""
+        return {"unknown": self.unknown, "calibration": self.calibration and self.calibration.to_dict()}
+
+    def plot(self, path) -> None:
+        """calibration.png: val's reliability diagram as trained, and after the temperature when there is one."""
+        from .plot import plot_reliability
+
+        calibration = self.calibration
+        plot_reliability(self.val_reliability, calibration and calibration.val_after,
+                         calibration and calibration.temperature, path)
 
 
 def fold_trainer(config: TrainConfig, num_classes: int, rows: int) -> Trainer:
@@ -53,7 +60,7 @@ def fold_trainer(config: TrainConfig, num_classes: int, rows: int) -> Trainer:
     hymenoptera 0.159 before, 0.068 after (0.062 at the same batch size).
     """
     from heads.logreg import train_logreg
-    from heads.train import train_head
+    from heads.train import train_sgd
 
     batches = math.ceil(rows / config.batch_size)
 
@@ -61,7 +68,7 @@ def fold_trainer(config: TrainConfig, num_classes: int, rows: int) -> Trainer:
         if config.head == "logreg":
             return train_logreg((features, labels), None, num_classes, config).head
         fold_config = replace(config, batch_size=math.ceil(len(labels) / batches))
-        return train_head((features, labels), None, num_classes, fold_config).head
+        return train_sgd((features, labels), None, num_classes, fold_config).head
 
     return train
 
