@@ -91,5 +91,5 @@ def drift_warning(flagged: int, images: int, rate: float) -> str | None:
     """One line when far more images were flagged than the threshold was set to flag; None otherwise."""
     if images < DRIFT_MIN_IMAGES or flagged <= DRIFT_FACTOR * rate * images:
         return None
-    return (f"drift: {flagged} of {images} images ({flagged / images:.1%}) look unlike the training set, "
-            f"against {rate:.1%} expected of images like it: check these images, or retrain with them")
+    return (f"drift: {flagged} of {images} images ({flagged / images:.1%}) flagged as unknown, against {rate:.1%} "
+            "expected: these images are unlike the training set")
