@@ -1,4 +1,4 @@
-"""Unknown images and calibration end to end: extract generated kinds, train-head, predict a folder of an unseen kind."""
+"""Unknown images and calibration end to end: generated kinds extracted and trained on, then a kind never seen."""
 
 from __future__ import annotations
 

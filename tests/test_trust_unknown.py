@@ -1,4 +1,4 @@
-"""heads/trust/unknown.py (+ mahalanobis.py, knn.py): held-out classes are flagged, val about --unknown-rate of the time."""
+"""heads/trust/unknown.py, mahalanobis.py, knn.py: held-out classes flagged, val about --unknown-rate of the time."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ class Predictor:
         return self.checkpoint.unknown.rate if self.checkpoint.unknown else None
 
     def predict(self, entries: list[ImageEntry], on_progress: ProgressCallback | None = None) -> Iterator[Prediction]:
-        """One Prediction per entry, in the order given; with the ood_score and unknown flag when the head has a model."""
+        """One Prediction per entry, in the order given; ood_score and unknown too when the head has a model."""
         # closing: when the consumer stops early, the decoding workers (or the Ray pipeline) stop with it.
         with closing(self.engine.embed(entries, self.backbone, self.preprocessing, on_progress)) as batches:
             for batch in batches:
