@@ -60,8 +60,9 @@ def evaluate(head: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> S
 
 
 @contextmanager
-def _one_thread():
-    """A 512 x C layer is too small for a thread pool: one thread beats paying for synchronisation."""
+def one_thread():
+    """A 512 x C layer is too small for a thread pool: one thread beats paying for synchronisation (and on a busy
+    machine, two threads made the head's SGD and the trust fitting 5-6 times slower)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -97,7 +98,7 @@ def train_sgd(
     loader = DataLoader(TensorDataset(features, labels), batch_size=config.batch_size, shuffle=True,
                         generator=generator)
     result = TrainResult(head)
-    with _one_thread():
+    with one_thread():
         for epoch in range(1, config.epochs + 1):
             metrics = epoch_metrics(epoch, head, train_one_epoch(head, loader, optimizer, weight), val)
             result.history.append(metrics)

@@ -78,9 +78,9 @@ def test_reliability_diagram_is_a_png(fitted, tmp_path):
     fitted[3].plot(tmp_path / "calibration.png")
     plot_reliability(None, None, None, tmp_path / "empty.png")
     with Image.open(tmp_path / "calibration.png") as image:
-        assert image.format == "PNG" and image.size == (1000, 440)
+        assert image.format == "PNG" and image.size == (550, 500)
     with Image.open(tmp_path / "empty.png") as image:
-        assert image.size == (500, 440)
+        assert image.size == (550, 500)
 
 
 def test_fold_heads_take_as_many_sgd_steps_as_the_saved_head(monkeypatch):

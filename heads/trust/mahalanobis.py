@@ -15,15 +15,19 @@ NAME = "mahalanobis"
 
 
 def ledoit_wolf(centered: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """The shrunk covariance of zero-mean rows and its shrinkage (as scikit-learn's ledoit_wolf computes them)."""
+    """The shrunk covariance of zero-mean rows and its shrinkage (as scikit-learn's ledoit_wolf computes them).
+
+    scikit-learn's two D x D products reduce to the covariance itself: sum((X*X)^T (X*X)) is the sum over rows
+    of |x|^4, and sum((X^T X)^2) / n^2 is the sum of the squared covariance.
+    """
     rows, dims = centered.shape
     covariance = centered.T @ centered / rows
-    mu = float(torch.trace(covariance)) / dims
-    squared = centered**2
-    beta_sum = float((squared.T @ squared).sum())
-    delta_sum = float(((centered.T @ centered) ** 2).sum()) / rows**2
+    trace = float(torch.trace(covariance))
+    mu = trace / dims
+    beta_sum = float(((centered**2).sum(1) ** 2).sum())
+    delta_sum = float((covariance**2).sum())
     beta = (beta_sum / rows - delta_sum) / (dims * rows)
-    delta = (delta_sum - 2 * mu * float(torch.trace(covariance)) + dims * mu**2) / dims
+    delta = (delta_sum - 2 * mu * trace + dims * mu**2) / dims
     shrinkage = 0.0 if beta == 0 else min(beta, delta) / delta
     shrunk = (1 - shrinkage) * covariance + shrinkage * mu * torch.eye(dims, dtype=covariance.dtype)
     return shrunk, shrinkage
@@ -37,7 +41,9 @@ def fit(features: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]
     means = torch.zeros(len(counts), features.shape[1], dtype=features.dtype).index_add_(0, labels, features)
     means /= counts[:, None]
     covariance, _ = ledoit_wolf(features - means[labels])
-    return {"means": means.float(), "precision": torch.linalg.inv(covariance).float()}
+    # Shrinkage keeps the covariance positive definite: Cholesky inverts it in half the time of a general inverse.
+    precision = torch.cholesky_inverse(torch.linalg.cholesky(covariance))
+    return {"means": means.float(), "precision": precision.float()}
 
 
 def score(state: dict[str, torch.Tensor], features: torch.Tensor) -> torch.Tensor:
@@ -47,5 +53,5 @@ def score(state: dict[str, torch.Tensor], features: torch.Tensor) -> torch.Tenso
     # (x - mean) P (x - mean) per class, not its expansion: raw features have norms near 50, and the expanded
     # terms would cancel to a small difference of large numbers.
     differences = features[:, None, :] - means[None, :, :]
-    distances = torch.einsum("ncd,de,nce->nc", differences, precision, differences)
+    distances = ((differences @ precision) * differences).sum(-1)
     return distances.nan_to_num(nan=torch.inf).min(1).values.float()
