@@ -21,7 +21,6 @@ class Trust:
     """The head to save (the temperature folded in, or as trained), and what train-head records about trust."""
 
     head: LinearHead
-    config: TrustConfig
     calibration: Calibration | None
     unknown: UnknownModel | None
     val_flagged_rate: float | None
@@ -98,7 +97,7 @@ def _fit_trust(head: LinearHead, train: tuple[torch.Tensor, torch.Tensor],
             val_reliability = reliability(torch.softmax(head(val[0]), 1), val[1])
     skipped = _too_few_rows(train[1], head.out_features)
     if skipped:
-        return Trust(head, config, None, None, None, val_reliability, skipped)
+        return Trust(head, None, None, None, val_reliability, skipped)
     folds = min(config.folds, len(train[1]))
     seed = train_config.seed
     unknown = fit_unknown(*train, method=config.unknown_method, rate=config.unknown_rate, folds=folds, seed=seed)
@@ -107,5 +106,4 @@ def _fit_trust(head: LinearHead, train: tuple[torch.Tensor, torch.Tensor],
     if config.calibrate:
         trainer = fold_trainer(train_config, head.out_features, len(train[1]))
         calibration = calibrate(head, train, trainer, val, folds, seed)
-    return Trust(calibration.head if calibration else head, config, calibration, unknown, val_flagged,
-                 val_reliability)
+    return Trust(calibration.head if calibration else head, calibration, unknown, val_flagged, val_reliability)
