@@ -24,8 +24,8 @@ from heads.console.options import (address_option, batch_option, cache_option, c
                                    workers_option)
 from heads.console.reporter import Reporter
 from heads.export.config import EXPORT_FORMATS, ExportConfig
-from heads.predict.writer import FORMATS, STDOUT
-from heads.trust.config import UNKNOWN_METHODS, TrustConfig
+from heads.console.trust import TrustConfig, prediction_options, show_prediction, trust_options
+from heads.predict.writer import STDOUT
 
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 
@@ -123,17 +123,10 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
 
 @cli.command("train-head")
 @train_options
-@click.option("--unknown-rate", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=TrustConfig().unknown_rate, show_default=True,
-              help="Share of images like the training set that predict may flag as unknown (sets the threshold).")
-@click.option("--unknown-method", type=click.Choice(UNKNOWN_METHODS), default=TrustConfig().unknown_method,
-              show_default=True, help="mahalanobis: distance to the nearest class mean (shared covariance); "
-                                      "knn: cosine distance to the nearest training image.")
-@click.option("--no-calibrate", is_flag=True, help="Keep the head as trained: no temperature folded in.")
+@trust_options
 @quiet_option
 @click.pass_context
-def train_head(ctx: click.Context, cache: Path, unknown_rate: float, unknown_method: str, no_calibrate: bool,
-               **settings) -> None:
+def train_head(ctx: click.Context, cache: Path, trust: TrustConfig, **settings) -> None:
     """Train the linear head on CACHE/features.h5; write head.pt, metrics.json, curves.png and calibration.png."""
     report = ctx.ensure_object(Reporter)
     with _errors_as_exit_codes():
@@ -141,7 +134,6 @@ def train_head(ctx: click.Context, cache: Path, unknown_rate: float, unknown_met
         from heads.console.views import EpochTable, show_training
 
         epochs_table = EpochTable(settings["head"])
-        trust = TrustConfig(unknown_rate=unknown_rate, unknown_method=unknown_method, calibrate=not no_calibrate)
         show_training(report, fit_head(cache, TrainConfig(**settings), epochs_table, trust=trust), epochs_table)
 
 
@@ -163,14 +155,8 @@ def sweep(ctx: click.Context, cache: Path, **settings) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), required=True,
-              help="File to write (- for stdout): CSV columns path, label, confidence, ood_score, unknown, "
-                   "prob_<class>..., error.")
-@click.option("--format", "output_format", type=click.Choice(FORMATS), default=FORMATS[0], show_default=True,
-              help="CSV, or JSON Lines (one object per image).")
-@click.option("--top-k", type=click.IntRange(1), default=1, show_default=True,
-              help="Also report the K most probable labels per image.")
-@click.option("--reject-unknown", is_flag=True,
-              help="Write the label `unknown` for images flagged as unlike the training set (probabilities unchanged).")
+              help="File to write (- for stdout): columns path, label, confidence, ood_score, unknown, prob_<class>...")
+@prediction_options
 @cache_option
 @head_run_options
 @engine_option
@@ -190,7 +176,6 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
         refuse_output_inside_inputs(out, paths)
     with _errors_as_exit_codes():
         from heads import predict_files
-        from heads.console.views import show_prediction
 
         config = PredictConfig(weights=weights, device=device, batch_size=batch_size, workers=workers, engine=engine,
                                address=address, compile=compile_backbone)

@@ -1,8 +1,53 @@
-"""How unknown-image detection and calibration show in train-head, predict, evaluate and info."""
+"""Unknown-image detection and calibration in the CLI: their options, and how they show in each command."""
 
 from __future__ import annotations
 
+import functools
+
+import click
+
+from heads.predict.writer import FORMATS
+from heads.trust.config import UNKNOWN_METHODS, TrustConfig
+
 from .reporter import Reporter
+
+_TRUST_OPTIONS = (
+    click.option("--unknown-rate", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                 default=TrustConfig().unknown_rate, show_default=True,
+                 help="Share of images like the training set that predict may flag as unknown (sets the threshold)."),
+    click.option("--unknown-method", type=click.Choice(UNKNOWN_METHODS), default=TrustConfig().unknown_method,
+                 show_default=True, help="mahalanobis: distance to the nearest class mean (shared covariance); "
+                                         "knn: cosine distance to the nearest training image."),
+    click.option("--no-calibrate", is_flag=True, help="Keep the head as trained: no temperature folded in."),
+)
+_PREDICTION_OPTIONS = (
+    click.option("--format", "output_format", type=click.Choice(FORMATS), default=FORMATS[0], show_default=True,
+                 help="CSV, or JSON Lines (one object per image)."),
+    click.option("--top-k", type=click.IntRange(1), default=1, show_default=True,
+                 help="Also report the K most probable labels per image."),
+    click.option("--reject-unknown", is_flag=True,
+                 help="Write the label `unknown` for images flagged as unlike the training set (probabilities "
+                      "unchanged)."),
+)
+
+
+def prediction_options(command):
+    """predict's --format, --top-k and --reject-unknown (here, not in cli.py, to keep cli.py under 300 lines)."""
+    for option in reversed(_PREDICTION_OPTIONS):
+        command = option(command)
+    return command
+
+
+def trust_options(command):
+    """train-head's --unknown-rate, --unknown-method and --no-calibrate, handed to the command as one `trust`."""
+    @functools.wraps(command)
+    def with_trust(*args, unknown_rate: float, unknown_method: str, no_calibrate: bool, **kwargs):
+        trust = TrustConfig(unknown_rate=unknown_rate, unknown_method=unknown_method, calibrate=not no_calibrate)
+        return command(*args, trust=trust, **kwargs)
+
+    for option in reversed(_TRUST_OPTIONS):
+        with_trust = option(with_trust)
+    return with_trust
 
 NO_MODEL = ("carries no unknown model (a format 1 head file): no image is scored or flagged as unknown; "
             "re-run train-head to add one")
@@ -47,3 +92,9 @@ def show_flagged(report: Reporter, flagged: int | None, images: int, rate: float
                 f"{rate:.1%} expected of images like the training set)")
     if drift:
         report.warn(drift)
+
+
+def show_prediction(report: Reporter, summary) -> None:
+    """predict: how many images were labelled and failed, how many were flagged as unknown, and drift."""
+    report.note(f"{summary.predicted} images labelled, {summary.failed} could not be read -> {summary.out}")
+    show_flagged(report, summary.flagged, summary.predicted, summary.unknown_rate, summary.drift)

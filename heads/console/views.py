@@ -93,12 +93,6 @@ def show_training(report: Reporter, summary, epochs: EpochTable) -> None:
                 f"{summary.metrics_path}, {summary.curves_path}, {summary.calibration_path}")
 
 
-def show_prediction(report: Reporter, summary) -> None:
-    """How many images were labelled and failed, how many were flagged as unknown, and drift."""
-    report.note(f"{summary.predicted} images labelled, {summary.failed} could not be read -> {summary.out}")
-    show_flagged(report, summary.flagged, summary.predicted, summary.unknown_rate, summary.drift)
-
-
 def show_evaluation(report: Reporter, folder: Path, evaluation, show: int, out: Path) -> None:
     """Accuracy, the per-class report, the confusion matrix and the `show` most confidently wrong images."""
     summary, mistakes = evaluation.summary, evaluation.mistakes
