@@ -97,10 +97,8 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
              choose: Callable[[tuple[torch.Tensor, torch.Tensor], list[str]], Choice] | None = None,
              trust: TrustConfig = TrustConfig()) -> FitSummary:
     """Train on the cached train split, score on val each epoch, fit the unknown-image model and the temperature
-    (heads/trust), save the head, its metrics, its curves and its reliability diagram.
-
-    With `choose` (the sweep), the setting is choose(train rows, classes)'s, decided before val is read.
-    """
+    (heads/trust), save the head, its metrics and its plots. With `choose` (the sweep), the setting is
+    choose(train rows, classes)'s, decided before val is read."""
     started = time.perf_counter()
     cache = Path(cache)
     if not cache.is_dir():  # checked before taking the lock, which would create the folder
@@ -118,8 +116,8 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
         checkpoint = HeadCheckpoint(trusted.head, classes, header.backbone, header.weights.to_dict(),
                                     header.preprocessing.describe(), header.precision, config.to_dict(), metrics,
                                     **trusted.records())
-        head_path, metrics_path, curves_path = cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE
-        calibration_path = cache / CALIBRATION_FILE
+        head_path, metrics_path, curves_path, calibration_path = (
+            cache / name for name in (HEAD_FILE, METRICS_FILE, CURVES_FILE, CALIBRATION_FILE))
         # All or none: a failure (a full disk, Ctrl-C) leaves the previous head, metrics, plots (and sweep) together.
         paths = [*(cache / name for name in choice.outputs), curves_path, calibration_path, metrics_path, head_path]
         with replace_together(*paths) as (*extra_tmps, curves_tmp, calibration_tmp, metrics_tmp, head_tmp):

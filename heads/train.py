@@ -60,7 +60,7 @@ def evaluate(head: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> S
 
 
 @contextmanager
-def one_thread():
+def _one_thread():
     """A 512 x C layer is too small for a thread pool: one thread beats paying for synchronisation (and on a busy
     machine, two threads made the head's SGD and the trust fitting 5-6 times slower)."""
     threads = torch.get_num_threads()
@@ -98,7 +98,7 @@ def train_sgd(
     loader = DataLoader(TensorDataset(features, labels), batch_size=config.batch_size, shuffle=True,
                         generator=generator)
     result = TrainResult(head)
-    with one_thread():
+    with _one_thread():
         for epoch in range(1, config.epochs + 1):
             metrics = epoch_metrics(epoch, head, train_one_epoch(head, loader, optimizer, weight), val)
             result.history.append(metrics)

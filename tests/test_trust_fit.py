@@ -88,7 +88,7 @@ def test_fold_heads_take_as_many_sgd_steps_as_the_saved_head(monkeypatch):
     from heads.trust.fit import fold_trainer
 
     steps = []
-    monkeypatch.setattr(heads.train, "train_one_epoch", lambda head, loader, optimizer: (
+    monkeypatch.setattr(heads.train, "train_one_epoch", lambda head, loader, optimizer, weight=None: (
         steps.append(len(loader)), heads.train.Scores(0.0, 0.0))[1])
     config = TrainConfig(batch_size=32)
     train = _clusters(3, 81)  # 243 rows: 8 batches of at most 32

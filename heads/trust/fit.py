@@ -9,7 +9,7 @@ import torch
 
 from heads.config import TrainConfig
 from heads.linear import LinearHead
-from heads.train import one_thread
+from heads.train import _one_thread
 
 from .calibration import Calibration, Reliability, Trainer, calibrate, reliability
 from .config import TrustConfig
@@ -85,7 +85,7 @@ def fit_trust(head: LinearHead, train: tuple[torch.Tensor, torch.Tensor],
               config: TrustConfig = TrustConfig()) -> Trust:
     """Unknown model and threshold from train's out-of-fold scores; T from out-of-fold logits of heads trained
     by `train_config` (the recipe and seed of `head`) on the other folds."""
-    with one_thread():
+    with _one_thread():
         return _fit_trust(head, train, val, train_config, config)
 
 
