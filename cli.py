@@ -24,7 +24,8 @@ from heads.console.options import (address_option, batch_option, cache_option, c
                                    workers_option)
 from heads.console.reporter import Reporter
 from heads.export.config import EXPORT_FORMATS, ExportConfig
-from heads.predict.writer import FORMATS, STDOUT
+from heads.console.trust import TrustConfig, prediction_options, show_prediction, trust_options
+from heads.predict.writer import STDOUT
 
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 
@@ -122,17 +123,18 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
 
 @cli.command("train-head")
 @train_options
+@trust_options
 @quiet_option
 @click.pass_context
-def train_head(ctx: click.Context, cache: Path, **settings) -> None:
-    """Train the linear head on CACHE/features.h5; write head.pt, metrics.json and curves.png."""
+def train_head(ctx: click.Context, cache: Path, trust: TrustConfig, **settings) -> None:
+    """Train the linear head on CACHE/features.h5; write head.pt, metrics.json, curves.png and calibration.png."""
     report = ctx.ensure_object(Reporter)
     with _errors_as_exit_codes():
         from heads import fit_head
         from heads.console.views import EpochTable, show_training
 
         epochs_table = EpochTable(settings["head"])
-        show_training(report, fit_head(cache, TrainConfig(**settings), epochs_table), epochs_table)
+        show_training(report, fit_head(cache, TrainConfig(**settings), epochs_table, trust=trust), epochs_table)
 
 
 @cli.command()
@@ -153,11 +155,8 @@ def sweep(ctx: click.Context, cache: Path, **settings) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), required=True,
-              help="File to write (- for stdout): CSV columns path, label, confidence, prob_<class>..., error.")
-@click.option("--format", "output_format", type=click.Choice(FORMATS), default=FORMATS[0], show_default=True,
-              help="CSV, or JSON Lines (one object per image).")
-@click.option("--top-k", type=click.IntRange(1), default=1, show_default=True,
-              help="Also report the K most probable labels per image.")
+              help="File to write (- for stdout): columns path, label, confidence, ood_score, unknown, prob_<class>...")
+@prediction_options
 @cache_option
 @head_run_options
 @engine_option
@@ -165,9 +164,9 @@ def sweep(ctx: click.Context, cache: Path, **settings) -> None:
 @compile_option
 @quiet_option
 @click.pass_context
-def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: str, top_k: int, cache: Path,
-            weights: str | None, device: str, batch_size: int, workers: int | None, engine: str,
-            address: str | None, compile_backbone: bool) -> None:
+def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: str, top_k: int,
+            reject_unknown: bool, cache: Path, weights: str | None, device: str, batch_size: int, workers: int | None,
+            engine: str, address: str | None, compile_backbone: bool) -> None:
     """Label every image in PATHS (files, or folders searched recursively) with the head in CACHE."""
     report = ctx.ensure_object(Reporter)
     refuse_address_without_ray(ctx, engine)
@@ -182,8 +181,8 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
                                address=address, compile=compile_backbone)
         with report.progress("predict") as on_progress:
             summary = predict_files(list(paths), out, cache, config, output_format=output_format, top_k=top_k,
-                                    on_progress=on_progress, on_warning=report.warn)
-        report.note(f"{summary.predicted} images labelled, {summary.failed} could not be read -> {out}")
+                                    reject_unknown=reject_unknown, on_progress=on_progress, on_warning=report.warn)
+        show_prediction(report, summary)
 
 
 @cli.command()

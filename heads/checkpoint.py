@@ -1,4 +1,4 @@
-"""The head file (head.pt), format version 1: plain types only, so it loads with torch.load(weights_only=True).
+"""The head file (head.pt), format version 2: plain types only, so it loads with torch.load(weights_only=True).
 
     format_version  int, FORMAT_VERSION
     producer        "headstart <version>"
@@ -19,6 +19,11 @@
                     "val_report" ({"accuracy", "report", "confusion", "classes"} of the val split, or None),
                     and after `sweep`, "sweep" (heads/sweep/step.py's sweep_record: how the setting was chosen)
     features_file   the features file it was trained on
+    unknown         (format 2) the unknown-image model and threshold, schema in heads/trust/unknown.py, or None
+    calibration     (format 2) the temperature folded into state_dict and the uncalibrated weights, schema in
+                    heads/trust/calibration.py, or None (--no-calibrate)
+
+Format 1 files (no unknown, no calibration) still load, with both None.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ from features import __version__
 from features.atomic import atomic_write
 
 from .linear import LinearHead
+from .trust.unknown import UnknownModel
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 HEAD_FILE = "head.pt"
 _REQUIRED = ("head_type", "head_args", "state_dict", "classes", "backbone", "weights", "preprocessing", "precision")
 
@@ -57,6 +64,8 @@ class HeadCheckpoint:
     precision: str
     train_config: dict
     metrics: dict
+    unknown: UnknownModel | None = None
+    calibration: dict | None = None
 
 
 def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file: str = "") -> None:
@@ -77,6 +86,8 @@ def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file
         "train_config": dict(checkpoint.train_config),
         "metrics": checkpoint.metrics,
         "features_file": features_file,
+        "unknown": checkpoint.unknown.to_dict() if checkpoint.unknown else None,
+        "calibration": checkpoint.calibration,
     }
     with atomic_write(path) as out:
         torch.save(data, out)
@@ -115,10 +126,10 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
         raise HeadFileError(f"{path} is not a readable head file ({type(error).__name__}): re-run `train-head`") from None
     if not isinstance(data, dict) or "format_version" not in data:
         raise HeadFileError(f"{path} is not a headstart head file: re-run `train-head`")
-    if data["format_version"] != FORMAT_VERSION:
+    if data["format_version"] not in READABLE_VERSIONS:
         raise HeadFileError(
-            f"{path} is head format {data['format_version']}; this headstart reads format {FORMAT_VERSION}: "
-            "re-run `train-head`"
+            f"{path} is head format {data['format_version']}; this headstart reads format "
+            f"{' or '.join(map(str, READABLE_VERSIONS))}: re-run `train-head`"
         )
     missing = [key for key in _REQUIRED if key not in data]
     if missing or data["head_type"] != "linear":
@@ -133,4 +144,15 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
         raise HeadFileError(f"{path} has a damaged head ({str(error).splitlines()[0]}): re-run `train-head`") from None
     head.eval()
     return HeadCheckpoint(head, list(data["classes"]), data["backbone"], data["weights"], data["preprocessing"],
-                          data["precision"], data.get("train_config", {}), data.get("metrics", {}))
+                          data["precision"], data.get("train_config", {}), data.get("metrics", {}),
+                          _unknown_model(path, data), data.get("calibration"))
+
+
+def _unknown_model(path: Path, data: dict) -> UnknownModel | None:
+    """The stored unknown-image model; None in format 1 files and heads trained with too few rows for one."""
+    if data.get("unknown") is None:
+        return None
+    try:
+        return UnknownModel.from_dict(data["unknown"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise HeadFileError(f"{path} has a damaged unknown-image model ({error}): re-run `train-head`") from None

@@ -1,4 +1,4 @@
-"""The train-head step: cached features -> trained head -> head.pt, metrics.json and curves.png."""
+"""The train-head step: cached features -> trained head -> head.pt, metrics.json, curves.png and calibration.png."""
 
 from __future__ import annotations
 
@@ -19,9 +19,12 @@ from .curves import plot_curves
 from .logreg import train_logreg
 from .report import classification_summary
 from .train import TrainResult, train_sgd
+from .trust.config import TrustConfig
+from .trust.fit import Trust, fit_trust
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
+CALIBRATION_FILE = "calibration.png"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class FitSummary:
     result: TrainResult
     metrics: dict
     seconds: float
+    trust: Trust | None = None
+    calibration_path: Path | None = None
 
 
 def _tensors(store: FeatureStore, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,13 +82,23 @@ def _read_rows(store: FeatureStore, given: Choice, choose: Callable | None):
     return train, val, choice
 
 
+def _train(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor] | None, num_classes: int,
+           config: TrainConfig, on_epoch: Callable[[int, dict], None] | None) -> TrainResult:
+    if config.head == "logreg":
+        result = train_logreg(train, val, num_classes, config)
+        if on_epoch:
+            on_epoch(1, result.final)
+        return result
+    return train_sgd(train, val, num_classes, config, on_epoch)
+
+
 def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
              on_epoch: Callable[[int, dict], None] | None = None,
-             choose: Callable[[tuple[torch.Tensor, torch.Tensor], list[str]], Choice] | None = None) -> FitSummary:
-    """Train on the cached train split, score on val each epoch, save the head, its metrics and its curves.
-
-    With `choose` (the sweep), the setting is choose(train rows, classes)'s, decided before val is read.
-    """
+             choose: Callable[[tuple[torch.Tensor, torch.Tensor], list[str]], Choice] | None = None,
+             trust: TrustConfig = TrustConfig()) -> FitSummary:
+    """Train on the cached train split, score on val each epoch, fit the unknown-image model and the temperature
+    (heads/trust), save the head, its metrics and its plots. With `choose` (the sweep), the setting is
+    choose(train rows, classes)'s, decided before val is read."""
     started = time.perf_counter()
     cache = Path(cache)
     if not cache.is_dir():  # checked before taking the lock, which would create the folder
@@ -93,27 +108,26 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
             header = store.header
             train, val, choice = _read_rows(store, Choice(config, {}, {}), choose)
         classes, config = list(header.classes), choice.config
-        if config.head == "logreg":
-            result = train_logreg(train, val, len(classes), config)
-            if on_epoch:
-                on_epoch(1, result.final)
-        else:
-            result = train_sgd(train, val, len(classes), config, on_epoch)
+        result = _train(train, val, len(classes), config, on_epoch)
+        trusted = fit_trust(result.head, train, val, config, trust)
         counts = {"train": len(train[1]), "val": len(val[1]) if val is not None else 0}
         metrics = {**result.final, "history": result.history, "best_epoch": best_epoch(result.history),
-                   "val_report": _val_summary(result, val, classes), **choice.metrics}
-        checkpoint = HeadCheckpoint(result.head, classes, header.backbone, header.weights.to_dict(),
-                                    header.preprocessing.describe(), header.precision, config.to_dict(), metrics)
-        head_path, metrics_path, curves_path = cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE
-        # All or none: a failure (a full disk, Ctrl-C) leaves the previous head, metrics, plot (and sweep) together.
-        paths = [*(cache / name for name in choice.outputs), curves_path, metrics_path, head_path]
-        with replace_together(*paths) as (*extra_tmps, curves_tmp, metrics_tmp, head_tmp):
+                   "val_report": _val_summary(result, val, classes), **choice.metrics, **trusted.metrics()}
+        checkpoint = HeadCheckpoint(trusted.head, classes, header.backbone, header.weights.to_dict(),
+                                    header.preprocessing.describe(), header.precision, config.to_dict(), metrics,
+                                    **trusted.records())
+        head_path, metrics_path, curves_path, calibration_path = (
+            cache / name for name in (HEAD_FILE, METRICS_FILE, CURVES_FILE, CALIBRATION_FILE))
+        # All or none: a failure (a full disk, Ctrl-C) leaves the previous head, metrics, plots (and sweep) together.
+        paths = [*(cache / name for name in choice.outputs), curves_path, calibration_path, metrics_path, head_path]
+        with replace_together(*paths) as (*extra_tmps, curves_tmp, calibration_tmp, metrics_tmp, head_tmp):
             for write, extra_tmp in zip(choice.outputs.values(), extra_tmps):
                 write(extra_tmp)
             plot_curves(result.history, curves_tmp)
+            trusted.plot(calibration_tmp)
             with open(metrics_tmp, "w", encoding="utf-8") as out:
                 json.dump({**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}, out,
                           indent=2)
             save_head(head_tmp, checkpoint, features_file=str(store.path))
     return FitSummary(head_path, metrics_path, curves_path, classes, counts, header, result, metrics,
-                      time.perf_counter() - started)
+                      time.perf_counter() - started, trust=trusted, calibration_path=calibration_path)

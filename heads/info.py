@@ -30,8 +30,8 @@ def describe_cache(cache: str | Path) -> dict:
             "torch_version", "torchvision_version", "forward", "format_version")} | {"splits": splits}
     if (cache / HEAD_FILE).exists():
         checkpoint = load_head(cache / HEAD_FILE)
-        metrics = {key: value for key, value in checkpoint.metrics.items() if key in
-                   ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_epoch")}
+        metrics = {key: value for key, value in checkpoint.metrics.items() if key in (
+            "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_epoch", "calibration", "unknown")}
         info["head"] = {"classes": checkpoint.classes, "weights": checkpoint.weights,
                         "preprocessing": checkpoint.preprocessing["name"], "train_config": checkpoint.train_config,
                         "metrics": metrics}

@@ -80,7 +80,7 @@ def test_saved_weights_are_a_copy(tmp_path):
 def test_file_is_plain_data_for_weights_only_load(saved):
     path, original = saved
     data = torch.load(path, map_location="cpu", weights_only=True)
-    assert data["format_version"] == FORMAT_VERSION == 1
+    assert data["format_version"] == FORMAT_VERSION == 2
     assert data["head_type"] == "linear"
     assert data["head_args"] == {"in_features": 512, "num_classes": 3}
     assert set(data["state_dict"]) == {"weight", "bias"}
@@ -283,3 +283,27 @@ def test_save_replaces_an_existing_head(saved):
     assert loaded.classes == ["cats", "dogs"]
     assert loaded.head.out_features == 2
     assert _leftovers(path.parent, {"head.pt"}) == []
+
+
+def test_unknown_model_and_calibration_round_trip_and_format_1_loads_without_them(tmp_path):
+    from heads.trust import fit_unknown
+
+    features = torch.randn(40, 512, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(40) % 3
+    unknown = fit_unknown(features, labels, rate=0.1)
+    calibration = {"temperature": 2.0, "folds": 5, "val_ece_before": 0.2, "val_ece_after": 0.1,
+                   "uncalibrated": {"weight": torch.ones(3, 512), "bias": torch.zeros(3)}}
+    checkpoint = _checkpoint()
+    checkpoint.unknown, checkpoint.calibration = unknown, calibration
+    save_head(tmp_path / "head.pt", checkpoint)
+    loaded = load_head(tmp_path / "head.pt")
+    assert loaded.unknown.threshold == unknown.threshold and loaded.calibration["temperature"] == 2.0
+    assert torch.equal(loaded.unknown.score(features), unknown.score(features))
+    data = torch.load(tmp_path / "head.pt", weights_only=True)
+    del data["unknown"], data["calibration"]
+    torch.save({**data, "format_version": 1}, tmp_path / "old.pt")
+    old = load_head(tmp_path / "old.pt")
+    assert old.unknown is None and old.calibration is None and torch.equal(old.head.weight, loaded.head.weight)
+    torch.save({**data, "unknown": {"method": "magic"}}, tmp_path / "damaged.pt")
+    with pytest.raises(HeadFileError, match="unknown-image model"):
+        load_head(tmp_path / "damaged.pt")

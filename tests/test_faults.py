@@ -985,7 +985,7 @@ DAMAGED_HEADS = {
     "malicious-pickle-raw": lambda p: _malicious(p, torch_format=False),
     "plain-state-dict": lambda p: torch.save(load_head(p).head.state_dict(), p),
     "a-tensor": lambda p: torch.save(torch.zeros(3), p),
-    "future-format-version": _head_edit(lambda data: data.update(format_version=2)),
+    "future-format-version": _head_edit(lambda data: data.update(format_version=3)),
     "wrong-weight-shape": _head_edit(lambda data: data["state_dict"].update(weight=torch.zeros(2, 7))),
     "a-folder": _replace_with_folder,
 }

@@ -34,7 +34,9 @@ def test_fit_writes_the_head_its_metrics_and_curves(cache):
     assert checkpoint.weights == {"kind": "none", "name": "random init, seed 0", "sha256": ""}
     assert checkpoint.preprocessing["name"] == "imagenet"
     assert checkpoint.train_config == TrainConfig(epochs=30, lr=0.05).to_dict()
-    assert torch.equal(checkpoint.head.weight, summary.result.head.weight)
+    # The head saved is the trained one with the temperature folded in (heads/trust); the trained one is recorded.
+    assert torch.equal(checkpoint.calibration["uncalibrated"]["weight"], summary.result.head.weight)
+    assert torch.allclose(checkpoint.head.weight, summary.result.head.weight / checkpoint.calibration["temperature"])
     written = json.loads(summary.metrics_path.read_text())
     assert written["counts"] == {"train": 40, "val": 20} and len(written["history"]) == 30
     assert summary.curves_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

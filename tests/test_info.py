@@ -35,7 +35,8 @@ def test_features_and_head_are_described(tmp_path):
     head = described["head"]
     assert head["classes"] == ["ants", "bees"] and head["preprocessing"] == "imagenet"
     assert head["train_config"]["epochs"] == 2
-    assert set(head["metrics"]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_epoch"}
+    assert set(head["metrics"]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_epoch",
+                                    "calibration", "unknown"}
 
 
 def test_a_damaged_features_file_raises(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +30,16 @@ def _leftovers(folder: Path, keep: set[str]) -> list[str]:
 def test_columns_and_values(tmp_path):
     out = tmp_path / "predictions.csv"
     counts = write_predictions(out, ["ants", "bees", "wasps"], [_ok("val/a.jpg", 0.1, 0.7, 0.2)])
-    assert counts == {"predicted": 1, "failed": 0}
+    assert counts == {"predicted": 1, "failed": 0, "flagged": 0}
     header, row = _read(out)
-    assert header == ["path", "label", "confidence", "prob_ants", "prob_bees", "prob_wasps", "error"]
+    assert header == ["path", "label", "confidence", "ood_score", "unknown", "prob_ants", "prob_bees", "prob_wasps",
+                      "error"]
     assert row[0] == "val/a.jpg"
     assert row[1] == "bees"
     assert float(row[2]) == pytest.approx(0.7, abs=1e-6)
-    assert [float(v) for v in row[3:6]] == pytest.approx([0.1, 0.7, 0.2], abs=1e-6)
-    assert row[6] == ""
+    assert row[3:5] == ["", ""]  # no unknown-image model in this prediction
+    assert [float(v) for v in row[5:8]] == pytest.approx([0.1, 0.7, 0.2], abs=1e-6)
+    assert row[8] == ""
 
 
 def test_label_is_the_argmax_class(tmp_path):
@@ -53,9 +56,9 @@ def test_failed_row_has_error_and_empty_prediction(tmp_path):
         _ok("good.jpg", 0.3, 0.7),
         Prediction("broken.jpg", None, "damaged image: truncated"),
     ])
-    assert counts == {"predicted": 1, "failed": 1}
+    assert counts == {"predicted": 1, "failed": 1, "flagged": 0}
     rows = _read(out)
-    assert rows[2] == ["broken.jpg", "", "", "", "", "damaged image: truncated"]
+    assert rows[2] == ["broken.jpg", "", "", "", "", "", "", "damaged image: truncated"]
     assert len(rows[2]) == len(rows[0])
 
 
@@ -112,14 +115,14 @@ def test_rows_keep_the_given_order(tmp_path):
 
 def test_no_predictions_writes_the_header_only(tmp_path):
     out = tmp_path / "p.csv"
-    assert write_predictions(out, CLASSES, []) == {"predicted": 0, "failed": 0}
-    assert _read(out) == [["path", "label", "confidence", "prob_ants", "prob_bees", "error"]]
+    assert write_predictions(out, CLASSES, []) == {"predicted": 0, "failed": 0, "flagged": 0}
+    assert _read(out) == [["path", "label", "confidence", "ood_score", "unknown", "prob_ants", "prob_bees", "error"]]
 
 
 def test_streams_a_generator_and_leaves_no_temp_file(tmp_path):
     out = tmp_path / "p.csv"
     counts = write_predictions(out, CLASSES, (_ok(f"{i:03}.jpg", 0.25, 0.75) for i in range(500)))
-    assert counts == {"predicted": 500, "failed": 0}
+    assert counts == {"predicted": 500, "failed": 0, "flagged": 0}
     assert len(_read(out)) == 501
     assert _leftovers(tmp_path, {"p.csv"}) == []
 
@@ -158,3 +161,22 @@ def test_failure_midway_keeps_the_previous_output(tmp_path, error):
         write_predictions(out, CLASSES, predictions())
     assert out.read_bytes() == before
     assert _leftovers(tmp_path, {"p.csv"}) == []
+
+
+def test_ood_score_and_unknown_columns_and_reject_unknown(tmp_path):
+    flagged = Prediction("far.jpg", np.asarray([0.2, 0.8], dtype=np.float32), ood_score=812.5, unknown=True)
+    kept = Prediction("near.jpg", np.asarray([0.9, 0.1], dtype=np.float32), ood_score=40.25, unknown=False)
+    out = tmp_path / "p.csv"
+    assert write_predictions(out, CLASSES, [flagged, kept])["flagged"] == 1
+    assert [row[:5] for row in _read(out)[1:]] == [["far.jpg", "bees", "0.800000", "812.5", "true"],
+                                                   ["near.jpg", "ants", "0.900000", "40.25", "false"]]
+    write_predictions(out, CLASSES, [flagged, kept], top_k=2, reject_unknown=True)
+    rows = _read(out)
+    assert rows[0][:7] == ["path", "label", "confidence", "ood_score", "unknown", "label_2", "confidence_2"]
+    assert rows[1][:7] == ["far.jpg", "unknown", "0.800000", "812.5", "true", "ants", "0.200000"]
+    assert rows[2][1] == "ants"
+    jsonl = tmp_path / "p.jsonl"
+    write_predictions(jsonl, CLASSES, [flagged], format="jsonl", reject_unknown=True)
+    record = json.loads(jsonl.read_text())
+    assert (record["label"], record["ood_score"], record["unknown"]) == ("unknown", 812.5, True)
+    assert record["top_k"][0]["label"] == "bees" and record["probabilities"]["bees"] == pytest.approx(0.8)

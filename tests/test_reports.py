@@ -219,7 +219,8 @@ def test_logreg_head_matches_sklearn(request, dataset, tmp_path):
 
     source: Pipeline = request.getfixturevalue(dataset)
     cache = copy_features(source.cache, tmp_path / "cache")
-    result = run("train-head", "--cache", cache, "--head", "logreg")
+    # --no-calibrate: the head saved is then exactly scikit-learn's (a temperature would divide its logits).
+    result = run("train-head", "--cache", cache, "--head", "logreg", "--no-calibrate")
     assert_ok(result)
     assert "train-head (logreg)" in result.output
     train, val = cached(cache, "train"), cached(cache, "val")
@@ -236,7 +237,8 @@ def test_logreg_head_matches_sklearn(request, dataset, tmp_path):
     # predict works with the logreg head and writes the same columns as with an SGD head
     out = tmp_path / "p.csv"
     assert_ok(run("predict", source.data / "val", "--out", out, "--cache", cache, "--workers", 0))
-    assert csv_header(out) == ["path", "label", "confidence", *[f"prob_{name}" for name in classes], "error"]
+    assert csv_header(out) == ["path", "label", "confidence", "ood_score", "unknown",
+                               *[f"prob_{name}" for name in classes], "error"]
     rows = {Path(row["path"]).relative_to(source.data).as_posix(): row for row in read_csv(out)}
     assert set(rows) == set(val.paths)
     expected = model.predict_proba(val.features)
@@ -359,7 +361,8 @@ def test_predict_top_k_columns(pipeline, tmp_path, top_k):
                   "--top-k", top_k))
     k = min(top_k, len(CLASSES))  # clamped to the class count
     ranks = [column for rank in range(2, k + 1) for column in (f"label_{rank}", f"confidence_{rank}")]
-    assert csv_header(out) == ["path", "label", "confidence", *ranks, *[f"prob_{name}" for name in CLASSES], "error"]
+    assert csv_header(out) == ["path", "label", "confidence", "ood_score", "unknown", *ranks,
+                               *[f"prob_{name}" for name in CLASSES], "error"]
     rows = read_csv(out)
     assert len(rows) == 8
     for row in rows:
@@ -380,7 +383,8 @@ def test_predict_jsonl(pipeline, tmp_path):
     assert len(records) == 8
     assert [record["path"] for record in records] == sorted(record["path"] for record in records)
     for record in records:
-        assert set(record) == {"path", "label", "confidence", "top_k", "probabilities", "error"}
+        assert set(record) == {"path", "label", "confidence", "ood_score", "unknown", "top_k", "probabilities",
+                               "error"}
         assert record["error"] is None
         assert list(record["probabilities"]) == CLASSES
         assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
@@ -398,7 +402,8 @@ def test_predict_to_stdout_writes_only_data(pipeline, output_format):
     assert done.returncode == 0, done.stderr
     if output_format == "csv":
         header, *rows = list(csv.reader(io.StringIO(done.stdout)))
-        assert header == ["path", "label", "confidence", *[f"prob_{name}" for name in CLASSES], "error"]
+        assert header == ["path", "label", "confidence", "ood_score", "unknown", *[f"prob_{name}" for name in CLASSES],
+                          "error"]
         records = [dict(zip(header, row)) for row in rows]
         assert all(len(row) == len(header) for row in rows)
     else:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from .reporter import Reporter
+from .trust import show_flagged, show_trust
 
 if TYPE_CHECKING:
     from features.extract import ExtractSummary
@@ -88,11 +89,14 @@ def show_training(report: Reporter, summary: FitSummary, epochs: EpochTable) -> 
                     " — chosen on val itself, so an optimistic estimate")
         report.table(scores_table(metrics["val_report"], "val split, last epoch"))
         report.table(confusion_table(metrics["val_report"]))
+    show_trust(report, metrics)
+    if summary.trust.skipped:
+        report.warn(f"no unknown-image model and no temperature: {summary.trust.skipped}")
     if summary.header.weights.kind == "none":
         report.warn("these features come from a randomly initialised backbone, NOT pretrained")
     counts = ", ".join(f"{n} {split}" for split, n in summary.counts.items())
     report.note(f"trained on {counts} rows in {summary.seconds:.2f} s -> {summary.head_path}, "
-                f"{summary.metrics_path}, {summary.curves_path}")
+                f"{summary.metrics_path}, {summary.curves_path}, {summary.calibration_path}")
 
 
 def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show: int, out: Path) -> None:
@@ -109,6 +113,7 @@ def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show
         report.table(table)
     for path, reason in evaluation.failed:
         report.warn(f"could not read {path}: {reason}")
+    show_flagged(report, evaluation.flagged, evaluation.images - len(evaluation.failed), evaluation.unknown_rate, None)
     report.note(f"{evaluation.images} images, accuracy {summary['accuracy']:.4f}; {len(mistakes)} wrong -> {out}")
 
 
@@ -126,6 +131,7 @@ def show_info(report: Reporter, cache: Path, described: dict) -> None:
         metrics = head["metrics"]
         scores = ", ".join(f"{key} {metrics[key]:.4f}" for key in EPOCH_COLUMNS if key in metrics)
         report.note(f"head ({head['train_config'].get('head', 'sgd')}): {scores}")
+        show_trust(report, metrics)
 
 
 def _show_features(report: Reporter, cache: Path, features: dict) -> None:

@@ -41,6 +41,8 @@ class Evaluation:
     summary: dict
     mistakes: list[Mistake]  # most confident first
     failed: list[tuple[str, str]] = field(default_factory=list)
+    flagged: int | None = None  # images the unknown-image model flags; None: the head has none (format 1)
+    unknown_rate: float | None = None
 
 
 def evaluate_head(folder: str | os.PathLike, cache: str | os.PathLike, out: str | os.PathLike,
@@ -79,7 +81,9 @@ def evaluate_folder(folder: str | os.PathLike, predictor: Predictor,
         raise DatasetError(f"{text_path(folder)}: no readable images in its class folders; check the folder")
     mistakes.sort(key=lambda mistake: (-mistake.confidence, mistake.path))
     summary = classification_summary(np.asarray(truth, np.int64), np.asarray(guesses, np.int64), classes)
-    return Evaluation(len(entries), summary, mistakes, failed)
+    rate = predictor.unknown_rate
+    flagged = sum(bool(prediction.unknown) for _, prediction in scored) if rate is not None else None
+    return Evaluation(len(entries), summary, mistakes, failed, flagged, rate)
 
 
 def write_mistakes(out: str | os.PathLike, mistakes: list[Mistake]) -> None:

@@ -67,13 +67,25 @@ class Predictor:
     def classes(self) -> list[str]:
         return self.checkpoint.classes
 
+    @property
+    def unknown_rate(self) -> float | None:
+        """The share of in-distribution images the head's threshold flags; None: it has no unknown-image model."""
+        return self.checkpoint.unknown.rate if self.checkpoint.unknown else None
+
     def predict(self, entries: list[ImageEntry], on_progress: ProgressCallback | None = None) -> Iterator[Prediction]:
-        """One Prediction per entry, in the order given."""
-        head = self.checkpoint.head
+        """One Prediction per entry, in the order given; ood_score and unknown too when the head has a model."""
         # closing: when the consumer stops early, the decoding workers (or the Ray pipeline) stop with it.
         with closing(self.engine.embed(entries, self.backbone, self.preprocessing, on_progress)) as batches:
             for batch in batches:
-                with torch.inference_mode():
-                    probabilities = iter(torch.softmax(head(torch.from_numpy(batch.features)), dim=1).numpy())
+                scored = self._score(torch.from_numpy(batch.features))
                 for entry, error in zip(batch.entries, batch.errors):
-                    yield Prediction(entry.name, None, error) if error else Prediction(entry.name, next(probabilities))
+                    yield Prediction(entry.name, None, error) if error else Prediction(entry.name, *next(scored))
+
+    def _score(self, features: torch.Tensor) -> Iterator[tuple]:
+        """(probabilities, None, ood_score, unknown) per row of a batch's readable images."""
+        unknown = self.checkpoint.unknown
+        with torch.inference_mode():
+            probabilities = torch.softmax(self.checkpoint.head(features), dim=1).numpy()
+            scores = unknown.score(features).tolist() if unknown else [None] * len(features)
+        for row, score in zip(probabilities, scores):
+            yield row, None, score, None if score is None else score > unknown.threshold

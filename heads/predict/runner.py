@@ -13,6 +13,7 @@ from features.folder import DatasetError, find_images
 
 from ..checkpoint import HEAD_FILE
 from ..config import PredictConfig
+from ..trust.unknown import drift_warning
 from .predictor import Predictor
 from .writer import write_predictions
 
@@ -24,17 +25,25 @@ class PredictSummary:
     out: str
     predicted: int
     failed: int
+    flagged: int = 0
+    unknown_rate: float | None = None  # None: the head carries no unknown-image model (format 1)
+
+    @property
+    def drift(self) -> str | None:
+        """One line when far more images were flagged than the head's threshold flags of images like its own."""
+        return drift_warning(self.flagged, self.predicted, self.unknown_rate) if self.unknown_rate else None
 
 
 def predict_files(paths: list[str | os.PathLike], out: str | os.PathLike, cache: str | os.PathLike,
                   config: PredictConfig = PredictConfig(), *, output_format: str = "csv", top_k: int = 1,
-                  on_progress: ProgressCallback | None = None,
+                  reject_unknown: bool = False, on_progress: ProgressCallback | None = None,
                   on_warning: Callable[[str], None] | None = None) -> PredictSummary:
-    """Label every image in paths (files, or folders searched recursively) into out ('-': stdout)."""
+    """Label every image in paths (files, or folders searched recursively) into out ('-': stdout); with
+    reject_unknown, images the head's unknown-image model flags are labelled `unknown`."""
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config, on_warning)
     entries = find_images(list(paths))
     if not entries:
         raise DatasetError(f"no images found in {', '.join(map(str, paths))}")
     with closing(predictor.predict(entries, on_progress)) as predictions:
-        counts = write_predictions(out, predictor.classes, predictions, output_format, top_k)
-    return PredictSummary(str(out), counts["predicted"], counts["failed"])
+        counts = write_predictions(out, predictor.classes, predictions, output_format, top_k, reject_unknown)
+    return PredictSummary(str(out), counts["predicted"], counts["failed"], counts["flagged"], predictor.unknown_rate)

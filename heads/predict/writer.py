@@ -1,14 +1,17 @@
 """The predictions file: CSV (default) or JSON Lines, one record per image, sorted by path.
 
-CSV columns: path, label, confidence, then label_<k>, confidence_<k> for k = 2..top_k when top_k > 1,
-prob_<class> for each class in the head's order, and error. A file that could not be decoded has an
-empty label, empty probabilities and the reason in `error`. The csv module quotes fields as needed, so
+CSV columns: path, label, confidence, ood_score, unknown, then label_<k>, confidence_<k> for k = 2..top_k
+when top_k > 1, prob_<class> for each class in the head's order, and error. A file that could not be
+decoded has an empty label, empty probabilities and the reason in `error`. ood_score (higher = less like
+the training set) and unknown ("true"/"false", the score above the head's threshold) are empty when the
+head carries no unknown-image model (format 1 files); with reject_unknown, a flagged image's label is
+"unknown" (its confidence and probabilities stay the head's). The csv module quotes fields as needed, so
 commas, quotes, newlines and non-ASCII round-trip.
 Spreadsheet formula injection: a relative path that starts with = + - @ (or a tab or carriage return)
 is written as ./<path>, the same file, so no cell of the path column starts a formula. Class names
 are written as they are.
 
-JSON Lines: {"path", "label", "confidence", "top_k": [{"label", "confidence"}, ...],
+JSON Lines: {"path", "label", "confidence", "ood_score", "unknown", "top_k": [{"label", "confidence"}, ...],
 "probabilities": {class: p}, "error"} with the exact path and null for what a failed image lacks.
 """
 
@@ -30,6 +33,7 @@ if TYPE_CHECKING:  # the CLI imports FORMATS and STDOUT from here at start-up: n
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FORMATS = ("csv", "jsonl")
 STDOUT = "-"
+UNKNOWN_LABEL = "unknown"
 
 
 @dataclass
@@ -39,6 +43,8 @@ class Prediction:
     path: str
     probabilities: np.ndarray | None
     error: str | None = None
+    ood_score: float | None = None  # None: failed, or the head has no unknown-image model
+    unknown: bool | None = None
 
     def ranked(self, top_k: int) -> list[int]:
         """Class indices, most probable first (ties: lower index first)."""
@@ -50,7 +56,8 @@ class Prediction:
 def header(classes: list[str], top_k: int = 1) -> list[str]:
     """The CSV's column names for these classes and top_k."""
     ranks = [column for k in range(2, top_k + 1) for column in (f"label_{k}", f"confidence_{k}")]
-    return ["path", "label", "confidence", *ranks, *[f"prob_{name}" for name in classes], "error"]
+    return ["path", "label", "confidence", "ood_score", "unknown", *ranks, *[f"prob_{name}" for name in classes],
+            "error"]
 
 
 def safe_path(path: str) -> str:
@@ -58,25 +65,34 @@ def safe_path(path: str) -> str:
     return f"./{path}" if path.startswith(FORMULA_STARTS) else path
 
 
-def _csv_row(prediction: Prediction, classes: list[str], top_k: int) -> list[str]:
+def _label(prediction: Prediction, classes: list[str], reject_unknown: bool) -> str:
+    return UNKNOWN_LABEL if reject_unknown and prediction.unknown else classes[prediction.ranked(1)[0]]
+
+
+def _csv_row(prediction: Prediction, classes: list[str], top_k: int, reject_unknown: bool) -> list[str]:
     if prediction.probabilities is None:
-        return [safe_path(prediction.path), "", "", *[""] * (2 * (top_k - 1) + len(classes)), prediction.error or ""]
+        return [safe_path(prediction.path), "", "", "", "", *[""] * (2 * (top_k - 1) + len(classes)),
+                prediction.error or ""]
     ranked = [(classes[i], f"{prediction.probabilities[i]:.6f}") for i in prediction.ranked(top_k)]
     ranked += [("", "")] * (top_k - len(ranked))
+    trust = ["", ""] if prediction.unknown is None else [f"{prediction.ood_score:.6g}", str(prediction.unknown).lower()]
     return [
         safe_path(prediction.path),
-        *[cell for pair in ranked for cell in pair],
+        _label(prediction, classes, reject_unknown), ranked[0][1],
+        *trust,
+        *[cell for pair in ranked[1:] for cell in pair],
         *[f"{p:.6f}" for p in prediction.probabilities],
         "",
     ]
 
 
-def _json_record(prediction: Prediction, classes: list[str], top_k: int) -> dict:
+def _json_record(prediction: Prediction, classes: list[str], top_k: int, reject_unknown: bool) -> dict:
     if prediction.probabilities is None:
-        return {"path": prediction.path, "label": None, "confidence": None, "top_k": [], "probabilities": None,
-                "error": prediction.error}
+        return {"path": prediction.path, "label": None, "confidence": None, "ood_score": None, "unknown": None,
+                "top_k": [], "probabilities": None, "error": prediction.error}
     ranked = [{"label": classes[i], "confidence": float(prediction.probabilities[i])} for i in prediction.ranked(top_k)]
-    return {"path": prediction.path, "label": ranked[0]["label"], "confidence": ranked[0]["confidence"],
+    return {"path": prediction.path, "label": _label(prediction, classes, reject_unknown),
+            "confidence": ranked[0]["confidence"], "ood_score": prediction.ood_score, "unknown": prediction.unknown,
             "top_k": ranked, "probabilities": dict(zip(classes, map(float, prediction.probabilities))), "error": None}
 
 
@@ -92,9 +108,9 @@ def _output(out: str | os.PathLike) -> Iterator[IO[str]]:
 
 
 def write_predictions(out: str | os.PathLike, classes: list[str], predictions: Iterable[Prediction],
-                      format: str = "csv", top_k: int = 1) -> dict:
-    """Stream predictions into out ('-' for stdout); return counts of labelled and failed images."""
-    counts = {"predicted": 0, "failed": 0}
+                      format: str = "csv", top_k: int = 1, reject_unknown: bool = False) -> dict:
+    """Stream predictions into out ('-' for stdout); return counts of labelled, failed and flagged images."""
+    counts = {"predicted": 0, "failed": 0, "flagged": 0}
     top_k = max(1, min(top_k, len(classes)))
     with _output(out) as handle:
         if format == "csv":
@@ -102,8 +118,10 @@ def write_predictions(out: str | os.PathLike, classes: list[str], predictions: I
             writer.writerow(header(classes, top_k))
         for prediction in predictions:
             if format == "csv":
-                writer.writerow(_csv_row(prediction, classes, top_k))
+                writer.writerow(_csv_row(prediction, classes, top_k, reject_unknown))
             else:
-                handle.write(json.dumps(_json_record(prediction, classes, top_k), ensure_ascii=False) + "\n")
+                record = _json_record(prediction, classes, top_k, reject_unknown)
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             counts["failed" if prediction.probabilities is None else "predicted"] += 1
+            counts["flagged"] += bool(prediction.unknown)
     return counts

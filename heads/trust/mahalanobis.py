@@ -1,0 +1,57 @@
+"""Class-conditional Mahalanobis distance with one shared covariance: how far a feature is from every class's mean.
+
+Fitted state (plain tensors, stored in head.pt): "means" (C x D), "precision" (D x D), the inverse of the
+shared within-class covariance shrunk towards a scaled identity by the Ledoit-Wolf formula (a head trains on
+a few hundred rows of 512-d features, too few for the plain covariance to be invertible). Features are used
+as they are, not L2-normalised: their norm tells unknown images apart too (bench/trust.py measured AUROC 0.80
+raw against 0.66 normalised on hymenoptera against generated images, and equal on held-out generated classes).
+"""
+
+from __future__ import annotations
+
+import torch
+
+NAME = "mahalanobis"
+
+
+def ledoit_wolf(centered: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The shrunk covariance of zero-mean rows and its shrinkage (as scikit-learn's ledoit_wolf computes them).
+
+    scikit-learn's two D x D products reduce to the covariance itself: sum((X*X)^T (X*X)) is the sum over rows
+    of |x|^4, and sum((X^T X)^2) / n^2 is the sum of the squared covariance.
+    """
+    rows, dims = centered.shape
+    covariance = centered.T @ centered / rows
+    trace = float(torch.trace(covariance))
+    mu = trace / dims
+    beta_sum = float(((centered**2).sum(1) ** 2).sum())
+    delta_sum = float((covariance**2).sum())
+    beta = (beta_sum / rows - delta_sum) / (dims * rows)
+    delta = (delta_sum - 2 * mu * trace + dims * mu**2) / dims
+    shrinkage = 0.0 if beta == 0 else min(beta, delta) / delta
+    shrunk = (1 - shrinkage) * covariance + shrinkage * mu * torch.eye(dims, dtype=covariance.dtype)
+    return shrunk, shrinkage
+
+
+def fit(features: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-class means and the shrunk shared precision matrix of the train features."""
+    features = features.double()
+    counts = torch.bincount(labels).double()
+    # A class with no rows (possible in a fold of a tiny split) gets a NaN mean, which score() never picks.
+    means = torch.zeros(len(counts), features.shape[1], dtype=features.dtype).index_add_(0, labels, features)
+    means /= counts[:, None]
+    covariance, _ = ledoit_wolf(features - means[labels])
+    # Shrinkage keeps the covariance positive definite: Cholesky inverts it in half the time of a general inverse.
+    precision = torch.cholesky_inverse(torch.linalg.cholesky(covariance))
+    return {"means": means.float(), "precision": precision.float()}
+
+
+def score(state: dict[str, torch.Tensor], features: torch.Tensor) -> torch.Tensor:
+    """Squared Mahalanobis distance to the nearest class mean, one per row; higher = less like the training set."""
+    features = features.double()
+    means, precision = state["means"].double(), state["precision"].double()
+    # (x - mean) P (x - mean) per class, not its expansion: raw features have norms near 50, and the expanded
+    # terms would cancel to a small difference of large numbers.
+    differences = features[:, None, :] - means[None, :, :]
+    distances = ((differences @ precision) * differences).sum(-1)
+    return distances.nan_to_num(nan=torch.inf).min(1).values.float()

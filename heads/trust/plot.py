@@ -1,0 +1,42 @@
+"""calibration.png: the reliability diagram of val, as trained and with the temperature folded in."""
+
+from __future__ import annotations
+
+import os
+
+from features.atomic import atomic_write
+
+from .calibration import BINS, Reliability
+
+
+def plot_reliability(before: Reliability | None, after: Reliability | None, temperature: float | None,
+                     path: str | os.PathLike) -> None:
+    """Val accuracy against mean confidence per bin, before and after, over the diagonal of perfect calibration.
+
+    One axes (not a panel each): a second panel doubled the drawing time, most of train-head's.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5.5, 5), dpi=100)
+    axis.plot([0, 1], [0, 1], "k:", label="perfect calibration")
+    curves = [(before, "as trained", "o-")]
+    if after is not None:
+        curves.append((after, f"temperature {temperature:.2f} folded in", "s--"))
+    for bins, name, style in curves:
+        if bins is not None:
+            filled = [i for i, n in enumerate(bins.counts) if n]
+            axis.plot([bins.confidence[i] for i in filled], [bins.accuracy[i] for i in filled], style,
+                      label=f"{name}: ECE {bins.ece:.3f}")
+    axis.set(xlim=(0, 1), ylim=(0, 1), xlabel=f"mean confidence ({BINS} bins)", ylabel="val accuracy",
+             title="reliability on val" if before is not None else "reliability: no val split")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="upper left", fontsize=8)
+    figure.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.93)
+    try:
+        with atomic_write(path) as out:
+            figure.savefig(out, format="png", pil_kwargs={"compress_level": 1})
+    finally:
+        plt.close(figure)
