@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from features.interrupts import Stopped, ignore_late_signals, install_handlers
+
+if __name__ == "__main__":  # first of all: a Ctrl-C while the libraries below import is then handled like any other
+    install_handlers()
+
 import json
 import signal
 import sys
@@ -30,17 +35,15 @@ EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 
 
 class Interrupted(click.ClickException):
-    """Ctrl-C: a one-line message and exit code 130."""
+    """Ctrl-C (exit 130) or SIGTERM (exit 143), with what became of the outputs."""
 
-    exit_code = EXIT_INTERRUPTED
-
-
-class Terminated(BaseException):
-    """Raised in the main thread on SIGTERM, so cleanup runs as for Ctrl-C."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
+    def __init__(self, signum: int, replaced: list[Path]):
+        what = "interrupted" if signum == signal.SIGINT else "terminated"
+        if replaced:  # the signal came after (or while) outputs were renamed into place: say so
+            super().__init__(f"{what} after writing {', '.join(map(str, replaced))}: those are the new results")
+        else:
+            super().__init__(f"{what}: previous results are untouched")
+        self.exit_code = EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
 
 
 def _one_line(message: str) -> str:
@@ -52,8 +55,10 @@ def _one_line(message: str) -> str:
 def _errors_as_exit_codes() -> Iterator[None]:
     """Library errors -> one-line message and exit 1; Ctrl-C -> 130; SIGTERM -> 143. Nothing else prints tracebacks."""
     from features import CacheBusyError
+    from features.atomic import replaced_paths
     from features.download import DownloadError
 
+    already_replaced = len(replaced_paths())
     try:
         yield
     except (ValueError, CacheBusyError, DownloadError) as error:  # every library error names the path and the fix
@@ -61,11 +66,10 @@ def _errors_as_exit_codes() -> Iterator[None]:
     except OSError as error:
         where = f" ({error.filename})" if error.filename else ""
         raise click.ClickException(_one_line(f"{error.strerror or error}{where}")) from None
-    except KeyboardInterrupt:
-        raise Interrupted("interrupted: previous results are untouched") from None
-    except Terminated:
-        click.echo("Error: terminated: previous results are untouched", err=True)
-        sys.exit(EXIT_TERMINATED)
+    except KeyboardInterrupt:  # the default handler: the CLI run in-process (tests, a notebook)
+        raise Interrupted(signal.SIGINT, replaced_paths()[already_replaced:]) from None
+    except Stopped as stop:
+        raise Interrupted(stop.signum, replaced_paths()[already_replaced:]) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -291,9 +295,18 @@ def audit(ctx: click.Context, cache: Path, head_kind: str, folds: int, score: st
 
 
 def main() -> None:
-    """The `headstart` console script: SIGTERM unwinds like Ctrl-C, so outputs stay whole."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    cli(prog_name="headstart")
+    """The `headstart` console script: signals handled from the first line on, so outputs stay whole."""
+    install_handlers()
+    try:
+        cli(prog_name="headstart")
+    except Stopped as stop:  # outside a command's body: while click parsed the options, or printed and exited
+        from features.atomic import replaced_paths
+
+        error = Interrupted(stop.signum, replaced_paths())
+        error.show()
+        sys.exit(error.exit_code)
+    finally:
+        ignore_late_signals()
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ from typing import Iterator
 import h5py
 import numpy as np
 
-from .atomic import signals_held
+from .atomic import move_into_place, signals_held
+from .files import UnsafeFileError, check_regular
 from .provenance import Preprocessing, WeightsIdentity
 
 FORMAT_VERSION = 1
@@ -50,12 +51,17 @@ PARTIAL_SUFFIX = ".partial"
 JSON_ATTRS = ("classes", "weights", "preprocessing")
 ROW_FIELDS = ("features", "labels", "paths", "sizes", "mtimes_ns", "sha256")
 _STR = h5py.string_dtype("utf-8")
-WRITE_MARGIN = 1 << 20  # room kept for HDF5 metadata, so closing the file after a refusal still succeeds
-ROW_OVERHEAD = 512  # bytes per row besides its features: path, hash, stamps, index entries
+METADATA_MARGIN = 256 << 10  # room kept for HDF5 metadata (a 2-split file has ~40 kB), so closing always succeeds
+ROW_OVERHEAD = 512  # bytes per row of the variable-length columns: path and hash on the heap, their references
+CHECKSUMMED = ("features", "labels", "sizes", "mtimes_ns")  # fixed-size columns: HDF5 checksums each chunk
 
 
 class StoreError(ValueError):
     """A features file that is missing, damaged, foreign or of another version; the message says to re-run extract."""
+
+
+class StoreBusyError(StoreError):
+    """A features file another program holds open for writing: not damage, so nothing is thrown away for it."""
 
 
 @dataclass
@@ -118,6 +124,8 @@ def _decode_attrs(attrs: h5py.AttributeManager) -> dict:
 
 
 def _damaged(path: Path, detail: object) -> StoreError:
+    if "filter returned failure" in str(detail):  # HDF5's words for a Fletcher32 mismatch
+        detail = "a stored checksum does not match: the file was changed on disk after it was written"
     return StoreError(f"{path} is damaged ({detail}): re-run `extract`")
 
 
@@ -129,8 +137,15 @@ class FeatureStore:
         if not self.path.exists():
             raise StoreError(f"{self.path} does not exist: run `extract` first")
         try:
+            check_regular(self.path)  # h5py would wait forever on a named pipe
+        except UnsafeFileError as error:
+            raise StoreError(f"{error}; the features file is written by `extract`") from None
+        try:
             self._file = h5py.File(self.path, "r")
             attrs = _decode_attrs(self._file.attrs)
+        except BlockingIOError:  # HDF5's own file lock: another program has it open for writing
+            raise StoreBusyError(f"{self.path} is open for writing in another program (HDF5 file lock): close it "
+                                 "there, then run again") from None
         except (OSError, ValueError, KeyError) as error:
             raise StoreError(f"{self.path} is not a readable features file ({error}): re-run `extract`") from None
         version = attrs.get("format_version")
@@ -196,6 +211,21 @@ class FeatureStore:
             raise _damaged(self.path, f"split '{split}' has columns of different lengths {lengths}")
         return group
 
+    def damaged_rows(self, split: str) -> np.ndarray:
+        """A mask of the rows whose checksummed chunks no longer match (files from before the checksums: none).
+        Reading chunk by chunk finds exactly which rows a flipped byte spoiled, so only those are recomputed."""
+        group = self._group(split)
+        damaged = np.zeros(group["labels"].shape[0], bool)
+        for name in CHECKSUMMED:
+            dataset = group[name]
+            step = dataset.chunks[0] if dataset.chunks else len(damaged) or 1
+            for start in range(0, len(damaged), step):
+                try:
+                    dataset[start:start + step]
+                except OSError:
+                    damaged[start:start + step] = True
+        return damaged
+
     def read(self, split: str, rows: np.ndarray | slice = slice(None)) -> Rows:
         """Rows of a split; `rows` is a slice or increasing row numbers."""
         group = self._group(split)
@@ -223,7 +253,7 @@ class StoreWriter:
         self._ensure_room(0)
         self._file = None
         try:
-            self._file = h5py.File(self.partial, "w")
+            self._file = h5py.File(self.partial, "x")  # never an existing name, nor through a link
             for key, value in header.to_attrs().items():
                 self._file.attrs[key] = value
             self._file.flush()
@@ -243,10 +273,10 @@ class StoreWriter:
         group = self._file.create_group(split)
         chunk = (self._chunk_rows,)
         group.create_dataset("features", (0, self._dim), np.float32, maxshape=(None, self._dim),
-                             chunks=(self._chunk_rows, self._dim))
+                             chunks=(self._chunk_rows, self._dim), fletcher32=True)
         for name, dtype in (("labels", np.int64), ("paths", _STR), ("sizes", np.int64),
                             ("mtimes_ns", np.int64), ("sha256", _STR)):
-            group.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=chunk)
+            group.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=chunk, fletcher32=name in CHECKSUMMED)
         self._group = group
 
     def append(self, rows: Rows) -> None:
@@ -270,8 +300,11 @@ class StoreWriter:
         HDF5 does not recover from a failed write: h5py can crash the process while closing such a file,
         so running out of space must be caught before the write, not after.
         """
-        needed = WRITE_MARGIN + 2 * self._chunk_rows * self._dim * 4 + rows * (self._dim * 4 + ROW_OVERHEAD)
-        room = shutil.disk_usage(self.partial.parent).free
+        start = self._group["labels"].shape[0] if self._group is not None else 0
+        new_chunks = -(-(start + rows) // self._chunk_rows) - -(-start // self._chunk_rows)
+        row_bytes = self._dim * 4 + 3 * 8 + 2 * 16  # features; labels, sizes, mtimes; two string references
+        needed = METADATA_MARGIN + new_chunks * self._chunk_rows * row_bytes + rows * ROW_OVERHEAD
+        room = shutil.disk_usage(self.partial.parent).free  # what this write allocates, not a fixed margin
         limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
         if limit != resource.RLIM_INFINITY:
             room = min(room, limit - (self.partial.stat().st_size if self.partial.exists() else 0))
@@ -285,9 +318,7 @@ class StoreWriter:
 
     def commit(self) -> None:
         self._file.close()
-        with open(self.partial, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(self.partial, self.path)
+        move_into_place([(self.partial, self.path)])
 
     def keep_partial(self) -> None:
         """Close, leaving the rows written so far for the next run to resume from."""

@@ -1,4 +1,4 @@
-"""The head file (head.pt), format version 1: plain types only, so it loads with torch.load(weights_only=True).
+"""The head file (head.pt), format version 2: plain types only, so it loads with torch.load(weights_only=True).
 
     format_version  int, FORMAT_VERSION
     producer        "headstart <version>"
@@ -19,10 +19,15 @@
                     "val_report" ({"accuracy", "report", "confusion", "classes"} of the val split, or None),
                     and after `sweep`, "sweep" (heads/sweep/step.py's sweep_record: how the setting was chosen)
     features_file   the features file it was trained on
+    digest          (format 2) sha256 of the state_dict's tensors (name, dtype, shape, bytes, in name order) and of
+                    the class names: checked on load, so a flipped byte is a clear error, never wrong labels.
+                    Format 1 files (no digest) still load.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 from dataclasses import dataclass
@@ -33,11 +38,14 @@ import torch
 
 from features import __version__
 from features.atomic import atomic_write
+from features.files import UnsafeFileError, open_regular
 
 from .linear import LinearHead
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 HEAD_FILE = "head.pt"
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 _REQUIRED = ("head_type", "head_args", "state_dict", "classes", "backbone", "weights", "preprocessing", "precision")
 
 
@@ -60,7 +68,9 @@ class HeadCheckpoint:
 
 
 def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file: str = "") -> None:
-    """Write the head file whole or not at all."""
+    """Write the head file whole or not at all; a head with weights that are not finite is refused."""
+    if not all(bool(torch.isfinite(tensor).all()) for tensor in checkpoint.head.state_dict().values()):
+        raise ValueError(f"refusing to write {path}: the head's weights are not finite (training diverged)")
     data = {
         "format_version": FORMAT_VERSION,
         "producer": f"headstart {__version__}",
@@ -78,8 +88,34 @@ def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file
         "metrics": checkpoint.metrics,
         "features_file": features_file,
     }
+    data["digest"] = head_digest(data["state_dict"], data["classes"])
     with atomic_write(path) as out:
         torch.save(data, out)
+
+
+def head_digest(state_dict: dict[str, torch.Tensor], classes: list[str]) -> str:
+    """sha256 of what decides a head's labels: its tensors and its class names."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{list(tensor.shape)}:".encode())
+        digest.update(tensor.numpy().tobytes())
+    digest.update(json.dumps(classes).encode())
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> object:
+    """torch.load of a regular file that is a torch zip archive; anything else is refused before unpickling."""
+    try:
+        descriptor = open_regular(path)
+    except UnsafeFileError as error:
+        raise HeadFileError(f"{error}; a head file is written by `train-head`") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        if handle.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
+            raise HeadFileError(f"{path} is not a head file (not a PyTorch checkpoint; something else was written "
+                                "over it?): re-run `train-head`")
+        handle.seek(0)
+        return torch.load(handle, map_location="cpu", weights_only=True)
 
 
 def _record_problem(data: dict) -> str | None:
@@ -99,13 +135,22 @@ def _record_problem(data: dict) -> str | None:
     return None
 
 
+def _stored_digest(data: dict) -> str | None:
+    state_dict = data["state_dict"]
+    if not isinstance(state_dict, dict) or not all(isinstance(t, torch.Tensor) for t in state_dict.values()):
+        return None
+    return head_digest(state_dict, data["classes"])
+
+
 def load_head(path: str | os.PathLike) -> HeadCheckpoint:
     """Load a head file safely (never unpickles code); any problem is a HeadFileError naming the file."""
     path = Path(path)
     if not path.exists():
         raise HeadFileError(f"{path} does not exist: run `train-head` first")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = _read(path)
+    except HeadFileError:
+        raise
     except pickle.UnpicklingError:
         raise HeadFileError(
             f"{path} holds objects that are not plain data and was refused unread: it is not a headstart head "
@@ -115,10 +160,10 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
         raise HeadFileError(f"{path} is not a readable head file ({type(error).__name__}): re-run `train-head`") from None
     if not isinstance(data, dict) or "format_version" not in data:
         raise HeadFileError(f"{path} is not a headstart head file: re-run `train-head`")
-    if data["format_version"] != FORMAT_VERSION:
+    if data["format_version"] not in READABLE_VERSIONS:
         raise HeadFileError(
-            f"{path} is head format {data['format_version']}; this headstart reads format {FORMAT_VERSION}: "
-            "re-run `train-head`"
+            f"{path} is head format {data['format_version']}; this headstart reads formats "
+            f"{' and '.join(map(str, READABLE_VERSIONS))}: re-run `train-head`"
         )
     missing = [key for key in _REQUIRED if key not in data]
     if missing or data["head_type"] != "linear":
@@ -126,6 +171,9 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
     problem = _record_problem(data)
     if problem:
         raise HeadFileError(f"{path} is damaged ({problem}): re-run `train-head`")
+    if data["format_version"] >= 2 and data.get("digest") != _stored_digest(data):
+        raise HeadFileError(f"{path} is damaged (its weights or class names do not match their checksum): "
+                            "re-run `train-head`")
     try:
         head = LinearHead(**data["head_args"])
         head.load_state_dict(data["state_dict"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,16 @@ def _read_rows(store: FeatureStore, given: Choice, choose: Callable | None):
     return train, val, choice
 
 
+def _refuse_diverged(result: TrainResult, config: TrainConfig) -> None:
+    """A head whose weights or losses are not finite labels everything wrong: never let it replace a good one."""
+    losses = [value for entry in result.history for key, value in entry.items() if key.endswith("_loss")]
+    weights_finite = all(bool(torch.isfinite(tensor).all()) for tensor in result.head.state_dict().values())
+    if not weights_finite or not all(math.isfinite(loss) for loss in losses):
+        raise ValueError(f"training diverged: the head's {'loss' if weights_finite else 'weights'} became not finite "
+                         f"(--lr {config.lr} is too large for these features): the previous head is kept; "
+                         "lower --lr and run again")
+
+
 def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
              on_epoch: Callable[[int, dict], None] | None = None,
              choose: Callable[[tuple[torch.Tensor, torch.Tensor], list[str]], Choice] | None = None) -> FitSummary:
@@ -99,6 +110,7 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
                 on_epoch(1, result.final)
         else:
             result = train_sgd(train, val, len(classes), config, on_epoch)
+        _refuse_diverged(result, config)
         counts = {"train": len(train[1]), "val": len(val[1]) if val is not None else 0}
         metrics = {**result.final, "history": result.history, "best_epoch": best_epoch(result.history),
                    "val_report": _val_summary(result, val, classes), **choice.metrics}
@@ -113,7 +125,7 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
             plot_curves(result.history, curves_tmp)
             with open(metrics_tmp, "w", encoding="utf-8") as out:
                 json.dump({**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}, out,
-                          indent=2)
+                          indent=2, allow_nan=False)
             save_head(head_tmp, checkpoint, features_file=str(store.path))
     return FitSummary(head_path, metrics_path, curves_path, classes, counts, header, result, metrics,
                       time.perf_counter() - started)

@@ -80,7 +80,7 @@ def test_saved_weights_are_a_copy(tmp_path):
 def test_file_is_plain_data_for_weights_only_load(saved):
     path, original = saved
     data = torch.load(path, map_location="cpu", weights_only=True)
-    assert data["format_version"] == FORMAT_VERSION == 1
+    assert data["format_version"] == FORMAT_VERSION == 2
     assert data["head_type"] == "linear"
     assert data["head_args"] == {"in_features": 512, "num_classes": 3}
     assert set(data["state_dict"]) == {"weight", "bias"}
@@ -196,7 +196,7 @@ def test_future_format_version(saved):
     with pytest.raises(HeadFileError) as caught:
         load_head(path)
     message = str(caught.value)
-    assert "99" in message and "format 1" in message and "re-run `train-head`" in message
+    assert "99" in message and "formats 1 and 2" in message and "re-run `train-head`" in message
 
 
 @pytest.mark.parametrize("key", ["head_args", "state_dict", "classes", "weights", "preprocessing"])
