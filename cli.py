@@ -25,9 +25,9 @@ from heads.console.audit import audit_options
 from heads.console.sweep import show_sweep, sweep_options
 from heads.console.options import (address_option, batch_option, cache_option, compile_option, device_option,
                                    engine_option, head_run_options, head_weights_option, quiet_option,
-                                   refuse_address_without_ray, refuse_output_inside_inputs, train_options,
-                                   workers_option)
-from heads.console.reporter import Reporter
+                                   refuse_address_without_ray, refuse_output_inside_inputs,
+                                   refuse_output_over_cache_files, train_options, workers_option)
+from heads.console.reporter import Reporter, detach_closed_stdout
 from heads.export.config import EXPORT_FORMATS, ExportConfig
 from heads.predict.writer import FORMATS, STDOUT
 
@@ -61,6 +61,9 @@ def _errors_as_exit_codes() -> Iterator[None]:
     already_replaced = len(replaced_paths())
     try:
         yield
+    except BrokenPipeError:  # data for stdout (predict --out -, info --json) whose reader stopped reading
+        detach_closed_stdout()
+        raise click.ClickException("stdout was closed before all the output was written") from None
     except (ValueError, CacheBusyError, DownloadError) as error:  # every library error names the path and the fix
         raise click.ClickException(_one_line(str(error))) from None
     except OSError as error:
@@ -179,6 +182,7 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
         report.results_to_stderr()
     else:
         refuse_output_inside_inputs(out, paths)
+        refuse_output_over_cache_files(out, cache)
     with _errors_as_exit_codes():
         from heads import predict_files
 
@@ -209,6 +213,7 @@ def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, sh
     report = ctx.ensure_object(Reporter)
     out = out or cache / "evaluation_wrong.csv"
     refuse_output_inside_inputs(out, (folder,))
+    refuse_output_over_cache_files(out, cache)
     if html is not None:
         refuse_output_inside_inputs(html, (folder,))
     with _errors_as_exit_codes():
@@ -268,7 +273,7 @@ def info(ctx: click.Context, cache: Path, as_json: bool) -> None:
 
         described = describe_cache(cache)
         if as_json:
-            click.echo(json.dumps(described, indent=2))
+            click.echo(json.dumps(described, indent=2, allow_nan=False))
         else:
             show_info(report, cache, described)
 

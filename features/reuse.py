@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from .backbone import file_sha256
+from .files import UnsafeFileError
 from .folder import ImageEntry
-from .images import FileStamp
-from .store import FeaturesHeader, FeatureStore, StoreError, partial_files
+from .images import FileStamp, stored_mtime_ns
+from .store import FeaturesHeader, FeatureStore, StoreBusyError, StoreError, partial_files
 
 
 @dataclass(frozen=True)
@@ -73,16 +74,24 @@ class PreviousRows:
         self.rebuild_reason: str | None = None
         self.resumed_from: list[Path] = []
         self._candidates: dict[str, list[CachedRow]] = {}
+        self._partial_sources: set[int] = set()
         if path.exists():
             self.rebuild_reason = self._add(path, header)
         for partial in partial_files(path):
-            if self._add(partial, header) is None:
-                self.resumed_from.append(partial)
+            try:
+                if self._add(partial, header) is None:
+                    self._partial_sources.add(len(self.stores) - 1)
+                    self.resumed_from.append(partial)
+            except (StoreBusyError, UnsafeFileError):  # held by a killed run's lingering worker, or a pipe: not
+                pass  # resumed from, and removed with the other partial files at the end
 
     def _add(self, path: Path, header: FeaturesHeader) -> str | None:
-        """Index a store's rows if they can stand for rows computed under header; else why not."""
+        """Index a store's rows if they can stand for rows computed under header; else why not. A file another
+        program holds open (StoreBusyError) or a pipe (UnsafeFileError) is not damage: it is not replaced."""
         try:
             store = FeatureStore(path)
+        except StoreBusyError:
+            raise
         except StoreError as error:
             return f"the previous {path.name} is unreadable ({error})"
         try:
@@ -103,7 +112,10 @@ class PreviousRows:
         found: dict[str, list[CachedRow]] = {}
         for split in store.splits:
             paths, sizes, mtimes_ns, sha256 = store.stamps(split)
+            damaged = store.damaged_rows(split)  # rows a checksum disowns are computed again, never copied
             for row, name in enumerate(paths):
+                if damaged[row]:
+                    continue
                 cached = CachedRow(source, split, row, int(sizes[row]), int(mtimes_ns[row]), sha256[row])
                 found.setdefault(name, []).append(cached)
         return found
@@ -122,15 +134,21 @@ class PreviousRows:
             stat = os.stat(entry.path)
         except OSError:
             return None
+        mtime_ns = stored_mtime_ns(stat.st_mtime_ns)
         same_size = [cached for cached in candidates if cached.size == stat.st_size]
         for cached in same_size:
-            if cached.mtime_ns == stat.st_mtime_ns:
-                return cached, FileStamp(stat.st_size, stat.st_mtime_ns, cached.sha256)
+            if cached.mtime_ns == mtime_ns:
+                return cached, FileStamp(stat.st_size, mtime_ns, cached.sha256)
         content = _sha256(entry.path) if same_size else None
         for cached in same_size:
             if cached.sha256 == content:
-                return cached, FileStamp(stat.st_size, stat.st_mtime_ns, cached.sha256)
+                return cached, FileStamp(stat.st_size, mtime_ns, cached.sha256)
         return None
+
+    def resumed_rows(self, plan: ReusePlan) -> int:
+        """How many of the plan's reused rows come from interrupted runs' partial files."""
+        return sum(1 for entries in plan.splits.values() for _, reuse in entries
+                   if reuse is not None and reuse[0].source in self._partial_sources)
 
     def features(self, rows: list[CachedRow]) -> dict[CachedRow, np.ndarray]:
         """Feature rows, read in one go per store and split."""

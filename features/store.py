@@ -42,7 +42,7 @@ import h5py
 import numpy as np
 
 from .atomic import move_into_place, signals_held
-from .files import UnsafeFileError, check_regular
+from .files import check_regular
 from .provenance import Preprocessing, WeightsIdentity
 
 FORMAT_VERSION = 1
@@ -111,7 +111,7 @@ class FeaturesHeader:
 
     def to_attrs(self) -> dict[str, str | int]:
         """The HDF5 attributes: JSON for the records, text for the rest, format_version an integer."""
-        return {name: json.dumps(value) if name in JSON_ATTRS else value if name == "format_version" else str(value)
+        return {name: json.dumps(value, allow_nan=False) if name in JSON_ATTRS else value if name == "format_version" else str(value)
                 for name, value in self.to_dict().items()}
 
 
@@ -136,10 +136,7 @@ class FeatureStore:
         self.path = Path(path)
         if not self.path.exists():
             raise StoreError(f"{self.path} does not exist: run `extract` first")
-        try:
-            check_regular(self.path)  # h5py would wait forever on a named pipe
-        except UnsafeFileError as error:
-            raise StoreError(f"{error}; the features file is written by `extract`") from None
+        check_regular(self.path)  # UnsafeFileError: h5py would wait forever on a named pipe
         try:
             self._file = h5py.File(self.path, "r")
             attrs = _decode_attrs(self._file.attrs)
@@ -313,7 +310,7 @@ class StoreWriter:
                                         f"about {needed >> 20} MiB more needed): free some space and run again")
 
     def end_split(self, skipped: list[tuple[str, str]]) -> None:
-        self._group.attrs["skipped"] = json.dumps([list(item) for item in skipped])
+        self._group.attrs["skipped"] = json.dumps([list(item) for item in skipped], allow_nan=False)
         self._group = None
 
     def commit(self) -> None:

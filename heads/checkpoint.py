@@ -179,6 +179,8 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
         head.load_state_dict(data["state_dict"])
     except (TypeError, RuntimeError) as error:
         raise HeadFileError(f"{path} has a damaged head ({str(error).splitlines()[0]}): re-run `train-head`") from None
+    if not all(bool(torch.isfinite(tensor).all()) for tensor in head.state_dict().values()):
+        raise HeadFileError(f"{path} holds weights that are not finite (a diverged training): re-run `train-head`")
     head.eval()
     return HeadCheckpoint(head, list(data["classes"]), data["backbone"], data["weights"], data["preprocessing"],
                           data["precision"], data.get("train_config", {}), data.get("metrics", {}))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -47,6 +47,7 @@ class FitSummary:
     result: TrainResult
     metrics: dict
     seconds: float
+    untrained_classes: list[str] = field(default_factory=list)  # classes with no training row: never learned
 
 
 def _tensors(store: FeatureStore, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,5 +128,6 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
                 json.dump({**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}, out,
                           indent=2, allow_nan=False)
             save_head(head_tmp, checkpoint, features_file=str(store.path))
+    untrained = [name for label, name in enumerate(classes) if not bool((train[1] == label).any())]
     return FitSummary(head_path, metrics_path, curves_path, classes, counts, header, result, metrics,
-                      time.perf_counter() - started)
+                      time.perf_counter() - started, untrained)

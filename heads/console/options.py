@@ -117,3 +117,18 @@ def train_options(command):
     for option in reversed(_TRAIN_OPTIONS):
         command = option(command)
     return command
+
+
+def refuse_output_over_cache_files(out: Path, cache: Path) -> None:
+    """A usage error: an output that would replace one of the files headstart keeps in the cache folder."""
+    from features.lock import LOCK_FILE
+    from features.store import FEATURES_FILE, PARTIAL_SUFFIX
+    from heads.checkpoint import HEAD_FILE
+    from heads.fit import CURVES_FILE, METRICS_FILE
+
+    target = out.resolve()
+    owned = target.name in (FEATURES_FILE, HEAD_FILE, METRICS_FILE, CURVES_FILE, LOCK_FILE) or \
+        target.name.startswith(f"{FEATURES_FILE}{PARTIAL_SUFFIX}")
+    if owned and target.parent == cache.resolve():
+        raise click.UsageError(f"--out {out} would replace {target.name}, one of headstart's own files in {cache}: "
+                               "write it somewhere else")

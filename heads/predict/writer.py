@@ -104,6 +104,6 @@ def write_predictions(out: str | os.PathLike, classes: list[str], predictions: I
             if format == "csv":
                 writer.writerow(_csv_row(prediction, classes, top_k))
             else:
-                handle.write(json.dumps(_json_record(prediction, classes, top_k), ensure_ascii=False) + "\n")
+                handle.write(json.dumps(_json_record(prediction, classes, top_k), ensure_ascii=False, allow_nan=False) + "\n")
             counts["failed" if prediction.probabilities is None else "predicted"] += 1
     return counts
