@@ -13,7 +13,7 @@
         torch_version, torchvision_version; forward: "batchnorm folded" (absent: "torchvision eager"; not a reuse key)
     /<split>               one group per split: train, val (and test)
         features           float32 (N, 512), chunked and resizable
-        labels             int64 (N,)
+        labels             int64 (N,); it, features, sizes, mtimes_ns: Fletcher32 per chunk (older files: none)
         paths              UTF-8 strings (N,), relative to data_root (undecodable bytes as \\xNN)
         sizes              int64 (N,) file size in bytes       } what the incremental cache
         mtimes_ns          int64 (N,) modification time, ns    } compares to decide whether
@@ -27,11 +27,8 @@ rows and `skipped`); the next extract reuses its rows and deletes it once a comp
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import resource
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -44,6 +41,7 @@ import numpy as np
 from .atomic import move_into_place, signals_held
 from .files import check_regular
 from .provenance import Preprocessing, WeightsIdentity
+from .room import ensure_room
 
 FORMAT_VERSION = 1
 FEATURES_FILE = "features.h5"
@@ -53,7 +51,7 @@ ROW_FIELDS = ("features", "labels", "paths", "sizes", "mtimes_ns", "sha256")
 _STR = h5py.string_dtype("utf-8")
 METADATA_MARGIN = 256 << 10  # room kept for HDF5 metadata (a 2-split file has ~40 kB), so closing always succeeds
 ROW_OVERHEAD = 512  # bytes per row of the variable-length columns: path and hash on the heap, their references
-CHECKSUMMED = ("features", "labels", "sizes", "mtimes_ns")  # fixed-size columns: HDF5 checksums each chunk
+CHECKSUMMED = ("features", "labels", "sizes", "mtimes_ns")  # HDF5 cannot checksum variable-length strings
 
 
 class StoreError(ValueError):
@@ -111,7 +109,7 @@ class FeaturesHeader:
 
     def to_attrs(self) -> dict[str, str | int]:
         """The HDF5 attributes: JSON for the records, text for the rest, format_version an integer."""
-        return {name: json.dumps(value, allow_nan=False) if name in JSON_ATTRS else value if name == "format_version" else str(value)
+        return {name: json.dumps(value) if name in JSON_ATTRS else value if name == "format_version" else str(value)
                 for name, value in self.to_dict().items()}
 
 
@@ -208,21 +206,6 @@ class FeatureStore:
             raise _damaged(self.path, f"split '{split}' has columns of different lengths {lengths}")
         return group
 
-    def damaged_rows(self, split: str) -> np.ndarray:
-        """A mask of the rows whose checksummed chunks no longer match (files from before the checksums: none).
-        Reading chunk by chunk finds exactly which rows a flipped byte spoiled, so only those are recomputed."""
-        group = self._group(split)
-        damaged = np.zeros(group["labels"].shape[0], bool)
-        for name in CHECKSUMMED:
-            dataset = group[name]
-            step = dataset.chunks[0] if dataset.chunks else len(damaged) or 1
-            for start in range(0, len(damaged), step):
-                try:
-                    dataset[start:start + step]
-                except OSError:
-                    damaged[start:start + step] = True
-        return damaged
-
     def read(self, split: str, rows: np.ndarray | slice = slice(None)) -> Rows:
         """Rows of a split; `rows` is a slice or increasing row numbers."""
         group = self._group(split)
@@ -292,22 +275,12 @@ class StoreWriter:
             self._file.flush()
 
     def _ensure_room(self, rows: int) -> None:
-        """Refuse to write when the disk (or the process's file-size limit) cannot take the next chunks.
-
-        HDF5 does not recover from a failed write: h5py can crash the process while closing such a file,
-        so running out of space must be caught before the write, not after.
-        """
+        """Refuse the next append unless the disk can take what it allocates: its new chunks, strings, metadata."""
         start = self._group["labels"].shape[0] if self._group is not None else 0
         new_chunks = -(-(start + rows) // self._chunk_rows) - -(-start // self._chunk_rows)
         row_bytes = self._dim * 4 + 3 * 8 + 2 * 16  # features; labels, sizes, mtimes; two string references
-        needed = METADATA_MARGIN + new_chunks * self._chunk_rows * row_bytes + rows * ROW_OVERHEAD
-        room = shutil.disk_usage(self.partial.parent).free  # what this write allocates, not a fixed margin
-        limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-        if limit != resource.RLIM_INFINITY:
-            room = min(room, limit - (self.partial.stat().st_size if self.partial.exists() else 0))
-        if room < needed:
-            raise OSError(errno.ENOSPC, f"not enough free space to write {self.path} ({room >> 20} MiB left, "
-                                        f"about {needed >> 20} MiB more needed): free some space and run again")
+        ensure_room(self.path, self.partial,
+                    METADATA_MARGIN + new_chunks * self._chunk_rows * row_bytes + rows * ROW_OVERHEAD)
 
     def end_split(self, skipped: list[tuple[str, str]]) -> None:
         self._group.attrs["skipped"] = json.dumps([list(item) for item in skipped], allow_nan=False)

@@ -115,7 +115,26 @@ def _read(path: Path) -> object:
             raise HeadFileError(f"{path} is not a head file (not a PyTorch checkpoint; something else was written "
                                 "over it?): re-run `train-head`")
         handle.seek(0)
-        return torch.load(handle, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(handle, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise HeadFileError(f"{path} holds objects that are not plain data and was refused unread: it is not a "
+                                "headstart head file; re-run `train-head`") from None
+        except Exception as error:  # torch raises many types for damaged files
+            raise HeadFileError(f"{path} is not a readable head file ({type(error).__name__}): re-run `train-head`"
+                                ) from None
+
+
+def _integrity_problem(data: dict) -> str | None:
+    """Damage the records cannot show: a digest that no longer matches (format 2), weights that are not finite."""
+    state_dict = data["state_dict"]
+    if not isinstance(state_dict, dict) or not all(isinstance(t, torch.Tensor) for t in state_dict.values()):
+        return None  # load_state_dict says what is wrong with it
+    if data["format_version"] >= 2 and data.get("digest") != head_digest(state_dict, data["classes"]):
+        return "its weights or class names do not match their checksum"
+    if not all(bool(torch.isfinite(tensor).all()) for tensor in state_dict.values()):
+        return "its weights are not finite: the training that made it diverged"
+    return None
 
 
 def _record_problem(data: dict) -> str | None:
@@ -135,29 +154,12 @@ def _record_problem(data: dict) -> str | None:
     return None
 
 
-def _stored_digest(data: dict) -> str | None:
-    state_dict = data["state_dict"]
-    if not isinstance(state_dict, dict) or not all(isinstance(t, torch.Tensor) for t in state_dict.values()):
-        return None
-    return head_digest(state_dict, data["classes"])
-
-
 def load_head(path: str | os.PathLike) -> HeadCheckpoint:
     """Load a head file safely (never unpickles code); any problem is a HeadFileError naming the file."""
     path = Path(path)
     if not path.exists():
         raise HeadFileError(f"{path} does not exist: run `train-head` first")
-    try:
-        data = _read(path)
-    except HeadFileError:
-        raise
-    except pickle.UnpicklingError:
-        raise HeadFileError(
-            f"{path} holds objects that are not plain data and was refused unread: it is not a headstart head "
-            "file; re-run `train-head`"
-        ) from None
-    except Exception as error:  # torch raises many types for damaged files
-        raise HeadFileError(f"{path} is not a readable head file ({type(error).__name__}): re-run `train-head`") from None
+    data = _read(path)
     if not isinstance(data, dict) or "format_version" not in data:
         raise HeadFileError(f"{path} is not a headstart head file: re-run `train-head`")
     if data["format_version"] not in READABLE_VERSIONS:
@@ -168,19 +170,14 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
     missing = [key for key in _REQUIRED if key not in data]
     if missing or data["head_type"] != "linear":
         raise HeadFileError(f"{path} is incomplete (missing {missing}): re-run `train-head`")
-    problem = _record_problem(data)
+    problem = _record_problem(data) or _integrity_problem(data)
     if problem:
         raise HeadFileError(f"{path} is damaged ({problem}): re-run `train-head`")
-    if data["format_version"] >= 2 and data.get("digest") != _stored_digest(data):
-        raise HeadFileError(f"{path} is damaged (its weights or class names do not match their checksum): "
-                            "re-run `train-head`")
     try:
         head = LinearHead(**data["head_args"])
         head.load_state_dict(data["state_dict"])
     except (TypeError, RuntimeError) as error:
         raise HeadFileError(f"{path} has a damaged head ({str(error).splitlines()[0]}): re-run `train-head`") from None
-    if not all(bool(torch.isfinite(tensor).all()) for tensor in head.state_dict().values()):
-        raise HeadFileError(f"{path} holds weights that are not finite (a diverged training): re-run `train-head`")
     head.eval()
     return HeadCheckpoint(head, list(data["classes"]), data["backbone"], data["weights"], data["preprocessing"],
                           data["precision"], data.get("train_config", {}), data.get("metrics", {}))

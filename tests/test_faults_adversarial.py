@@ -493,8 +493,9 @@ class Step:
                         and store.count("train") == 8 and store.count("val") == 4)
         if self.name == "train-head":
             metrics = strict_json(bench.cache / "metrics.json")
-            return (load_head(bench.cache / "head.pt").train_config["epochs"] == 1500 + variant
-                    and metrics["train_config"]["epochs"] == 1500 + variant and len(metrics["history"]) == 1500 + variant)
+            epochs = 1500 + variant
+            return (load_head(bench.cache / "head.pt").train_config["epochs"] == epochs
+                    and metrics["train_config"]["epochs"] == epochs and len(metrics["history"]) == epochs)
         rows = read_csv(bench.out)
         return len(rows) == 12 and ("label_2" in rows[0]) == (variant == 1)
 

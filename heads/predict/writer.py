@@ -104,6 +104,7 @@ def write_predictions(out: str | os.PathLike, classes: list[str], predictions: I
             if format == "csv":
                 writer.writerow(_csv_row(prediction, classes, top_k))
             else:
-                handle.write(json.dumps(_json_record(prediction, classes, top_k), ensure_ascii=False, allow_nan=False) + "\n")
+                record = _json_record(prediction, classes, top_k)
+                handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
             counts["failed" if prediction.probabilities is None else "predicted"] += 1
     return counts
