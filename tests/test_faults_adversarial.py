@@ -489,7 +489,7 @@ class Step:
             from features.store import FeatureStore
 
             with FeatureStore(bench.cache / "features.h5") as store:
-                return (store.header["preprocessing"]["name"] == ("imagenet", "notebook")[variant]
+                return (store.header.preprocessing.name == ("imagenet", "notebook")[variant]
                         and store.count("train") == 8 and store.count("val") == 4)
         if self.name == "train-head":
             metrics = strict_json(bench.cache / "metrics.json")
