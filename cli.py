@@ -248,6 +248,8 @@ def export(ctx: click.Context, export_format: str, out: Path | None, cache: Path
     report = ctx.ensure_object(Reporter)
     if not (example or out):
         raise click.UsageError("Missing option '--out' (or --example).")
+    if out is not None:
+        refuse_output_over_cache_files(out, cache)
     with _errors_as_exit_codes():
         from heads.console.export import show_export
         from heads.export import caller_example, export_head
