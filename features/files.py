@@ -11,9 +11,10 @@ class UnsafeFileError(ValueError):
     """A path headstart reads or writes is not a plain regular file (a link where none may be, a pipe, a folder)."""
 
 
-def open_regular(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int = 0o666, *,
-                 follow: bool = True) -> int:
-    """A descriptor for path, which must be a regular file; follow=False also refuses a symbolic link.
+def open_regular(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int = 0o666, *, follow: bool = True,
+                 fix: str = "remove it or use another path") -> int:
+    """A descriptor for path, which must be a regular file; follow=False also refuses a symbolic link; `fix` ends
+    the message.
 
     O_NONBLOCK makes opening a named pipe return at once instead of waiting for a writer; it is cleared again
     for the regular file, whose reads and writes it would not change anyway.
@@ -29,8 +30,7 @@ def open_regular(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int = 
     try:
         found = os.fstat(descriptor)
         if not stat.S_ISREG(found.st_mode):
-            raise UnsafeFileError(f"{path} is not a regular file ({_kind(found.st_mode)}): remove it or use "
-                                  "another path")
+            raise UnsafeFileError(f"{path} is not a regular file ({_kind(found.st_mode)}): {fix}")
         os.set_blocking(descriptor, True)
     except BaseException:
         os.close(descriptor)
@@ -38,9 +38,9 @@ def open_regular(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int = 
     return descriptor
 
 
-def check_regular(path: str | os.PathLike) -> None:
+def check_regular(path: str | os.PathLike, fix: str = "remove it or use another path") -> None:
     """Refuse path unless it is a regular file (links to one are fine): a reader must never block on a pipe."""
-    os.close(open_regular(path))
+    os.close(open_regular(path, fix=fix))
 
 
 def _kind(mode: int) -> str:

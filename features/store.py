@@ -134,7 +134,7 @@ class FeatureStore:
         self.path = Path(path)
         if not self.path.exists():
             raise StoreError(f"{self.path} does not exist: run `extract` first")
-        check_regular(self.path)  # UnsafeFileError: h5py would wait forever on a named pipe
+        check_regular(self.path, fix="remove it, then run `extract`")  # h5py would wait forever on a named pipe
         try:
             self._file = h5py.File(self.path, "r")
             attrs = _decode_attrs(self._file.attrs)
