@@ -8,11 +8,8 @@ if __name__ == "__main__":  # first of all: a Ctrl-C while the libraries below i
     install_handlers()
 
 import json
-import signal
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import click
 
@@ -27,53 +24,10 @@ from heads.console.options import (address_option, batch_option, cache_option, c
                                    engine_option, head_run_options, head_weights_option, quiet_option,
                                    refuse_address_without_ray, refuse_output_inside_inputs,
                                    refuse_output_over_cache_files, train_options, workers_option)
-from heads.console.reporter import Reporter, detach_closed_stdout
+from heads.console.errors import Interrupted, errors_as_exit_codes
+from heads.console.reporter import Reporter
 from heads.export.config import EXPORT_FORMATS, ExportConfig
 from heads.predict.writer import FORMATS, STDOUT
-
-EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
-
-
-class Interrupted(click.ClickException):
-    """Ctrl-C (exit 130) or SIGTERM (exit 143), with what became of the outputs."""
-
-    def __init__(self, signum: int, replaced: list[Path]):
-        what = "interrupted" if signum == signal.SIGINT else "terminated"
-        if replaced:  # the signal came after (or while) outputs were renamed into place: say so
-            super().__init__(f"{what} after writing {', '.join(map(str, replaced))}: those are the new results")
-        else:
-            super().__init__(f"{what}: previous results are untouched")
-        self.exit_code = EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
-
-
-def _one_line(message: str) -> str:
-    """Library messages can carry newlines (HDF5's include a timestamp); an error is one line."""
-    return " ".join(message.split())
-
-
-@contextmanager
-def _errors_as_exit_codes() -> Iterator[None]:
-    """Library errors -> one-line message and exit 1; Ctrl-C -> 130; SIGTERM -> 143. Nothing else prints tracebacks."""
-    from features import CacheBusyError
-    from features.atomic import replaced_paths
-    from features.download import DownloadError
-
-    already_replaced = len(replaced_paths())
-    try:
-        yield
-    except BrokenPipeError:  # data for stdout (predict --out -, info --json) whose reader stopped reading
-        detach_closed_stdout()
-        raise click.ClickException("stdout was closed before all the output was written") from None
-    except (ValueError, CacheBusyError, DownloadError) as error:  # every library error names the path and the fix
-        raise click.ClickException(_one_line(str(error))) from None
-    except OSError as error:
-        where = f" ({error.filename})" if error.filename else ""
-        raise click.ClickException(_one_line(f"{error.strerror or error}{where}")) from None
-    except KeyboardInterrupt:  # the default handler: the CLI run in-process (tests, a notebook)
-        raise Interrupted(signal.SIGINT, replaced_paths()[already_replaced:]) from None
-    except Stopped as stop:
-        raise Interrupted(stop.signum, replaced_paths()[already_replaced:]) from None
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="headstart")
@@ -109,7 +63,7 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
     """Run the frozen backbone over every image once and cache the features in CACHE/features.h5."""
     report = ctx.ensure_object(Reporter)
     refuse_address_without_ray(ctx, engine)
-    with _errors_as_exit_codes():
+    with errors_as_exit_codes():
         from features.download import download_dataset
         from features.extract import extract_features
         from heads.console.views import show_extract, show_extract_start
@@ -134,7 +88,7 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
 def train_head(ctx: click.Context, cache: Path, **settings) -> None:
     """Train the linear head on CACHE/features.h5; write head.pt, metrics.json and curves.png."""
     report = ctx.ensure_object(Reporter)
-    with _errors_as_exit_codes():
+    with errors_as_exit_codes():
         from heads import fit_head
         from heads.console.views import EpochTable, show_training
 
@@ -149,7 +103,7 @@ def train_head(ctx: click.Context, cache: Path, **settings) -> None:
 def sweep(ctx: click.Context, cache: Path, **settings) -> None:
     """Choose the head's settings by k-fold cross-validation on the train split, refit the best, score it on val once."""
     report = ctx.ensure_object(Reporter)
-    with _errors_as_exit_codes():
+    with errors_as_exit_codes():
         from heads import sweep_heads
 
         with report.progress("sweep", unit="head") as on_progress:
@@ -183,7 +137,7 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
     else:
         refuse_output_inside_inputs(out, paths)
         refuse_output_over_cache_files(out, cache)
-    with _errors_as_exit_codes():
+    with errors_as_exit_codes():
         from heads import predict_files
 
         config = PredictConfig(weights=weights, device=device, batch_size=batch_size, workers=workers, engine=engine,
@@ -216,7 +170,7 @@ def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, sh
     refuse_output_over_cache_files(out, cache)
     if html is not None:
         refuse_output_inside_inputs(html, (folder,))
-    with _errors_as_exit_codes():
+    with errors_as_exit_codes():
         from heads import evaluate_head
         from heads.console.views import show_evaluation
 
@@ -250,7 +204,7 @@ def export(ctx: click.Context, export_format: str, out: Path | None, cache: Path
         raise click.UsageError("Missing option '--out' (or --example).")
     if out is not None:
         refuse_output_over_cache_files(out, cache)
-    with _errors_as_exit_codes():
+    with errors_as_exit_codes():
         from heads.console.export import show_export
         from heads.export import caller_example, export_head
 
@@ -269,7 +223,7 @@ def export(ctx: click.Context, export_format: str, out: Path | None, cache: Path
 def info(ctx: click.Context, cache: Path, as_json: bool) -> None:
     """What CACHE holds: splits, counts per class, backbone, weights, preprocessing, head metrics."""
     report = ctx.ensure_object(Reporter)
-    with _errors_as_exit_codes():
+    with errors_as_exit_codes():
         from heads.console.views import show_info
         from heads.info import describe_cache
 
@@ -289,7 +243,7 @@ def audit(ctx: click.Context, cache: Path, head_kind: str, folds: int, score: st
           outlier_quantile: float, curve_seeds: int, report_rows: int) -> None:
     """Audit CACHE/features.h5: label issues, duplicates and leakage, outliers, learning curve -> CACHE/audit/."""
     report = ctx.ensure_object(Reporter)
-    with _errors_as_exit_codes():
+    with errors_as_exit_codes():
         from heads.audit import audit_cache
         from heads.console.audit import show_audit, stage_progress
 
