@@ -139,7 +139,7 @@ class FeatureStore:
             self._file = h5py.File(self.path, "r")
             attrs = _decode_attrs(self._file.attrs)
         except BlockingIOError:  # HDF5's own file lock: another program has it open for writing
-            raise StoreBusyError(f"{self.path} is open for writing in another program: close it, then run again") from None
+            raise StoreBusyError(f"{self.path} is open for writing in another program: close it, run again") from None
         except (OSError, ValueError, KeyError) as error:
             raise StoreError(f"{self.path} is not a readable features file ({error}): re-run `extract`") from None
         version = attrs.get("format_version")

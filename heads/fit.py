@@ -79,14 +79,16 @@ def _read_rows(store: FeatureStore, given: Choice, choose: Callable | None):
     return train, val, choice
 
 
-def _refuse_diverged(result: TrainResult, config: TrainConfig) -> None:
-    """A head whose weights or losses are not finite labels everything wrong: never let it replace a good one."""
+def _check_trained(result: TrainResult, config: TrainConfig, labels: torch.Tensor, classes: list[str]) -> list[str]:
+    """The classes without a training row (the head never learned them); a head whose weights or losses are not
+    finite labels everything wrong, so it is refused: it never replaces a good one."""
     losses = [value for entry in result.history for key, value in entry.items() if key.endswith("_loss")]
     weights_finite = all(bool(torch.isfinite(tensor).all()) for tensor in result.head.state_dict().values())
     if not weights_finite or not all(math.isfinite(loss) for loss in losses):
         raise ValueError(f"training diverged: the head's {'loss' if weights_finite else 'weights'} became not finite "
                          f"(--lr {config.lr} is too large for these features): the previous head is kept; "
                          "lower --lr and run again")
+    return [name for label, name in enumerate(classes) if not bool((labels == label).any())]
 
 
 def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
@@ -111,7 +113,7 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
                 on_epoch(1, result.final)
         else:
             result = train_sgd(train, val, len(classes), config, on_epoch)
-        _refuse_diverged(result, config)
+        untrained = _check_trained(result, config, train[1], classes)
         counts = {"train": len(train[1]), "val": len(val[1]) if val is not None else 0}
         metrics = {**result.final, "history": result.history, "best_epoch": best_epoch(result.history),
                    "val_report": _val_summary(result, val, classes), **choice.metrics}
@@ -128,6 +130,5 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
                 json.dump({**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}, out,
                           indent=2, allow_nan=False)
             save_head(head_tmp, checkpoint, features_file=str(store.path))
-    untrained = [name for label, name in enumerate(classes) if not bool((train[1] == label).any())]
     return FitSummary(head_path, metrics_path, curves_path, classes, counts, header, result, metrics,
                       time.perf_counter() - started, untrained)
