@@ -79,6 +79,12 @@ def _read_rows(store: FeatureStore, given: Choice, choose: Callable | None):
     return train, val, choice
 
 
+def _metrics(result: TrainResult, val, classes: list[str], choice: Choice) -> dict:
+    """What metrics.json and the head record: the last epoch, the history, the best epoch, val's report."""
+    return {**result.final, "history": result.history, "best_epoch": best_epoch(result.history),
+            "val_report": _val_summary(result, val, classes), **choice.metrics}
+
+
 def _check_trained(result: TrainResult, config: TrainConfig, labels: torch.Tensor, classes: list[str]) -> list[str]:
     """The classes without a training row (the head never learned them); a head whose weights or losses are not
     finite labels everything wrong, so it is refused: it never replaces a good one."""
@@ -115,8 +121,7 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
             result = train_sgd(train, val, len(classes), config, on_epoch)
         untrained = _check_trained(result, config, train[1], classes)
         counts = {"train": len(train[1]), "val": len(val[1]) if val is not None else 0}
-        metrics = {**result.final, "history": result.history, "best_epoch": best_epoch(result.history),
-                   "val_report": _val_summary(result, val, classes), **choice.metrics}
+        metrics = _metrics(result, val, classes, choice)
         checkpoint = HeadCheckpoint(result.head, classes, header.backbone, header.weights.to_dict(),
                                     header.preprocessing.describe(), header.precision, config.to_dict(), metrics)
         head_path, metrics_path, curves_path = cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE
