@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from features.interrupts import Stopped, ignore_late_signals, install_handlers
+
+if __name__ == "__main__":  # first of all: a Ctrl-C while the libraries below import is then handled like any other
+    install_handlers()
+
 import json
-import signal
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import click
 
@@ -20,54 +22,13 @@ from heads.console.audit import audit_options
 from heads.console.sweep import show_sweep, sweep_options
 from heads.console.options import (address_option, batch_option, cache_option, compile_option, device_option,
                                    engine_option, head_run_options, head_weights_option, quiet_option,
-                                   refuse_address_without_ray, refuse_output_inside_inputs, train_options,
-                                   workers_option)
+                                   refuse_address_without_ray, refuse_output_inside_inputs,
+                                   refuse_output_over_cache_files, train_options, workers_option)
+from heads.console.errors import Interrupted, errors_as_exit_codes
 from heads.console.reporter import Reporter
 from heads.export.config import EXPORT_FORMATS, ExportConfig
 from heads.console.trust import TrustConfig, prediction_options, show_prediction, trust_options
 from heads.predict.writer import STDOUT
-
-EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
-
-
-class Interrupted(click.ClickException):
-    """Ctrl-C: a one-line message and exit code 130."""
-
-    exit_code = EXIT_INTERRUPTED
-
-
-class Terminated(BaseException):
-    """Raised in the main thread on SIGTERM, so cleanup runs as for Ctrl-C."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
-def _one_line(message: str) -> str:
-    """Library messages can carry newlines (HDF5's include a timestamp); an error is one line."""
-    return " ".join(message.split())
-
-
-@contextmanager
-def _errors_as_exit_codes() -> Iterator[None]:
-    """Library errors -> one-line message and exit 1; Ctrl-C -> 130; SIGTERM -> 143. Nothing else prints tracebacks."""
-    from features import CacheBusyError
-    from features.download import DownloadError
-
-    try:
-        yield
-    except (ValueError, CacheBusyError, DownloadError) as error:  # every library error names the path and the fix
-        raise click.ClickException(_one_line(str(error))) from None
-    except OSError as error:
-        where = f" ({error.filename})" if error.filename else ""
-        raise click.ClickException(_one_line(f"{error.strerror or error}{where}")) from None
-    except KeyboardInterrupt:
-        raise Interrupted("interrupted: previous results are untouched") from None
-    except Terminated:
-        click.echo("Error: terminated: previous results are untouched", err=True)
-        sys.exit(EXIT_TERMINATED)
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="headstart")
@@ -103,7 +64,7 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
     """Run the frozen backbone over every image once and cache the features in CACHE/features.h5."""
     report = ctx.ensure_object(Reporter)
     refuse_address_without_ray(ctx, engine)
-    with _errors_as_exit_codes():
+    with errors_as_exit_codes():
         from features.download import download_dataset
         from features.extract import extract_features
         from heads.console.views import show_extract, show_extract_start
@@ -129,7 +90,7 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
 def train_head(ctx: click.Context, cache: Path, trust: TrustConfig, **settings) -> None:
     """Train the linear head on CACHE/features.h5; write head.pt, metrics.json, curves.png and calibration.png."""
     report = ctx.ensure_object(Reporter)
-    with _errors_as_exit_codes():
+    with errors_as_exit_codes():
         from heads import fit_head
         from heads.console.views import EpochTable, show_training
 
@@ -144,7 +105,7 @@ def train_head(ctx: click.Context, cache: Path, trust: TrustConfig, **settings) 
 def sweep(ctx: click.Context, cache: Path, **settings) -> None:
     """Choose the head's settings by k-fold cross-validation on the train split, refit the best, score it on val once."""
     report = ctx.ensure_object(Reporter)
-    with _errors_as_exit_codes():
+    with errors_as_exit_codes():
         from heads import sweep_heads
 
         with report.progress("sweep", unit="head") as on_progress:
@@ -174,7 +135,8 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
         report.results_to_stderr()
     else:
         refuse_output_inside_inputs(out, paths)
-    with _errors_as_exit_codes():
+        refuse_output_over_cache_files(out, cache)
+    with errors_as_exit_codes():
         from heads import predict_files
 
         config = PredictConfig(weights=weights, device=device, batch_size=batch_size, workers=workers, engine=engine,
@@ -204,9 +166,10 @@ def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, sh
     report = ctx.ensure_object(Reporter)
     out = out or cache / "evaluation_wrong.csv"
     refuse_output_inside_inputs(out, (folder,))
+    refuse_output_over_cache_files(out, cache)
     if html is not None:
         refuse_output_inside_inputs(html, (folder,))
-    with _errors_as_exit_codes():
+    with errors_as_exit_codes():
         from heads import evaluate_head
         from heads.console.views import show_evaluation
 
@@ -238,7 +201,9 @@ def export(ctx: click.Context, export_format: str, out: Path | None, cache: Path
     report = ctx.ensure_object(Reporter)
     if not (example or out):
         raise click.UsageError("Missing option '--out' (or --example).")
-    with _errors_as_exit_codes():
+    if out is not None:
+        refuse_output_over_cache_files(out, cache)
+    with errors_as_exit_codes():
         from heads.console.export import show_export
         from heads.export import caller_example, export_head
 
@@ -257,13 +222,13 @@ def export(ctx: click.Context, export_format: str, out: Path | None, cache: Path
 def info(ctx: click.Context, cache: Path, as_json: bool) -> None:
     """What CACHE holds: splits, counts per class, backbone, weights, preprocessing, head metrics."""
     report = ctx.ensure_object(Reporter)
-    with _errors_as_exit_codes():
+    with errors_as_exit_codes():
         from heads.console.views import show_info
         from heads.info import describe_cache
 
         described = describe_cache(cache)
         if as_json:
-            click.echo(json.dumps(described, indent=2))
+            click.echo(json.dumps(described, indent=2, allow_nan=False))
         else:
             show_info(report, cache, described)
 
@@ -277,7 +242,7 @@ def audit(ctx: click.Context, cache: Path, head_kind: str, folds: int, score: st
           outlier_quantile: float, curve_seeds: int, report_rows: int) -> None:
     """Audit CACHE/features.h5: label issues, duplicates and leakage, outliers, learning curve -> CACHE/audit/."""
     report = ctx.ensure_object(Reporter)
-    with _errors_as_exit_codes():
+    with errors_as_exit_codes():
         from heads.audit import audit_cache
         from heads.console.audit import show_audit, stage_progress
 
@@ -290,9 +255,18 @@ def audit(ctx: click.Context, cache: Path, head_kind: str, folds: int, score: st
 
 
 def main() -> None:
-    """The `headstart` console script: SIGTERM unwinds like Ctrl-C, so outputs stay whole."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    cli(prog_name="headstart")
+    """The `headstart` console script: signals handled from the first line on, so outputs stay whole."""
+    install_handlers()
+    try:
+        cli(prog_name="headstart")
+    except Stopped as stop:  # outside a command's body: while click parsed the options, or printed and exited
+        from features.atomic import replaced_paths
+
+        error = Interrupted(stop.signum, replaced_paths())
+        error.show()
+        sys.exit(error.exit_code)
+    finally:
+        ignore_late_signals()
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ class ExtractSummary:
     splits: list[SplitSummary]
     rebuild_reason: str | None
     seconds: float
-    resumed: int = 0
+    resumed: int = 0  # rows reused from interrupted runs' partial files
 
 
 def _header(config: ExtractConfig, dataset: Dataset, weights: WeightsIdentity) -> FeaturesHeader:
@@ -71,7 +71,7 @@ def extract_features(config: ExtractConfig, on_progress: ProgressCallback | None
         with closing(PreviousRows(path, header)) as previous:
             plan = previous.plan(dataset.splits)
             summary = ExtractSummary(path, dataset.classes, weights, engine.describe(), [],
-                                     previous.rebuild_reason, 0.0, len(previous.resumed_from))
+                                     previous.rebuild_reason, 0.0, previous.resumed_rows(plan))
             if on_start:
                 on_start(summary)
             # The weights are loaded (and checked to be a ResNet18) only when there is something to compute: a

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from stat import S_ISREG
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -14,7 +13,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .files import UnsafeFileError, open_regular
 from .provenance import Preprocessing
+
+
+MAX_FILE_BYTES = 1 << 30  # more than any image Pillow would decode: its pixel limit is ~720 MB even as raw 16-bit RGBA
+INT64 = (-(1 << 63), (1 << 63) - 1)
+_HUFFMAN_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7}  # SOF markers of Huffman-coded JPEGs
 
 
 class ImageDecodeError(Exception):
@@ -28,6 +33,32 @@ class FileStamp:
     size: int
     mtime_ns: int
     sha256: str
+
+
+def stored_mtime_ns(mtime_ns: int) -> int:
+    """A modification time as the features file stores it (int64): past 2262 or before 1678 it is clamped, and the
+    content hash tells such files apart."""
+    return min(max(mtime_ns, INT64[0]), INT64[1])
+
+
+def _jpeg_frame(data: bytes) -> int | None:
+    """The JPEG's start-of-frame marker, which says how its pixels are coded."""
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return marker
+        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+    return None
+
+
+def _too_short(image: Image.Image, data: bytes) -> bool:
+    """True for a Huffman-coded JPEG too small to hold the pixels its header claims. libjpeg fills what is missing
+    with grey and Pillow reports nothing, so this is how a truncated JPEG is told from a real one: every 8x8 block
+    costs at least one bit, even at the coarsest chroma subsampling (4x, so a 32x32 luma area per block counted)."""
+    width, height = image.size
+    blocks = -(-width // 32) * -(-height // 32)
+    return _jpeg_frame(data) in _HUFFMAN_FRAMES and len(data) * 8 < blocks
 
 
 def _sixteen_bit_to_rgb(image: Image.Image) -> Image.Image:
@@ -50,6 +81,9 @@ def decode_image(data: bytes, draft_size: int | None = None) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
+            if image.format == "JPEG" and _too_short(image, data):
+                raise ImageDecodeError(f"truncated image: {len(data)} bytes cannot hold the {image.size[0]}x"
+                                       f"{image.size[1]} pixels its header claims")
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (2 * draft_size, 2 * draft_size))
             image.load()
@@ -64,21 +98,27 @@ def decode_image(data: bytes, draft_size: int | None = None) -> Image.Image:
 
 
 def read_file(path: str | os.PathLike) -> tuple[bytes, FileStamp]:
-    """The file's bytes and stamp, read once so the hash and the decode see the same content."""
+    """The file's bytes and stamp, read once so the hash and the decode see the same content; memory is bounded
+    whatever the file's size, and a named pipe called x.jpg is refused, not waited on."""
     try:
-        # O_NONBLOCK: a named pipe called x.jpg must be refused, not waited on forever.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        stat = os.fstat(descriptor)
-        if not S_ISREG(stat.st_mode):
-            os.close(descriptor)
-            raise ImageDecodeError("not a regular file")
-        with os.fdopen(descriptor, "rb") as handle:
-            data = handle.read()
+        descriptor = open_regular(path)
+    except UnsafeFileError:
+        raise ImageDecodeError("not a regular file") from None
     except OSError as error:
         raise ImageDecodeError(f"cannot read: {error.strerror or error}") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        stat = os.fstat(descriptor)
+        if stat.st_size > MAX_FILE_BYTES:
+            raise ImageDecodeError(f"too large to be an image ({stat.st_size} bytes; the limit is {MAX_FILE_BYTES})")
+        try:
+            data = handle.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows after the stat
+        except OSError as error:
+            raise ImageDecodeError(f"cannot read: {error.strerror or error}") from None
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
-    return data, FileStamp(stat.st_size, stat.st_mtime_ns, hashlib.sha256(data).hexdigest())
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageDecodeError(f"too large to be an image (over {MAX_FILE_BYTES} bytes)")
+    return data, FileStamp(stat.st_size, stored_mtime_ns(stat.st_mtime_ns), hashlib.sha256(data).hexdigest())
 
 
 def build_transform(preprocessing: Preprocessing, normalize: bool = True) -> Callable[[Image.Image], torch.Tensor]:

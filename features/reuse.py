@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from .backbone import file_sha256
+from .files import UnsafeFileError
 from .folder import ImageEntry
-from .images import FileStamp
-from .store import FeaturesHeader, FeatureStore, StoreError, partial_files
+from .images import FileStamp, stored_mtime_ns
+from .store import FeaturesHeader, FeatureStore, StoreBusyError, StoreError, partial_files
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,18 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
+def _damaged_rows(store: FeatureStore, split: str, count: int, step: int = 256) -> np.ndarray:
+    """A mask of the rows whose stored checksums no longer match, found by reading the split a block at a time (a
+    block spanning a spoiled chunk fails as a whole). Files from before the checksums have none to fail."""
+    damaged = np.zeros(count, bool)
+    for start in range(0, count, step):
+        try:
+            store.read(split, slice(start, start + step))
+        except StoreError:
+            damaged[start:start + step] = True
+    return damaged
+
+
 class PreviousRows:
     """Rows computed before that may be reused: the last complete features file and interrupted runs' partials."""
 
@@ -73,16 +86,24 @@ class PreviousRows:
         self.rebuild_reason: str | None = None
         self.resumed_from: list[Path] = []
         self._candidates: dict[str, list[CachedRow]] = {}
+        self._partial_sources: set[int] = set()
         if path.exists():
             self.rebuild_reason = self._add(path, header)
         for partial in partial_files(path):
-            if self._add(partial, header) is None:
-                self.resumed_from.append(partial)
+            try:
+                if self._add(partial, header) is None:
+                    self._partial_sources.add(len(self.stores) - 1)
+                    self.resumed_from.append(partial)
+            except (StoreBusyError, UnsafeFileError):  # held by a killed run's lingering worker, or a pipe: not
+                pass  # resumed from, and removed with the other partial files at the end
 
     def _add(self, path: Path, header: FeaturesHeader) -> str | None:
-        """Index a store's rows if they can stand for rows computed under header; else why not."""
+        """Index a store's rows if they can stand for rows computed under header; else why not. A file another
+        program holds open (StoreBusyError) or a pipe (UnsafeFileError) is not damage: it is not replaced."""
         try:
             store = FeatureStore(path)
+        except StoreBusyError:
+            raise
         except StoreError as error:
             return f"the previous {path.name} is unreadable ({error})"
         try:
@@ -103,7 +124,10 @@ class PreviousRows:
         found: dict[str, list[CachedRow]] = {}
         for split in store.splits:
             paths, sizes, mtimes_ns, sha256 = store.stamps(split)
+            damaged = _damaged_rows(store, split, len(paths))  # computed again, never copied
             for row, name in enumerate(paths):
+                if damaged[row]:
+                    continue
                 cached = CachedRow(source, split, row, int(sizes[row]), int(mtimes_ns[row]), sha256[row])
                 found.setdefault(name, []).append(cached)
         return found
@@ -122,15 +146,21 @@ class PreviousRows:
             stat = os.stat(entry.path)
         except OSError:
             return None
+        mtime_ns = stored_mtime_ns(stat.st_mtime_ns)
         same_size = [cached for cached in candidates if cached.size == stat.st_size]
         for cached in same_size:
-            if cached.mtime_ns == stat.st_mtime_ns:
-                return cached, FileStamp(stat.st_size, stat.st_mtime_ns, cached.sha256)
+            if cached.mtime_ns == mtime_ns:
+                return cached, FileStamp(stat.st_size, mtime_ns, cached.sha256)
         content = _sha256(entry.path) if same_size else None
         for cached in same_size:
             if cached.sha256 == content:
-                return cached, FileStamp(stat.st_size, stat.st_mtime_ns, cached.sha256)
+                return cached, FileStamp(stat.st_size, mtime_ns, cached.sha256)
         return None
+
+    def resumed_rows(self, plan: ReusePlan) -> int:
+        """How many of the plan's reused rows come from interrupted runs' partial files."""
+        return sum(1 for entries in plan.splits.values() for _, reuse in entries
+                   if reuse is not None and reuse[0].source in self._partial_sources)
 
     def features(self, rows: list[CachedRow]) -> dict[CachedRow, np.ndarray]:
         """Feature rows, read in one go per store and split."""

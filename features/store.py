@@ -13,7 +13,7 @@
         torch_version, torchvision_version; forward: "batchnorm folded" (absent: "torchvision eager"; not a reuse key)
     /<split>               one group per split: train, val (and test)
         features           float32 (N, 512), chunked and resizable
-        labels             int64 (N,)
+        labels             int64 (N,); it, features, sizes, mtimes_ns: Fletcher32 per chunk (older files: none)
         paths              UTF-8 strings (N,), relative to data_root (undecodable bytes as \\xNN)
         sizes              int64 (N,) file size in bytes       } what the incremental cache
         mtimes_ns          int64 (N,) modification time, ns    } compares to decide whether
@@ -27,11 +27,8 @@ rows and `skipped`); the next extract reuses its rows and deletes it once a comp
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import resource
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -41,8 +38,10 @@ from typing import Iterator
 import h5py
 import numpy as np
 
-from .atomic import signals_held
+from .atomic import move_into_place, signals_held
+from .files import check_regular
 from .provenance import Preprocessing, WeightsIdentity
+from .room import ensure_room
 
 FORMAT_VERSION = 1
 FEATURES_FILE = "features.h5"
@@ -50,12 +49,17 @@ PARTIAL_SUFFIX = ".partial"
 JSON_ATTRS = ("classes", "weights", "preprocessing")
 ROW_FIELDS = ("features", "labels", "paths", "sizes", "mtimes_ns", "sha256")
 _STR = h5py.string_dtype("utf-8")
-WRITE_MARGIN = 1 << 20  # room kept for HDF5 metadata, so closing the file after a refusal still succeeds
-ROW_OVERHEAD = 512  # bytes per row besides its features: path, hash, stamps, index entries
+METADATA_MARGIN = 256 << 10  # room kept for HDF5 metadata (a 2-split file has ~40 kB), so closing always succeeds
+ROW_OVERHEAD = 512  # bytes per row of the variable-length columns: path and hash on the heap, their references
+CHECKSUMMED = ("features", "labels", "sizes", "mtimes_ns")  # HDF5 cannot checksum variable-length strings
 
 
 class StoreError(ValueError):
     """A features file that is missing, damaged, foreign or of another version; the message says to re-run extract."""
+
+
+class StoreBusyError(StoreError):
+    """A features file another program holds open for writing: not damage, so nothing is thrown away for it."""
 
 
 @dataclass
@@ -118,6 +122,8 @@ def _decode_attrs(attrs: h5py.AttributeManager) -> dict:
 
 
 def _damaged(path: Path, detail: object) -> StoreError:
+    if "filter returned failure" in str(detail):  # HDF5's words for a Fletcher32 mismatch
+        detail = "a stored checksum does not match: the file was changed on disk after it was written"
     return StoreError(f"{path} is damaged ({detail}): re-run `extract`")
 
 
@@ -128,9 +134,12 @@ class FeatureStore:
         self.path = Path(path)
         if not self.path.exists():
             raise StoreError(f"{self.path} does not exist: run `extract` first")
+        check_regular(self.path, fix="remove it, then run `extract`")  # h5py would wait forever on a named pipe
         try:
             self._file = h5py.File(self.path, "r")
             attrs = _decode_attrs(self._file.attrs)
+        except BlockingIOError:  # HDF5's own file lock: another program has it open for writing
+            raise StoreBusyError(f"{self.path} is open for writing in another program: close it, run again") from None
         except (OSError, ValueError, KeyError) as error:
             raise StoreError(f"{self.path} is not a readable features file ({error}): re-run `extract`") from None
         version = attrs.get("format_version")
@@ -223,7 +232,7 @@ class StoreWriter:
         self._ensure_room(0)
         self._file = None
         try:
-            self._file = h5py.File(self.partial, "w")
+            self._file = h5py.File(self.partial, "x")  # never an existing name, nor through a link
             for key, value in header.to_attrs().items():
                 self._file.attrs[key] = value
             self._file.flush()
@@ -243,10 +252,10 @@ class StoreWriter:
         group = self._file.create_group(split)
         chunk = (self._chunk_rows,)
         group.create_dataset("features", (0, self._dim), np.float32, maxshape=(None, self._dim),
-                             chunks=(self._chunk_rows, self._dim))
+                             chunks=(self._chunk_rows, self._dim), fletcher32=True)
         for name, dtype in (("labels", np.int64), ("paths", _STR), ("sizes", np.int64),
                             ("mtimes_ns", np.int64), ("sha256", _STR)):
-            group.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=chunk)
+            group.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=chunk, fletcher32=name in CHECKSUMMED)
         self._group = group
 
     def append(self, rows: Rows) -> None:
@@ -265,29 +274,20 @@ class StoreWriter:
             self._file.flush()
 
     def _ensure_room(self, rows: int) -> None:
-        """Refuse to write when the disk (or the process's file-size limit) cannot take the next chunks.
-
-        HDF5 does not recover from a failed write: h5py can crash the process while closing such a file,
-        so running out of space must be caught before the write, not after.
-        """
-        needed = WRITE_MARGIN + 2 * self._chunk_rows * self._dim * 4 + rows * (self._dim * 4 + ROW_OVERHEAD)
-        room = shutil.disk_usage(self.partial.parent).free
-        limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-        if limit != resource.RLIM_INFINITY:
-            room = min(room, limit - (self.partial.stat().st_size if self.partial.exists() else 0))
-        if room < needed:
-            raise OSError(errno.ENOSPC, f"not enough free space to write {self.path} ({room >> 20} MiB left, "
-                                        f"about {needed >> 20} MiB more needed): free some space and run again")
+        """Refuse the next append unless the disk can take what it allocates: its new chunks, strings, metadata."""
+        start = self._group["labels"].shape[0] if self._group is not None else 0
+        new_chunks = -(-(start + rows) // self._chunk_rows) - -(-start // self._chunk_rows)
+        row_bytes = self._dim * 4 + 3 * 8 + 2 * 16  # features; labels, sizes, mtimes; two string references
+        ensure_room(self.path, self.partial,
+                    METADATA_MARGIN + new_chunks * self._chunk_rows * row_bytes + rows * ROW_OVERHEAD)
 
     def end_split(self, skipped: list[tuple[str, str]]) -> None:
-        self._group.attrs["skipped"] = json.dumps([list(item) for item in skipped])
+        self._group.attrs["skipped"] = json.dumps([list(item) for item in skipped], allow_nan=False)
         self._group = None
 
     def commit(self) -> None:
         self._file.close()
-        with open(self.partial, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(self.partial, self.path)
+        move_into_place([(self.partial, self.path)])
 
     def keep_partial(self) -> None:
         """Close, leaving the rows written so far for the next run to resume from."""

@@ -22,12 +22,16 @@
     unknown         (format 2) the unknown-image model and threshold, schema in heads/trust/unknown.py, or None
     calibration     (format 2) the temperature folded into state_dict and the uncalibrated weights, schema in
                     heads/trust/calibration.py, or None (--no-calibrate)
+    digest          (format 2) sha256 of the state_dict's tensors (name, dtype, shape, bytes, in name order), of
+                    the class names and of the unknown model (its tensors the same way, then its numbers): checked on load, so a flipped byte is a clear error, never wrong labels.
 
-Format 1 files (no unknown, no calibration) still load, with both None.
+Format 1 files (no unknown, no calibration, no digest) still load, with unknown and calibration None.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 from dataclasses import dataclass
@@ -38,6 +42,7 @@ import torch
 
 from features import __version__
 from features.atomic import atomic_write
+from features.files import UnsafeFileError, open_regular
 
 from .linear import LinearHead
 from .trust.unknown import UnknownModel
@@ -45,6 +50,7 @@ from .trust.unknown import UnknownModel
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 HEAD_FILE = "head.pt"
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 _REQUIRED = ("head_type", "head_args", "state_dict", "classes", "backbone", "weights", "preprocessing", "precision")
 
 
@@ -69,7 +75,9 @@ class HeadCheckpoint:
 
 
 def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file: str = "") -> None:
-    """Write the head file whole or not at all."""
+    """Write the head file whole or not at all; a head with weights that are not finite is refused."""
+    if not all(bool(torch.isfinite(tensor).all()) for tensor in checkpoint.head.state_dict().values()):
+        raise ValueError(f"refusing to write {path}: the head's weights are not finite (training diverged)")
     data = {
         "format_version": FORMAT_VERSION,
         "producer": f"headstart {__version__}",
@@ -89,8 +97,63 @@ def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file
         "unknown": checkpoint.unknown.to_dict() if checkpoint.unknown else None,
         "calibration": checkpoint.calibration,
     }
+    data["digest"] = head_digest(data["state_dict"], data["classes"], data["unknown"])
     with atomic_write(path) as out:
         torch.save(data, out)
+
+
+def head_digest(state_dict: dict[str, torch.Tensor], classes: list[str], unknown: dict | None = None) -> str:
+    """sha256 of what decides a head's answers: its tensors, its class names and its unknown-image model."""
+    digest = hashlib.sha256()
+    _digest_tensors(digest, state_dict)
+    digest.update(json.dumps(classes).encode())
+    state = unknown.get("state") if isinstance(unknown, dict) else None
+    if isinstance(state, dict) and all(isinstance(tensor, torch.Tensor) for tensor in state.values()):
+        _digest_tensors(digest, state)
+        digest.update(json.dumps({key: value for key, value in unknown.items() if key != "state"},
+                                 sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _digest_tensors(digest, tensors: dict[str, torch.Tensor]) -> None:
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{list(tensor.shape)}:".encode())
+        digest.update(tensor.numpy().tobytes())
+
+
+def _read(path: Path) -> object:
+    """torch.load of a regular file that is a torch zip archive; anything else is refused before unpickling."""
+    try:
+        descriptor = open_regular(path)
+    except UnsafeFileError as error:
+        raise HeadFileError(f"{error}; a head file is written by `train-head`") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        if handle.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
+            raise HeadFileError(f"{path} is not a head file (not a PyTorch checkpoint; something else was written "
+                                "over it?): re-run `train-head`")
+        handle.seek(0)
+        try:
+            return torch.load(handle, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise HeadFileError(f"{path} holds objects that are not plain data and was refused unread: it is not a "
+                                "headstart head file; re-run `train-head`") from None
+        except Exception as error:  # torch raises many types for damaged files
+            raise HeadFileError(f"{path} is not a readable head file ({type(error).__name__}): re-run `train-head`"
+                                ) from None
+
+
+def _integrity_problem(data: dict) -> str | None:
+    """Damage the records cannot show: a digest that no longer matches (format 2), weights that are not finite."""
+    state_dict = data["state_dict"]
+    if not isinstance(state_dict, dict) or not all(isinstance(t, torch.Tensor) for t in state_dict.values()):
+        return None  # load_state_dict says what is wrong with it
+    stored = data.get("digest")
+    if data["format_version"] >= 2 and stored != head_digest(state_dict, data["classes"], data.get("unknown")):
+        return "its weights, class names or unknown-image model do not match their checksum"
+    if not all(bool(torch.isfinite(tensor).all()) for tensor in state_dict.values()):
+        return "its weights are not finite: the training that made it diverged"
+    return None
 
 
 def _record_problem(data: dict) -> str | None:
@@ -115,15 +178,7 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
     path = Path(path)
     if not path.exists():
         raise HeadFileError(f"{path} does not exist: run `train-head` first")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise HeadFileError(
-            f"{path} holds objects that are not plain data and was refused unread: it is not a headstart head "
-            "file; re-run `train-head`"
-        ) from None
-    except Exception as error:  # torch raises many types for damaged files
-        raise HeadFileError(f"{path} is not a readable head file ({type(error).__name__}): re-run `train-head`") from None
+    data = _read(path)
     if not isinstance(data, dict) or "format_version" not in data:
         raise HeadFileError(f"{path} is not a headstart head file: re-run `train-head`")
     if data["format_version"] not in READABLE_VERSIONS:
@@ -134,7 +189,7 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
     missing = [key for key in _REQUIRED if key not in data]
     if missing or data["head_type"] != "linear":
         raise HeadFileError(f"{path} is incomplete (missing {missing}): re-run `train-head`")
-    problem = _record_problem(data)
+    problem = _record_problem(data) or _integrity_problem(data)
     if problem:
         raise HeadFileError(f"{path} is damaged ({problem}): re-run `train-head`")
     try:

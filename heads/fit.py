@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -51,6 +52,7 @@ class FitSummary:
     seconds: float
     trust: Trust | None = None
     calibration_path: Path | None = None
+    untrained_classes: list[str] = field(default_factory=list)  # classes with no training row: never learned
 
 
 def _tensors(store: FeatureStore, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,6 +94,25 @@ def _train(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, to
     return train_sgd(train, val, num_classes, config, on_epoch)
 
 
+def _metrics(result: TrainResult, val, classes: list[str], choice: Choice, trusted: Trust) -> dict:
+    """What metrics.json and the head record: the last epoch, the history, the best epoch, val's report, the
+    sweep's choice and the trust records."""
+    return {**result.final, "history": result.history, "best_epoch": best_epoch(result.history),
+            "val_report": _val_summary(result, val, classes), **choice.metrics, **trusted.metrics()}
+
+
+def _check_trained(result: TrainResult, config: TrainConfig, labels: torch.Tensor, classes: list[str]) -> list[str]:
+    """The classes without a training row (the head never learned them); a head whose weights or losses are not
+    finite labels everything wrong, so it is refused: it never replaces a good one."""
+    losses = [value for entry in result.history for key, value in entry.items() if key.endswith("_loss")]
+    weights_finite = all(bool(torch.isfinite(tensor).all()) for tensor in result.head.state_dict().values())
+    if not weights_finite or not all(math.isfinite(loss) for loss in losses):
+        raise ValueError(f"training diverged: the head's {'loss' if weights_finite else 'weights'} became not finite "
+                         f"(--lr {config.lr} is too large for these features): the previous head is kept; "
+                         "lower --lr and run again")
+    return [name for label, name in enumerate(classes) if not bool((labels == label).any())]
+
+
 def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
              on_epoch: Callable[[int, dict], None] | None = None,
              choose: Callable[[tuple[torch.Tensor, torch.Tensor], list[str]], Choice] | None = None,
@@ -109,10 +130,10 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
             train, val, choice = _read_rows(store, Choice(config, {}, {}), choose)
         classes, config = list(header.classes), choice.config
         result = _train(train, val, len(classes), config, on_epoch)
+        untrained = _check_trained(result, config, train[1], classes)
         trusted = fit_trust(result.head, train, val, config, trust)
         counts = {"train": len(train[1]), "val": len(val[1]) if val is not None else 0}
-        metrics = {**result.final, "history": result.history, "best_epoch": best_epoch(result.history),
-                   "val_report": _val_summary(result, val, classes), **choice.metrics, **trusted.metrics()}
+        metrics = _metrics(result, val, classes, choice, trusted)
         checkpoint = HeadCheckpoint(trusted.head, classes, header.backbone, header.weights.to_dict(),
                                     header.preprocessing.describe(), header.precision, config.to_dict(), metrics,
                                     **trusted.records())
@@ -127,7 +148,8 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
             trusted.plot(calibration_tmp)
             with open(metrics_tmp, "w", encoding="utf-8") as out:
                 json.dump({**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}, out,
-                          indent=2)
+                          indent=2, allow_nan=False)
             save_head(head_tmp, checkpoint, features_file=str(store.path))
     return FitSummary(head_path, metrics_path, curves_path, classes, counts, header, result, metrics,
-                      time.perf_counter() - started, trust=trusted, calibration_path=calibration_path)
+                      time.perf_counter() - started, trust=trusted, calibration_path=calibration_path,
+                      untrained_classes=untrained)

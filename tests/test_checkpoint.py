@@ -196,7 +196,7 @@ def test_future_format_version(saved):
     with pytest.raises(HeadFileError) as caught:
         load_head(path)
     message = str(caught.value)
-    assert "99" in message and "format 1" in message and "re-run `train-head`" in message
+    assert "99" in message and "format 1 or 2" in message and "re-run `train-head`" in message
 
 
 @pytest.mark.parametrize("key", ["head_args", "state_dict", "classes", "weights", "preprocessing"])
@@ -307,3 +307,19 @@ def test_unknown_model_and_calibration_round_trip_and_format_1_loads_without_the
     torch.save({**data, "unknown": {"method": "magic"}}, tmp_path / "damaged.pt")
     with pytest.raises(HeadFileError, match="unknown-image model"):
         load_head(tmp_path / "damaged.pt")
+
+
+def test_a_changed_unknown_model_does_not_match_the_digest(tmp_path):
+    from heads.trust import fit_unknown
+
+    features = torch.randn(40, 512, generator=torch.Generator().manual_seed(0))
+    checkpoint = _checkpoint()
+    checkpoint.unknown = fit_unknown(features, torch.arange(40) % 3, rate=0.1)
+    save_head(tmp_path / "head.pt", checkpoint)
+    for tamper in (lambda record: record.update(threshold=record["threshold"] * 2),
+                   lambda record: next(iter(record["state"].values())).view(-1)[0].add_(1.0)):
+        data = torch.load(tmp_path / "head.pt", weights_only=True)
+        tamper(data["unknown"])
+        torch.save(data, tmp_path / "tampered.pt")
+        with pytest.raises(HeadFileError, match="checksum"):
+            load_head(tmp_path / "tampered.pt")

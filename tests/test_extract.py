@@ -358,7 +358,7 @@ def test_an_interrupted_run_is_resumed(tiny_dataset, tmp_path, small_inputs, mon
     assert len(partials) == 1
 
     summary = run(tiny_dataset, cache)
-    assert summary.resumed == 1
+    assert summary.resumed == 8  # rows reused from the partial file: train's, written before the interruption
     assert counts(summary) == {"train": (0, 8, 0), "val": (4, 0, 0)}
     assert partial_files(cache / FEATURES_FILE) == [] and leftovers(cache) == []
 

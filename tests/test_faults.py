@@ -794,7 +794,7 @@ def _full_extract_room_for_train_only(tmp, trained):
     stage = {"cache/features.h5": previous, "cache/.lock": _lock_with_content(tmp)}
     argv = command("extract", "--data", trained.data, "--cache", tmp / "mnt" / "cache", "--weights", "none",
                    "--workers", 0)
-    return stage, argv, _kb(previous) + 2400, None, ["features.h5"]  # room for the train rows, not for val's
+    return stage, argv, _kb(previous) + 1000, None, ["features.h5"]  # room for the train rows, not for val's
 
 
 def _full_extract_already_full(tmp, trained):
@@ -847,7 +847,7 @@ def test_file_size_limit_while_writing_features(trained, tmp_path):
 
     def limit_file_size():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (2560 * 1024, resource.RLIM_INFINITY))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (800 * 1024, resource.RLIM_INFINITY))  # under the 1.1 MB written
 
     outcome = spawn(command("extract", "--data", trained.data, "--cache", cache, "--weights", "none",
                             "--preprocess", "notebook", "--workers", 0), preexec_fn=limit_file_size)

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import threading
 import warnings
 from contextlib import contextmanager
@@ -29,6 +30,9 @@ from ..folder import ImageEntry
 from ..images import FileStamp, build_transform
 from ..provenance import Preprocessing, WeightsIdentity
 from .batches import EmbeddedBatch, ProgressCallback, load_image
+
+
+CONNECT_SECONDS = 10  # how long a cluster address may take to accept a connection
 
 
 class RayEngineError(ValueError):
@@ -93,12 +97,26 @@ class _Embed:
         return {**{key: value for key, value in batch.items() if key != "pixels"}, "features": features}
 
 
+def _check_reachable(address: str | None) -> None:
+    """Fail at once when a cluster address (HOST:PORT or ray://HOST:PORT) answers nothing: ray.init would retry
+    for minutes. "auto", "local" and no address are Ray's to resolve."""
+    found = re.fullmatch(r"(?:ray://)?\[?([^\]]+?)\]?:(\d+)", address.strip()) if address else None
+    if found is None:
+        return
+    try:
+        socket.create_connection((found.group(1), int(found.group(2))), timeout=CONNECT_SECONDS).close()
+    except OSError as error:
+        raise RayEngineError(f"cannot reach the Ray cluster at {address} ({error.strerror or error}): start it "
+                             "(`ray start --head`) or check --address / RAY_ADDRESS") from None
+
+
 @contextmanager
 def _ray(address: str | None) -> Iterator[None]:
     """Join the cluster at address (RAY_ADDRESS when None and set), or start a local Ray; stop only what we started."""
     if ray.is_initialized():  # the caller's own Ray session (a notebook, the tests)
         yield
         return
+    _check_reachable(address or os.environ.get("RAY_ADDRESS"))
     on_sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     if on_sigterm is not None:  # ray.init replaces it with sys.exit; the caller's own cleanup comes first

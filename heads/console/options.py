@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -14,6 +15,20 @@ from heads.config import CLASS_WEIGHTS, TrainConfig
 from .reporter import Reporter
 
 DEVICES = ["auto", "cpu", "cuda"]
+FLOAT32_MAX = 3.4028234663852886e38
+SEED_MAX = 2**32 - 1  # what numpy's and scikit-learn's seeds take, as well as torch's
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A FloatRange that also refuses nan and values float32 cannot hold (inf, 1e300): the head trains in float32."""
+
+    name = "finite float range"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not (math.isfinite(number) and abs(number) <= FLOAT32_MAX):
+            self.fail(f"{value} is not a finite number a float32 can hold", param, ctx)
+        return number
 
 
 def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -79,13 +94,13 @@ _TRAIN_OPTIONS = [
                       "(ignores the SGD options)."),
     click.option("--epochs", type=click.IntRange(1), default=TrainConfig().epochs, show_default=True,
                  help="Passes over the training features."),
-    click.option("--lr", type=click.FloatRange(0, min_open=True), default=TrainConfig().lr, show_default=True,
+    click.option("--lr", type=FiniteFloatRange(0, min_open=True), default=TrainConfig().lr, show_default=True,
                  help="SGD learning rate."),
-    click.option("--momentum", type=click.FloatRange(0, 1), default=TrainConfig().momentum, show_default=True,
+    click.option("--momentum", type=FiniteFloatRange(0, 1), default=TrainConfig().momentum, show_default=True,
                  help="SGD momentum."),
     click.option("--batch-size", type=click.IntRange(1), default=TrainConfig().batch_size, show_default=True,
                  help="Features per SGD step."),
-    click.option("--seed", type=int, default=TrainConfig().seed, show_default=True,
+    click.option("--seed", type=click.IntRange(0, SEED_MAX), default=TrainConfig().seed, show_default=True,
                  help="Seeds the head's init and the shuffling: the same seed gives the same head."),
     click.option("--weight-decay", type=click.FloatRange(0), default=TrainConfig().weight_decay, show_default=True,
                  help="SGD's L2 weight decay."),
@@ -102,3 +117,18 @@ def train_options(command):
     for option in reversed(_TRAIN_OPTIONS):
         command = option(command)
     return command
+
+
+def refuse_output_over_cache_files(out: Path, cache: Path) -> None:
+    """A usage error: an output that would replace one of the files headstart keeps in the cache folder."""
+    from features.lock import LOCK_FILE
+    from features.store import FEATURES_FILE, PARTIAL_SUFFIX
+    from heads.checkpoint import HEAD_FILE
+    from heads.fit import CURVES_FILE, METRICS_FILE
+
+    target = out.resolve()
+    owned = target.name in (FEATURES_FILE, HEAD_FILE, METRICS_FILE, CURVES_FILE, LOCK_FILE) or \
+        target.name.startswith(f"{FEATURES_FILE}{PARTIAL_SUFFIX}")
+    if owned and target.parent == cache.resolve():
+        raise click.UsageError(f"--out {out} would replace {target.name}, one of headstart's own files in {cache}: "
+                               "write it somewhere else")

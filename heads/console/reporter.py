@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -21,13 +23,30 @@ class _RateColumn(ProgressColumn):
         return Text(f"{task.speed:.1f} {self.unit}/s" if task.speed else f"- {self.unit}/s")
 
 
+def detach_closed_stdout() -> None:
+    """The reader of stdout has gone (`| head`): point stdout at /dev/null, so nothing written later (nor the
+    flush at exit) fails again."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """A report nobody reads any more is not a failure of the work it reports on (rich would exit 1)."""
+        self.quiet = True
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, self.file.fileno())
+        os.close(null)
+
+
 class Reporter:
     """The one place that prints: results to stdout, progress and warnings to stderr; plain when not a terminal."""
 
     def __init__(self, quiet: bool = False):
         # markup=False: paths and class names like "IMG [edited].jpg" are printed as they are.
-        self.out = Console(quiet=quiet, highlight=False, markup=False)
-        self.err = Console(stderr=True, quiet=quiet, highlight=False, markup=False)
+        self.out = _Console(quiet=quiet, highlight=False, markup=False)
+        self.err = _Console(stderr=True, quiet=quiet, highlight=False, markup=False)
 
     def set_quiet(self) -> None:
         self.out.quiet = self.err.quiet = True

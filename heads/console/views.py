@@ -23,7 +23,7 @@ def show_extract_start(report: Reporter, summary: ExtractSummary) -> None:
     if summary.weights.kind == "none":
         report.warn("--weights none: features come from a randomly initialised backbone, NOT pretrained")
     if summary.resumed:
-        report.note("resuming: reusing the rows an interrupted run had finished")
+        report.note(f"resuming: reusing {summary.resumed} rows an interrupted run had finished")
     if summary.rebuild_reason:
         report.note(f"re-extracting everything: {summary.rebuild_reason}")
 
@@ -94,6 +94,8 @@ def show_training(report: Reporter, summary: FitSummary, epochs: EpochTable) -> 
         report.warn(f"no unknown-image model and no temperature: {summary.trust.skipped}")
     if summary.header.weights.kind == "none":
         report.warn("these features come from a randomly initialised backbone, NOT pretrained")
+    for name in summary.untrained_classes:
+        report.warn(f"class {name} has no training rows: the head never learned it (add images to train/{name})")
     counts = ", ".join(f"{n} {split}" for split, n in summary.counts.items())
     report.note(f"trained on {counts} rows in {summary.seconds:.2f} s -> {summary.head_path}, "
                 f"{summary.metrics_path}, {summary.curves_path}, {summary.calibration_path}")

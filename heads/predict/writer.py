@@ -121,7 +121,7 @@ def write_predictions(out: str | os.PathLike, classes: list[str], predictions: I
                 writer.writerow(_csv_row(prediction, classes, top_k, reject_unknown))
             else:
                 record = _json_record(prediction, classes, top_k, reject_unknown)
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
             counts["failed" if prediction.probabilities is None else "predicted"] += 1
             counts["flagged"] += bool(prediction.unknown)
     return counts
