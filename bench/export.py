@@ -12,15 +12,13 @@ headstart's forward pass is predict's: normalise, the frozen backbone (channels_
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench import measure_and_save
 from bench.run import generate_images
 from features import ExtractConfig, extract_features
 from features.folder import ImageEntry
@@ -92,15 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "export.json")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="headstart-bench-export-"))
-    try:
-        figures = run(work, args.rounds, args.batch_size)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    figures = measure_and_save("headstart-bench-export-", args.out, lambda work: run(work, args.rounds, args.batch_size))
     for key, value in figures.items():
         print(f"{key:<32} {value:.4g}" if isinstance(value, float) else f"{key:<32} {value}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2))
     print(f"\nwritten to {args.out}")
 
 

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,11 +22,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench import decode, startup
+from bench import decode, measure_and_save, startup
 from bench.forward import compile_break_even, decoded_batch, eager_forward, folded_forward, interleaved
 from bench.notebook import notebook_epochs
-from features import (FEATURES_FILE, ExtractConfig, FeatureStore, extract_features, find_dataset, find_images,
-                      pick_device)
+from features import (
+    FEATURES_FILE,
+    ExtractConfig,
+    FeatureStore,
+    extract_features,
+    find_dataset,
+    find_images,
+    pick_device,
+)
 from features.engines.local import default_workers
 from heads import HEAD_FILE, PredictConfig, Predictor, TrainConfig, fit_head, train_sgd, write_predictions
 
@@ -220,13 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", default="none", help="imagenet, none or a file; speed does not depend on it")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench.json")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="headstart-bench-"))
-    try:
-        figures = run(args.data, args.generated, args.weights, work, args.scale, args.compile_figures)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2))
+    measure_and_save("headstart-bench-", args.out, lambda work: run(args.data, args.generated, args.weights, work,
+                                                                     args.scale, args.compile_figures))
     print(f"\nwritten to {args.out}")
 
 

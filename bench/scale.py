@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import shutil
-import tempfile
 import time
 from contextlib import closing
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from unittest import mock
 import numpy as np
 import torch
 
+from bench import measure_and_save
 from bench.run import extract_in_subprocess, generate_images, timed
 from features import FEATURES_FILE, ExtractConfig, extract_features, find_dataset
 from features.backbone import FEATURE_DIM
@@ -117,14 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", default="none")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="headstart-scale-"))
-    try:
-        figures = run(args.scale, [int(n) for n in args.growth.split(",") if n], work, args.weights)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    growth = [int(n) for n in args.growth.split(",") if n]
+    figures = measure_and_save("headstart-scale-", args.out, lambda work: run(args.scale, growth, work, args.weights))
     print(json.dumps(figures, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -23,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import measure_and_save
 from features import FEATURES_FILE, ExtractConfig, FeatureStore, extract_features
 from heads import TrainConfig, train_sgd
-from heads.folds import out_of_fold, stratified_folds
 from heads.config import SweepConfig
+from heads.folds import out_of_fold, stratified_folds
 from heads.sweep import cross_validate, sweep_heads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,13 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", default="none")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sweep.json")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="headstart-bench-sweep-"))
-    try:
-        results = run(args.data, args.weights, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    results = measure_and_save("headstart-bench-sweep-", args.out, lambda work: run(args.data, args.weights, work))
     print(json.dumps(results, indent=2))
 
 

@@ -13,14 +13,14 @@ unknowns at the threshold (--unknown-rate 0.05), and val's ECE before and after 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from bench import measure_and_save
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
@@ -183,13 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unknown-rate", type=float, default=0.05)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "trust.json")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="headstart-trust-"))
-    try:
-        figures = run(args.data, args.weights, work, args.unknown_rate)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2))
+    measure_and_save("headstart-trust-", args.out, lambda work: run(args.data, args.weights, work, args.unknown_rate))
     print(f"written to {args.out}")
 
 

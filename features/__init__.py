@@ -1,6 +1,6 @@
 """Images -> frozen ResNet18 -> cached 512-d features. Names load on first use, so importing stays light."""
 
-from importlib import import_module
+from .lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -15,8 +15,4 @@ _PUBLIC = {
 }
 __all__ = ["__version__", *_PUBLIC]
 
-
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(import_module(f".{_PUBLIC[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _PUBLIC)

@@ -1,6 +1,6 @@
 """Using a trained head: predict (files -> predictions CSV/JSONL) and evaluate (a labelled folder -> scores)."""
 
-from importlib import import_module
+from features.lazy import lazy_names
 
 _PUBLIC = {
     "Evaluation": "evaluation", "evaluate_folder": "evaluation", "evaluate_head": "evaluation",
@@ -9,8 +9,4 @@ _PUBLIC = {
 }
 __all__ = list(_PUBLIC)
 
-
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(import_module(f".{_PUBLIC[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _PUBLIC)

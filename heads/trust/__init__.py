@@ -1,6 +1,6 @@
 """Trust in the head's answers: unknown-image detection and calibrated confidence. Names load on first use."""
 
-from importlib import import_module
+from features.lazy import lazy_names
 
 _PUBLIC = {
     "Calibration": "calibration", "calibrate": "calibration", "expected_calibration_error": "calibration",
@@ -10,8 +10,4 @@ _PUBLIC = {
 }
 __all__ = list(_PUBLIC)
 
-
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(import_module(f".{_PUBLIC[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _PUBLIC)
