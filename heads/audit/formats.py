@@ -24,8 +24,9 @@ duplicates.csv     pairs of images, each pair once (a's row comes before b's in 
 outliers.csv       rows far from every class, farthest first: score above the quantile of the train rows'
                    scores named in audit.json outliers.quantile.
     path, split, given, nearest, score, rank
-        nearest      the class whose train centroid is nearest
-        score        heads/audit/outliers.py's outlier_score (higher: farther from every class)
+        nearest      the class whose train mean is nearest (Mahalanobis distance)
+        score        heads/audit/outliers.py's outlier_score: squared Mahalanobis distance to the
+                     nearest class, train rows out of fold (higher: farther from every class)
 
 audit.json         {"format_version", "producer": "headstart <version>", "created": ISO 8601 UTC,
                     "features": the features file, "classes", "counts": {split: rows},

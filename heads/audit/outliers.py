@@ -1,23 +1,31 @@
-"""Images far from every class: the one scoring function the audit ranks outliers by (swap it here).
+"""Images far from every class: the unknown-image score of heads/trust (class-conditional Mahalanobis distance).
 
-For now the distance to the nearest class centroid of the train rows, in the space of features centred on the
-train mean and scaled to unit length: 1 - cosine similarity, so 0 is on a centroid's direction, 2 opposite to it.
+Train rows are scored out of fold (heads/folds.py's splits: no row by a model fitted on it, whose in-sample
+distances would be smaller), the other splits by the model fitted on all train rows, so every score is
+comparable with the train rows' quantile the cut-off comes from. Rows are scored in blocks: memory stays
+bounded whatever the number of images.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from .space import unit_rows
+from heads.trust import mahalanobis
+from heads.trust.unknown import held_out_scores
+
+BLOCK_ROWS = 4096
 
 
-def outlier_score(train_features: np.ndarray, train_labels: np.ndarray, features: np.ndarray,
-                  num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(score, nearest class) for each row of `features`; higher scores are farther from every class."""
-    centre = train_features.mean(axis=0)
-    train_unit = unit_rows(train_features, centre)
-    centroids = np.stack([train_unit[train_labels == k].mean(axis=0) if np.any(train_labels == k)
-                          else np.zeros(train_unit.shape[1], np.float32) for k in range(num_classes)])
-    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
-    similarity = unit_rows(features, centre) @ centroids.T
-    return 1.0 - similarity.max(axis=1), similarity.argmax(axis=1)
+def outlier_score(features: np.ndarray, labels: np.ndarray, train: np.ndarray, folds: int = 5,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(score, nearest class) for every row; `train` indexes the rows the model is fitted on. Higher: farther."""
+    features_t, labels_t = torch.from_numpy(features), torch.from_numpy(labels)
+    state = mahalanobis.fit(features_t[train], labels_t[train])
+    distances = torch.cat([mahalanobis.class_distances(state, features_t[start:start + BLOCK_ROWS])
+                           for start in range(0, len(features), BLOCK_ROWS)])
+    score, nearest = distances.min(1)
+    score = score.float()
+    score[torch.from_numpy(train)] = held_out_scores(features_t[train], labels_t[train], mahalanobis.NAME, folds,
+                                                     seed)
+    return score.numpy(), nearest.numpy()

@@ -57,7 +57,7 @@ def _outlier_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
         "Outliers", ["image", "split", "given", "nearest class", "score"],
         [[thumbs(rows.paths[outliers.rows[i]], rows.sha256[outliers.rows[i]]), rows.split[outliers.rows[i]],
           classes[rows.labels[outliers.rows[i]]], classes[outliers.nearest[i]], f"{outliers.score[i]:.3f}"]
-         for i in shown], more, OUTLIERS_FILE, "Far from every class's train centroid; farthest first.")
+         for i in shown], more, OUTLIERS_FILE, "Far from every class of the train images (Mahalanobis distance); farthest first.")
 
 
 def _mistakes_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:

@@ -56,7 +56,7 @@ def _probabilities(rows: CachedRows, config: AuditConfig, on_progress: Progress 
 
 def _outliers(rows: CachedRows, quantile: float) -> Outliers:
     train = rows.where("train")
-    score, nearest = outlier_score(rows.features[train], rows.labels[train], rows.features, len(rows.classes))
+    score, nearest = outlier_score(rows.features, rows.labels, train)
     cutoff = float(np.quantile(score[train], quantile))
     listed = np.flatnonzero(score > cutoff)
     listed = listed[np.lexsort((listed, -score[listed]))]

@@ -48,10 +48,15 @@ def fit(features: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]
 
 def score(state: dict[str, torch.Tensor], features: torch.Tensor) -> torch.Tensor:
     """Squared Mahalanobis distance to the nearest class mean, one per row; higher = less like the training set."""
+    return class_distances(state, features).min(1).values.float()
+
+
+def class_distances(state: dict[str, torch.Tensor], features: torch.Tensor) -> torch.Tensor:
+    """(N, C) squared Mahalanobis distances to each class mean (inf for a class with no rows)."""
     features = features.double()
     means, precision = state["means"].double(), state["precision"].double()
     # (x - mean) P (x - mean) per class, not its expansion: raw features have norms near 50, and the expanded
     # terms would cancel to a small difference of large numbers.
     differences = features[:, None, :] - means[None, :, :]
     distances = ((differences @ precision) * differences).sum(-1)
-    return distances.nan_to_num(nan=torch.inf).min(1).values.float()
+    return distances.nan_to_num(nan=torch.inf)
