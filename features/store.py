@@ -43,7 +43,7 @@ from .files import check_regular
 from .provenance import Preprocessing, WeightsIdentity
 from .room import ensure_room
 
-FORMAT_VERSION = 1
+FORMAT_VERSION, READABLE_VERSIONS = 2, (1, 2)  # 2 added `forward` and Fletcher32; format 1 files load as before
 FEATURES_FILE = "features.h5"
 PARTIAL_SUFFIX = ".partial"
 JSON_ATTRS = ("classes", "weights", "preprocessing")
@@ -143,12 +143,12 @@ class FeatureStore:
         except (OSError, ValueError, KeyError) as error:
             raise StoreError(f"{self.path} is not a readable features file ({error}): re-run `extract`") from None
         version = attrs.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             self.close()
             what = "not a headstart features file" if version is None else f"features format {version}"
             raise StoreError(
-                f"{self.path} is {what}; this headstart reads format {FORMAT_VERSION}: re-run `extract`"
-            )
+                f"{self.path} is {what}; this headstart reads format {' or '.join(map(str, READABLE_VERSIONS))}: "
+                "re-run `extract`")
         try:
             self.header = FeaturesHeader.from_dict(attrs)
         except (KeyError, TypeError, ValueError) as error:

@@ -147,16 +147,19 @@ def test_extract_records_folding_and_reuses_a_cache_made_without_it(tiny_dataset
     with FeatureStore(path) as store:
         assert store.header.forward == "batchnorm folded"
         before = store.read("train").features
-    with h5py.File(path, "r+") as old_style:  # as headstart wrote it before folding: no forward attribute
+    with h5py.File(path, "r+") as old_style:  # as headstart wrote it before folding: format 1, no forward attribute
         del old_style.attrs["forward"]
+        old_style.attrs["format_version"] = 1
     with FeatureStore(path) as store:
         assert store.header.forward == "torchvision eager"
+        assert store.header.format_version == 1
 
     summary = extract_features(config)
     assert summary.rebuild_reason is None
     assert [split.extracted for split in summary.splits] == [0, 0]
     with FeatureStore(path) as store:
         assert store.header.forward == "batchnorm folded"
+        assert store.header.format_version == 2
         assert (store.read("train").features == before).all()
 
 
