@@ -57,11 +57,13 @@ def test_the_winner_is_refit_and_saved_as_train_head_saves_with_the_sweep_record
 
 
 def test_val_is_not_read_before_the_refit(cache, tmp_path, monkeypatch):
-    """Val's features poisoned (NaN): the same choice and sweep.csv, and val is read only after the choice is made."""
+    """Val's features poisoned (negated): the same choice and sweep.csv, and val is read only after the choice is made.
+
+    (Negated, not NaN: a head whose losses are not finite is refused, val's included.)"""
     poisoned = tmp_path / "poisoned-source"
     shutil.copytree(cache, poisoned)
     with h5py.File(poisoned / "features.h5", "r+") as raw:
-        raw["val/features"][...] = np.nan
+        raw["val/features"][...] = -raw["val/features"][...]
     events = []
     read = FeatureStore.read
     monkeypatch.setattr(FeatureStore, "read", lambda store, split, *a: events.append(split) or read(store, split, *a))
@@ -71,7 +73,7 @@ def test_val_is_not_read_before_the_refit(cache, tmp_path, monkeypatch):
     assert (folder / SWEEP_FILE).read_text() == (clean_folder / SWEEP_FILE).read_text()
     assert summary.cross_validation.winner == clean.cross_validation.winner
     assert events[:3] == ["train", "chosen", "val"]
-    assert np.isnan(summary.fit.metrics["val_loss"]) and not np.isnan(clean.fit.metrics["val_loss"])
+    assert summary.fit.metrics["val_loss"] != clean.fit.metrics["val_loss"]
 
 
 def test_sweep_command_reports_the_ranking_and_the_one_val_score(cache, tmp_path):
