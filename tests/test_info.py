@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import separable, write_features
-from features.store import StoreError
+from features.store import FORMAT_VERSION, StoreError
 from heads.config import TrainConfig
 from heads.fit import fit_head
 from heads.info import describe_cache
@@ -31,7 +31,7 @@ def test_features_and_head_are_described(tmp_path):
     assert described["features"]["weights"] == {"kind": "none", "name": "random init, seed 0", "sha256": ""}
     assert described["features"]["preprocessing"]["name"] == "imagenet"
     assert (described["features"]["created"], described["features"]["format_version"]) == (
-        "2026-01-02T03:04:05+00:00", 1)
+        "2026-01-02T03:04:05+00:00", FORMAT_VERSION)
     head = described["head"]
     assert head["classes"] == ["ants", "bees"] and head["preprocessing"] == "imagenet"
     assert head["train_config"]["epochs"] == 2
