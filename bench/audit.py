@@ -23,11 +23,12 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench import measure_and_save
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
@@ -199,26 +200,22 @@ def scale_measurement(rows: int) -> dict:
     return json.loads(output)
 
 
-def run(seeds: int = 5, rows: int = 100_000, out: Path | None = ROOT / "bench" / "results" / "audit.json") -> dict:
+def run(seeds: int = 5, rows: int = 100_000, out: Path = ROOT / "bench" / "results" / "audit.json") -> dict:
     """Every measurement above, as one dict (also written to `out`)."""
-    work = Path(tempfile.mkdtemp(prefix="headstart-bench-audit-"))
-    try:
-        weights = seeded_weights(work)
-        planted = [planted_run(seed, weights, work) for seed in range(seeds)]
-        results = {
-            "planted": planted,
-            "planted_min": {key: min(run[key] for run in planted) for key in ("recall_at_k", "recall_at_2k")},
-            "planted_mean": {key: round(float(np.mean([run[key] for run in planted])), 3)
-                             for key in ("recall_at_k", "recall_at_2k", "audit_seconds")},
-            "threshold": threshold_measurement(weights, work),
-            "scale": scale_measurement(rows),
-        }
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2))
-    return results
+    return measure_and_save("headstart-bench-audit-", out, lambda work: _measure(work, seeds, rows))
+
+
+def _measure(work: Path, seeds: int, rows: int) -> dict:
+    weights = seeded_weights(work)
+    planted = [planted_run(seed, weights, work) for seed in range(seeds)]
+    return {
+        "planted": planted,
+        "planted_min": {key: min(run[key] for run in planted) for key in ("recall_at_k", "recall_at_2k")},
+        "planted_mean": {key: round(float(np.mean([run[key] for run in planted])), 3)
+                         for key in ("recall_at_k", "recall_at_2k", "audit_seconds")},
+        "threshold": threshold_measurement(weights, work),
+        "scale": scale_measurement(rows),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
