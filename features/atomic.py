@@ -157,7 +157,9 @@ def replace_together(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     temporaries: list[Path] = []
     try:
         try:
-            temporaries = [_temporary_beside(target) for target in targets]
+            for target in targets:
+                with signals_held():  # a signal between mkstemp and the append would leave a file no one removes
+                    temporaries.append(_temporary_beside(target))
             yield temporaries
             move_into_place(list(zip(temporaries, targets)))
         except OSError as error:
