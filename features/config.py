@@ -11,8 +11,8 @@ class EngineConfig:
     """How and where the backbone runs; extract and predict share these options (features.engines.build_engine)."""
 
     device: str = "auto"
-    batch_size: int = 32
-    workers: int | None = None  # decoding processes of the local engine; None: one per core, at most 8
+    batch_size: int | None = None  # None: 8 on a CPU, 64 on a GPU (local engine), 32 per Ray actor
+    workers: int | None = None  # decoding threads of the local engine; None: one per core, at most 8
     engine: str = "local"  # or "ray"
     address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, or a local Ray
     compile: bool = False  # torch.compile the (folded) backbone: pays back on large folders only (README, Benchmark)

@@ -3,6 +3,9 @@ files into errors, reports progress and stops its workers when closed; load_imag
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +15,7 @@ from features.backbone import load_backbone
 from features.config import EngineConfig, ExtractConfig
 from features.engines import ENGINES, build_engine
 from features.engines.batches import load_image
+from features.engines import local
 from features.engines.local import LocalEngine
 from features.folder import find_images
 from features.images import build_transform
@@ -68,16 +72,53 @@ def test_local_embed_keeps_order_and_reports_bad_files(folder, backbone):
     np.testing.assert_allclose(batches[0].features[0], backbone.features(first[None])[0].numpy(), atol=1e-5)
 
 
+class _Recording:
+    """A backbone stand-in that records the batch sizes it sees and, per call, how many files were decoded; its
+    first pass waits (up to wait_s) for 64 files to be decoded, so decoding ahead is seen, not raced."""
+
+    def __init__(self, device: str, decoded: list, wait_s: float):
+        self.device, self.decoded, self.calls, self.wait_s = torch.device(device), decoded, [], wait_s
+
+    def features(self, batch: torch.Tensor) -> torch.Tensor:
+        deadline = time.monotonic() + self.wait_s
+        while not self.calls and len(self.decoded) < 64 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.calls.append((len(batch), len(self.decoded)))
+        return torch.zeros(len(batch), 512)
+
+
+@pytest.mark.parametrize("device, decoded_at_first_pass, wait_s", [("cpu", 32, 0.5), ("meta", 64, 10)])
+def test_forward_passes_take_batch_size_images_and_decoding_takes_turns_on_a_cpu(
+        tmp_path, monkeypatch, device, decoded_at_first_pass, wait_s):
+    for index in range(70):
+        make_image(tmp_path / "imgs" / f"{index:02d}.jpg", size=(20, 20), seed=index)
+    decoded = []
+    monkeypatch.setattr(local, "load_image", lambda path, **_: decoded.append(path) or load_image(
+        path, build_transform(SMALL), None))
+    recording = _Recording(device, decoded, wait_s)
+    batches = list(LocalEngine(batch_size=5, workers=2).embed(find_images([tmp_path / "imgs"]), recording, SMALL))
+    assert [len(batch.entries) for batch in batches] == [5] * 6 + [2] + [5] * 6 + [2] + [5, 1]
+    assert [size for size, _ in recording.calls] == [5] * 6 + [2] + [5] * 6 + [2] + [5, 1]
+    # A CPU runs the first group's passes before the second group is decoded; a GPU gets it decoding meanwhile.
+    assert recording.calls[0][1] == decoded_at_first_pass
+
+
 def test_local_embed_of_nothing_yields_nothing(backbone):
     assert list(LocalEngine(device="cpu").embed([], backbone, SMALL)) == []
 
 
-def test_closing_the_iterator_stops_the_workers(folder, backbone):
-    batches = LocalEngine(device="cpu", batch_size=1, workers=2).embed(find_images([folder]), backbone, SMALL)
+def test_closing_the_iterator_stops_the_decoding_threads(tmp_path, backbone):
+    for index in range(40):
+        make_image(tmp_path / "imgs" / f"{index:02d}.jpg", size=(20, 20), seed=index)
+    batches = LocalEngine(device="cpu", batch_size=1, workers=2).embed(find_images([tmp_path / "imgs"]), backbone, SMALL)
     next(batches)
-    batches.close()  # the DataLoader's worker processes end with the generator
+    batches.close()
     with pytest.raises(StopIteration):
         next(batches)
+    deadline = time.monotonic() + 10
+    while any(thread.name.startswith("headstart-decode") for thread in threading.enumerate()):
+        assert time.monotonic() < deadline, "decoding threads still alive"
+        time.sleep(0.01)
 
 
 def test_load_image_returns_a_tensor_and_stamp_or_a_reason(folder):

@@ -15,7 +15,14 @@ from torchvision import transforms
 from torchvision.models import ResNet18_Weights
 
 from conftest import make_image
-from features.images import ImageDecodeError, build_transform, decode_image, read_file
+from features.images import (
+    ImageDecodeError,
+    build_transform,
+    decode_image,
+    normalize_pixels,
+    pixel_transform,
+    read_file,
+)
 from features.provenance import PREPROCESSINGS
 
 
@@ -265,3 +272,13 @@ def test_a_corrupt_exif_block_does_not_lose_the_image():
             warnings.simplefilter("ignore")  # Pillow warns about the EXIF; the pixels are fine
             out = decode_image(encode(image, "JPEG", exif=exif))
         assert out.size == (40, 30) and out.getpixel((20, 15))[0] > 180
+
+
+def test_a_batch_normalised_at_once_is_bit_for_bit_torchvisions_per_image_transform():
+    preprocessing = PREPROCESSINGS["imagenet"]
+    images = [noise(size, seed=index) for index, size in enumerate([(300, 200), (97, 411), (640, 480)])]
+    batch = normalize_pixels(torch.stack([pixel_transform(preprocessing)(image) for image in images]), preprocessing)
+    reference = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+                                    transforms.Normalize(preprocessing.mean, preprocessing.std)])
+    assert batch.dtype == torch.float32
+    assert torch.equal(batch, torch.stack([reference(image) for image in images]))

@@ -25,4 +25,4 @@ def build_engine(config: "EngineConfig") -> "Engine":
         from .ray import RayEngine
     except ImportError:  # Ray is an optional extra; the local engine never imports it
         raise ValueError("--engine ray needs Ray: pip install -e '.[ray]'") from None
-    return RayEngine(device=config.device, batch_size=config.batch_size, address=config.address)
+    return RayEngine(device=config.device, batch_size=config.batch_size or RayEngine.batch_size, address=config.address)
