@@ -71,6 +71,8 @@ def _sixteen_bit_to_rgb(image: Image.Image) -> Image.Image:
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         return _sixteen_bit_to_rgb(image)
+    if image.mode == "RGB":
+        return image  # convert would copy it
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return image.convert("RGB")
@@ -88,7 +90,7 @@ def decode_image(data: bytes, draft_size: int | None = None) -> Image.Image:
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (2 * draft_size, 2 * draft_size))
             image.load()
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels when there is no tag
             return _to_rgb(image)
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image file (unrecognised format)") from None
