@@ -1,17 +1,21 @@
 """GPU figures in one run: the forward ceiling, extract and predict img/s and their ratios, fp32 and bf16, with
-decoding on the CPU (DataLoader workers) and, measured alone, on the GPU (torchvision.io.decode_jpeg).
+decoding on the CPU (the local engine's threads) and, measured alone, on the GPU (torchvision.io.decode_jpeg).
 
-    python -m bench.gpu [--images 2000] [--batch-size 32]     # on a CUDA machine; bench/gpu.sh wraps it
+    python -m bench.gpu [--images 8000] [--batch-size 64]     # on a CUDA machine; bench/gpu.sh wraps it
     python -m bench.gpu --dry-run                            # the same steps on the CPU, tiny: checks the script
+
+The images are hard links to 1000 generated 500x375 JPEGs (bench.scale's linked_dataset): decoding costs the same.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +23,9 @@ import torch
 
 from bench.forward import decoded, decoded_batch, eager_forward, folded_forward, interleaved
 from bench.run import generate_images
+from bench.scale import linked_dataset
 from features import PREPROCESSINGS, ExtractConfig, extract_features, find_images
-from features.engines.local import LocalEngine
+from features.engines.local import LocalEngine, default_workers
 from heads import HEAD_FILE, PredictConfig, Predictor, TrainConfig, fit_head, write_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,12 +42,19 @@ class _NoBackbone:
 
 
 def cpu_decode_img_s(data: Path, device: torch.device, batch_size: int, workers: int | None) -> float:
+    """The engine's decoding alone (its threads, stacking, normalising, the copy to the device)."""
     entries = find_images([data])
     started = time.perf_counter()
     engine = LocalEngine(device=device.type, batch_size=batch_size, workers=workers)
     for _ in engine.embed(entries, _NoBackbone(device), PREPROCESSINGS["imagenet"]):
         pass
     return len(entries) / (time.perf_counter() - started)
+
+
+def thread_counts(workers: int | None) -> list[int]:
+    """Decoding thread counts to compare: the default, and what the machine's cores allow around it."""
+    cores = len(os.sched_getaffinity(0))
+    return sorted({workers or default_workers(), *(n for n in (2, 4, 8, 16, 32) if n <= cores)})
 
 
 def gpu_decode(data: Path, device: torch.device, batch_size: int, weights: str) -> dict:
@@ -74,10 +86,23 @@ def gpu_decode(data: Path, device: torch.device, batch_size: int, weights: str) 
     return {"gpu_decode_img_s": rate, "gpu_decode_feature_max_abs_diff": float((on_gpu - on_cpu).abs().max())}
 
 
+def seeded_weights(work: Path) -> str:
+    """A seeded ResNet18 state_dict file: torchvision's eager network and headstart's folded one then hold the same
+    weights, so their features can be compared (with "none" each eager network would draw its own)."""
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    path = work / "resnet18-seeded.pth"
+    torch.save(resnet18().state_dict(), path)
+    return str(path)
+
+
 def run(images: int, batch_size: int, device: torch.device, work: Path, weights: str = "none",
         workers: int | None = None, rounds: int = 3) -> dict:
-    data = generate_images(work / "data", images)
-    figures: dict = {"device": str(device), "images": images, "batch_size": batch_size, "weights": weights}
+    weights = seeded_weights(work) if weights == "none" else weights
+    data = linked_dataset(generate_images(work / "base", min(images, 1000)), work / "data", images)
+    figures: dict = {"device": str(device), "images": images, "batch_size": batch_size, "weights": weights,
+                     "cpu_cores": len(os.sched_getaffinity(0)), "decode_threads": workers or default_workers()}
     if device.type == "cuda":
         figures["gpu"] = torch.cuda.get_device_name(device)
     batch = decoded_batch(data, batch_size)
@@ -85,14 +110,24 @@ def run(images: int, batch_size: int, device: torch.device, work: Path, weights:
     forwards = {f"{kind}_{precision}": make(weights, device, precision) for precision in precisions
                 for kind, make in (("eager", eager_forward), ("folded", folded_forward))}
     figures["ceiling_img_s"] = interleaved(forwards, batch, rounds=rounds)
-    figures["cpu_decode_img_s"] = cpu_decode_img_s(data, device, batch_size, workers)
+    reference = eager_forward(weights, torch.device("cpu"))(batch)  # torchvision's eager network on the CPU
+    figures["vs_cpu_eager_feature_max_abs_diff"] = {name: float((forward(batch) - reference).abs().max())
+                                                    for name, forward in forwards.items()}
+    figures["folded_img_s_by_batch"] = {f"{precision}_{size}": interleaved(
+        {"folded": forwards[f"folded_{precision}"]}, decoded_batch(data, size), rounds=1)["folded"]
+        for precision in precisions for size in (32, 64, 128, 256)}
+    figures["cpu_decode_img_s_by_threads"] = {threads: cpu_decode_img_s(data, device, batch_size, threads)
+                                              for threads in thread_counts(workers)}
+    figures["cpu_decode_img_s"] = figures["cpu_decode_img_s_by_threads"][workers or default_workers()]
     eager = figures["ceiling_img_s"]["eager_fp32"]
     ratios: dict = {}
     for precision in precisions:
         cache = work / f"cache-{precision}"
-        summary = extract_features(ExtractConfig(data=data, cache=cache, weights=weights, device=device.type,
-                                                 batch_size=batch_size, workers=workers, precision=precision))
-        extract_img_s = images / summary.seconds
+        config = ExtractConfig(data=data, cache=cache, weights=weights, device=device.type, batch_size=batch_size,
+                               workers=workers, precision=precision)
+        first = extract_features(config)  # also pays for CUDA's start and cuDNN's first choices
+        extract_img_s = images / extract_features(replace(config, cache=work / f"again-{precision}")).seconds
+        figures[f"extract_{precision}_first_img_s"] = images / first.seconds
         fit_head(cache, TrainConfig())
         predictor = Predictor.load(cache / HEAD_FILE, PredictConfig(weights=weights, device=device.type,
                                                                     batch_size=batch_size, workers=workers))
@@ -117,9 +152,9 @@ def run(images: int, batch_size: int, device: torch.device, work: Path, weights:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=2000, help="generated 500x375 JPEGs to extract and predict")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=None, help="decoding workers (default: one per core, <= 8)")
+    parser.add_argument("--images", type=int, default=8000, help="500x375 JPEGs to extract and predict")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: one per core, <= 8)")
     parser.add_argument("--dry-run", action="store_true", help="run every step on the CPU with 64 images")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gpu.json")
     args = parser.parse_args(argv)
