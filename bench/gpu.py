@@ -1,5 +1,5 @@
 """GPU figures in one run: the forward ceiling, extract and predict img/s and their ratios, fp32 and bf16, with
-decoding on the CPU (the local engine's threads) and, measured alone, on the GPU (torchvision.io.decode_jpeg).
+decoding on the CPU (the local engine's worker processes) and, measured alone, on the GPU (torchvision.io.decode_jpeg).
 
     python -m bench.gpu [--images 8000] [--batch-size 64]     # on a CUDA machine; bench/gpu.sh wraps it
     python -m bench.gpu --dry-run                            # the same steps on the CPU, tiny: checks the script
@@ -42,7 +42,7 @@ class _NoBackbone:
 
 
 def cpu_decode_img_s(data: Path, device: torch.device, batch_size: int, workers: int | None) -> float:
-    """The engine's decoding alone (its threads, stacking, normalising, the copy to the device)."""
+    """The engine's decoding alone (its workers, stacking, normalising, the copy to the device)."""
     entries = find_images([data])
     started = time.perf_counter()
     engine = LocalEngine(device=device.type, batch_size=batch_size, workers=workers)
@@ -51,10 +51,11 @@ def cpu_decode_img_s(data: Path, device: torch.device, batch_size: int, workers:
     return len(entries) / (time.perf_counter() - started)
 
 
-def thread_counts(workers: int | None) -> list[int]:
-    """Decoding thread counts to compare: the default, and what the machine's cores allow around it."""
+def worker_counts(workers: int | None) -> list[int]:
+    """Decoding worker counts to compare (processes beside a GPU, threads beside a CPU backbone): the default, and
+    what the machine's cores allow around it."""
     cores = len(os.sched_getaffinity(0))
-    return sorted({workers or default_workers(), *(n for n in (2, 4, 8, 16, 32) if n <= cores)})
+    return sorted({workers or default_workers(), *(n for n in (4, 8, 16) if n <= cores)})
 
 
 def gpu_decode(data: Path, device: torch.device, batch_size: int, weights: str) -> dict:
@@ -102,7 +103,7 @@ def run(images: int, batch_size: int, device: torch.device, work: Path, weights:
     weights = seeded_weights(work) if weights == "none" else weights
     data = linked_dataset(generate_images(work / "base", min(images, 1000)), work / "data", images)
     figures: dict = {"device": str(device), "images": images, "batch_size": batch_size, "weights": weights,
-                     "cpu_cores": len(os.sched_getaffinity(0)), "decode_threads": workers or default_workers()}
+                     "cpu_cores": len(os.sched_getaffinity(0)), "decode_workers": workers or default_workers()}
     if device.type == "cuda":
         figures["gpu"] = torch.cuda.get_device_name(device)
     batch = decoded_batch(data, batch_size)
@@ -116,9 +117,9 @@ def run(images: int, batch_size: int, device: torch.device, work: Path, weights:
     figures["folded_img_s_by_batch"] = {f"{precision}_{size}": interleaved(
         {"folded": forwards[f"folded_{precision}"]}, decoded_batch(data, size), rounds=1)["folded"]
         for precision in precisions for size in (32, 64, 128, 256)}
-    figures["cpu_decode_img_s_by_threads"] = {threads: cpu_decode_img_s(data, device, batch_size, threads)
-                                              for threads in thread_counts(workers)}
-    figures["cpu_decode_img_s"] = figures["cpu_decode_img_s_by_threads"][workers or default_workers()]
+    figures["cpu_decode_img_s_by_workers"] = {count: cpu_decode_img_s(data, device, batch_size, count)
+                                              for count in worker_counts(workers)}
+    figures["cpu_decode_img_s"] = figures["cpu_decode_img_s_by_workers"][workers or default_workers()]
     eager = figures["ceiling_img_s"]["eager_fp32"]
     ratios: dict = {}
     for precision in precisions:
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=8000, help="500x375 JPEGs to extract and predict")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: one per core, <= 8)")
+    parser.add_argument("--workers", type=int, default=None, help="decoding workers (default: one per core, <= 8)")
     parser.add_argument("--dry-run", action="store_true", help="run every step on the CPU with 64 images")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gpu.json")
     args = parser.parse_args(argv)

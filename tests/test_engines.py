@@ -3,8 +3,11 @@ files into errors, reports progress and stops its workers when closed; load_imag
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,34 +76,47 @@ def test_local_embed_keeps_order_and_reports_bad_files(folder, backbone):
 
 
 class _Recording:
-    """A backbone stand-in that records the batch sizes it sees and, per call, how many files were decoded; its
-    first pass waits (up to wait_s) for 64 files to be decoded, so decoding ahead is seen, not raced."""
+    """A backbone stand-in that records the batch sizes it sees and, per call, how many files were decoded (lines in
+    a log the decoding threads or processes append to); its first pass waits (up to wait_s) for 64 decoded files,
+    so decoding ahead is seen, not raced."""
 
-    def __init__(self, device: str, decoded: list, wait_s: float):
-        self.device, self.decoded, self.calls, self.wait_s = torch.device(device), decoded, [], wait_s
+    def __init__(self, device: str, log: Path, wait_s: float):
+        self.device, self.log, self.calls, self.wait_s = torch.device(device), log, [], wait_s
+
+    def decoded(self) -> list[str]:
+        return self.log.read_text().split() if self.log.exists() else []
 
     def features(self, batch: torch.Tensor) -> torch.Tensor:
         deadline = time.monotonic() + self.wait_s
-        while not self.calls and len(self.decoded) < 64 and time.monotonic() < deadline:
+        while not self.calls and len(self.decoded()) < 64 and time.monotonic() < deadline:
             time.sleep(0.01)
-        self.calls.append((len(batch), len(self.decoded)))
+        self.calls.append((len(batch), len(self.decoded())))
         return torch.zeros(len(batch), 512)
 
 
-@pytest.mark.parametrize("device, decoded_at_first_pass, wait_s", [("cpu", 32, 0.5), ("meta", 64, 10)])
+def _logged_load(log: Path, path, **_):
+    with open(log, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    return load_image(path, build_transform(SMALL), None)
+
+
+# A CPU runs a group's forward passes before the next group is decoded, on threads of this process; a GPU gets
+# worker processes decoding ahead of it.
+@pytest.mark.parametrize("device, decoded_at_first_pass, wait_s, in_this_process",
+                         [("cpu", (32, 32), 0.5, True), ("meta", (64, 70), 20, False)])
 def test_forward_passes_take_batch_size_images_and_decoding_takes_turns_on_a_cpu(
-        tmp_path, monkeypatch, device, decoded_at_first_pass, wait_s):
+        tmp_path, monkeypatch, device, decoded_at_first_pass, wait_s, in_this_process):
     for index in range(70):
         make_image(tmp_path / "imgs" / f"{index:02d}.jpg", size=(20, 20), seed=index)
-    decoded = []
-    monkeypatch.setattr(local, "load_image", lambda path, **_: decoded.append(path) or load_image(
-        path, build_transform(SMALL), None))
-    recording = _Recording(device, decoded, wait_s)
+    log = tmp_path / "decoded.log"
+    monkeypatch.setattr(local, "load_image", functools.partial(_logged_load, log))
+    recording = _Recording(device, log, wait_s)
     batches = list(LocalEngine(batch_size=5, workers=2).embed(find_images([tmp_path / "imgs"]), recording, SMALL))
     assert [len(batch.entries) for batch in batches] == [5] * 6 + [2] + [5] * 6 + [2] + [5, 1]
     assert [size for size, _ in recording.calls] == [5] * 6 + [2] + [5] * 6 + [2] + [5, 1]
-    # A CPU runs the first group's passes before the second group is decoded; a GPU gets it decoding meanwhile.
-    assert recording.calls[0][1] == decoded_at_first_pass
+    assert decoded_at_first_pass[0] <= recording.calls[0][1] <= decoded_at_first_pass[1]
+    pids = set(recording.decoded())
+    assert len(recording.decoded()) == 70 and (pids == {str(os.getpid())}) == in_this_process
 
 
 def test_local_embed_of_nothing_yields_nothing(backbone):
