@@ -2,7 +2,7 @@
 # GPU benchmark in one step, for a machine with CUDA: prints and writes bench/results/gpu.json.
 #   bench/gpu.sh                 # from the repository root; PYTHON=... to choose the interpreter
 #   bench/gpu.sh --dry-run       # the same steps on the CPU with 64 images: checks the script anywhere
-# Reports the forward ceiling (torchvision eager, folded; fp32, bf16), extract and predict img/s and their ratios,
+# Checks that the GPU's features equal the CPU's (tests/test_backbone.py -k gpu), then reports the forward ceiling (torchvision eager, folded; fp32, bf16), extract and predict img/s and their ratios,
 # the CPU decoding pipeline alone, and GPU decoding (torchvision.io.decode_jpeg(device="cuda")) alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +13,6 @@ print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, cuda {
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
 PY
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+# The engine on the GPU against the CPU (skipped where there is no CUDA); the figures need them to hold.
+"$PYTHON" -m pytest -q -p no:cacheprovider tests/test_backbone.py -k gpu
 exec "$PYTHON" -m bench.gpu "$@"

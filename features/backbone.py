@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -151,13 +152,23 @@ class Backbone:
     def features(self, batch: torch.Tensor) -> torch.Tensor:
         """512-d avgpool features, float32 on the CPU, whatever the compute precision."""
         batch = batch.to(self.device, non_blocking=True, memory_format=torch.channels_last)
-        with torch.inference_mode():
+        with torch.inference_mode(), _without_tf32(self.device, self.precision):
             if self.precision == "bf16":
                 with torch.autocast(self.device.type, dtype=torch.bfloat16):
                     out = self._forward(batch)
             else:
                 out = self._forward(batch)
         return out.float().cpu()
+
+
+def _without_tf32(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """fp32 means fp32 on a GPU too: cuDNN's default TF32 convolutions moved features 2e-3 from the CPU's (measured
+    on an H200, bench/gpu.py), and extract there is bound by decoding, not by the forward pass."""
+    if device.type != "cuda" or precision != "fp32":
+        return contextlib.nullcontext()
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                       allow_tf32=False)
 
 
 def _locate_weights(spec: str, progress: bool) -> tuple[Path | None, WeightsIdentity]:

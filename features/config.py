@@ -12,7 +12,7 @@ class EngineConfig:
 
     device: str = "auto"
     batch_size: int | None = None  # None: 8 on a CPU, 64 on a GPU (local engine), 32 per Ray actor
-    workers: int | None = None  # decoding threads of the local engine; None: one per core, at most 8
+    workers: int | None = None  # local engine: decoding threads (CPU) or processes (GPU); None: one per core, <= 32
     engine: str = "local"  # or "ray"
     address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, or a local Ray
     compile: bool = False  # torch.compile the (folded) backbone: pays back on large folders only (README, Benchmark)

@@ -286,3 +286,23 @@ def test_cuda_without_cuda_is_refused(monkeypatch):
         pick_device("cuda:0")
     assert pick_device("auto") == CPU
     assert pick_device("cpu") == CPU
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bench/gpu.sh runs it there)")
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-4), ("bf16", 0.1)])
+def test_the_engine_on_a_gpu_gives_the_cpus_features(weights_file, tmp_path, precision, tolerance):
+    from features.engines.local import LocalEngine
+    from features.folder import find_images
+
+    for index in range(40):
+        make_image(tmp_path / "imgs" / f"{index:02d}.jpg", size=(300 + index, 200), seed=index)
+    entries = find_images([tmp_path / "imgs"])
+
+    def features(device: str):
+        backbone = load_backbone(str(weights_file), torch.device(device), precision)
+        batches = LocalEngine(device=device, workers=2).embed(entries, backbone, PREPROCESSINGS["imagenet"])
+        return torch.cat([torch.from_numpy(batch.features) for batch in batches])
+
+    on_gpu, on_cpu = features("cuda"), features("cpu")
+    assert on_gpu.shape == (40, 512)
+    assert (on_gpu - on_cpu).abs().max() <= tolerance  # fp32: no TF32 convolutions

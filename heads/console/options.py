@@ -44,7 +44,8 @@ cache_option = click.option("--cache", type=click.Path(file_okay=False, path_typ
 device_option = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                              help="Where the backbone runs; auto picks CUDA when available.")
 workers_option = click.option("--workers", type=click.IntRange(0), default=None,
-                              help="Image decoding threads  [default: one per core, at most 8]")
+                              help="Image decoding workers: threads beside a CPU backbone, processes beside a GPU  "
+                                   "[default: one per core, at most 32]")
 batch_option = click.option("--batch-size", type=click.IntRange(1), default=ExtractConfig().batch_size,
                             help="Images per backbone forward pass  [default: 8 on a CPU, where small batches "
                                  "ran fastest; 64 on a GPU; 32 per Ray actor]")
