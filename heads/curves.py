@@ -7,14 +7,21 @@ import os
 from features.atomic import atomic_write
 
 
-def plot_curves(history: list[dict], path: str | os.PathLike) -> None:
-    """Write a PNG with two panels (loss, accuracy) over epochs; written whole or not at all."""
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display): what every plot of headstart draws with."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+
+    return plt
+
+
+def plot_curves(history: list[dict], path: str | os.PathLike) -> None:
+    """Write a PNG with two panels (loss, accuracy) over epochs; written whole or not at all."""
     from matplotlib.ticker import MaxNLocator
 
+    plt = pyplot()
     epochs = [entry["epoch"] for entry in history]
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     for axis, metric in zip(axes, ("loss", "acc")):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from heads.config import TrainConfig
+from heads.curves import pyplot
 
 from .probabilities import fit_and_predict
 
@@ -109,10 +110,7 @@ def learning_curve(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
 
 def plot_learning_curve(curve: LearningCurve, classes: list[str], path: str | os.PathLike) -> None:
     """Accuracy against images per class (log scale): all val rows and each class, mean and +-1 std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(8, 4.5), dpi=100)
     series = [("all classes", curve.accuracy, dict(color="black", linewidth=2.5))]

@@ -6,6 +6,7 @@ import os
 
 from features.atomic import atomic_write
 
+from ..curves import pyplot
 from .calibration import BINS, Reliability
 
 
@@ -15,10 +16,7 @@ def plot_reliability(before: Reliability | None, after: Reliability | None, temp
 
     One axes (not a panel each): a second panel doubled the drawing time, most of train-head's.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(5.5, 5), dpi=100)
     axis.plot([0, 1], [0, 1], "k:", label="perfect calibration")
