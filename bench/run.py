@@ -36,7 +36,7 @@ from features import (
     find_images,
     pick_device,
 )
-from features.engines.local import default_workers
+from features.engines.local import default_batch_size, default_workers
 from heads import HEAD_FILE, PredictConfig, Predictor, TrainConfig, fit_head, train_sgd, write_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +105,11 @@ def ceilings(data: Path, weights: str, device: torch.device, precisions: tuple[s
     """images/s of the forward pass alone, eager and folded, per precision, measured interleaved."""
     forwards = {f"{kind}_{precision}": make(weights, device, precision) for precision in precisions
                 for kind, make in (("eager", eager_forward), ("folded", folded_forward))}
-    return interleaved(forwards, decoded_batch(data))
+    rates = interleaved(forwards, decoded_batch(data))
+    # The ceiling is batch 32, the batch extract ran before; it now runs smaller batches: eager at that size too.
+    size = default_batch_size(device)
+    rates["eager_fp32_same_batch"] = interleaved({"eager": forwards["eager_fp32"]}, decoded_batch(data, size))["eager"]
+    return rates
 
 
 def run(data: Path, generated: int, weights: str, work: Path, scale: int = 0, compile_figures: bool = True) -> dict:
@@ -193,6 +197,8 @@ def run(data: Path, generated: int, weights: str, work: Path, scale: int = 0, co
     ratios = {
         "extract_vs_eager_fp32_ceiling (>= 1.05)": figures["extract_cold_img_s"] / ceiling,
         "predict_vs_eager_fp32_ceiling (>= 1.05)": figures["predict_img_s"] / ceiling,
+        "extract_vs_eager_fp32_at_extracts_batch_size": figures["extract_cold_img_s"]
+        / figures["ceiling_eager_fp32_same_batch_img_s"],
         "folded_fp32_vs_eager_fp32": figures["ceiling_folded_fp32_img_s"] / ceiling,
         "train_head_process_minus_import_torch_s (<= 1.0)": figures["startup"]["train_head_minus_import_torch_s"],
         "warm_extract_process_minus_import_torch_s": figures["startup"]["extract_warm_minus_import_torch_s"],

@@ -126,7 +126,8 @@ def test_local_embed_of_nothing_yields_nothing(backbone):
 def test_closing_the_iterator_stops_the_decoding_threads(tmp_path, backbone):
     for index in range(40):
         make_image(tmp_path / "imgs" / f"{index:02d}.jpg", size=(20, 20), seed=index)
-    batches = LocalEngine(device="cpu", batch_size=1, workers=2).embed(find_images([tmp_path / "imgs"]), backbone, SMALL)
+    engine = LocalEngine(device="cpu", batch_size=1, workers=2)
+    batches = engine.embed(find_images([tmp_path / "imgs"]), backbone, SMALL)
     next(batches)
     batches.close()
     with pytest.raises(StopIteration):
