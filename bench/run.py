@@ -83,9 +83,11 @@ def count_images(data: Path) -> int:
     return sum(len(entries) for entries in find_dataset(data).splits.values())
 
 
-def extract_in_subprocess(data: Path, cache: Path, weights: str) -> dict:
-    """A cold extract in a fresh process, so its peak memory is its own."""
-    output = subprocess.run([sys.executable, "-m", "bench.extract_rss", str(data), str(cache), weights],
+def extract_in_subprocess(data: Path, cache: Path, weights: str, predict_to: Path | None = None) -> dict:
+    """A cold extract (or, with predict_to, a predict with cache's head) in a fresh process, so its peak memory is
+    its own."""
+    predict = ["--predict", str(predict_to)] if predict_to else []
+    output = subprocess.run([sys.executable, "-m", "bench.extract_rss", str(data), str(cache), weights, *predict],
                             cwd=ROOT, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 

@@ -1,5 +1,5 @@
-"""Extract at scale: throughput and peak memory of N images against 400, and how the scan, the incremental-cache
-check, a warm extract and features.h5 grow with the number of files.
+"""Extract and predict at scale: throughput and peak memory of N images against 400, and how the scan, the
+incremental-cache check, a warm extract and features.h5 grow with the number of files.
 
     python -m bench.scale [--scale 40000] [--growth 400,4000,40000]     # writes bench/results/scale.json
 
@@ -32,6 +32,7 @@ from features.engines.batches import EmbeddedBatch
 from features.images import read_file
 from features.reuse import PreviousRows
 from features.store import FeatureStore
+from heads import TrainConfig, fit_head
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_IMAGES = 400
@@ -91,6 +92,10 @@ def growth_at(base: Path, work: Path, count: int, weights: str) -> dict:
     return figures
 
 
+def _rate(step: dict) -> float:
+    return step["images"] / step["seconds"]
+
+
 def run(scale: int, growth: list[int], work: Path, weights: str = "none") -> dict:
     base = generate_images(work / "base", BASE_IMAGES)
     figures: dict = {"scale": scale, "base_images": BASE_IMAGES,
@@ -100,12 +105,19 @@ def run(scale: int, growth: list[int], work: Path, weights: str = "none") -> dic
         large_data = linked_dataset(base, work / "data-scale", scale)
         large = extract_in_subprocess(large_data, work / "cache-scale", weights)
         _, warm = timed(extract_features, ExtractConfig(data=large_data, cache=work / "cache-scale", weights=weights))
+        for cache in ("cache-base", "cache-scale"):
+            fit_head(work / cache, TrainConfig())
+        small_predict = extract_in_subprocess(base, work / "cache-base", weights, work / "base.csv")
+        large_predict = extract_in_subprocess(large_data, work / "cache-scale", weights, work / "scale.csv")
         figures |= {
             "small": small, "large": large, "large_warm_extract_s": warm,
+            "small_predict": small_predict, "large_predict": large_predict,
             "large_features_h5_mib": (work / "cache-scale" / FEATURES_FILE).stat().st_size / 2**20,
-            "ratios": {"img_s_large_vs_small (>= 0.9)": (large["images"] / large["seconds"])
-                       / (small["images"] / small["seconds"]),
-                       "peak_rss_large_vs_small (<= 1.3)": large["peak_rss_mib"] / small["peak_rss_mib"]},
+            "ratios": {"img_s_large_vs_small (>= 0.9)": _rate(large) / _rate(small),
+                       "peak_rss_large_vs_small (<= 1.3)": large["peak_rss_mib"] / small["peak_rss_mib"],
+                       "predict_img_s_large_vs_small (>= 0.9)": _rate(large_predict) / _rate(small_predict),
+                       "predict_peak_rss_large_vs_small (<= 1.3)": (large_predict["peak_rss_mib"]
+                                                                   / small_predict["peak_rss_mib"])},
         }
     return figures
 
