@@ -35,7 +35,7 @@ Decoded = list[tuple[torch.Tensor | None, object, str | None]]
 
 def default_workers() -> int:
     """Decoding threads (CPU) or processes (GPU): one per core, at most 32; none (decode in this thread) on one core.
-    Beside a GPU decoding sets the pace: 16 processes decoded 2.1x as fast as 8 on a 16-core machine (bench/gpu.py)."""
+    Beside a GPU decoding sets the pace: 16 processes decoded 1.5-2.3x as fast as 8 on a 16-core one (bench/gpu.py)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 0 if cores < 2 else min(MAX_WORKERS, cores)
 
