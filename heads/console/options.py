@@ -58,10 +58,10 @@ address_option = click.option(
     help="Ray cluster to join with --engine ray (HOST:PORT or auto)  [default: a local Ray for this run]")
 compile_option = click.option(
     "--compile", "compile_backbone", is_flag=True, default=ExtractConfig().compile,
-    help="torch.compile the backbone. Off by default: on a 2-core CPU its first compile took 20-50 s (4-9 s with "
-         "torch's cache warm) and it ran no faster than the default folded network in fp32 (about 5% faster in "
-         "bf16, paying back after some 14,000 images); try it on large folders and GPUs. If compiling fails, the "
-         "folded network runs instead, with a warning.")
+    help="torch.compile the backbone. Off by default: on a 2-core CPU its first compile took 20-50 s (3-9 s with "
+         "torch's cache warm), and across runs it went from 4% slower to 8% faster than the default folded network "
+         "in fp32 (paying back after some 3,400 images at best); try it on large folders and GPUs. If compiling "
+         "fails, the folded network runs instead, with a warning.")
 head_weights_option = click.option(
     "--weights", default=None,
     help="Backbone weights  [default: the weights the head records]; must match what the head was trained on.")
