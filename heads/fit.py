@@ -116,15 +116,15 @@ def _check_trained(result: TrainResult, config: TrainConfig, labels: torch.Tenso
 def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
              on_epoch: Callable[[int, dict], None] | None = None,
              choose: Callable[[tuple[torch.Tensor, torch.Tensor], list[str]], Choice] | None = None,
-             trust: TrustConfig = TrustConfig()) -> FitSummary:
+             trust: TrustConfig = TrustConfig(), command: str = "train-head") -> FitSummary:
     """Train on the cached train split, score on val each epoch, fit the unknown-image model and the temperature
-    (heads/trust), save the head, its metrics and its plots. With `choose` (the sweep), the setting is
-    choose(train rows, classes)'s, decided before val is read."""
+    (heads/trust), save the head, its metrics and its plots. With `choose` (the sweep), the setting is choose(train
+    rows, classes)'s, decided before val is read; `command` names the lock's holder to a concurrent command."""
     started = time.perf_counter()
     cache = Path(cache)
     if not cache.is_dir():  # checked before taking the lock, which would create the folder
         raise StoreError(f"{cache / FEATURES_FILE} does not exist: run `extract` first")
-    with cache_lock(cache, "train-head"):
+    with cache_lock(cache, command):
         with FeatureStore(cache / FEATURES_FILE) as store:
             header = store.header
             train, val, choice = _read_rows(store, Choice(config, {}, {}), choose)

@@ -56,6 +56,17 @@ def test_the_winner_is_refit_and_saved_as_train_head_saves_with_the_sweep_record
     assert (folder / SWEEP_FILE).read_text().count("\n") == 2 + 17
 
 
+def test_the_cache_is_locked_as_sweep_not_train_head(cache, tmp_path, monkeypatch):
+    import heads.fit
+
+    labels = []
+    real = heads.fit.cache_lock
+    monkeypatch.setattr(heads.fit, "cache_lock",
+                        lambda folder, command: labels.append(command) or real(folder, command))
+    _sweep(cache, cache.parent / "grid.toml", tmp_path / "locked")
+    assert labels == ["sweep"]
+
+
 def test_val_is_not_read_before_the_refit(cache, tmp_path, monkeypatch):
     """Val's features poisoned (negated): the same choice and sweep.csv, and val is read only after the choice is made.
 

@@ -60,5 +60,5 @@ def sweep_heads(cache: str | Path, config: SweepConfig = SweepConfig(),
     """Choose a head setting by k-fold cross-validation on the train split, refit it, score it on val once, save it."""
     settings = read_grid(config.grid, config.seed) if config.grid else default_grid(config.seed)
     chooser = _Chooser(settings, config, on_progress)
-    fit = fit_head(cache, on_epoch=on_epoch, choose=chooser)
+    fit = fit_head(cache, on_epoch=on_epoch, choose=chooser, command="sweep")
     return SweepSummary(chooser.result, fit, Path(cache) / SWEEP_FILE)
