@@ -21,13 +21,13 @@ from heads.config import PredictConfig, SweepConfig, TrainConfig
 from heads.console.audit import audit_options
 from heads.console.sweep import show_sweep, sweep_options
 from heads.console.options import (address_option, batch_option, cache_option, compile_option, device_option,
-                                   engine_option, head_run_options, head_weights_option, quiet_option,
-                                   refuse_address_without_ray, refuse_output_inside_inputs,
+                                   engine_option, head_run_options, head_weights_option, prediction_options,
+                                   quiet_option, refuse_address_without_ray, refuse_output_inside_inputs,
                                    refuse_output_over_cache_files, train_options, workers_option)
 from heads.console.errors import Interrupted, errors_as_exit_codes
 from heads.console.reporter import Reporter
 from heads.export.config import EXPORT_FORMATS, ExportConfig
-from heads.console.trust import TrustConfig, prediction_options, show_prediction, trust_options
+from heads.console.trust import TrustConfig, show_prediction, trust_options
 from heads.predict.writer import STDOUT
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

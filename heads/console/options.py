@@ -11,6 +11,7 @@ from features.config import ExtractConfig
 from features.engines import ENGINES
 
 from heads.config import CLASS_WEIGHTS, TrainConfig
+from heads.predict.writer import FORMATS
 
 from .reporter import Reporter
 
@@ -134,3 +135,21 @@ def refuse_output_over_cache_files(out: Path, cache: Path) -> None:
     if owned and target.parent == cache.resolve():
         raise click.UsageError(f"--out {out} would replace {target.name}, one of headstart's own files in {cache}: "
                                "write it somewhere else")
+
+
+_PREDICTION_OPTIONS = (
+    click.option("--format", "output_format", type=click.Choice(FORMATS), default=FORMATS[0], show_default=True,
+                 help="CSV, or JSON Lines (one object per image)."),
+    click.option("--top-k", type=click.IntRange(1), default=1, show_default=True,
+                 help="Also report the K most probable labels per image."),
+    click.option("--reject-unknown", is_flag=True,
+                 help="Write the label `unknown` for images flagged as unlike the training set (probabilities "
+                      "unchanged)."),
+)
+
+
+def prediction_options(command):
+    """predict's --format, --top-k and --reject-unknown."""
+    for option in reversed(_PREDICTION_OPTIONS):
+        command = option(command)
+    return command

@@ -6,7 +6,6 @@ import functools
 
 import click
 
-from heads.predict.writer import FORMATS
 from heads.trust.config import UNKNOWN_METHODS, TrustConfig
 
 from .reporter import Reporter
@@ -20,24 +19,6 @@ _TRUST_OPTIONS = (
                                          "knn: cosine distance to the nearest training image."),
     click.option("--no-calibrate", is_flag=True, help="Keep the head as trained: no temperature folded in."),
 )
-_PREDICTION_OPTIONS = (
-    click.option("--format", "output_format", type=click.Choice(FORMATS), default=FORMATS[0], show_default=True,
-                 help="CSV, or JSON Lines (one object per image)."),
-    click.option("--top-k", type=click.IntRange(1), default=1, show_default=True,
-                 help="Also report the K most probable labels per image."),
-    click.option("--reject-unknown", is_flag=True,
-                 help="Write the label `unknown` for images flagged as unlike the training set (probabilities "
-                      "unchanged)."),
-)
-
-
-def prediction_options(command):
-    """predict's --format, --top-k and --reject-unknown (here, not in cli.py, to keep cli.py under 300 lines)."""
-    for option in reversed(_PREDICTION_OPTIONS):
-        command = option(command)
-    return command
-
-
 def trust_options(command):
     """train-head's --unknown-rate, --unknown-method and --no-calibrate, handed to the command as one `trust`."""
     @functools.wraps(command)
