@@ -104,9 +104,14 @@ def _metrics(result: TrainResult, val, classes: list[str], choice: Choice, trust
 def _check_trained(result: TrainResult, config: TrainConfig, labels: torch.Tensor, classes: list[str]) -> list[str]:
     """The classes without a training row (the head never learned them); a head whose weights or losses are not
     finite labels everything wrong, so it is refused: it never replaces a good one."""
-    losses = [value for entry in result.history for key, value in entry.items() if key.endswith("_loss")]
+    train_finite, val_finite = (all(math.isfinite(entry.get(key, 0.0)) for entry in result.history)
+                                for key in ("train_loss", "val_loss"))
     weights_finite = all(bool(torch.isfinite(tensor).all()) for tensor in result.head.state_dict().values())
-    if not weights_finite or not all(math.isfinite(loss) for loss in losses):
+    if weights_finite and train_finite and not val_finite:
+        raise ValueError("the val loss is not finite while training's is: some val features are not finite or too "
+                         "large (a damaged or foreign features.h5?): the previous head is kept; extract again into "
+                         "a new --cache")
+    if not weights_finite or not train_finite:
         raise ValueError(f"training diverged: the head's {'loss' if weights_finite else 'weights'} became not finite "
                          f"(--lr {config.lr} is too large for these features): the previous head is kept; "
                          "lower --lr and run again")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import pytest
 import torch
 
@@ -54,6 +55,15 @@ def test_without_val_there_are_no_val_scores(tmp_path):
     summary = fit_head(tmp_path, TrainConfig(epochs=2))
     assert summary.counts == {"train": 10, "val": 0}
     assert "val_acc" not in summary.metrics and summary.metrics["val_report"] is None
+
+
+def test_a_non_finite_val_loss_is_blamed_on_val_not_on_the_learning_rate(cache):
+    with h5py.File(cache / "features.h5", "r+") as raw:
+        raw["val/features"][0, 0] = float("inf")
+    with pytest.raises(ValueError, match="the val loss is not finite while training's is") as caught:
+        fit_head(cache, TrainConfig(epochs=2))
+    assert "--lr" not in str(caught.value)
+    assert not (cache / "head.pt").exists()
 
 
 def test_a_missing_cache_is_a_store_error_and_creates_nothing(tmp_path):
