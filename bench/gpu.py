@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=8000, help="500x375 JPEGs to extract and predict")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=None, help="decoding workers (default: one per core, <= 8)")
+    parser.add_argument("--workers", type=int, default=None, help="decoding workers (default: one per core, <= 32)")
     parser.add_argument("--dry-run", action="store_true", help="run every step on the CPU with 64 images")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gpu.json")
     args = parser.parse_args(argv)

@@ -16,9 +16,8 @@ import torch
 from conftest import make_image
 from features.backbone import load_backbone
 from features.config import EngineConfig, ExtractConfig
-from features.engines import ENGINES, build_engine
+from features.engines import ENGINES, build_engine, local
 from features.engines.batches import load_image
-from features.engines import local
 from features.engines.local import LocalEngine
 from features.folder import find_images
 from features.images import build_transform

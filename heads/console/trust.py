@@ -19,6 +19,8 @@ _TRUST_OPTIONS = (
                                          "knn: cosine distance to the nearest training image."),
     click.option("--no-calibrate", is_flag=True, help="Keep the head as trained: no temperature folded in."),
 )
+
+
 def trust_options(command):
     """train-head's --unknown-rate, --unknown-method and --no-calibrate, handed to the command as one `trust`."""
     @functools.wraps(command)
