@@ -14,6 +14,7 @@ from torch import nn
 
 from .compiled import CompiledForward, first_line
 from .fold import fold_batchnorm
+from .prepacked import PrepackedResNet, prepacking_available
 from .provenance import IMAGENET, RANDOM, RANDOM_INIT_SEED, WeightsIdentity
 
 BACKBONE = "resnet18"
@@ -111,7 +112,7 @@ def _frozen_resnet18(state: dict[str, torch.Tensor] | None) -> nn.Module:
 class Backbone:
     """The frozen network for a set of weights, BatchNorm folded; built on first use, so a run with nothing to
     compute skips it. compile=True runs it through torch.compile, falling back to the folded eager network (and
-    telling on_warning why) if compiling fails."""
+    telling on_warning why) if compiling fails. bf16 on a CPU runs it with prepacked oneDNN weights (prepacked.py)."""
 
     forward = FOLDED  # recorded in the features file (its `forward` attribute)
 
@@ -125,17 +126,25 @@ class Backbone:
         self._state = state
         self._model: nn.Module | None = None
         self._compiled: CompiledForward | None = None
+        self._prepacked: PrepackedResNet | None = None
 
     @property
     def model(self) -> nn.Module:
-        if self._model is None:
-            model = _frozen_resnet18(self._state)
-            fold_batchnorm(model)
-            self._model = model.to(self.device, memory_format=torch.channels_last)
-            self._state = None
-            if self.compile:
-                self._compiled = CompiledForward(self._model)
+        self.build()
         return self._model
+
+    def build(self) -> None:
+        """Build the network now rather than on first use, so that an engine can do it while images decode."""
+        if self._model is not None:
+            return
+        model = _frozen_resnet18(self._state)
+        fold_batchnorm(model)
+        self._model = model.to(self.device, memory_format=torch.channels_last)
+        self._state = None
+        if self.compile:
+            self._compiled = CompiledForward(self._model)
+        elif self.device.type == "cpu" and self.precision == "bf16" and prepacking_available():
+            self._prepacked = PrepackedResNet(self._model)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         model = self.model
@@ -151,6 +160,9 @@ class Backbone:
 
     def features(self, batch: torch.Tensor) -> torch.Tensor:
         """512-d avgpool features, float32 on the CPU, whatever the compute precision."""
+        self.build()
+        if self._prepacked is not None:
+            return self._prepacked(batch)
         batch = batch.to(self.device, non_blocking=True, memory_format=torch.channels_last)
         with torch.inference_mode(), _without_tf32(self.device, self.precision):
             if self.precision == "bf16":

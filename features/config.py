@@ -11,7 +11,7 @@ class EngineConfig:
     """How and where the backbone runs; extract and predict share these options (features.engines.build_engine)."""
 
     device: str = "auto"
-    batch_size: int | None = None  # None: 8 on a CPU, 64 on a GPU (local engine), 32 per Ray actor
+    batch_size: int | None = None  # None: 8 on a CPU (16 in bf16), 64 on a GPU (local engine), 32 per Ray actor
     workers: int | None = None  # local engine: decoding threads (CPU) or processes (GPU); None: one per core, <= 32
     engine: str = "local"  # or "ray"
     address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, or a local Ray

@@ -69,7 +69,7 @@ def test_local_embed_keeps_order_and_reports_bad_files(folder, backbone):
     errors = [error for batch in batches for error in batch.errors]
     assert [entry.path.name for entry, error in zip(entries, errors) if error] == ["2b_broken.jpg"]
     assert all(len(batch.features) == sum(error is None for error in batch.errors) for batch in batches)
-    assert progress == [(2, 6), (4, 6), (6, 6)]
+    assert progress == [(6, 6)] and len(batches) == 1  # one batch and report per decoding group of 32 images
     first = load_image(entries[0].path, build_transform(SMALL), SMALL.draft_size)[0]
     np.testing.assert_allclose(batches[0].features[0], backbone.features(first[None])[0].numpy(), atol=1e-5)
 
@@ -79,8 +79,12 @@ class _Recording:
     a log the decoding threads or processes append to); its first pass waits (up to wait_s) for 64 decoded files,
     so decoding ahead is seen, not raced."""
 
-    def __init__(self, device: str, log: Path, wait_s: float):
+    def __init__(self, device: str, log: Path, wait_s: float, precision: str = "fp32"):
         self.device, self.log, self.calls, self.wait_s = torch.device(device), log, [], wait_s
+        self.precision = precision
+
+    def build(self) -> None:
+        """Nothing to build."""
 
     def decoded(self) -> list[str]:
         return self.log.read_text().split() if self.log.exists() else []
@@ -111,11 +115,22 @@ def test_forward_passes_take_batch_size_images_and_decoding_takes_turns_on_a_cpu
     monkeypatch.setattr(local, "load_image", functools.partial(_logged_load, log))
     recording = _Recording(device, log, wait_s)
     batches = list(LocalEngine(batch_size=5, workers=2).embed(find_images([tmp_path / "imgs"]), recording, SMALL))
-    assert [len(batch.entries) for batch in batches] == [5] * 6 + [2] + [5] * 6 + [2] + [5, 1]
+    assert [len(batch.entries) for batch in batches] == [32, 32, 6]  # yielded per decoding group
     assert [size for size, _ in recording.calls] == [5] * 6 + [2] + [5] * 6 + [2] + [5, 1]
     assert decoded_at_first_pass[0] <= recording.calls[0][1] <= decoded_at_first_pass[1]
     pids = set(recording.decoded())
     assert len(recording.decoded()) == 70 and (pids == {str(os.getpid())}) == in_this_process
+
+
+@pytest.mark.parametrize("precision, passes", [("fp32", [8, 8, 4]), ("bf16", [16, 4])])
+def test_a_cpus_default_batch_is_8_in_fp32_and_16_in_bf16(tmp_path, monkeypatch, precision, passes):
+    for index in range(20):
+        make_image(tmp_path / "imgs" / f"{index:02d}.jpg", size=(20, 20), seed=index)
+    log = tmp_path / "decoded.log"
+    monkeypatch.setattr(local, "load_image", functools.partial(_logged_load, log))
+    recording = _Recording("cpu", log, 0, precision)
+    list(LocalEngine(workers=0).embed(find_images([tmp_path / "imgs"]), recording, SMALL))
+    assert [size for size, _ in recording.calls] == passes
 
 
 def test_local_embed_of_nothing_yields_nothing(backbone):

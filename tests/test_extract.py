@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import features.backbone as backbone_module
+import features.engines.local as local_engine
 import features.reuse as reuse_module
 from conftest import make_dataset, make_image
 from features.backbone import Backbone, load_backbone
@@ -101,11 +102,17 @@ def test_extract_writes_rows_per_split(tiny_dataset, tmp_path, weights_file, sma
     np.testing.assert_allclose(train.features[picks], backbone.features(batch).numpy(), rtol=0, atol=1e-4)
 
 
-def test_progress_reaches_the_number_of_images(tiny_dataset, tmp_path, small_inputs):
-    calls = []
-    extract_features(ExtractConfig(data=tiny_dataset, cache=tmp_path / "other", weights="none", device="cpu",
-                                   workers=0, batch_size=5), on_progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(5, 12), (10, 12), (12, 12)]
+def test_progress_reaches_the_number_of_images(tiny_dataset, tmp_path, small_inputs, monkeypatch):
+    def progress(cache: str) -> list:
+        calls = []
+        extract_features(ExtractConfig(data=tiny_dataset, cache=tmp_path / cache, weights="none",
+                                       device="cpu", workers=0, batch_size=5),
+                         on_progress=lambda done, total: calls.append((done, total)))
+        return calls
+
+    assert progress("grouped") == [(12, 12)]  # one report per decoding group (32 images on a CPU)
+    monkeypatch.setattr(local_engine, "DECODE_GROUP", 1)  # groups of one batch
+    assert progress("batched") == [(5, 12), (10, 12), (12, 12)]
 
 
 def test_broken_images_are_skipped_counted_and_named(tiny_dataset, tmp_path, small_inputs):
@@ -348,6 +355,7 @@ def test_a_failure_mid_run_keeps_the_previous_file_and_leaves_no_partial(tiny_da
 
 
 def test_an_interrupted_run_is_resumed(tiny_dataset, tmp_path, small_inputs, monkeypatch):
+    monkeypatch.setattr(local_engine, "DECODE_GROUP", 1)  # each batch written as it is computed, not 32 at a time
     cache = tmp_path / "cache"
     with monkeypatch.context() as patch:
         _fail_on_call(patch, 3, KeyboardInterrupt())  # batches: train ants, train bees, val

@@ -1,4 +1,4 @@
-"""features/fold.py and the folded, optionally compiled backbone: the same features as torchvision's own forward pass."""
+"""features/fold.py and the folded backbone, compiled or (bf16 on a CPU) prepacked: torchvision's own features."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
+import features.backbone
 import features.compiled
 from features.backbone import load_backbone
 from features.folder import find_dataset
 from features.fold import fold_batchnorm
+from features.prepacked import PrepackedResNet, prepacking_available
 from features.images import build_transform, decode_image, read_file
 from features.provenance import PREPROCESSINGS
 
@@ -71,6 +73,33 @@ def test_folded_bf16_features_stay_close_to_fp32(trained_like_weights, real_batc
     bf16 = load_backbone(str(trained_like_weights), CPU, precision="bf16").features(real_batch)
     assert bf16.dtype == torch.float32
     assert nn.functional.cosine_similarity(bf16, reference).min() > 0.999
+
+
+@pytest.mark.skipif(not prepacking_available(), reason="oneDNN has no bf16 instructions on this CPU")
+def test_bf16_on_a_cpu_runs_prepacked_and_is_as_close_to_fp32_as_autocast(trained_like_weights, real_batch):
+    reference = torchvision_eager(trained_like_weights, real_batch)
+    autocast = torchvision_eager(trained_like_weights, real_batch, bf16=True)
+    backbone = load_backbone(str(trained_like_weights), CPU, precision="bf16")
+    ours = backbone.features(real_batch)
+    assert torch.equal(ours, PrepackedResNet(backbone.model)(real_batch))  # what the backbone ran
+    error, autocast_error = (ours - reference).abs().max(), (autocast - reference).abs().max()
+    assert nn.functional.cosine_similarity(ours, reference).min() >= 0.9999 and error <= 1.25 * autocast_error
+    assert torch.equal(PrepackedResNet(backbone.model)(real_batch[:1])[0], ours[0])  # a row does not hang on its batch
+
+
+def test_bf16_without_prepacking_runs_under_autocast(monkeypatch, trained_like_weights, real_batch):
+    monkeypatch.setattr(features.backbone, "prepacking_available", lambda: False)
+    backbone = load_backbone(str(trained_like_weights), CPU, precision="bf16")
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = backbone.model(real_batch.contiguous(memory_format=torch.channels_last)).float()
+    assert torch.equal(backbone.features(real_batch), autocast)
+
+
+def test_prepacking_refuses_a_network_with_its_batchnorm():
+    model = resnet18(weights=None).eval()
+    model.fc = nn.Identity()
+    with pytest.raises(ValueError, match="folded"):
+        PrepackedResNet(model)
 
 
 def test_fold_replaces_every_batchnorm_of_resnet18():

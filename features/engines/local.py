@@ -1,11 +1,12 @@
 """The local engine: decode images and run the backbone in this process, in input order.
 
-On a CPU the forward pass already uses every core, so decoding and the forward pass take turns: a group of images is
-decoded on a pool of threads (Pillow releases the GIL while it decodes and resizes), then run. Decoding beside the
-forward pass made both slower than taking turns (README, Benchmark). On a GPU the CPU only decodes, and DataLoader
+On a CPU the forward pass already uses every core, so decoding and the forward pass take turns: a group of 32 images
+is decoded on a pool of threads (Pillow releases the GIL while it decodes and resizes), then run in forward passes of
+the batch size, and yielded as one batch (one write to the features file instead of four). Decoding beside the
+forward pass made both slower than taking turns, on threads and in per-core streams alike (README, Benchmark). The
+network is built on the pool beside the first group's decoding. On a GPU the CPU only decodes, and DataLoader
 worker processes decode ahead while the GPU runs: on 16 cores, 16 threads decoded 518 img/s where 16 processes
-decoded 917-1,136 in other runs (bench/gpu.py).
-"""
+decoded 917-1,136 in other runs (bench/gpu.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from ..images import normalize_pixels, pixel_transform
 from ..provenance import Preprocessing
 from .batches import EmbeddedBatch, ProgressCallback, load_image
 
-CPU_BATCH_SIZE = 8  # fastest of 4-64 for the folded fp32 and bf16 network on 2 cores (README, Benchmark)
+# Fastest end to end on 2 cores (README, Benchmark): fp32 of 4-64; bf16, prepacked, of 8, 16 and 32.
+CPU_BATCH_SIZES = {"fp32": 8, "bf16": 16}
 GPU_BATCH_SIZE = 64
 MAX_WORKERS = 32
 DECODE_GROUP = 32  # images decoded per turn: fewer, longer turns keep the threads busy; forward passes stay small
@@ -40,9 +42,9 @@ def default_workers() -> int:
     return 0 if cores < 2 else min(MAX_WORKERS, cores)
 
 
-def default_batch_size(device: torch.device) -> int:
+def default_batch_size(device: torch.device, precision: str = "fp32") -> int:
     """Images per forward pass when the user gives none: small batches stay in a CPU's caches; a GPU wants work."""
-    return CPU_BATCH_SIZE if device.type == "cpu" else GPU_BATCH_SIZE
+    return CPU_BATCH_SIZES[precision] if device.type == "cpu" else GPU_BATCH_SIZE
 
 
 def _features(decoded: Decoded, backbone: Backbone, preprocessing: Preprocessing) -> torch.Tensor:
@@ -54,15 +56,22 @@ def _features(decoded: Decoded, backbone: Backbone, preprocessing: Preprocessing
     return backbone.features(normalize_pixels(pixels, preprocessing))
 
 
-def _decoded_in_turns(groups: list[list[ImageEntry]], decode: Callable[[str], tuple],
-                      threads: int) -> Iterator[Decoded]:
+def _decoded_in_turns(groups: list[list[ImageEntry]], decode: Callable[[str], tuple], threads: int,
+                      meanwhile: Callable[[], object]) -> Iterator[Decoded]:
     """Each group decoded on a pool of threads (or in this thread when threads is 0), in order; the next group starts
-    only when the caller asks for it."""
+    only when the caller asks for it. meanwhile (building the network) runs on the pool beside the first group."""
     pool = ThreadPoolExecutor(threads, thread_name_prefix="headstart-decode") if threads else None
     try:
+        pending = pool.submit(meanwhile) if pool else None
+        if pending is None:
+            meanwhile()
         for group in groups:
             paths = [entry.path for entry in group]
-            yield list(pool.map(decode, paths)) if pool else [decode(path) for path in paths]
+            decoded = list(pool.map(decode, paths)) if pool else [decode(path) for path in paths]
+            if pending is not None:
+                pending.result()  # its exception, if any, is raised here
+                pending = None
+            yield decoded
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)  # a thread busy with an image finishes it, then ends
@@ -106,8 +115,8 @@ class LocalEngine:
 
     def embed(self, entries: list[ImageEntry], backbone: Backbone, preprocessing: Preprocessing,
               on_progress: ProgressCallback | None = None) -> Iterator[EmbeddedBatch]:
-        """Yield the features of entries batch by batch, in the order given."""
-        batch_size = self.batch_size or default_batch_size(backbone.device)
+        """Yield the features of entries a decoding group at a time (forward passes of batch_size within), in order."""
+        batch_size = self.batch_size or default_batch_size(backbone.device, backbone.precision)
         size = max(batch_size, DECODE_GROUP)
         groups = [entries[start:start + size] for start in range(0, len(entries), size)]
         if not groups:
@@ -115,18 +124,20 @@ class LocalEngine:
         decode = functools.partial(load_image, transform=pixel_transform(preprocessing),
                                    draft_size=preprocessing.draft_size)
         workers = default_workers() if self.workers is None else self.workers
-        on_cpu = backbone.device.type == "cpu"
-        decoded_groups = (_decoded_in_turns if on_cpu else _decoded_ahead)(groups, decode, workers)
+        if backbone.device.type == "cpu":
+            decoded_groups = _decoded_in_turns(groups, decode, workers, meanwhile=backbone.build)
+        else:
+            decoded_groups = _decoded_ahead(groups, decode, workers)
         done = 0
         try:
             for group, decoded in zip(groups, decoded_groups):
-                for start in range(0, len(group), batch_size):
-                    batch = decoded[start:start + batch_size]
-                    features = _features(batch, backbone, preprocessing)
-                    done += len(batch)
-                    if on_progress:
-                        on_progress(done, len(entries))
-                    yield EmbeddedBatch(group[start:start + batch_size], [stamp for _, stamp, _ in batch],
-                                        [error for _, _, error in batch], features.numpy())
+                # One EmbeddedBatch per group, not per forward pass: a quarter of the writes to the features file.
+                features = torch.cat([_features(decoded[start:start + batch_size], backbone, preprocessing)
+                                      for start in range(0, len(group), batch_size)])
+                done += len(group)
+                if on_progress:
+                    on_progress(done, len(entries))
+                yield EmbeddedBatch(group, [stamp for _, stamp, _ in decoded], [error for _, _, error in decoded],
+                                    features.numpy())
         finally:
             decoded_groups.close()
