@@ -89,13 +89,16 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
 @click.pass_context
 def train_head(ctx: click.Context, cache: Path, trust: TrustConfig, **settings) -> None:
     """Train the linear head on CACHE/features.h5; write head.pt, metrics.json, curves.png and calibration.png."""
+    from heads.plots import PlotsAhead
+
     report = ctx.ensure_object(Reporter)
-    with errors_as_exit_codes():
+    with errors_as_exit_codes(), PlotsAhead() as plots:  # started first: its matplotlib import overlaps torch's
         from heads import fit_head
         from heads.console.views import EpochTable, show_training
 
         epochs_table = EpochTable(settings["head"])
-        show_training(report, fit_head(cache, TrainConfig(**settings), epochs_table, trust=trust), epochs_table)
+        summary = fit_head(cache, TrainConfig(**settings), epochs_table, trust=trust, plots=plots)
+        show_training(report, summary, epochs_table)
 
 
 @cli.command()

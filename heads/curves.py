@@ -1,10 +1,8 @@
-"""Plot loss and accuracy per epoch, train vs val, as the tutorial notebook did."""
+"""Plot loss and accuracy per epoch, train vs val, as the tutorial notebook did; PNG bytes for the caller to write."""
 
 from __future__ import annotations
 
-import os
-
-from features.atomic import atomic_write
+import io
 
 
 def pyplot():
@@ -17,8 +15,18 @@ def pyplot():
     return plt
 
 
-def plot_curves(history: list[dict], path: str | os.PathLike) -> None:
-    """Write a PNG with two panels (loss, accuracy) over epochs; written whole or not at all."""
+def png_bytes(figure) -> bytes:
+    """The figure as PNG, then closed. Light compression: zlib's default level was most of train-head's time."""
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})
+    finally:
+        pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def curves_png(history: list[dict]) -> bytes:
+    """Two panels (loss, accuracy) over epochs, train and val."""
     from matplotlib.ticker import MaxNLocator
 
     plt = pyplot()
@@ -35,10 +43,6 @@ def plot_curves(history: list[dict], path: str | os.PathLike) -> None:
         axis.set_title("accuracy" if metric == "acc" else "loss")
         axis.grid(alpha=0.3)
         axis.legend()
-    # Fixed margins and light PNG compression: tight_layout and zlib's default level were most of train-head's time.
+    # Fixed margins: tight_layout was most of the drawing time.
     figure.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.92, wspace=0.22)
-    try:
-        with atomic_write(path) as out:
-            figure.savefig(out, format="png", pil_kwargs={"compress_level": 1})
-    finally:
-        plt.close(figure)
+    return png_bytes(figure)

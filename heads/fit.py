@@ -16,8 +16,8 @@ from features.atomic import replace_together
 
 from .checkpoint import HEAD_FILE, HeadCheckpoint, save_head
 from .config import TrainConfig
-from .curves import plot_curves
 from .logreg import train_logreg
+from .plots import Plots, PlotsHere, Png
 from .report import classification_summary
 from .train import TrainResult, train_sgd
 from .trust.config import TrustConfig
@@ -118,13 +118,28 @@ def _check_trained(result: TrainResult, config: TrainConfig, labels: torch.Tenso
     return [name for label, name in enumerate(classes) if not bool((labels == label).any())]
 
 
+def _save(cache: Path, choice: Choice, pngs: dict[str, Png], metrics: dict, checkpoint: HeadCheckpoint,
+          features_file: Path) -> None:
+    """All or none: a failure (a full disk, Ctrl-C) leaves the previous head, metrics, plots (and sweep) together.
+    The head is renamed into place last: the other files describe it."""
+    paths = [cache / name for name in (*choice.outputs, *pngs, METRICS_FILE, HEAD_FILE)]
+    with replace_together(*paths) as (*temporaries, metrics_tmp, head_tmp):
+        writers = [*choice.outputs.values(), *(lambda path, png=png: path.write_bytes(png()) for png in pngs.values())]
+        for write, temporary in zip(writers, temporaries):
+            write(temporary)
+        with open(metrics_tmp, "w", encoding="utf-8") as out:
+            json.dump(metrics, out, indent=2, allow_nan=False)
+        save_head(head_tmp, checkpoint, features_file=str(features_file))
+
+
 def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
              on_epoch: Callable[[int, dict], None] | None = None,
              choose: Callable[[tuple[torch.Tensor, torch.Tensor], list[str]], Choice] | None = None,
-             trust: TrustConfig = TrustConfig(), command: str = "train-head") -> FitSummary:
+             trust: TrustConfig = TrustConfig(), command: str = "train-head", plots: Plots = PlotsHere()) -> FitSummary:
     """Train on the cached train split, score on val each epoch, fit the unknown-image model and the temperature
-    (heads/trust), save the head, its metrics and its plots. With `choose` (the sweep), the setting is choose(train
-    rows, classes)'s, decided before val is read; `command` names the lock's holder to a concurrent command."""
+    (heads/trust), save the head, its metrics and its plots (drawn by `plots`). With `choose` (the sweep), the setting
+    is choose(train rows, classes)'s, decided before val is read; `command` names the lock's holder to a concurrent
+    command."""
     started = time.perf_counter()
     cache = Path(cache)
     if not cache.is_dir():  # checked before taking the lock, which would create the folder
@@ -136,25 +151,16 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
         classes, config = list(header.classes), choice.config
         result = _train(train, val, len(classes), config, on_epoch)
         untrained = _check_trained(result, config, train[1], classes)
+        curves_png = plots.start("curves", {"history": result.history})  # drawn while the trust models are fitted
         trusted = fit_trust(result.head, train, val, config, trust)
+        calibration_png = plots.start("calibration", trusted.reliability_plot())
         counts = {"train": len(train[1]), "val": len(val[1]) if val is not None else 0}
         metrics = _metrics(result, val, classes, choice, trusted)
         checkpoint = HeadCheckpoint(trusted.head, classes, header.backbone, header.weights.to_dict(),
                                     header.preprocessing.describe(), header.precision, config.to_dict(), metrics,
                                     **trusted.records())
-        head_path, metrics_path, curves_path, calibration_path = (
-            cache / name for name in (HEAD_FILE, METRICS_FILE, CURVES_FILE, CALIBRATION_FILE))
-        # All or none: a failure (a full disk, Ctrl-C) leaves the previous head, metrics, plots (and sweep) together.
-        paths = [*(cache / name for name in choice.outputs), curves_path, calibration_path, metrics_path, head_path]
-        with replace_together(*paths) as (*extra_tmps, curves_tmp, calibration_tmp, metrics_tmp, head_tmp):
-            for write, extra_tmp in zip(choice.outputs.values(), extra_tmps):
-                write(extra_tmp)
-            plot_curves(result.history, curves_tmp)
-            trusted.plot(calibration_tmp)
-            with open(metrics_tmp, "w", encoding="utf-8") as out:
-                json.dump({**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}, out,
-                          indent=2, allow_nan=False)
-            save_head(head_tmp, checkpoint, features_file=str(store.path))
-    return FitSummary(head_path, metrics_path, curves_path, classes, counts, header, result, metrics,
-                      time.perf_counter() - started, trust=trusted, calibration_path=calibration_path,
+        _save(cache, choice, {CURVES_FILE: curves_png, CALIBRATION_FILE: calibration_png},
+              {**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}, checkpoint, store.path)
+    return FitSummary(cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE, classes, counts, header, result,
+                      metrics, time.perf_counter() - started, trust=trusted, calibration_path=cache / CALIBRATION_FILE,
                       untrained_classes=untrained)

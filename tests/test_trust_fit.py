@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 
 from heads.config import TrainConfig
+from heads.plots import render
 from heads.train import train_sgd
-from heads.trust import TrustConfig, UnknownModel, fit_trust, plot_reliability
+from heads.trust import TrustConfig, UnknownModel, fit_trust, reliability_png
 
 CONFIG = TrainConfig(epochs=10, lr=0.1, batch_size=100)
 
@@ -74,13 +75,10 @@ def test_a_class_with_one_row_skips_with_a_reason(fitted):
     assert trust.records() == {"calibration": None, "unknown": None}
 
 
-def test_reliability_diagram_is_a_png(fitted, tmp_path):
-    fitted[3].plot(tmp_path / "calibration.png")
-    plot_reliability(None, None, None, tmp_path / "empty.png")
-    with Image.open(tmp_path / "calibration.png") as image:
-        assert image.format == "PNG" and image.size == (550, 500)
-    with Image.open(tmp_path / "empty.png") as image:
-        assert image.size == (550, 500)
+def test_reliability_diagram_is_a_png(fitted):
+    for png in (render("calibration", fitted[3].reliability_plot()), reliability_png(None, None, None)):
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.format == "PNG" and image.size == (550, 500)
 
 
 def test_fold_heads_take_as_many_sgd_steps_as_the_saved_head(monkeypatch):

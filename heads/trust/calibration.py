@@ -23,29 +23,14 @@ import torch
 from heads.folds import out_of_fold, stratified_folds
 from heads.linear import LinearHead
 
+from .bins import BINS, Reliability
 from .config import TrustConfig
 
-BINS = 15
 DEFAULT_FOLDS = TrustConfig().folds
 # T is searched in [1/20, 20]: a wider range only matters for heads that are useless either way.
 _LOG_T_RANGE = (math.log(0.05), math.log(20.0))
 
 Trainer = Callable[[torch.Tensor, torch.Tensor], LinearHead]
-
-
-@dataclass(frozen=True)
-class Reliability:
-    """Per-bin mean confidence, accuracy and row count over equal-width confidence bins (empty bins: count 0)."""
-
-    confidence: list[float]
-    accuracy: list[float]
-    counts: list[int]
-
-    @property
-    def ece(self) -> float:
-        """Expected calibration error: the count-weighted mean gap between accuracy and confidence."""
-        total = sum(self.counts)
-        return sum(n * abs(a - c) for n, a, c in zip(self.counts, self.accuracy, self.confidence)) / total
 
 
 def reliability(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = BINS) -> Reliability:

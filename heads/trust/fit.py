@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -40,13 +40,13 @@ class Trust:
         """HeadCheckpoint's `unknown` (the model) and `calibration` (its plain record); None when not fitted."""
         return {"unknown": self.unknown, "calibration": self.calibration and self.calibration.to_dict()}
 
-    def plot(self, path) -> None:
-        """calibration.png: val's reliability diagram as trained, and after the temperature when there is one."""
-        from .plot import plot_reliability
-
+    def reliability_plot(self) -> dict:
+        """What calibration.png shows (val's reliability as trained, and after the temperature when there is one), as
+        plain values: heads/plots.py draws it, maybe in its helper process."""
         calibration = self.calibration
-        plot_reliability(self.val_reliability, calibration and calibration.val_after,
-                         calibration and calibration.temperature, path)
+        after = calibration and calibration.val_after
+        return {"before": self.val_reliability and asdict(self.val_reliability), "after": after and asdict(after),
+                "temperature": calibration and calibration.temperature}
 
 
 def fold_trainer(config: TrainConfig, num_classes: int, rows: int) -> Trainer:

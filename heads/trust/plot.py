@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
-from features.atomic import atomic_write
-
-from ..curves import pyplot
-from .calibration import BINS, Reliability
+from ..curves import png_bytes, pyplot
+from .bins import BINS, Reliability
 
 
-def plot_reliability(before: Reliability | None, after: Reliability | None, temperature: float | None,
-                     path: str | os.PathLike) -> None:
+def reliability_png(before: Reliability | None, after: Reliability | None, temperature: float | None) -> bytes:
     """Val accuracy against mean confidence per bin, before and after, over the diagonal of perfect calibration.
 
     One axes (not a panel each): a second panel doubled the drawing time, most of train-head's.
@@ -33,8 +28,4 @@ def plot_reliability(before: Reliability | None, after: Reliability | None, temp
     axis.grid(alpha=0.3)
     axis.legend(loc="upper left", fontsize=8)
     figure.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.93)
-    try:
-        with atomic_write(path) as out:
-            figure.savefig(out, format="png", pil_kwargs={"compress_level": 1})
-    finally:
-        plt.close(figure)
+    return png_bytes(figure)

@@ -1,0 +1,148 @@
+"""train-head's two PNGs (curves, calibration) as bytes, drawn in this process or in a helper process.
+
+matplotlib's import is 0.3 s of train-head's time over `import torch`, whose target is 1 s. The CLI starts the helper
+(PlotsAhead) before it imports torch: the helper imports matplotlib on the other core meanwhile, and draws the curves
+while this process fits the trust models. The helper needs no torch, takes plain values (JSON) and sends PNG bytes
+back, so it never writes a file; whatever goes wrong with it, this process draws the plot itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import BinaryIO, Callable, Protocol
+
+Png = Callable[[], bytes]  # the plot, drawn (or received) when called
+_REPLY = struct.Struct("<?Q")  # drawn?, length of what follows: the PNG, or why it could not be drawn
+REPLY_TIMEOUT_S = 60.0
+
+
+def render(kind: str, data: dict) -> bytes:
+    """The PNG of a request: "curves" ({"history"}) or "calibration" (Trust.reliability_plot())."""
+    if kind == "curves":
+        from .curves import curves_png
+
+        return curves_png(data["history"])
+    if kind == "calibration":
+        from .trust.plot import reliability_png
+        from .trust.bins import Reliability
+
+        before, after = (data[key] and Reliability(**data[key]) for key in ("before", "after"))
+        return reliability_png(before, after, data["temperature"])
+    raise ValueError(f"no plot named {kind!r}")
+
+
+class Plots(Protocol):
+    def start(self, kind: str, data: dict) -> Png:
+        """Begin drawing a plot (see render); call the result for its PNG."""
+
+
+class PlotsHere:
+    """Each plot drawn in this process, when its PNG is asked for."""
+
+    def start(self, kind: str, data: dict) -> Png:
+        return functools.partial(render, kind, data)
+
+
+class PlotsAhead:
+    """A helper process, started on entering, that imports matplotlib at once and draws requests in order."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen | None = None
+        self._sent = 0
+        self._replies: list[bytes | None] = []  # by request number; None: draw it here
+
+    def __enter__(self) -> PlotsAhead:
+        root = str(Path(__file__).resolve().parents[1])
+        path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+        try:
+            self._process = subprocess.Popen([sys.executable, "-m", "heads.plots"], stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                             env={**os.environ, "PYTHONPATH": path})
+        except OSError:
+            self._process = None
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self._stop()
+
+    def start(self, kind: str, data: dict) -> Png:
+        here = functools.partial(render, kind, data)
+        if self._process is None:
+            return here
+        number = self._sent
+        try:
+            self._process.stdin.write(json.dumps({"kind": kind, "data": data}).encode() + b"\n")
+            self._process.stdin.flush()
+        except (OSError, ValueError):
+            self._stop()
+            return here
+        self._sent += 1
+        return lambda: self._reply(number) or here()
+
+    def _reply(self, number: int) -> bytes | None:
+        """The helper's PNG for request `number` (replies come in order), or None if it has none."""
+        while len(self._replies) <= number and self._process is not None:
+            header = self._read(_REPLY.size)
+            if header is None:
+                self._stop()
+                break
+            drawn, length = _REPLY.unpack(header)
+            payload = self._read(length)
+            self._replies.append(payload if drawn else None)
+        return self._replies[number] if number < len(self._replies) else None
+
+    def _read(self, size: int) -> bytes | None:
+        """size bytes from the helper, or None if it ends or stalls first."""
+        out, chunks, deadline = self._process.stdout.fileno(), [], time.monotonic() + REPLY_TIMEOUT_S
+        while size:
+            ready, _, _ = select.select([out], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(out, size) if ready else b""
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def _stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            process.stdin.close()  # the helper ends when its input does
+        except OSError:
+            pass
+        try:
+            process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+def serve(requests: BinaryIO, replies: BinaryIO) -> None:
+    """The helper: import matplotlib now, then answer each request (a JSON line) with a reply, until input ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent handles it
+    from .curves import pyplot
+
+    pyplot()
+    for line in requests:
+        try:
+            request = json.loads(line)
+            drawn, payload = True, render(request["kind"], request["data"])
+        except Exception as error:  # noqa: BLE001  anything: the parent draws this plot itself
+            drawn, payload = False, f"{type(error).__name__}: {error}".encode()
+        replies.write(_REPLY.pack(drawn, len(payload)) + payload)
+        replies.flush()
+
+
+if __name__ == "__main__":
+    serve(sys.stdin.buffer, sys.stdout.buffer)
