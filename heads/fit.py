@@ -159,8 +159,9 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
         checkpoint = HeadCheckpoint(trusted.head, classes, header.backbone, header.weights.to_dict(),
                                     header.preprocessing.describe(), header.precision, config.to_dict(), metrics,
                                     **trusted.records())
-        _save(cache, choice, {CURVES_FILE: curves_png, CALIBRATION_FILE: calibration_png},
-              {**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}, checkpoint, store.path)
+        record = {**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}
+        _save(cache, choice, {CURVES_FILE: curves_png, CALIBRATION_FILE: calibration_png}, record, checkpoint,
+              store.path)
     return FitSummary(cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE, classes, counts, header, result,
                       metrics, time.perf_counter() - started, trust=trusted, calibration_path=cache / CALIBRATION_FILE,
                       untrained_classes=untrained)

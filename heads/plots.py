@@ -22,7 +22,8 @@ from typing import BinaryIO, Callable, Protocol
 
 Png = Callable[[], bytes]  # the plot, drawn (or received) when called
 _REPLY = struct.Struct("<?Q")  # drawn?, length of what follows: the PNG, or why it could not be drawn
-REPLY_TIMEOUT_S = 60.0
+REPLY_TIMEOUT_S = 60.0  # for each request sent and each reply read
+MAX_REPLY_BYTES = 64 << 20  # a larger length means the helper is not speaking this protocol
 
 
 def render(kind: str, data: dict) -> bytes:
@@ -41,6 +42,8 @@ def render(kind: str, data: dict) -> bytes:
 
 
 class Plots(Protocol):
+    """Where train-head's plots are drawn: here (PlotsHere) or in a helper process (PlotsAhead)."""
+
     def start(self, kind: str, data: dict) -> Png:
         """Begin drawing a plot (see render); call the result for its PNG."""
 
@@ -53,7 +56,8 @@ class PlotsHere:
 
 
 class PlotsAhead:
-    """A helper process, started on entering, that imports matplotlib at once and draws requests in order."""
+    """A helper process, started on entering, that imports matplotlib at once and draws requests in order. Every
+    exchange with it has a deadline, and anything unexpected ends it: the plot is then drawn here."""
 
     def __init__(self) -> None:
         self._process: subprocess.Popen | None = None
@@ -61,14 +65,16 @@ class PlotsAhead:
         self._replies: list[bytes | None] = []  # by request number; None: draw it here
 
     def __enter__(self) -> PlotsAhead:
+        # Isolated (-I): neither the current folder nor PYTHONPATH can put another `heads` first; this one's folder
+        # goes last on the path, so an installed headstart is found where it is installed.
         root = str(Path(__file__).resolve().parents[1])
-        path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+        code = "import sys; sys.path.append(sys.argv[1]); from heads.plots import serve; serve()"
         try:
-            self._process = subprocess.Popen([sys.executable, "-m", "heads.plots"], stdin=subprocess.PIPE,
-                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                             env={**os.environ, "PYTHONPATH": path})
+            self._process = subprocess.Popen([sys.executable, "-I", "-c", code, root], stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         except OSError:
-            self._process = None
+            return self
+        os.set_blocking(self._process.stdin.fileno(), False)  # a request larger than the pipe must not block
         return self
 
     def __exit__(self, *exception) -> None:
@@ -76,36 +82,46 @@ class PlotsAhead:
 
     def start(self, kind: str, data: dict) -> Png:
         here = functools.partial(render, kind, data)
-        if self._process is None:
-            return here
-        number = self._sent
-        try:
-            self._process.stdin.write(json.dumps({"kind": kind, "data": data}).encode() + b"\n")
-            self._process.stdin.flush()
-        except (OSError, ValueError):
+        request = json.dumps({"kind": kind, "data": data}).encode() + b"\n"
+        if self._process is None or not self._write(request):
             self._stop()
             return here
-        self._sent += 1
+        number, self._sent = self._sent, self._sent + 1
         return lambda: self._reply(number) or here()
 
     def _reply(self, number: int) -> bytes | None:
         """The helper's PNG for request `number` (replies come in order), or None if it has none."""
         while len(self._replies) <= number and self._process is not None:
             header = self._read(_REPLY.size)
-            if header is None:
+            drawn, length = _REPLY.unpack(header) if header else (False, 0)
+            payload = self._read(length) if header and length <= MAX_REPLY_BYTES else None
+            if payload is None:  # ended, stalled, or not speaking this protocol
                 self._stop()
                 break
-            drawn, length = _REPLY.unpack(header)
-            payload = self._read(length)
             self._replies.append(payload if drawn else None)
         return self._replies[number] if number < len(self._replies) else None
+
+    def _write(self, data: bytes) -> bool:
+        """All of data to the helper before the deadline, or False."""
+        stdin, deadline = self._process.stdin.fileno(), time.monotonic() + REPLY_TIMEOUT_S
+        while data:
+            _, ready, _ = select.select([], [stdin], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return False
+            try:
+                data = data[os.write(stdin, data[:1 << 16]):]
+            except BlockingIOError:
+                continue
+            except OSError:  # the helper has gone
+                return False
+        return True
 
     def _read(self, size: int) -> bytes | None:
         """size bytes from the helper, or None if it ends or stalls first."""
         out, chunks, deadline = self._process.stdout.fileno(), [], time.monotonic() + REPLY_TIMEOUT_S
         while size:
             ready, _, _ = select.select([out], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(out, size) if ready else b""
+            chunk = os.read(out, min(size, 1 << 20)) if ready else b""
             if not chunk:
                 return None
             chunks.append(chunk)
@@ -113,23 +129,18 @@ class PlotsAhead:
         return b"".join(chunks)
 
     def _stop(self) -> None:
+        """End the helper at once: it holds nothing worth waiting for (it writes no file)."""
         process, self._process = self._process, None
-        if process is None:
-            return
-        try:
-            process.stdin.close()  # the helper ends when its input does
-        except OSError:
-            pass
-        try:
-            process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
+        if process is not None:
             process.kill()
             process.wait()
-        process.stdout.close()
+            process.stdin.close()
+            process.stdout.close()
 
 
-def serve(requests: BinaryIO, replies: BinaryIO) -> None:
+def serve(requests: BinaryIO | None = None, replies: BinaryIO | None = None) -> None:
     """The helper: import matplotlib now, then answer each request (a JSON line) with a reply, until input ends."""
+    requests, replies = requests or sys.stdin.buffer, replies or sys.stdout.buffer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent handles it
     from .curves import pyplot
 
@@ -142,7 +153,3 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
             drawn, payload = False, f"{type(error).__name__}: {error}".encode()
         replies.write(_REPLY.pack(drawn, len(payload)) + payload)
         replies.flush()
-
-
-if __name__ == "__main__":
-    serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -133,6 +133,23 @@ def test_a_cpus_default_batch_is_8_in_fp32_and_16_in_bf16(tmp_path, monkeypatch,
     assert [size for size, _ in recording.calls] == passes
 
 
+@pytest.mark.parametrize("workers", [0, 2])  # built in this thread, or on the pool beside the first group's decoding
+def test_a_network_that_fails_to_build_stops_the_run_with_its_error(tmp_path, monkeypatch, workers):
+    for index in range(3):
+        make_image(tmp_path / "imgs" / f"{index}.jpg", size=(20, 20), seed=index)
+    log = tmp_path / "decoded.log"
+    monkeypatch.setattr(local, "load_image", functools.partial(_logged_load, log))
+    recording = _Recording("cpu", log, 0)
+
+    def fail() -> None:
+        raise RuntimeError("no oneDNN here")
+
+    recording.build = fail
+    with pytest.raises(RuntimeError, match="no oneDNN here"):
+        list(LocalEngine(workers=workers).embed(find_images([tmp_path / "imgs"]), recording, SMALL))
+    assert recording.calls == []  # no forward pass ran
+
+
 def test_local_embed_of_nothing_yields_nothing(backbone):
     assert list(LocalEngine(device="cpu").embed([], backbone, SMALL)) == []
 

@@ -2,7 +2,7 @@
 
 On a CPU the forward pass already uses every core, so decoding and the forward pass take turns: a group of 32 images
 is decoded on a pool of threads (Pillow releases the GIL while it decodes and resizes), then run in forward passes of
-the batch size, and yielded as one batch (one write to the features file instead of four). Decoding beside the
+the batch size, and yielded as one batch (one write to the features file, not one per forward pass). Decoding beside the
 forward pass made both slower than taking turns, on threads and in per-core streams alike (README, Benchmark). The
 network is built on the pool beside the first group's decoding. On a GPU the CPU only decodes, and DataLoader
 worker processes decode ahead while the GPU runs: on 16 cores, 16 threads decoded 518 img/s where 16 processes

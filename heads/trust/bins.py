@@ -1,4 +1,4 @@
-"""The reliability record of a head on val, in plain Python: the plotting helper (heads/plots.py) never imports torch."""
+"""The reliability record of a head on val, in plain Python: the plotting helper (heads/plots.py) imports no torch."""
 
 from __future__ import annotations
 
