@@ -122,15 +122,18 @@ def test_forward_passes_take_batch_size_images_and_decoding_takes_turns_on_a_cpu
     assert len(recording.decoded()) == 70 and (pids == {str(os.getpid())}) == in_this_process
 
 
-@pytest.mark.parametrize("precision, passes", [("fp32", [8, 8, 4]), ("bf16", [16, 4])])
-def test_a_cpus_default_batch_is_8_in_fp32_and_16_in_bf16(tmp_path, monkeypatch, precision, passes):
-    for index in range(20):
+# Four forward passes per decoding turn, at least 32 images: a turn of fp32 is 32 images, of bf16 64.
+@pytest.mark.parametrize("precision, passes, yielded", [("fp32", [8] * 8 + [6], [32, 32, 6]),
+                                                        ("bf16", [16] * 4 + [6], [64, 6])])
+def test_a_cpus_default_batch_is_8_in_fp32_and_16_in_bf16(tmp_path, monkeypatch, precision, passes, yielded):
+    for index in range(70):
         make_image(tmp_path / "imgs" / f"{index:02d}.jpg", size=(20, 20), seed=index)
     log = tmp_path / "decoded.log"
     monkeypatch.setattr(local, "load_image", functools.partial(_logged_load, log))
     recording = _Recording("cpu", log, 0, precision)
-    list(LocalEngine(workers=0).embed(find_images([tmp_path / "imgs"]), recording, SMALL))
+    batches = list(LocalEngine(workers=0).embed(find_images([tmp_path / "imgs"]), recording, SMALL))
     assert [size for size, _ in recording.calls] == passes
+    assert [len(batch.entries) for batch in batches] == yielded
 
 
 @pytest.mark.parametrize("workers", [0, 2])  # built in this thread, or on the pool beside the first group's decoding

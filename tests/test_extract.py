@@ -102,6 +102,12 @@ def test_extract_writes_rows_per_split(tiny_dataset, tmp_path, weights_file, sma
     np.testing.assert_allclose(train.features[picks], backbone.features(batch).numpy(), rtol=0, atol=1e-4)
 
 
+def one_batch_per_group(monkeypatch) -> None:
+    """The CPU engine decodes, runs and yields one forward pass's images at a time."""
+    monkeypatch.setattr(local_engine, "DECODE_GROUP", 1)
+    monkeypatch.setattr(local_engine, "PASSES_PER_TURN", 1)
+
+
 def test_progress_reaches_the_number_of_images(tiny_dataset, tmp_path, small_inputs, monkeypatch):
     def progress(cache: str) -> list:
         calls = []
@@ -111,7 +117,7 @@ def test_progress_reaches_the_number_of_images(tiny_dataset, tmp_path, small_inp
         return calls
 
     assert progress("grouped") == [(12, 12)]  # one report per decoding group (32 images on a CPU)
-    monkeypatch.setattr(local_engine, "DECODE_GROUP", 1)  # groups of one batch
+    one_batch_per_group(monkeypatch)
     assert progress("batched") == [(5, 12), (10, 12), (12, 12)]
 
 
@@ -355,7 +361,7 @@ def test_a_failure_mid_run_keeps_the_previous_file_and_leaves_no_partial(tiny_da
 
 
 def test_an_interrupted_run_is_resumed(tiny_dataset, tmp_path, small_inputs, monkeypatch):
-    monkeypatch.setattr(local_engine, "DECODE_GROUP", 1)  # each batch written as it is computed, not 32 at a time
+    one_batch_per_group(monkeypatch)  # each batch written as it is computed, not a group at a time
     cache = tmp_path / "cache"
     with monkeypatch.context() as patch:
         _fail_on_call(patch, 3, KeyboardInterrupt())  # batches: train ants, train bees, val
