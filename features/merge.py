@@ -64,7 +64,7 @@ def _write_split(writer: StoreWriter, split: str, plan: list, previous: Previous
             else:
                 block.append((entry, stamp, feature))
                 summary.extracted += 1
-        # Each computed batch (a decoding group on a CPU: 32 images or one forward pass, the more) reaches the disk
+        # Each computed batch (on a CPU a decoding group: four forward passes, at least 32 images) reaches the disk
         # at once: an interrupted run loses at most that.
         if len(block) == BLOCK_ROWS or batch_done:
             _write_block(writer, previous, block)
