@@ -82,8 +82,7 @@ class PlotsAhead:
 
     def start(self, kind: str, data: dict) -> Png:
         here = functools.partial(render, kind, data)
-        request = json.dumps({"kind": kind, "data": data}).encode() + b"\n"
-        if self._process is None or not self._write(request):
+        if self._process is None or not self._write(json.dumps({"kind": kind, "data": data}).encode() + b"\n"):
             self._stop()
             return here
         number, self._sent = self._sent, self._sent + 1

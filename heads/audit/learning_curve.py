@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
 from heads.config import TrainConfig
-from heads.curves import pyplot
+from heads.curves import png_bytes, pyplot
 
 from .probabilities import fit_and_predict
 
@@ -127,7 +128,4 @@ def plot_learning_curve(curve: LearningCurve, classes: list[str], path: str | os
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="lower right")
     figure.subplots_adjust(left=0.09, right=0.98, bottom=0.13, top=0.95)
-    try:  # to the caller's temporary path: the audit's files are replaced together
-        figure.savefig(path, format="png", pil_kwargs={"compress_level": 1})
-    finally:
-        plt.close(figure)
+    Path(path).write_bytes(png_bytes(figure))  # to the caller's temporary path: the audit's files are replaced together
