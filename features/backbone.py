@@ -6,16 +6,17 @@ import contextlib
 import hashlib
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
-from .compiled import CompiledForward, first_line
-from .fold import fold_batchnorm
-from .prepacked import PrepackedResNet, prepacking_available
-from .provenance import IMAGENET, RANDOM, RANDOM_INIT_SEED, WeightsIdentity
+from headstart.features.batchnorm import fold_batchnorm
+from headstart.features.compiled import CompiledForward, first_line
+from headstart.features.prepacked import PrepackedResNet, prepacking_available
+from headstart.features.provenance import IMAGENET, RANDOM, RANDOM_INIT_SEED, WeightsIdentity
 
 BACKBONE = "resnet18"
 FEATURE_DIM = 512
@@ -87,8 +88,11 @@ def _check_resnet18(state: dict[str, torch.Tensor], source: str) -> None:
     unexpected = sorted(set(state) - set(expected))
     wrong_shape = sorted(k for k in set(expected) & set(state) if state[k].shape != expected[k])
     if missing or unexpected or wrong_shape:
-        detail = "; ".join(f"{what}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}" for what, keys in
-                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys)
+        detail = "; ".join(
+            f"{what}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
+            if keys
+        )
         raise WeightsError(f"{source} is not a ResNet18 state_dict ({detail})")
 
 
@@ -116,8 +120,15 @@ class Backbone:
 
     forward = FOLDED  # recorded in the features file (its `forward` attribute)
 
-    def __init__(self, state: dict[str, torch.Tensor] | None, identity: WeightsIdentity, device: torch.device,
-                 precision: str = "fp32", compile: bool = False, on_warning: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        state: dict[str, torch.Tensor] | None,
+        identity: WeightsIdentity,
+        device: torch.device,
+        precision: str = "fp32",
+        compile: bool = False,
+        on_warning: Callable[[str], None] | None = None,
+    ):
         self.identity = identity
         self.device = device
         self.precision = precision
@@ -154,8 +165,10 @@ class Backbone:
             except Exception as error:  # noqa: BLE001  torch.compile fails in many ways (no compiler, an op it lacks)
                 self._compiled = None
                 if self._on_warning:
-                    self._on_warning(f"--compile failed, running the folded eager network instead: "
-                                     f"{first_line(str(error)) or type(error).__name__}")
+                    self._on_warning(
+                        f"--compile failed, running the folded eager network instead: "
+                        f"{first_line(str(error)) or type(error).__name__}"
+                    )
         return model(batch)
 
     def features(self, batch: torch.Tensor) -> torch.Tensor:
@@ -179,32 +192,37 @@ def _without_tf32(device: torch.device, precision: str) -> contextlib.AbstractCo
     if device.type != "cuda" or precision != "fp32":
         return contextlib.nullcontext()
     cudnn = torch.backends.cudnn
-    return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
-                       allow_tf32=False)
+    return cudnn.flags(
+        enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=False
+    )
 
 
-def _locate_weights(spec: str, progress: bool) -> tuple[Path | None, WeightsIdentity]:
-    """'imagenet', 'none' or a file path -> (the weights file, or None for random init; its identity)."""
+@dataclass(frozen=True)
+class LocatedWeights:
+    """A --weights value found and hashed once per run: the file (None for random init) and its identity."""
+
+    spec: str
+    path: Path | None
+    identity: WeightsIdentity
+
+
+def locate_weights(spec: str, progress: bool = True) -> LocatedWeights:
+    """'imagenet', 'none' or a file path -> where the weights are and what they are, found and hashed, not loaded."""
     if spec == RANDOM:
-        return None, WeightsIdentity(RANDOM, f"random init, seed {RANDOM_INIT_SEED}", "")
+        return LocatedWeights(spec, None, WeightsIdentity(RANDOM, f"random init, seed {RANDOM_INIT_SEED}", ""))
     if spec == IMAGENET:
         path, sha256 = _imagenet_weights_file(progress)
-        return path, WeightsIdentity("torchvision", TORCHVISION_WEIGHTS, sha256)
+        return LocatedWeights(spec, path, WeightsIdentity("torchvision", TORCHVISION_WEIGHTS, sha256))
     path = Path(spec).expanduser().resolve()
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist (use imagenet, none, or a ResNet18 state_dict file)")
-    return path, WeightsIdentity("file", str(path), file_sha256(path))
-
-
-def weights_identity(spec: str, progress: bool = True) -> WeightsIdentity:
-    """What a --weights value names, found and hashed but not loaded: all that a run with nothing to compute needs."""
-    return _locate_weights(spec, progress)[1]
+    return LocatedWeights(spec, path, WeightsIdentity("file", str(path), file_sha256(path)))
 
 
 def resolve_weights(spec: str, progress: bool = True) -> tuple[dict[str, torch.Tensor] | None, WeightsIdentity]:
     """'imagenet', 'none' or a file path -> (state_dict without fc, identity)."""
-    path, identity = _locate_weights(spec, progress)
-    return (None if path is None else _load_state_dict(path)), identity
+    located = locate_weights(spec, progress)
+    return (None if located.path is None else _load_state_dict(located.path)), located.identity
 
 
 def plain_resnet18(spec: str) -> nn.Module:
@@ -223,10 +241,18 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def load_backbone(spec: str, device: torch.device, precision: str = "fp32", progress: bool = True,
-                  compile: bool = False, on_warning: Callable[[str], None] | None = None) -> Backbone:
-    """The frozen ResNet18 for a --weights value, BatchNorm folded, ready for inference on device."""
-    state, identity = resolve_weights(spec, progress)
+def load_backbone(
+    spec: str | LocatedWeights,
+    device: torch.device,
+    precision: str = "fp32",
+    progress: bool = True,
+    compile: bool = False,
+    on_warning: Callable[[str], None] | None = None,
+) -> Backbone:
+    """The frozen ResNet18 for a --weights value (or weights a run already located), BatchNorm folded, ready for
+    inference on device."""
+    located = spec if isinstance(spec, LocatedWeights) else locate_weights(spec, progress)
+    state = None if located.path is None else _load_state_dict(located.path)
     if state is not None:
-        _check_resnet18(state, spec)
-    return Backbone(state, identity, device, precision, compile, on_warning)
+        _check_resnet18(state, located.spec)
+    return Backbone(state, located.identity, device, precision, compile, on_warning)

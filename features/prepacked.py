@@ -42,8 +42,9 @@ class _PackedConv:
         return cls(weight, bias, padding, stride, dilation, conv.groups)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride, self.dilation,
-                                        self.groups)
+        return torch.mkldnn_convolution(
+            x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
+        )
 
 
 def _folded_away(module: nn.Module | None) -> bool:
@@ -61,9 +62,14 @@ class PrepackedResNet:
         if not all(_folded_away(norm) for norm in norms) or not isinstance(model.fc, nn.Identity):
             raise ValueError("prepacking needs the folded ResNet18 with fc an Identity")
         self.stem = _PackedConv.of(model.conv1)
-        self.blocks = [(_PackedConv.of(block.conv1), _PackedConv.of(block.conv2),
-                        _PackedConv.of(block.downsample[0]) if block.downsample is not None else None)
-                       for block in blocks]
+        self.blocks = [
+            (
+                _PackedConv.of(block.conv1),
+                _PackedConv.of(block.conv2),
+                _PackedConv.of(block.downsample[0]) if block.downsample is not None else None,
+            )
+            for block in blocks
+        ]
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

@@ -30,22 +30,21 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 import numpy as np
 
-from .atomic import move_into_place, signals_held
-from .files import check_regular
-from .provenance import Preprocessing, WeightsIdentity
-from .room import ensure_room
+from headstart.features.provenance import Preprocessing, WeightsIdentity
+from headstart.files.atomic import move_into_place, signals_held
+from headstart.files.cachedir import PARTIAL_SUFFIX
+from headstart.files.regular import check_regular
+from headstart.files.room import ensure_room
 
 FORMAT_VERSION, READABLE_VERSIONS = 2, (1, 2)  # 2 added `forward` and Fletcher32; format 1 files load as before
-FEATURES_FILE = "features.h5"
-PARTIAL_SUFFIX = ".partial"
 JSON_ATTRS = ("classes", "weights", "preprocessing")
 ROW_FIELDS = ("features", "labels", "paths", "sizes", "mtimes_ns", "sha256")
 _STR = h5py.string_dtype("utf-8")
@@ -100,17 +99,23 @@ class FeaturesHeader:
         return {field.name: records.get(field.name, getattr(self, field.name)) for field in fields(self)}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "FeaturesHeader":
+    def from_dict(cls, values: dict) -> FeaturesHeader:
         """Rebuild the header from plain values; a missing or malformed one raises KeyError, TypeError or ValueError."""
-        return cls(**{**{field.name: values[field.name] for field in fields(cls) if field.name != "forward"},
-                      "forward": values.get("forward", cls.forward),
-                      "weights": WeightsIdentity.from_dict(values["weights"]),
-                      "preprocessing": Preprocessing.from_description(values["preprocessing"])})
+        return cls(
+            **{
+                **{field.name: values[field.name] for field in fields(cls) if field.name != "forward"},
+                "forward": values.get("forward", cls.forward),
+                "weights": WeightsIdentity.from_dict(values["weights"]),
+                "preprocessing": Preprocessing.from_description(values["preprocessing"]),
+            }
+        )
 
     def to_attrs(self) -> dict[str, str | int]:
         """The HDF5 attributes: JSON for the records, text for the rest, format_version an integer."""
-        return {name: json.dumps(value) if name in JSON_ATTRS else value if name == "format_version" else str(value)
-                for name, value in self.to_dict().items()}
+        return {
+            name: json.dumps(value) if name in JSON_ATTRS else value if name == "format_version" else str(value)
+            for name, value in self.to_dict().items()
+        }
 
 
 def _decode_attrs(attrs: h5py.AttributeManager) -> dict:
@@ -148,14 +153,15 @@ class FeatureStore:
             what = "not a headstart features file" if version is None else f"features format {version}"
             raise StoreError(
                 f"{self.path} is {what}; this headstart reads format {' or '.join(map(str, READABLE_VERSIONS))}: "
-                "re-run `extract`")
+                "re-run `extract`"
+            )
         try:
             self.header = FeaturesHeader.from_dict(attrs)
         except (KeyError, TypeError, ValueError) as error:
             self.close()
             raise _damaged(self.path, f"header: {error}") from None
 
-    def __enter__(self) -> "FeatureStore":
+    def __enter__(self) -> FeatureStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -186,8 +192,12 @@ class FeatureStore:
         """Paths, sizes, mtimes and hashes of a split, without its features: what the incremental cache compares."""
         group = self._group(split)
         with self._reading():
-            return (list(group["paths"].asstr()[:]), group["sizes"][:], group["mtimes_ns"][:],
-                    list(group["sha256"].asstr()[:]))
+            return (
+                list(group["paths"].asstr()[:]),
+                group["sizes"][:],
+                group["mtimes_ns"][:],
+                list(group["sha256"].asstr()[:]),
+            )
 
     def labels(self, split: str) -> np.ndarray:
         group = self._group(split)
@@ -209,9 +219,14 @@ class FeatureStore:
         """Rows of a split; `rows` is a slice or increasing row numbers."""
         group = self._group(split)
         with self._reading():
-            return Rows(group["features"][rows].astype(np.float32, copy=False),
-                        group["labels"][rows].astype(np.int64, copy=False), list(group["paths"].asstr()[rows]),
-                        group["sizes"][rows], group["mtimes_ns"][rows], list(group["sha256"].asstr()[rows]))
+            return Rows(
+                group["features"][rows].astype(np.float32, copy=False),
+                group["labels"][rows].astype(np.int64, copy=False),
+                list(group["paths"].asstr()[rows]),
+                group["sizes"][rows],
+                group["mtimes_ns"][rows],
+                list(group["sha256"].asstr()[rows]),
+            )
 
 
 def partial_files(path: str | os.PathLike) -> list[Path]:
@@ -240,7 +255,7 @@ class StoreWriter:
             self.abandon()
             raise
 
-    def __enter__(self) -> "StoreWriter":
+    def __enter__(self) -> StoreWriter:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
@@ -251,10 +266,21 @@ class StoreWriter:
     def begin_split(self, split: str) -> None:
         group = self._file.create_group(split)
         chunk = (self._chunk_rows,)
-        group.create_dataset("features", (0, self._dim), np.float32, maxshape=(None, self._dim),
-                             chunks=(self._chunk_rows, self._dim), fletcher32=True)
-        for name, dtype in (("labels", np.int64), ("paths", _STR), ("sizes", np.int64),
-                            ("mtimes_ns", np.int64), ("sha256", _STR)):
+        group.create_dataset(
+            "features",
+            (0, self._dim),
+            np.float32,
+            maxshape=(None, self._dim),
+            chunks=(self._chunk_rows, self._dim),
+            fletcher32=True,
+        )
+        for name, dtype in (
+            ("labels", np.int64),
+            ("paths", _STR),
+            ("sizes", np.int64),
+            ("mtimes_ns", np.int64),
+            ("sha256", _STR),
+        ):
             group.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=chunk, fletcher32=name in CHECKSUMMED)
         self._group = group
 
@@ -278,8 +304,9 @@ class StoreWriter:
         start = self._group["labels"].shape[0] if self._group is not None else 0
         new_chunks = -(-(start + rows) // self._chunk_rows) - -(-start // self._chunk_rows)
         row_bytes = self._dim * 4 + 3 * 8 + 2 * 16  # features; labels, sizes, mtimes; two string references
-        ensure_room(self.path, self.partial,
-                    METADATA_MARGIN + new_chunks * self._chunk_rows * row_bytes + rows * ROW_OVERHEAD)
+        ensure_room(
+            self.path, self.partial, METADATA_MARGIN + new_chunks * self._chunk_rows * row_bytes + rows * ROW_OVERHEAD
+        )
 
     def end_split(self, skipped: list[tuple[str, str]]) -> None:
         self._group.attrs["skipped"] = json.dumps([list(item) for item in skipped], allow_nan=False)

@@ -17,8 +17,8 @@ import struct
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import BinaryIO, Callable, Protocol
+from collections.abc import Callable
+from typing import BinaryIO, Protocol
 
 Png = Callable[[], bytes]  # the plot, drawn (or received) when called
 _REPLY = struct.Struct("<?Q")  # drawn?, length of what follows: the PNG, or why it could not be drawn
@@ -29,12 +29,12 @@ MAX_REPLY_BYTES = 64 << 20  # a larger length means the helper is not speaking t
 def render(kind: str, data: dict) -> bytes:
     """The PNG of a request: "curves" ({"history"}) or "calibration" (Trust.reliability_plot())."""
     if kind == "curves":
-        from .curves import curves_png
+        from headstart.heads.curves import curves_png
 
         return curves_png(data["history"])
     if kind == "calibration":
-        from .trust.plot import reliability_png
-        from .trust.bins import Reliability
+        from headstart.heads.trust.bins import Reliability
+        from headstart.heads.trust.plot import reliability_png
 
         before, after = (data[key] and Reliability(**data[key]) for key in ("before", "after"))
         return reliability_png(before, after, data["temperature"])
@@ -65,13 +65,16 @@ class PlotsAhead:
         self._replies: list[bytes | None] = []  # by request number; None: draw it here
 
     def __enter__(self) -> PlotsAhead:
-        # Isolated (-I): neither the current folder nor PYTHONPATH can put another `heads` first; this one's folder
-        # goes last on the path, so an installed headstart is found where it is installed.
-        root = str(Path(__file__).resolve().parents[1])
-        code = "import sys; sys.path.append(sys.argv[1]); from heads.plots import serve; serve()"
+        # Isolated (-I): neither the current folder nor PYTHONPATH can put another `headstart` first; the installed
+        # package (an editable install maps it to the checkout) is the one imported.
+        code = "from headstart.heads.plots import serve; serve()"
         try:
-            self._process = subprocess.Popen([sys.executable, "-I", "-c", code, root], stdin=subprocess.PIPE,
-                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-c", code],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
         except OSError:
             return self
         os.set_blocking(self._process.stdin.fileno(), False)  # a request larger than the pipe must not block
@@ -108,7 +111,7 @@ class PlotsAhead:
             if not ready:
                 return False
             try:
-                data = data[os.write(stdin, data[:1 << 16]):]
+                data = data[os.write(stdin, data[: 1 << 16]) :]
             except BlockingIOError:
                 continue
             except OSError:  # the helper has gone
@@ -141,7 +144,7 @@ def serve(requests: BinaryIO | None = None, replies: BinaryIO | None = None) -> 
     """The helper: import matplotlib now, then answer each request (a JSON line) with a reply, until input ends."""
     requests, replies = requests or sys.stdin.buffer, replies or sys.stdout.buffer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent handles it
-    from .curves import pyplot
+    from headstart.heads.curves import pyplot
 
     pyplot()
     for line in requests:

@@ -12,8 +12,9 @@ import numpy as np
 def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator in float64, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
     denominator = np.asarray(denominator, dtype=np.float64)
-    return np.where(denominator == 0, 0.0, np.asarray(numerator, dtype=np.float64) / np.where(denominator == 0, 1,
-                                                                                                denominator))
+    return np.where(
+        denominator == 0, 0.0, np.asarray(numerator, dtype=np.float64) / np.where(denominator == 0, 1, denominator)
+    )
 
 
 def _scores(precision, recall, f1, support) -> dict:
@@ -33,8 +34,9 @@ def classification_summary(labels: np.ndarray, predicted: np.ndarray, classes: l
     report["accuracy"] = float(_divide(hits.sum(), len(labels)))
     report["macro avg"] = _scores(np.mean(precision), np.mean(recall), np.mean(f1), support.sum())
     weights = support if support.sum() else None  # scikit-learn's unweighted fallback when nothing has support
-    report["weighted avg"] = _scores(*(np.average(values, weights=weights) for values in (precision, recall, f1)),
-                                     support.sum())
+    report["weighted avg"] = _scores(
+        *(np.average(values, weights=weights) for values in (precision, recall, f1)), support.sum()
+    )
     return {
         "accuracy": float(np.mean(labels == predicted)) if len(labels) else 0.0,
         "report": report,

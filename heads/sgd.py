@@ -7,7 +7,7 @@ options train-head has; a test checks that it gives the same parameters bit for 
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -15,8 +15,9 @@ import torch
 class MomentumSGD:
     """torch.optim.SGD(params, lr, momentum, weight_decay) with dampening 0, no Nesterov, gradients set to None."""
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.0,
-                 weight_decay: float = 0.0):
+    def __init__(
+        self, params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.0, weight_decay: float = 0.0
+    ):
         self.params = list(params)
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self._buffers: list[torch.Tensor | None] = [None] * len(self.params)

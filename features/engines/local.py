@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from ..backbone import FEATURE_DIM, Backbone, pick_device
-from ..folder import ImageEntry
-from ..images import normalize_pixels, pixel_transform
-from ..provenance import Preprocessing
-from .batches import EmbeddedBatch, ProgressCallback, load_image
+from headstart.features.backbone import FEATURE_DIM, Backbone, pick_device
+from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, load_image
+from headstart.features.folder import ImageEntry
+from headstart.features.images import normalize_pixels, pixel_transform
+from headstart.features.provenance import Preprocessing
 
 # Fastest end to end on 2 cores (README, Benchmark): fp32 of 4-64; bf16, prepacked, of 8, 16 and 32.
 CPU_BATCH_SIZES = {"fp32": 8, "bf16": 16}
@@ -59,8 +59,9 @@ def _features(decoded: Decoded, backbone: Backbone, preprocessing: Preprocessing
     return backbone.features(normalize_pixels(pixels, preprocessing))
 
 
-def _decoded_in_turns(groups: list[list[ImageEntry]], decode: Callable[[str], tuple], threads: int,
-                      meanwhile: Callable[[], object]) -> Iterator[Decoded]:
+def _decoded_in_turns(
+    groups: list[list[ImageEntry]], decode: Callable[[str], tuple], threads: int, meanwhile: Callable[[], object]
+) -> Iterator[Decoded]:
     """Each group decoded on a pool of threads (or in this thread when threads is 0), in order; the next group starts
     only when the caller asks for it. meanwhile (building the network) runs on the pool beside the first group."""
     pool = ThreadPoolExecutor(threads, thread_name_prefix="headstart-decode") if threads else None
@@ -97,8 +98,13 @@ def _decoded_ahead(groups: list[list[ImageEntry]], decode: Callable[[str], tuple
     """Each group decoded by worker processes that keep several groups ahead of the caller, in order; closing the
     iterator ends them."""
     paths = [entry.path for group in groups for entry in group]
-    yield from DataLoader(_Files(paths, decode), batch_size=len(groups[0]), num_workers=workers, collate_fn=list,
-                          prefetch_factor=4 if workers else None)
+    yield from DataLoader(
+        _Files(paths, decode),
+        batch_size=len(groups[0]),
+        num_workers=workers,
+        collate_fn=list,
+        prefetch_factor=4 if workers else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -116,17 +122,23 @@ class LocalEngine:
     def describe(self) -> str:
         return str(self.driver_device)
 
-    def embed(self, entries: list[ImageEntry], backbone: Backbone, preprocessing: Preprocessing,
-              on_progress: ProgressCallback | None = None) -> Iterator[EmbeddedBatch]:
+    def embed(
+        self,
+        entries: list[ImageEntry],
+        backbone: Backbone,
+        preprocessing: Preprocessing,
+        on_progress: ProgressCallback | None = None,
+    ) -> Iterator[EmbeddedBatch]:
         """Yield the features of entries a decoding group at a time (forward passes of batch_size within), in order."""
         batch_size = self.batch_size or default_batch_size(backbone.device, backbone.precision)
         on_cpu = backbone.device.type == "cpu"
         size = max(PASSES_PER_TURN * batch_size if on_cpu else batch_size, DECODE_GROUP)
-        groups = [entries[start:start + size] for start in range(0, len(entries), size)]
+        groups = [entries[start : start + size] for start in range(0, len(entries), size)]
         if not groups:
             return
-        decode = functools.partial(load_image, transform=pixel_transform(preprocessing),
-                                   draft_size=preprocessing.draft_size)
+        decode = functools.partial(
+            load_image, transform=pixel_transform(preprocessing), draft_size=preprocessing.draft_size
+        )
         workers = default_workers() if self.workers is None else self.workers
         if on_cpu:
             decoded_groups = _decoded_in_turns(groups, decode, workers, meanwhile=backbone.build)
@@ -136,12 +148,17 @@ class LocalEngine:
         try:
             for group, decoded in zip(groups, decoded_groups):
                 # One EmbeddedBatch per group, not per forward pass: a quarter of the writes to the features file.
-                features = torch.cat([_features(decoded[start:start + batch_size], backbone, preprocessing)
-                                      for start in range(0, len(group), batch_size)])
+                features = torch.cat(
+                    [
+                        _features(decoded[start : start + batch_size], backbone, preprocessing)
+                        for start in range(0, len(group), batch_size)
+                    ]
+                )
                 done += len(group)
                 if on_progress:
                     on_progress(done, len(entries))
-                yield EmbeddedBatch(group, [stamp for _, stamp, _ in decoded], [error for _, _, error in decoded],
-                                    features.numpy())
+                yield EmbeddedBatch(
+                    group, [stamp for _, stamp, _ in decoded], [error for _, _, error in decoded], features.numpy()
+                )
         finally:
             decoded_groups.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from heads.config import TrainConfig
+from headstart.heads.config import TrainConfig
 
 SCORES = ("self_confidence", "normalized_margin")
 

@@ -36,7 +36,7 @@ def whiten(features: np.ndarray, train_features: np.ndarray, dims: int = WHITEN_
     centre = train_features.mean(axis=0, dtype=np.float64)
     covariance = np.zeros((train_features.shape[1],) * 2)
     for start in range(0, len(train_features), BLOCK_ROWS):  # blocks: no float64 copy of every row
-        block = train_features[start:start + BLOCK_ROWS].astype(np.float64) - centre
+        block = train_features[start : start + BLOCK_ROWS].astype(np.float64) - centre
         covariance += block.T @ block
     covariance /= max(len(train_features) - 1, 1)
     values, vectors = np.linalg.eigh(covariance)
@@ -45,6 +45,6 @@ def whiten(features: np.ndarray, train_features: np.ndarray, dims: int = WHITEN_
     projection = (vectors / np.sqrt(np.maximum(values, values[0] * 1e-6 + 1e-12))).astype(np.float32)
     whitened = np.empty((len(features), keep), np.float32)
     for start in range(0, len(features), BLOCK_ROWS):  # blocks: no centred copy of every row
-        block = (features[start:start + BLOCK_ROWS] - centre).astype(np.float32)
-        whitened[start:start + BLOCK_ROWS] = block @ projection
+        block = (features[start : start + BLOCK_ROWS] - centre).astype(np.float32)
+        whitened[start : start + BLOCK_ROWS] = block @ projection
     return unit_length(whitened)

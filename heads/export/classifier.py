@@ -31,10 +31,11 @@ class ExportedClassifier(nn.Module):
 def build_classifier(predictor, bf16: bool = False, plain: bool = False) -> ExportedClassifier:
     """The Predictor's own backbone (plain=True: rebuilt with torchvision's layers, for a resnet18 state_dict) and
     head, on the CPU, behind its preprocessing's mean and std."""
-    from features.backbone import plain_resnet18
+    from headstart.features.backbone import plain_resnet18
 
     preprocessing = predictor.preprocessing
     backbone = plain_resnet18(predictor.backbone.identity.spec()) if plain else predictor.backbone.model
-    model = ExportedClassifier(backbone, predictor.checkpoint.head, list(preprocessing.mean),
-                               list(preprocessing.std), bf16)
+    model = ExportedClassifier(
+        backbone, predictor.checkpoint.head, list(preprocessing.mean), list(preprocessing.std), bf16
+    )
     return model.to("cpu", torch.float32).eval()

@@ -16,9 +16,20 @@ def _folded(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
     scale = norm.weight.double() / torch.sqrt(norm.running_var.double() + norm.eps)
     bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
     # skip_init: no random initialisation (every value is overwritten), so the global RNG is left alone.
-    folded = nn.utils.skip_init(nn.Conv2d, conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                                conv.padding, conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
-                                device=conv.weight.device, dtype=conv.weight.dtype)
+    folded = nn.utils.skip_init(
+        nn.Conv2d,
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
     with torch.no_grad():
         folded.weight.copy_(conv.weight.double() * scale.reshape(-1, 1, 1, 1))
         folded.bias.copy_((bias - norm.running_mean.double()) * scale + norm.bias.double())

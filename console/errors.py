@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import click
 
-from features.interrupts import Stopped
-
-from .reporter import detach_closed_stdout
+from headstart.console.reporter import detach_closed_stdout
+from headstart.features.interrupts import Stopped
 
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 
@@ -36,9 +35,9 @@ def _one_line(message: str) -> str:
 @contextmanager
 def errors_as_exit_codes() -> Iterator[None]:
     """Library errors -> one-line message and exit 1; Ctrl-C -> 130; SIGTERM -> 143. Nothing else prints tracebacks."""
-    from features import CacheBusyError
-    from features.atomic import replaced_paths
-    from features.download import DownloadError
+    from headstart.features import CacheBusyError
+    from headstart.features.download import DownloadError
+    from headstart.files.atomic import replaced_paths
 
     already_replaced = len(replaced_paths())
     try:
