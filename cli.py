@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from headstart.console.audit import audit_options
-from headstart.console.errors import Interrupted, errors_as_exit_codes
+from headstart.console.errors import errors_as_exit_codes, interrupted
 from headstart.console.options import (
     address_option,
     batch_option,
@@ -348,6 +348,7 @@ def export(
 
         if example:
             return click.echo(caller_example(export_format), nl=False)
+        assert out is not None  # without --example, a missing --out was refused above
         config = ExportConfig(out=out, format=export_format, cache=cache, images=images, sample=sample, weights=weights)
         show_export(report, export_head(config, on_stage=report.note))
 
@@ -416,7 +417,7 @@ def main() -> None:
     except Stopped as stop:  # outside a command's body: while click parsed the options, or printed and exited
         from headstart.files.atomic import replaced_paths
 
-        error = Interrupted(stop.signum, replaced_paths())
+        error = interrupted(stop.signum, replaced_paths())
         error.show()
         sys.exit(error.exit_code)
     finally:

@@ -75,7 +75,7 @@ def growth_at(base: Path, work: Path, count: int, weights: str) -> dict:
     """Seconds of the scan, of the cache check and of a whole warm extract, and features.h5's size, at count files."""
     data, cache = linked_dataset(base, work / f"data-{count}", count), work / f"cache-{count}"
     config = ExtractConfig(data=data, cache=cache, weights=weights)
-    with mock.patch("features.extract.build_engine", lambda _: _ZeroEngine()):
+    with mock.patch("headstart.features.extract.build_engine", lambda _: _ZeroEngine()):
         extract_features(config)
     dataset, scan_s = timed(find_dataset, data)
     with FeatureStore(cache / FEATURES_FILE) as store:

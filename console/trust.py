@@ -82,7 +82,7 @@ def show_trust(report: Reporter, metrics: dict) -> None:
 
 def show_flagged(report: Reporter, flagged: int | None, images: int, rate: float | None, drift: str | None) -> None:
     """predict and evaluate: how many images look unlike the training set, and a drift warning when far too many."""
-    if rate is None:
+    if rate is None or flagged is None:  # both are None for a head without an unknown-image model
         report.warn(f"the head {NO_MODEL}")
         return
     report.note(

@@ -46,7 +46,10 @@ def _imagenet_weights_file(progress: bool) -> tuple[Path, str]:
 
     url = ResNet18_Weights.IMAGENET1K_V1.url
     path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-    hash_prefix = re.search(r"-([a-f0-9]+)\.", path.name).group(1)
+    found = re.search(r"-([a-f0-9]+)\.", path.name)
+    if found is None:
+        raise WeightsError(f"torchvision's ImageNet weights URL {url} carries no hash to check the file against")
+    hash_prefix = found.group(1)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -141,21 +144,22 @@ class Backbone:
 
     @property
     def model(self) -> nn.Module:
-        self.build()
-        return self._model
+        return self.build()
 
-    def build(self) -> None:
-        """Build the network now rather than on first use, so that an engine can do it while images decode."""
+    def build(self) -> nn.Module:
+        """Build the network now rather than on first use (an engine does it while images decode); return it."""
         if self._model is not None:
-            return
+            return self._model
         model = _frozen_resnet18(self._state)
         fold_batchnorm(model)
-        self._model = model.to(self.device, memory_format=torch.channels_last)
+        model = model.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
+        self._model = model
         self._state = None
         if self.compile:
-            self._compiled = CompiledForward(self._model)
+            self._compiled = CompiledForward(model)
         elif self.device.type == "cpu" and self.precision == "bf16" and prepacking_available():
-            self._prepacked = PrepackedResNet(self._model)
+            self._prepacked = PrepackedResNet(model)
+        return model
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         model = self.model

@@ -50,8 +50,8 @@ def download_dataset(
     url = url or DATASET_URL
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".download-") as scratch:
-        scratch = Path(scratch)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".download-") as scratch_name:
+        scratch = Path(scratch_name)
         archive = scratch / "data.zip"
         try:
             _fetch(url, archive, on_progress, timeout)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,7 +59,7 @@ def _header(config: ExtractConfig, dataset: Dataset, weights: WeightsIdentity) -
     )
 
 
-def _no_batches() -> Iterator[EmbeddedBatch]:
+def _no_batches() -> Generator[EmbeddedBatch, None, None]:
     """What an engine yields for no entries, without building a backbone."""
     yield from ()
 

@@ -11,9 +11,13 @@ two interleaved runs (README, Benchmark).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from torchvision.models import ResNet
 
 
 def prepacking_available() -> bool:
@@ -34,6 +38,8 @@ class _PackedConv:
 
     @classmethod
     def of(cls, conv: nn.Conv2d) -> _PackedConv:
+        if isinstance(conv.padding, str):  # torchvision's ResNet18 pads by numbers; oneDNN takes nothing else
+            raise ValueError(f"prepacking needs numeric padding, not padding={conv.padding!r}")
         padding, stride, dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
         weight = conv.weight.detach().to(torch.bfloat16).to_mkldnn()
         weight = torch._C._nn.mkldnn_reorder_conv2d_weight(weight, padding, stride, dilation, conv.groups)
@@ -55,7 +61,7 @@ class PrepackedResNet:
     """torchvision's ResNet18 forward (BasicBlocks, fc an Identity) on a BatchNorm-folded model, in bf16 through
     oneDNN; returns float32 avgpool features."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: ResNet):
         blocks = [block for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for block in layer]
         norms = [model.bn1] + [getattr(block, name) for block in blocks for name in ("bn1", "bn2")]
         norms += [block.downsample[1] for block in blocks if block.downsample is not None]

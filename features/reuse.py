@@ -169,7 +169,7 @@ class PreviousRows:
 
     def features(self, rows: list[CachedRow]) -> dict[CachedRow, np.ndarray]:
         """Feature rows, read in one go per store and split."""
-        found = {}
+        found: dict[CachedRow, np.ndarray] = {}
         for source, split in {(row.source, row.split) for row in rows}:
             wanted = sorted({row for row in rows if (row.source, row.split) == (source, split)}, key=lambda r: r.row)
             numbers = np.asarray([row.row for row in wanted])

@@ -245,15 +245,7 @@ class StoreWriter:
         self._chunk_rows = chunk_rows
         self._group: h5py.Group | None = None
         self._ensure_room(0)
-        self._file = None
-        try:
-            self._file = h5py.File(self.partial, "x")  # never an existing name, nor through a link
-            for key, value in header.to_attrs().items():
-                self._file.attrs[key] = value
-            self._file.flush()
-        except BaseException:
-            self.abandon()
-            raise
+        self._file = _create(self.partial, header)
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -284,17 +276,24 @@ class StoreWriter:
             group.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=chunk, fletcher32=name in CHECKSUMMED)
         self._group = group
 
+    def _split(self) -> h5py.Group:
+        """The group of the split begun and not yet ended."""
+        if self._group is None:
+            raise StoreError(f"{self.partial}: no split begun (begin_split comes before append and end_split)")
+        return self._group
+
     def append(self, rows: Rows) -> None:
         """Add rows at the end of the current split and flush, so a crash loses at most this batch."""
         if not len(rows):
             return
+        group = self._split()
         self._ensure_room(len(rows))
-        start = self._group["labels"].shape[0]
+        start = group["labels"].shape[0]
         end = start + len(rows)
         # Ctrl-C or SIGTERM between two columns would leave them of different lengths: hold them until all are written.
         with signals_held():
             for name in ROW_FIELDS:
-                dataset = self._group[name]
+                dataset = group[name]
                 dataset.resize(end, axis=0)
                 dataset[start:end] = getattr(rows, name)
             self._file.flush()
@@ -309,7 +308,7 @@ class StoreWriter:
         )
 
     def end_split(self, skipped: list[tuple[str, str]]) -> None:
-        self._group.attrs["skipped"] = json.dumps([list(item) for item in skipped], allow_nan=False)
+        self._split().attrs["skipped"] = json.dumps([list(item) for item in skipped], allow_nan=False)
         self._group = None
 
     def commit(self) -> None:
@@ -322,6 +321,21 @@ class StoreWriter:
 
     def abandon(self) -> None:
         """Close and delete the partial file; the previous complete file is untouched."""
-        if self._file is not None:
-            self._file.close()
+        self._file.close()
         self.partial.unlink(missing_ok=True)
+
+
+def _create(partial: Path, header: FeaturesHeader) -> h5py.File:
+    """A new partial file holding the header (never an existing name, nor through a link); on failure, none."""
+    file = None
+    try:
+        file = h5py.File(partial, "x")
+        for key, value in header.to_attrs().items():
+            file.attrs[key] = value
+        file.flush()
+        return file
+    except BaseException:
+        if file is not None:
+            file.close()
+        partial.unlink(missing_ok=True)
+        raise

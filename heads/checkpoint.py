@@ -77,6 +77,9 @@ def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file
     """Write the head file whole or not at all; a head with weights that are not finite is refused."""
     if not all(bool(torch.isfinite(tensor).all()) for tensor in checkpoint.head.state_dict().values()):
         raise ValueError(f"refusing to write {path}: the head's weights are not finite (training diverged)")
+    state_dict = {k: v.detach().clone() for k, v in checkpoint.head.state_dict().items()}
+    classes = list(checkpoint.classes)
+    unknown = checkpoint.unknown.to_dict() if checkpoint.unknown else None
     data = {
         "format_version": FORMAT_VERSION,
         "producer": f"headstart {__version__}",
@@ -84,8 +87,8 @@ def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "head_type": "linear",
         "head_args": checkpoint.head.head_args,
-        "state_dict": {k: v.detach().clone() for k, v in checkpoint.head.state_dict().items()},
-        "classes": list(checkpoint.classes),
+        "state_dict": state_dict,
+        "classes": classes,
         "backbone": checkpoint.backbone,
         "weights": dict(checkpoint.weights),
         "preprocessing": dict(checkpoint.preprocessing),
@@ -93,10 +96,10 @@ def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file
         "train_config": dict(checkpoint.train_config),
         "metrics": checkpoint.metrics,
         "features_file": features_file,
-        "unknown": checkpoint.unknown.to_dict() if checkpoint.unknown else None,
+        "unknown": unknown,
         "calibration": checkpoint.calibration,
     }
-    data["digest"] = head_digest(data["state_dict"], data["classes"], data["unknown"])
+    data["digest"] = head_digest(state_dict, classes, unknown)
     with atomic_write(path) as out:
         torch.save(data, out)
 
@@ -106,14 +109,13 @@ def head_digest(state_dict: dict[str, torch.Tensor], classes: list[str], unknown
     digest = hashlib.sha256()
     _digest_tensors(digest, state_dict)
     digest.update(json.dumps(classes).encode())
-    state = unknown.get("state") if isinstance(unknown, dict) else None
+    if not isinstance(unknown, dict):
+        return digest.hexdigest()
+    state = unknown.get("state")
     if isinstance(state, dict) and all(isinstance(tensor, torch.Tensor) for tensor in state.values()):
         _digest_tensors(digest, state)
-        digest.update(
-            json.dumps(
-                {key: value for key, value in unknown.items() if key != "state"}, sort_keys=True, default=str
-            ).encode()
-        )
+        rest = {key: value for key, value in unknown.items() if key != "state"}
+        digest.update(json.dumps(rest, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 

@@ -46,7 +46,7 @@ class FitSummary:
     result: TrainResult
     metrics: dict
     seconds: float
-    trust: Trust | None = None
+    trust: Trust
     calibration_path: Path | None = None
     untrained_classes: list[str] = field(default_factory=list)  # classes with no training row: never learned
 

@@ -52,4 +52,6 @@ def out_of_fold(
         if scores is None:
             scores = fold_scores.new_empty((len(labels), *fold_scores.shape[1:]))
         scores[held] = fold_scores
+    if scores is None:
+        raise ValueError("out_of_fold needs at least one fold")
     return scores

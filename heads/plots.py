@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import BinaryIO, Protocol
+from typing import IO, BinaryIO, Protocol
 
 Png = Callable[[], bytes]  # the plot, drawn (or received) when called
 _REPLY = struct.Struct("<?Q")  # drawn?, length of what follows: the PNG, or why it could not be drawn
@@ -60,7 +60,7 @@ class PlotsAhead:
     exchange with it has a deadline, and anything unexpected ends it: the plot is then drawn here."""
 
     def __init__(self) -> None:
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._sent = 0
         self._replies: list[bytes | None] = []  # by request number; None: draw it here
 
@@ -77,7 +77,7 @@ class PlotsAhead:
             )
         except OSError:
             return self
-        os.set_blocking(self._process.stdin.fileno(), False)  # a request larger than the pipe must not block
+        os.set_blocking(self._pipes()[0].fileno(), False)  # a request larger than the pipe must not block
         return self
 
     def __exit__(self, *exception) -> None:
@@ -103,9 +103,16 @@ class PlotsAhead:
             self._replies.append(payload if drawn else None)
         return self._replies[number] if number < len(self._replies) else None
 
+    def _pipes(self) -> tuple[IO[bytes], IO[bytes]]:
+        """The running helper's stdin and stdout (both pipes, as Popen was asked for)."""
+        process = self._process
+        if process is None or process.stdin is None or process.stdout is None:
+            raise RuntimeError("the plot helper is not running")
+        return process.stdin, process.stdout
+
     def _write(self, data: bytes) -> bool:
         """All of data to the helper before the deadline, or False."""
-        stdin, deadline = self._process.stdin.fileno(), time.monotonic() + REPLY_TIMEOUT_S
+        stdin, deadline = self._pipes()[0].fileno(), time.monotonic() + REPLY_TIMEOUT_S
         while data:
             _, ready, _ = select.select([], [stdin], [], max(0.0, deadline - time.monotonic()))
             if not ready:
@@ -120,7 +127,7 @@ class PlotsAhead:
 
     def _read(self, size: int) -> bytes | None:
         """size bytes from the helper, or None if it ends or stalls first."""
-        out, chunks, deadline = self._process.stdout.fileno(), [], time.monotonic() + REPLY_TIMEOUT_S
+        out, chunks, deadline = self._pipes()[1].fileno(), [], time.monotonic() + REPLY_TIMEOUT_S
         while size:
             ready, _, _ = select.select([out], [], [], max(0.0, deadline - time.monotonic()))
             chunk = os.read(out, min(size, 1 << 20)) if ready else b""
@@ -136,8 +143,9 @@ class PlotsAhead:
         if process is not None:
             process.kill()
             process.wait()
-            process.stdin.close()
-            process.stdout.close()
+            for pipe in (process.stdin, process.stdout):  # both pipes: Popen was asked for them
+                if pipe is not None:
+                    pipe.close()
 
 
 def serve(requests: BinaryIO | None = None, replies: BinaryIO | None = None) -> None:

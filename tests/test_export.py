@@ -188,7 +188,7 @@ def test_refuses_to_overwrite_the_caches_own_files(trained, name, export_format)
 
 def test_missing_extra_is_one_clear_error(trained, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now fails as if not installed
-    monkeypatch.delitem(sys.modules, "heads.export.to_onnx", raising=False)
+    monkeypatch.delitem(sys.modules, "headstart.heads.export.to_onnx", raising=False)
     result = run("export", "--cache", trained.cache, "--format", "onnx", "--out", tmp_path / "x.onnx")
     assert_error(result, "--format onnx needs onnx, onnxscript and onnxruntime", "pip install -e '.[export]'")
     assert not (tmp_path / "x.onnx").exists()

@@ -36,11 +36,13 @@ from test_faults import (
     hashes,
     invoke,
     leftovers,
+    private_mounts,
     read_csv,
     run_on_tmpfs,
     spawn,
     split_counts,
-    write_previous_csv,  # noqa: F401 (fixtures)
+    trained,
+    write_previous_csv,
 )
 
 from headstart.features.images import ImageDecodeError, read_file

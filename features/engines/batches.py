@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,7 +31,9 @@ class EmbeddedBatch:
 class Engine(Protocol):
     """Runs the backbone over entries, yielding EmbeddedBatches in input order; extract and predict take one."""
 
-    batch_size: int
+    @property
+    def batch_size(self) -> int | None:
+        """Images per forward pass; None: the engine picks one for the device."""
 
     @property
     def driver_device(self) -> torch.device:
@@ -46,7 +48,7 @@ class Engine(Protocol):
         backbone: Backbone,
         preprocessing: Preprocessing,
         on_progress: ProgressCallback | None = None,
-    ) -> Iterator[EmbeddedBatch]:
+    ) -> Generator[EmbeddedBatch, None, None]:
         """The features of entries batch by batch, in the order given; closing the iterator stops the work."""
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -23,7 +23,7 @@ from torch.utils.data import Dataset as TorchDataset
 from headstart.features.backbone import FEATURE_DIM, Backbone, pick_device
 from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, load_image
 from headstart.features.folder import ImageEntry
-from headstart.features.images import normalize_pixels, pixel_transform
+from headstart.features.images import FileStamp, normalize_pixels, pixel_transform
 from headstart.features.provenance import Preprocessing
 
 # Fastest end to end on 2 cores (README, Benchmark): fp32 of 4-64; bf16, prepacked, of 8, 16 and 32.
@@ -35,7 +35,9 @@ DECODE_GROUP = 32  # images decoded per turn, at least: fewer, longer turns keep
 # (bf16 at batch 16: groups of 64 ran 4.6% faster than 32 in one interleaved run; fp32 at 8: the same).
 PASSES_PER_TURN = 4
 
-Decoded = list[tuple[torch.Tensor | None, object, str | None]]
+Loaded = tuple[torch.Tensor | None, FileStamp | None, str | None]  # load_image's answer for one file
+Decoded = list[Loaded]
+Decode = Callable[[str | os.PathLike], Loaded]
 
 
 def default_workers() -> int:
@@ -60,8 +62,8 @@ def _features(decoded: Decoded, backbone: Backbone, preprocessing: Preprocessing
 
 
 def _decoded_in_turns(
-    groups: list[list[ImageEntry]], decode: Callable[[str], tuple], threads: int, meanwhile: Callable[[], object]
-) -> Iterator[Decoded]:
+    groups: list[list[ImageEntry]], decode: Decode, threads: int, meanwhile: Callable[[], object]
+) -> Generator[Decoded, None, None]:
     """Each group decoded on a pool of threads (or in this thread when threads is 0), in order; the next group starts
     only when the caller asks for it. meanwhile (building the network) runs on the pool beside the first group."""
     pool = ThreadPoolExecutor(threads, thread_name_prefix="headstart-decode") if threads else None
@@ -84,17 +86,17 @@ def _decoded_in_turns(
 class _Files(TorchDataset):
     """One file per item, decoded in a DataLoader worker process; a bad file becomes an error string."""
 
-    def __init__(self, paths: list, decode: Callable[[str], tuple]):
+    def __init__(self, paths: list, decode: Decode):
         self.paths, self.decode = paths, decode
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple:
+    def __getitem__(self, index: int) -> Loaded:
         return self.decode(self.paths[index])
 
 
-def _decoded_ahead(groups: list[list[ImageEntry]], decode: Callable[[str], tuple], workers: int) -> Iterator[Decoded]:
+def _decoded_ahead(groups: list[list[ImageEntry]], decode: Decode, workers: int) -> Generator[Decoded, None, None]:
     """Each group decoded by worker processes that keep several groups ahead of the caller, in order; closing the
     iterator ends them."""
     paths = [entry.path for group in groups for entry in group]
@@ -128,7 +130,7 @@ class LocalEngine:
         backbone: Backbone,
         preprocessing: Preprocessing,
         on_progress: ProgressCallback | None = None,
-    ) -> Iterator[EmbeddedBatch]:
+    ) -> Generator[EmbeddedBatch, None, None]:
         """Yield the features of entries a decoding group at a time (forward passes of batch_size within), in order."""
         batch_size = self.batch_size or default_batch_size(backbone.device, backbone.precision)
         on_cpu = backbone.device.type == "cpu"

@@ -16,7 +16,7 @@ import signal
 import socket
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -67,6 +67,7 @@ def _decode(
     for row, path in enumerate(batch["path"]):
         tensor, stamp, error = load_image(os.fsdecode(path), transform, preprocessing.draft_size)
         if error is None:
+            assert tensor is not None and stamp is not None  # load_image: no error means a tensor and a stamp
             pixels[row], ok[row] = tensor.numpy(), True
             sizes[row], mtimes[row], hashes[row] = stamp.size, stamp.mtime_ns, stamp.sha256
         else:
@@ -171,7 +172,7 @@ def _rows(batch: dict[str, np.ndarray]) -> Iterator[tuple[int, tuple]]:
 
 def _in_order(
     entries: list[ImageEntry],
-    batches: Iterator[dict[str, np.ndarray]],
+    batches: Iterable[dict[str, np.ndarray]],
     batch_size: int,
     on_progress: ProgressCallback | None,
 ) -> Iterator[EmbeddedBatch]:
@@ -221,7 +222,7 @@ class RayEngine:
         backbone: Backbone,
         preprocessing: Preprocessing,
         on_progress: ProgressCallback | None = None,
-    ) -> Iterator[EmbeddedBatch]:
+    ) -> Generator[EmbeddedBatch, None, None]:
         """The local engine's embed on a Ray cluster: each actor rebuilds the backbone from its --weights value and
         checks it against backbone.identity."""
         if not entries:
@@ -250,9 +251,12 @@ def _pipeline(
     blocks = -(-len(entries) // batch_size)
     pool, gpus_per_actor = _actor_pool(device, blocks)
     rows = [{"index": index, "path": os.fsencode(entry.path)} for index, entry in enumerate(entries)]
-    dataset = ray.data.from_items(rows, override_num_blocks=blocks)
+    dataset: ray.data.Dataset = ray.data.from_items(rows, override_num_blocks=blocks)
     dataset = dataset.map_batches(
-        _decode, fn_kwargs={"preprocessing": preprocessing, "shape": shape}, batch_size=batch_size, batch_format="numpy"
+        _decode,  # type: ignore[arg-type]  # ray's stub ignores fn_kwargs: it wants a one-argument function
+        fn_kwargs={"preprocessing": preprocessing, "shape": shape},
+        batch_size=batch_size,
+        batch_format="numpy",
     )
     with warnings.catch_warnings():  # Ray 2.60 has no named parameter for max_restarts yet
         warnings.simplefilter("ignore", DeprecationWarning)

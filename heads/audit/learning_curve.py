@@ -72,7 +72,8 @@ class LearningCurve:
 
 def curve_sizes(largest: int) -> list[int]:
     """1, 2, 5, 10, 20, 50, ... below the largest class's count, then that count (every image)."""
-    sizes, step = [], 1
+    sizes: list[int] = []
+    step = 1
     while True:
         for factor in (1, 2, 5):
             if step * factor >= largest:

@@ -12,6 +12,9 @@ class ExportedClassifier(nn.Module):
     bf16=True runs the backbone under bfloat16 autocast, as predict does for a bf16 head (Backbone.features).
     """
 
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, backbone: nn.Module, head: nn.Module, mean: list[float], std: list[float], bf16: bool = False):
         super().__init__()
         self.backbone = backbone

@@ -41,6 +41,8 @@ def write(classifier: ExportedClassifier, metadata: ExportMetadata, paths: list[
             external_data=False,
             verbose=False,
         )
+    if program is None:  # dynamo=True returns the program; only the old exporter returns None
+        raise RuntimeError("torch.onnx.export returned no ONNX program")
     program.model.metadata_props[ONNX_METADATA_KEY] = metadata.to_json()
     program.save(str(paths[0]))
 

@@ -58,8 +58,8 @@ def model_inputs(entries: list[ImageEntry], preprocessing) -> tuple[list[ImageEn
     transform = build_transform(preprocessing, normalize=False)
     readable, tensors = [], []
     for entry in entries:
-        tensor, _, error = load_image(entry.path, transform, preprocessing.draft_size)
-        if error is None:
+        tensor, _, _ = load_image(entry.path, transform, preprocessing.draft_size)
+        if tensor is not None:  # None: the file could not be read or preprocessed
             readable.append(entry)
             tensors.append(tensor.numpy())
     if not readable:

@@ -74,6 +74,7 @@ def evaluate_folder(
         scored = list(zip(entries, predictions))
     for entry, prediction in scored:
         if prediction.probabilities is None:
+            assert prediction.error is not None  # Predictor.predict gives an unread image its reason
             failed.append((prediction.path, prediction.error))
             continue
         guess = int(np.argmax(prediction.probabilities))

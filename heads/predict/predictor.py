@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +76,9 @@ class Predictor:
         """The share of in-distribution images the head's threshold flags; None: it has no unknown-image model."""
         return self.checkpoint.unknown.rate if self.checkpoint.unknown else None
 
-    def predict(self, entries: list[ImageEntry], on_progress: ProgressCallback | None = None) -> Iterator[Prediction]:
+    def predict(
+        self, entries: list[ImageEntry], on_progress: ProgressCallback | None = None
+    ) -> Generator[Prediction, None, None]:
         """One Prediction per entry, in the order given; ood_score and unknown too when the head has a model."""
         # closing: when the consumer stops early, the decoding workers (or the Ray pipeline) stop with it.
         with closing(self.engine.embed(entries, self.backbone, self.preprocessing, on_progress)) as batches:
@@ -92,4 +94,4 @@ class Predictor:
             probabilities = torch.softmax(self.checkpoint.head(features), dim=1).numpy()
             scores = unknown.score(features).tolist() if unknown else [None] * len(features)
         for row, score in zip(probabilities, scores):
-            yield row, None, score, None if score is None else score > unknown.threshold
+            yield row, None, score, None if unknown is None else score > unknown.threshold

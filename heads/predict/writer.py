@@ -51,6 +51,8 @@ class Prediction:
         """Class indices, most probable first (ties: lower index first)."""
         import numpy as np
 
+        if self.probabilities is None:  # callers rank only the images that were read
+            raise ValueError(f"{self.path} has no probabilities to rank: {self.error}")
         return list(np.argsort(-self.probabilities, kind="stable")[:top_k])
 
 

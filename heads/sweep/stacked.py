@@ -41,7 +41,11 @@ def _batches(rows: int, setting: TrainConfig, generator: torch.Generator) -> Dat
     """Row indices in the order train_sgd's DataLoader yields its rows: the same sampler, drawing from the same
     generator (the loader draws its base seed from it each epoch too), without collating the features row by row."""
     return DataLoader(
-        range(rows), batch_size=setting.batch_size, shuffle=True, generator=generator, collate_fn=torch.tensor
+        range(rows),  # type: ignore[arg-type]  # torch accepts any sized indexable; its stub asks for a Dataset
+        batch_size=setting.batch_size,
+        shuffle=True,
+        generator=generator,
+        collate_fn=torch.tensor,
     )
 
 

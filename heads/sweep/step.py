@@ -80,4 +80,6 @@ def sweep_heads(
     settings = read_grid(config.grid, config.seed) if config.grid else default_grid(config.seed)
     chooser = _Chooser(settings, config, on_progress)
     fit = fit_head(cache, on_epoch=on_epoch, choose=chooser, command="sweep")
+    if chooser.result is None:  # fit_head calls choose before it fits, or fails
+        raise RuntimeError("the sweep's cross-validation did not run")
     return SweepSummary(chooser.result, fit, Path(cache) / SWEEP_FILE)
