@@ -6,7 +6,7 @@ Every forward-pass figure is against torchvision's own eager ResNet18 (BatchNorm
 before BatchNorm folding: the targets ask extract to beat that ceiling, not just approach it.
 
 Every comparison is a ratio of two figures taken in this run, on this machine: absolute timings on shared
-machines are noise, ratios are what the targets in the README are stated in. Cold extracts and predict are the
+machines are noise, ratios are what the targets in docs/benchmark.md are stated in. Cold extracts and predict are the
 median of three runs; the forward ceilings are measured before and after them.
 """
 

@@ -191,8 +191,8 @@ class Backbone:
 
 
 def _without_tf32(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """fp32 means fp32 on a GPU too: cuDNN's default TF32 convolutions moved features 2e-3 from the CPU's (measured
-    on an H200, bench/gpu.py), and extract there is bound by decoding, not by the forward pass."""
+    """fp32 means fp32 on a GPU too: cuDNN's default TF32 convolutions move features far from the CPU's
+    (bench/gpu.py; docs/benchmark.md), and extract there is bound by decoding, not by the forward pass."""
     if device.type != "cuda" or precision != "fp32":
         return contextlib.nullcontext()
     cudnn = torch.backends.cudnn

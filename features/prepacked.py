@@ -1,11 +1,10 @@
 """The folded ResNet18 as oneDNN convolutions whose bf16 weights are cast and reordered once: bf16 on a CPU.
 
 Under autocast every forward pass casts each weight to bf16 and oneDNN reorders it into its blocked layout again,
-and each layer's output goes back to a plain tensor; at the small batches a CPU runs that was about a tenth of the
-pass (at batch 8: 207 img/s under autocast, 224-236 prepacked). Here both happen once, when the network is built,
+and each layer's output goes back to a plain tensor; at the small batches a CPU runs that is a noticeable share of the
+pass. Here both happen once, when the network is built,
 and the activations stay in oneDNN's layout from the first convolution to the last. Same network, same bf16
-arithmetic: extract bf16 ran 1.75 and 1.79 times the eager fp32 ceiling against 1.66 and 1.67 under autocast, in
-two interleaved runs (README, Benchmark).
+arithmetic, a faster extract (docs/benchmark.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """train-head's two PNGs (curves, calibration) as bytes, drawn in this process or in a helper process.
 
-matplotlib's import is 0.3 s of train-head's time over `import torch`, whose target is 1 s. The CLI starts the helper
+matplotlib's import is a large share of train-head's start-up (docs/benchmark.md). The CLI starts the helper
 (PlotsAhead) before it imports torch: the helper imports matplotlib on the other core meanwhile, and draws the curves
 while this process fits the trust models. The helper needs no torch, takes plain values (JSON) and sends PNG bytes
 back, so it never writes a file; whatever goes wrong with it, this process draws the plot itself.

@@ -1,7 +1,7 @@
 """SGD with momentum, step for step as torch.optim.SGD computes it, without importing torch.optim.
 
-Constructing any torch.optim optimizer imports torch._dynamo, which costs more (1-1.7 s) than train-head's
-whole training loop (0.03 s). This is torch's single-tensor SGD (the one it uses for CPU tensors), for the
+Constructing any torch.optim optimizer imports torch._dynamo, which costs more than train-head's whole
+training loop. This is torch's single-tensor SGD (the one it uses for CPU tensors), for the
 options train-head has; a test checks that it gives the same parameters bit for bit.
 """
 

@@ -62,8 +62,8 @@ def evaluate(head: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> S
 
 @contextmanager
 def _one_thread():
-    """A 512 x C layer is too small for a thread pool: one thread beats paying for synchronisation (and on a busy
-    machine, two threads made the head's SGD and the trust fitting 5-6 times slower)."""
+    """A 512 x C layer is too small for a thread pool: one thread beats paying for synchronisation (on a busy
+    machine, two threads made the head's SGD and the trust fitting several times slower)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -19,7 +19,7 @@ from headstart.heads.audit.space import unit_rows
 from tests.planted import HTML_NAME, make_planted_dataset
 
 # Measured by `python -m bench.audit` (5 planted datasets, seeds 0-4, these sizes): the lowest recall of the moved
-# images within the first 2k rows of label_issues.csv (k = images moved). README "Audit" has every figure.
+# images within the first 2k rows of label_issues.csv (k = images moved). docs/audit.md has every figure.
 RECALL_AT_2K = 0.625
 PLANTED = dict(classes=4, train_per_class=40, val_per_class=8, exact_copies=2, resized_copies=2)
 

@@ -56,7 +56,7 @@ def _predicted(predictor: Predictor, *paths: Path) -> np.ndarray:
 
 
 def _run_example(export_format: str, model: Path, image: Path, workdir: Path) -> dict[str, float]:
-    """The README's caller script in a fresh interpreter outside the project; it must not import headstart."""
+    """docs/export.md's caller script in a fresh interpreter outside the project; it must not import headstart."""
     script = workdir / "classify.py"
     script.write_text(caller_example(export_format))
     check = (

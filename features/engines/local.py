@@ -4,9 +4,9 @@ On a CPU the forward pass already uses every core, so decoding and the forward p
 (four forward passes' worth, at least 32) is decoded on a pool of threads (Pillow releases the GIL while it decodes
 and resizes), then run in forward passes of the batch size, and yielded as one batch (one write to the features
 file, not one per forward pass). Decoding beside the forward pass made both slower than taking turns, on threads and
-in per-core streams alike (README, Benchmark). The network is built on the pool beside the first group's decoding.
-On a GPU the CPU only decodes, and DataLoader worker processes decode ahead while the GPU runs: on 16 cores, 16
-threads decoded 518 img/s where 16 processes decoded 917-1,136 in other runs (bench/gpu.py)."""
+in per-core streams alike (docs/benchmark.md). The network is built on the pool beside the first group's decoding.
+On a GPU the CPU only decodes, and DataLoader worker processes decode ahead while the GPU runs: processes decoded
+faster than threads there (bench/gpu.py; docs/benchmark.md)."""
 
 from __future__ import annotations
 
@@ -26,13 +26,13 @@ from headstart.features.folder import ImageEntry
 from headstart.features.images import FileStamp, normalize_pixels, pixel_transform
 from headstart.features.provenance import Preprocessing
 
-# Fastest end to end on 2 cores (README, Benchmark): fp32 of 4-64; bf16, prepacked, of 8, 16 and 32.
+# The fastest end to end on a CPU when measured (docs/benchmark.md).
 CPU_BATCH_SIZES = {"fp32": 8, "bf16": 16}
 GPU_BATCH_SIZE = 64
 MAX_WORKERS = 32
 DECODE_GROUP = 32  # images decoded per turn, at least: fewer, longer turns keep the threads busy
 # On a CPU, forward passes between two decoding turns: after a turn the network's weights are out of the caches
-# (bf16 at batch 16: groups of 64 ran 4.6% faster than 32 in one interleaved run; fp32 at 8: the same).
+# (measured: docs/benchmark.md).
 PASSES_PER_TURN = 4
 
 Loaded = tuple[torch.Tensor | None, FileStamp | None, str | None]  # load_image's answer for one file
@@ -42,7 +42,7 @@ Decode = Callable[[str | os.PathLike], Loaded]
 
 def default_workers() -> int:
     """Decoding threads (CPU) or processes (GPU): one per core, at most 32; none (decode in this thread) on one core.
-    Beside a GPU decoding sets the pace: 16 processes decoded 1.5-2.3x as fast as 8 on a 16-core one (bench/gpu.py)."""
+    Beside a GPU decoding sets the pace, so more processes pay (bench/gpu.py; docs/benchmark.md)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 0 if cores < 2 else min(MAX_WORKERS, cores)
 

@@ -18,7 +18,7 @@ def fit_and_predict(
 
         from headstart.heads.logreg import train_logreg
 
-        # One BLAS thread: for a 512 x C model a thread pool only adds contention (20x slower on a busy machine).
+        # One BLAS thread: for a D x C model a thread pool only adds contention (far slower on a busy machine).
         with threadpool_limits(limits=1):
             head = train_logreg((train_x, train_y), None, num_classes, config).head
     else:

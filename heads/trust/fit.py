@@ -63,9 +63,7 @@ def fold_trainer(config: TrainConfig, num_classes: int, rows: int) -> Trainer:
     A fold holds (k-1)/k of the `rows`; at the same batch size its head would take fewer steps, and a recipe
     far from convergence (5 epochs at lr 0.001) would leave it less trained, less accurate and less confident
     than the head saved, which is not what T should be fitted to. So each epoch splits the fold into as many
-    batches as the saved head's epoch had. bench/trust.py, default recipe, generated data with each class held
-    out in turn: val ECE 0.310 before, 0.227 after (at the same batch size: 0.333, worse than before); on
-    hymenoptera 0.159 before, 0.068 after (0.062 at the same batch size).
+    batches as the saved head's epoch had. bench/trust.py measures both choices (docs/trust.md).
     """
     from headstart.heads.logreg import train_logreg
     from headstart.heads.train import train_sgd
