@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from features.interrupts import Stopped, ignore_late_signals, install_handlers
+from headstart.features.interrupts import Stopped, ignore_late_signals, install_handlers
 
 if __name__ == "__main__":  # first of all: a Ctrl-C while the libraries below import is then handled like any other
     install_handlers()
@@ -13,22 +13,36 @@ from pathlib import Path
 
 import click
 
-from features import __version__
-from features.config import ExtractConfig
-from features.provenance import PREPROCESSINGS
-from heads.audit.config import AuditConfig
-from heads.config import PredictConfig, SweepConfig, TrainConfig
-from heads.console.audit import audit_options
-from heads.console.sweep import show_sweep, sweep_options
-from heads.console.options import (address_option, batch_option, cache_option, compile_option, device_option,
-                                   engine_option, head_run_options, head_weights_option, prediction_options,
-                                   quiet_option, refuse_address_without_ray, refuse_output_inside_inputs,
-                                   refuse_output_over_cache_files, train_options, workers_option)
-from heads.console.errors import Interrupted, errors_as_exit_codes
-from heads.console.reporter import Reporter
-from heads.export.config import EXPORT_FORMATS, ExportConfig
-from heads.console.trust import TrustConfig, show_prediction, trust_options
-from heads.predict.writer import STDOUT
+from headstart.console.audit import audit_options
+from headstart.console.errors import errors_as_exit_codes, interrupted
+from headstart.console.options import (
+    address_option,
+    batch_option,
+    cache_option,
+    compile_option,
+    device_option,
+    engine_option,
+    head_run_options,
+    head_weights_option,
+    prediction_options,
+    quiet_option,
+    refuse_address_without_ray,
+    refuse_output_inside_inputs,
+    refuse_output_over_cache_files,
+    train_options,
+    workers_option,
+)
+from headstart.console.reporter import Reporter
+from headstart.console.sweep import show_sweep, sweep_options
+from headstart.console.trust import TrustConfig, show_prediction, trust_options
+from headstart.features import __version__
+from headstart.features.config import ExtractConfig
+from headstart.features.provenance import PREPROCESSINGS
+from headstart.heads.audit.config import AuditConfig
+from headstart.heads.config import PredictConfig, SweepConfig, TrainConfig
+from headstart.heads.export.config import EXPORT_FORMATS, ExportConfig
+from headstart.heads.predict.writer import STDOUT
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="headstart")
@@ -38,47 +52,88 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--data", type=click.Path(path_type=Path), default=ExtractConfig().data, show_default=True,
-              help="Dataset folder with train/ and val/ (and test/), one sub-folder per class; "
-                   "downloaded from the PyTorch tutorial when the default is missing.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=ExtractConfig().data,
+    show_default=True,
+    help="Dataset folder with train/ and val/ (and test/), one sub-folder per class; "
+    "downloaded from the PyTorch tutorial when the default is missing.",
+)
 @cache_option
-@click.option("--weights", default=ExtractConfig().weights, show_default=True,
-              help="imagenet (torchvision's ResNet18_Weights.IMAGENET1K_V1), a ResNet18 state_dict file, "
-                   "or none (random init, for offline tests).")
-@click.option("--preprocess", type=click.Choice(list(PREPROCESSINGS)), default=ExtractConfig().preprocess,
-              show_default=True, help="imagenet: resize 256, crop 224, ImageNet mean/std (the weights' own); "
-                                      "notebook: the tutorial's Resize((224, 224)) and Normalize(0.5, 0.5).")
+@click.option(
+    "--weights",
+    default=ExtractConfig().weights,
+    show_default=True,
+    help="imagenet (torchvision's ResNet18_Weights.IMAGENET1K_V1), a ResNet18 state_dict file, "
+    "or none (random init, for offline tests).",
+)
+@click.option(
+    "--preprocess",
+    type=click.Choice(list(PREPROCESSINGS)),
+    default=ExtractConfig().preprocess,
+    show_default=True,
+    help="imagenet: resize 256, crop 224, ImageNet mean/std (the weights' own); "
+    "notebook: the tutorial's Resize((224, 224)) and Normalize(0.5, 0.5).",
+)
 @device_option
 @batch_option
 @workers_option
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=ExtractConfig().precision,
-              show_default=True, help="Backbone compute precision; features are stored as float32.")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default=ExtractConfig().precision,
+    show_default=True,
+    help="Backbone compute precision; features are stored as float32.",
+)
 @engine_option
 @address_option
 @compile_option
 @quiet_option
 @click.pass_context
-def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preprocess: str, device: str,
-            batch_size: int, workers: int | None, precision: str, engine: str, address: str | None,
-            compile_backbone: bool) -> None:
+def extract(
+    ctx: click.Context,
+    data: Path,
+    cache: Path,
+    weights: str,
+    preprocess: str,
+    device: str,
+    batch_size: int,
+    workers: int | None,
+    precision: str,
+    engine: str,
+    address: str | None,
+    compile_backbone: bool,
+) -> None:
     """Run the frozen backbone over every image once and cache the features in CACHE/features.h5."""
     report = ctx.ensure_object(Reporter)
     refuse_address_without_ray(ctx, engine)
     with errors_as_exit_codes():
-        from features.download import download_dataset
-        from features.extract import extract_features
-        from heads.console.views import show_extract, show_extract_start
+        from headstart.console.views import show_extract, show_extract_start
+        from headstart.features.download import download_dataset
+        from headstart.features.extract import extract_features
 
         if data == ExtractConfig().data and not data.exists():
             report.note(f"{data} not found: downloading the tutorial dataset")
             with report.progress("download", unit="B") as on_progress:
                 download_dataset(data, on_progress=on_progress)
-        config = ExtractConfig(data=data, cache=cache, weights=weights, preprocess=preprocess, device=device,
-                               batch_size=batch_size, workers=workers, precision=precision, engine=engine,
-                               address=address, compile=compile_backbone)
+        config = ExtractConfig(
+            data=data,
+            cache=cache,
+            weights=weights,
+            preprocess=preprocess,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            precision=precision,
+            engine=engine,
+            address=address,
+            compile=compile_backbone,
+        )
         with report.progress("extract") as on_progress:
-            summary = extract_features(config, on_progress, lambda started: show_extract_start(report, started),
-                                       report.warn)
+            summary = extract_features(
+                config, on_progress, lambda started: show_extract_start(report, started), report.warn
+            )
         show_extract(report, summary)
 
 
@@ -89,12 +144,12 @@ def extract(ctx: click.Context, data: Path, cache: Path, weights: str, preproces
 @click.pass_context
 def train_head(ctx: click.Context, cache: Path, trust: TrustConfig, **settings) -> None:
     """Train the linear head on CACHE/features.h5; write head.pt, metrics.json, curves.png and calibration.png."""
-    from heads.plots import PlotsAhead
+    from headstart.heads.plots import PlotsAhead
 
     report = ctx.ensure_object(Reporter)
     with errors_as_exit_codes(), PlotsAhead() as plots:  # started first: its matplotlib import overlaps torch's
-        from heads import fit_head
-        from heads.console.views import EpochTable, show_training
+        from headstart.console.views import EpochTable, show_training
+        from headstart.heads import fit_head
 
         epochs_table = EpochTable(settings["head"])
         summary = fit_head(cache, TrainConfig(**settings), epochs_table, trust=trust, plots=plots)
@@ -106,10 +161,10 @@ def train_head(ctx: click.Context, cache: Path, trust: TrustConfig, **settings) 
 @quiet_option
 @click.pass_context
 def sweep(ctx: click.Context, cache: Path, **settings) -> None:
-    """Choose the head's settings by k-fold cross-validation on the train split, refit the best, score it on val once."""
+    """Choose the head's settings by k-fold cross-validation on train, refit the best, score it on val once."""
     report = ctx.ensure_object(Reporter)
     with errors_as_exit_codes():
-        from heads import sweep_heads
+        from headstart.heads import sweep_heads
 
         with report.progress("sweep", unit="head") as on_progress:
             summary = sweep_heads(cache, SweepConfig(**settings), on_progress)
@@ -118,8 +173,12 @@ def sweep(ctx: click.Context, cache: Path, **settings) -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), required=True,
-              help="File to write (- for stdout): columns path, label, confidence, ood_score, unknown, prob_<class>...")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    required=True,
+    help="File to write (- for stdout): columns path, label, confidence, ood_score, unknown, prob_<class>...",
+)
 @prediction_options
 @cache_option
 @head_run_options
@@ -128,9 +187,22 @@ def sweep(ctx: click.Context, cache: Path, **settings) -> None:
 @compile_option
 @quiet_option
 @click.pass_context
-def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_format: str, top_k: int,
-            reject_unknown: bool, cache: Path, weights: str | None, device: str, batch_size: int, workers: int | None,
-            engine: str, address: str | None, compile_backbone: bool) -> None:
+def predict(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    out: Path,
+    output_format: str,
+    top_k: int,
+    reject_unknown: bool,
+    cache: Path,
+    weights: str | None,
+    device: str,
+    batch_size: int,
+    workers: int | None,
+    engine: str,
+    address: str | None,
+    compile_backbone: bool,
+) -> None:
     """Label every image in PATHS (files, or folders searched recursively) with the head in CACHE."""
     report = ctx.ensure_object(Reporter)
     refuse_address_without_ray(ctx, engine)
@@ -140,31 +212,70 @@ def predict(ctx: click.Context, paths: tuple[Path, ...], out: Path, output_forma
         refuse_output_inside_inputs(out, paths)
         refuse_output_over_cache_files(out, cache)
     with errors_as_exit_codes():
-        from heads import predict_files
+        from headstart.heads import predict_files
 
-        config = PredictConfig(weights=weights, device=device, batch_size=batch_size, workers=workers, engine=engine,
-                               address=address, compile=compile_backbone)
+        config = PredictConfig(
+            weights=weights,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            engine=engine,
+            address=address,
+            compile=compile_backbone,
+        )
         with report.progress("predict") as on_progress:
-            summary = predict_files(list(paths), out, cache, config, output_format=output_format, top_k=top_k,
-                                    reject_unknown=reject_unknown, on_progress=on_progress, on_warning=report.warn)
+            summary = predict_files(
+                list(paths),
+                out,
+                cache,
+                config,
+                output_format=output_format,
+                top_k=top_k,
+                reject_unknown=reject_unknown,
+                on_progress=on_progress,
+                on_warning=report.warn,
+            )
         show_prediction(report, summary)
 
 
 @cli.command()
 @click.argument("folder", type=click.Path(path_type=Path))
 @cache_option
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="CSV of the wrong images, most confident first  [default: CACHE/evaluation_wrong.csv]")
-@click.option("--show", type=click.IntRange(0), default=10, show_default=True,
-              help="How many of the most confidently wrong images to print.")
-@click.option("--html", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write a self-contained HTML page of the mistakes, each beside an image of the class it "
-                   "was taken for  [default: no page]")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV of the wrong images, most confident first  [default: CACHE/evaluation_wrong.csv]",
+)
+@click.option(
+    "--show",
+    type=click.IntRange(0),
+    default=10,
+    show_default=True,
+    help="How many of the most confidently wrong images to print.",
+)
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a self-contained HTML page of the mistakes, each beside an image of the class it "
+    "was taken for  [default: no page]",
+)
 @head_run_options
 @quiet_option
 @click.pass_context
-def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, show: int, html: Path | None,
-             weights: str | None, device: str, batch_size: int, workers: int | None) -> None:
+def evaluate(
+    ctx: click.Context,
+    folder: Path,
+    cache: Path,
+    out: Path | None,
+    show: int,
+    html: Path | None,
+    weights: str | None,
+    device: str,
+    batch_size: int,
+    workers: int | None,
+) -> None:
     """Score the head on FOLDER (one sub-folder per class): accuracy, per-class report, confusion, mistakes."""
     report = ctx.ensure_object(Reporter)
     out = out or cache / "evaluation_wrong.csv"
@@ -173,8 +284,8 @@ def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, sh
     if html is not None:
         refuse_output_inside_inputs(html, (folder,))
     with errors_as_exit_codes():
-        from heads import evaluate_head
-        from heads.console.views import show_evaluation
+        from headstart.console.views import show_evaluation
+        from headstart.heads import evaluate_head
 
         config = PredictConfig(weights=weights, device=device, batch_size=batch_size, workers=workers)
         with report.progress("evaluate") as on_progress:
@@ -185,21 +296,46 @@ def evaluate(ctx: click.Context, folder: Path, cache: Path, out: Path | None, sh
 
 
 @cli.command("export")
-@click.option("--format", "export_format", type=click.Choice(EXPORT_FORMATS), default=ExportConfig.format,
-              show_default=True, help="onnx needs pip install -e '.[export]'; torchvision also writes FILE.json.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write  [default: none; required unless --example]")
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(EXPORT_FORMATS),
+    default=ExportConfig.format,
+    show_default=True,
+    help="onnx needs pip install -e '.[export]'; torchvision also writes FILE.json.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write  [default: none; required unless --example]",
+)
 @cache_option
-@click.option("--images", type=click.Path(exists=True, path_type=Path),
-              help="Verify on these images  [default: the val images the cache was extracted from]")
-@click.option("--sample", type=click.IntRange(1), default=ExportConfig.sample, show_default=True,
-              help="Verify on at most this many images, spread evenly.")
+@click.option(
+    "--images",
+    type=click.Path(exists=True, path_type=Path),
+    help="Verify on these images  [default: the val images the cache was extracted from]",
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(1),
+    default=ExportConfig.sample,
+    show_default=True,
+    help="Verify on at most this many images, spread evenly.",
+)
 @head_weights_option
 @click.option("--example", is_flag=True, help="Print a script that runs the exported file alone, and exit.")
 @quiet_option
 @click.pass_context
-def export(ctx: click.Context, export_format: str, out: Path | None, cache: Path, images: Path | None, sample: int,
-           weights: str | None, example: bool) -> None:
+def export(
+    ctx: click.Context,
+    export_format: str,
+    out: Path | None,
+    cache: Path,
+    images: Path | None,
+    sample: int,
+    weights: str | None,
+    example: bool,
+) -> None:
     """Write backbone, head and softmax as one file that runs without headstart, checked against predict first."""
     report = ctx.ensure_object(Reporter)
     if not (example or out):
@@ -207,13 +343,13 @@ def export(ctx: click.Context, export_format: str, out: Path | None, cache: Path
     if out is not None:
         refuse_output_over_cache_files(out, cache)
     with errors_as_exit_codes():
-        from heads.console.export import show_export
-        from heads.export import caller_example, export_head
+        from headstart.console.export import show_export
+        from headstart.heads.export import caller_example, export_head
 
         if example:
             return click.echo(caller_example(export_format), nl=False)
-        config = ExportConfig(out=out, format=export_format, cache=cache, images=images, sample=sample,
-                              weights=weights)
+        assert out is not None  # without --example, a missing --out was refused above
+        config = ExportConfig(out=out, format=export_format, cache=cache, images=images, sample=sample, weights=weights)
         show_export(report, export_head(config, on_stage=report.note))
 
 
@@ -226,8 +362,8 @@ def info(ctx: click.Context, cache: Path, as_json: bool) -> None:
     """What CACHE holds: splits, counts per class, backbone, weights, preprocessing, head metrics."""
     report = ctx.ensure_object(Reporter)
     with errors_as_exit_codes():
-        from heads.console.views import show_info
-        from heads.info import describe_cache
+        from headstart.console.views import show_info
+        from headstart.heads.info import describe_cache
 
         described = describe_cache(cache)
         if as_json:
@@ -241,17 +377,33 @@ def info(ctx: click.Context, cache: Path, as_json: bool) -> None:
 @audit_options
 @quiet_option
 @click.pass_context
-def audit(ctx: click.Context, cache: Path, head_kind: str, folds: int, score: str, near_threshold: float,
-          outlier_quantile: float, curve_seeds: int, report_rows: int) -> None:
+def audit(
+    ctx: click.Context,
+    cache: Path,
+    head_kind: str,
+    folds: int,
+    score: str,
+    near_threshold: float,
+    outlier_quantile: float,
+    curve_seeds: int,
+    report_rows: int,
+) -> None:
     """Audit CACHE/features.h5: label issues, duplicates and leakage, outliers, learning curve -> CACHE/audit/."""
     report = ctx.ensure_object(Reporter)
     with errors_as_exit_codes():
-        from heads.audit import audit_cache
-        from heads.console.audit import show_audit, stage_progress
+        from headstart.console.audit import show_audit, stage_progress
+        from headstart.heads.audit import audit_cache
 
-        config = AuditConfig(cache=cache, train=TrainConfig(head=head_kind), folds=folds, score=score,
-                             near_threshold=near_threshold, outlier_quantile=outlier_quantile,
-                             curve_seeds=curve_seeds, report_rows=report_rows)
+        config = AuditConfig(
+            cache=cache,
+            train=TrainConfig(head=head_kind),
+            folds=folds,
+            score=score,
+            near_threshold=near_threshold,
+            outlier_quantile=outlier_quantile,
+            curve_seeds=curve_seeds,
+            report_rows=report_rows,
+        )
         with stage_progress(report) as on_progress:
             result = audit_cache(config, on_progress)
         show_audit(report, result)
@@ -263,9 +415,9 @@ def main() -> None:
     try:
         cli(prog_name="headstart")
     except Stopped as stop:  # outside a command's body: while click parsed the options, or printed and exited
-        from features.atomic import replaced_paths
+        from headstart.files.atomic import replaced_paths
 
-        error = Interrupted(stop.signum, replaced_paths())
+        error = interrupted(stop.signum, replaced_paths())
         error.show()
         sys.exit(error.exit_code)
     finally:

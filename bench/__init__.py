@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def measure_and_save(prefix: str, out: Path, measure: Callable[[Path], dict]) -> dict:

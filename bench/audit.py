@@ -48,7 +48,7 @@ def seeded_weights(folder: Path) -> str:
 
 
 def _extract(data: Path, cache: Path, weights: str) -> None:
-    from features import ExtractConfig, extract_features
+    from headstart.features import ExtractConfig, extract_features
 
     extract_features(ExtractConfig(data=data, cache=cache, weights=weights))
 
@@ -57,7 +57,7 @@ def planted_run(seed: int, weights: str, work: Path) -> dict:
     """One planted dataset: extract, audit, and how much of what was planted the audit found."""
     import csv
 
-    from heads.audit import AuditConfig, audit_cache
+    from headstart.heads.audit import AuditConfig, audit_cache
     from tests.planted import make_planted_dataset
 
     planted = make_planted_dataset(work / f"planted-{seed}", seed=seed, **PLANTED)
@@ -72,12 +72,16 @@ def planted_run(seed: int, weights: str, work: Path) -> dict:
     copies = set(planted.copies.items())
     k = len(planted.moved)
     record = {
-        "seed": seed, "moved": k, "flagged": len(ranked),
+        "seed": seed,
+        "moved": k,
+        "flagged": len(ranked),
         "recall_at_k": len(set(ranked[:k]) & set(planted.moved)) / k,
-        "recall_at_2k": len(set(ranked[:2 * k]) & set(planted.moved)) / k,
+        "recall_at_2k": len(set(ranked[: 2 * k]) & set(planted.moved)) / k,
         "recall_flagged": len(set(ranked) & set(planted.moved)) / k,
-        "copies": len(copies), "copies_found": len(copies & found),
-        "other_pairs": len(pairs) - len(copies & found), "audit_seconds": round(result.seconds, 2),
+        "copies": len(copies),
+        "copies_found": len(copies & found),
+        "other_pairs": len(pairs) - len(copies & found),
+        "audit_seconds": round(result.seconds, 2),
         "still_improving": result.record["learning_curve"]["still_improving"],
     }
     record |= _cleanlab_agreement(cache, planted)
@@ -89,29 +93,38 @@ def _cleanlab_agreement(cache: Path, planted) -> dict:
     try:
         started = time.perf_counter()
         from cleanlab.filter import find_label_issues as cleanlab_find
+
         import_seconds = time.perf_counter() - started
     except ImportError:
         return {"cleanlab": "not installed"}
-    from heads.audit.config import AuditConfig
-    from heads.audit.label_issues import class_thresholds, find_label_issues
-    from heads.audit.probabilities import out_of_fold_probabilities
-    from heads.audit.rows import load_rows
+    from headstart.heads.audit.config import AuditConfig
+    from headstart.heads.audit.label_issues import class_thresholds, find_label_issues
+    from headstart.heads.audit.probabilities import out_of_fold_probabilities
+    from headstart.heads.audit.rows import load_rows
 
     rows = load_rows(cache / "features.h5")
     train = rows.where("train")
     config = AuditConfig()
-    probabilities = out_of_fold_probabilities(rows.features[train], rows.labels[train], len(rows.classes),
-                                              config.train, config.folds)
+    probabilities = out_of_fold_probabilities(
+        rows.features[train], rows.labels[train], len(rows.classes), config.train, config.folds
+    )
     labels = rows.labels[train]
     ours = find_label_issues(probabilities, labels, class_thresholds(probabilities, labels)).rows
-    theirs = cleanlab_find(labels, probabilities, filter_by="confident_learning",
-                           return_indices_ranked_by="self_confidence")
+    theirs = cleanlab_find(
+        labels, probabilities, filter_by="confident_learning", return_indices_ranked_by="self_confidence"
+    )
     moved = {i for i, row in enumerate(train) if rows.paths[row] in planted.moved}
     k = len(moved)
-    return {"cleanlab": {"import_seconds": round(import_seconds, 2), "ours_flagged": len(ours),
-                         "cleanlab_flagged": len(theirs), "common": len(set(ours) & set(theirs)),
-                         "cleanlab_recall_at_2k": len(set(theirs[:2 * k]) & moved) / k,
-                         "ours_recall_at_2k_train_only": len(set(ours[:2 * k]) & moved) / k}}
+    return {
+        "cleanlab": {
+            "import_seconds": round(import_seconds, 2),
+            "ours_flagged": len(ours),
+            "cleanlab_flagged": len(theirs),
+            "common": len(set(ours) & set(theirs)),
+            "cleanlab_recall_at_2k": len(set(theirs[: 2 * k]) & moved) / k,
+            "ours_recall_at_2k_train_only": len(set(ours[: 2 * k]) & moved) / k,
+        }
+    }
 
 
 def _copy_variants(root: Path) -> dict[str, str]:
@@ -127,8 +140,9 @@ def _copy_variants(root: Path) -> dict[str, str]:
         variants = {
             "jpeg_smaller": lambda t: image.resize((int(width * scale), int(height * scale))).save(t, quality=70),
             "png": lambda t: image.save(t),
-            "crop_5pct": lambda t: image.crop((width // 20, height // 20, width - width // 20,
-                                               height - height // 20)).save(t, quality=90),
+            "crop_5pct": lambda t: image.crop(
+                (width // 20, height // 20, width - width // 20, height - height // 20)
+            ).save(t, quality=90),
         }
         for kind, save in variants.items():
             copy = target / f"copy-{kind}-{path.stem}.{'png' if kind == 'png' else 'jpg'}"
@@ -140,15 +154,17 @@ def _copy_variants(root: Path) -> dict[str, str]:
 def _threshold_rows(cache: Path, copies: dict[str, tuple[str, str]]) -> dict:
     """Per space (centred; whitened to 16-128 dims): the threshold letting 1 distinct pair in 10,000 through and
     the copies found there; for the default space, copy recall and false pairs at fixed thresholds."""
-    from heads.audit.rows import load_rows
-    from heads.audit.space import WHITEN_DIMS, unit_rows, whiten
+    from headstart.heads.audit.rows import load_rows
+    from headstart.heads.audit.space import WHITEN_DIMS, unit_rows, whiten
 
     rows = load_rows(cache / "features.h5")
     train = rows.features[rows.where("train")]
     index = {path: i for i, path in enumerate(rows.paths)}
     distinct = np.array([path not in copies for path in rows.paths])
-    spaces = {"centred": unit_rows(rows.features, train.mean(axis=0)),
-              **{f"whitened_{dims}": whiten(rows.features, train, dims) for dims in (16, 32, 64, 128)}}
+    spaces = {
+        "centred": unit_rows(rows.features, train.mean(axis=0)),
+        **{f"whitened_{dims}": whiten(rows.features, train, dims) for dims in (16, 32, 64, 128)},
+    }
     measured = {"images": len(rows), "distinct_pairs": int(distinct.sum() * (distinct.sum() - 1) // 2)}
     for name, unit in spaces.items():
         similarity = unit[distinct] @ unit[distinct].T
@@ -157,14 +173,18 @@ def _threshold_rows(cache: Path, copies: dict[str, tuple[str, str]]) -> dict:
         for copy, (kind, original) in copies.items():
             kinds.setdefault(kind, []).append(float(unit[index[copy]] @ unit[index[original]]))
         at_one = float(np.quantile(upper, 1 - 1e-4))
-        measured[name] = {"threshold_1_per_10k": round(at_one, 4),
-                          **{f"recall_{kind}": round(float(np.mean(np.array(v) > at_one)), 3)
-                             for kind, v in kinds.items()}}
+        measured[name] = {
+            "threshold_1_per_10k": round(at_one, 4),
+            **{f"recall_{kind}": round(float(np.mean(np.array(v) > at_one)), 3) for kind, v in kinds.items()},
+        }
         if name == f"whitened_{WHITEN_DIMS}":
-            measured["by_threshold"] = {str(t): {
-                "false_pairs_per_10k": round(float((upper >= t).mean() * 1e4), 2),
-                **{f"recall_{kind}": round(float(np.mean(np.array(v) >= t)), 3) for kind, v in kinds.items()}}
-                for t in THRESHOLDS}
+            measured["by_threshold"] = {
+                str(t): {
+                    "false_pairs_per_10k": round(float((upper >= t).mean() * 1e4), 2),
+                    **{f"recall_{kind}": round(float(np.mean(np.array(v) >= t)), 3) for kind, v in kinds.items()},
+                }
+                for t in THRESHOLDS
+            }
     return measured
 
 
@@ -178,8 +198,16 @@ def threshold_measurement(weights: str, work: Path) -> dict:
     shutil.copytree(REAL_DATA, photos)
     photo_copies = _copy_variants(photos)
     _extract(photos, work / "cache-photos", weights)
-    generated = make_planted_dataset(work / "generated", classes=4, train_per_class=30, val_per_class=12,
-                                     moved_fraction=0, exact_copies=0, resized_copies=0, seed=100)
+    generated = make_planted_dataset(
+        work / "generated",
+        classes=4,
+        train_per_class=30,
+        val_per_class=12,
+        moved_fraction=0,
+        exact_copies=0,
+        resized_copies=0,
+        seed=100,
+    )
     generated_copies = {}
     for number, path in enumerate(sorted((generated.root / "val").rglob("*.jpg"))):
         image = Image.open(path)
@@ -189,14 +217,17 @@ def threshold_measurement(weights: str, work: Path) -> dict:
         original = path.relative_to(generated.root).as_posix()
         generated_copies[copy.relative_to(generated.root).as_posix()] = (kind, original)
     _extract(generated.root, work / "cache-generated", weights)
-    return {"hymenoptera": _threshold_rows(work / "cache-photos", photo_copies),
-            "generated": _threshold_rows(work / "cache-generated", generated_copies)}
+    return {
+        "hymenoptera": _threshold_rows(work / "cache-photos", photo_copies),
+        "generated": _threshold_rows(work / "cache-generated", generated_copies),
+    }
 
 
 def scale_measurement(rows: int) -> dict:
     """find_duplicates on `rows` random rows in a fresh process (its peak memory is this step's alone)."""
-    output = subprocess.run([sys.executable, "-m", "bench.audit_scale", str(rows)], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.audit_scale", str(rows)], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
     return json.loads(output)
 
 
@@ -211,8 +242,10 @@ def _measure(work: Path, seeds: int, rows: int) -> dict:
     return {
         "planted": planted,
         "planted_min": {key: min(run[key] for run in planted) for key in ("recall_at_k", "recall_at_2k")},
-        "planted_mean": {key: round(float(np.mean([run[key] for run in planted])), 3)
-                         for key in ("recall_at_k", "recall_at_2k", "audit_seconds")},
+        "planted_mean": {
+            key: round(float(np.mean([run[key] for run in planted])), 3)
+            for key in ("recall_at_k", "recall_at_2k", "audit_seconds")
+        },
         "threshold": threshold_measurement(weights, work),
         "scale": scale_measurement(rows),
     }

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from bench.extract_rss import _status_mib
-from heads.audit.config import AuditConfig
+from headstart.heads.audit.config import AuditConfig
 
 THRESHOLD = AuditConfig().near_threshold
 
@@ -17,7 +17,7 @@ THRESHOLD = AuditConfig().near_threshold
 def main() -> None:
     """Time and peak memory of one duplicate search, as JSON on stdout."""
     rows = int(sys.argv[1])
-    from heads.audit.duplicates import find_duplicates
+    from headstart.heads.audit.duplicates import find_duplicates
 
     rng = np.random.default_rng(0)
     features = np.abs(rng.standard_normal((rows, 512), dtype=np.float32))
@@ -35,10 +35,19 @@ def main() -> None:
     seconds = time.perf_counter() - started
     found = {(min(a, b), max(a, b)) for a, b in zip(pairs.a.tolist(), pairs.b.tolist())}
     planted = {(min(a, b), max(a, b)) for a, b in zip(originals.tolist(), duplicates.tolist())}
-    print(json.dumps({"rows": rows, "seconds": round(seconds, 1), "rows_mib": round(features.nbytes / 2**20),
-                      "peak_above_rows_mib": round(_status_mib("VmHWM") - baseline),
-                      "planted_pairs": len(planted), "planted_found": len(planted & found),
-                      "other_pairs": len(found - planted)}))
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "seconds": round(seconds, 1),
+                "rows_mib": round(features.nbytes / 2**20),
+                "peak_above_rows_mib": round(_status_mib("VmHWM") - baseline),
+                "planted_pairs": len(planted),
+                "planted_found": len(planted & found),
+                "other_pairs": len(found - planted),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -11,15 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
-from features import PREPROCESSINGS, find_dataset, load_backbone
-from features.images import build_transform, decode_image, read_file
+from headstart.features import PREPROCESSINGS, find_dataset, load_backbone
+from headstart.features.images import build_transform, decode_image, read_file
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
@@ -36,8 +36,9 @@ def decoders() -> dict[str, Callable[[bytes], torch.Tensor]]:
     mean, std = torch.tensor(preprocessing.mean).view(3, 1, 1), torch.tensor(preprocessing.std).view(3, 1, 1)
 
     def jpeg_pixels(data: bytes) -> torch.Tensor:
-        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB,
-                           apply_exif_orientation=True)
+        return decode_jpeg(
+            torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB, apply_exif_orientation=True
+        )
 
     def decode_jpeg_tensor_resize(data: bytes) -> torch.Tensor:
         image = F.center_crop(F.resize(jpeg_pixels(data), preprocessing.resize, antialias=True), preprocessing.crop)
@@ -74,8 +75,11 @@ def run(data: Path = REAL_DATA, images: int = 200, rounds: int = 3, weights: str
     for name, decode in ways.items():
         features = backbone.features(torch.stack([decode(blob) for blob in blobs[:64]]))
         difference = float((features - reference).abs().max())
-        figures[name] = {"cpu_ms_per_image": float(np.median(times[name])), "feature_max_abs_diff": difference,
-                         "within_tolerance": difference <= TOLERANCE}
+        figures[name] = {
+            "cpu_ms_per_image": float(np.median(times[name])),
+            "feature_max_abs_diff": difference,
+            "within_tolerance": difference <= TOLERANCE,
+        }
     return figures
 
 

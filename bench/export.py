@@ -20,12 +20,13 @@ import torch
 
 from bench import measure_and_save
 from bench.run import generate_images
-from features import ExtractConfig, extract_features
-from features.folder import ImageEntry
-from heads import HEAD_FILE, PredictConfig, Predictor, TrainConfig, fit_head
-from heads.export import ExportConfig, export_head
-from heads.export.formats import exporter_for
-from heads.export.verify import model_inputs
+from headstart.features import ExtractConfig, extract_features
+from headstart.features.folder import ImageEntry
+from headstart.files.cachedir import HEAD_FILE
+from headstart.heads import PredictConfig, Predictor, TrainConfig, fit_head
+from headstart.heads.export import ExportConfig, export_head
+from headstart.heads.export.formats import exporter_for
+from headstart.heads.export.verify import model_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ("torchscript", "onnx")
@@ -56,8 +57,12 @@ def run(work: Path, rounds: int = 5, batch_size: int = 32, images: int = 100) ->
     entries = [ImageEntry(path, str(path)) for path in sorted(data.rglob("*.jpg"))[:batch_size]]
     _, batch = model_inputs(entries, predictor.preprocessing)
 
-    figures: dict = {"cpu_threads": torch.get_num_threads(), "batch_size": len(batch), "rounds": rounds,
-                     "torch": torch.__version__}
+    figures: dict = {
+        "cpu_threads": torch.get_num_threads(),
+        "batch_size": len(batch),
+        "rounds": rounds,
+        "torch": torch.__version__,
+    }
     runners = {"headstart": _headstart_forward(predictor)}
     for name in FORMATS:
         out = work / f"classifier.{name}"
@@ -90,7 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "export.json")
     args = parser.parse_args(argv)
-    figures = measure_and_save("headstart-bench-export-", args.out, lambda work: run(work, args.rounds, args.batch_size))
+    figures = measure_and_save(
+        "headstart-bench-export-", args.out, lambda work: run(work, args.rounds, args.batch_size)
+    )
     for key, value in figures.items():
         print(f"{key:<32} {value:.4g}" if isinstance(value, float) else f"{key:<32} {value}")
     print(f"\nwritten to {args.out}")

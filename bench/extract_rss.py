@@ -11,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from features import ExtractConfig, extract_features, find_images
-from heads import HEAD_FILE, PredictConfig, Predictor, write_predictions
+from headstart.features import ExtractConfig, extract_features, find_images
+from headstart.files.cachedir import HEAD_FILE
+from headstart.heads import PredictConfig, Predictor, write_predictions
 
 
 def _status_mib(field: str) -> float:
@@ -49,13 +50,17 @@ def main() -> None:
     else:
         seconds, images = _extract(data, cache, weights)
     peak = _status_mib("VmHWM")
-    print(json.dumps({
-        "seconds": seconds,
-        "images": images,
-        "baseline_rss_mib": baseline,
-        "peak_rss_mib": peak,
-        "peak_growth_mib": peak - baseline,
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "images": images,
+                "baseline_rss_mib": baseline,
+                "peak_rss_mib": peak,
+                "peak_growth_mib": peak - baseline,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -4,16 +4,16 @@ extract and predict are measured against), the folded network headstart runs, bf
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from features import PREPROCESSINGS, find_dataset, load_backbone
-from features.backbone import resolve_weights
-from features.images import build_transform, decode_image, read_file
+from headstart.features import PREPROCESSINGS, find_dataset, load_backbone
+from headstart.features.backbone import resolve_weights
+from headstart.features.images import build_transform, decode_image, read_file
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -87,5 +87,9 @@ def compile_break_even(weights: str, device: torch.device, batch: torch.Tensor, 
     rates = interleaved({"folded": folded_forward(weights, device, precision), "compiled": compiled}, batch)
     per_image_saving = 1 / rates["folded"] - 1 / rates["compiled"]
     compile_s = first_call - len(batch) / rates["compiled"]
-    return {"compile_s": compile_s, "folded_img_s": rates["folded"], "compiled_img_s": rates["compiled"],
-            "break_even_images": compile_s / per_image_saving if per_image_saving > 0 else None}
+    return {
+        "compile_s": compile_s,
+        "folded_img_s": rates["folded"],
+        "compiled_img_s": rates["compiled"],
+        "break_even_images": compile_s / per_image_saving if per_image_saving > 0 else None,
+    }

@@ -18,15 +18,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bench.forward import decoded, decoded_batch, eager_forward, folded_forward, interleaved
 from bench.run import generate_images
 from bench.scale import linked_dataset
-from features import PREPROCESSINGS, ExtractConfig, extract_features, find_images
-from features.engines.local import LocalEngine, default_workers
-from heads import HEAD_FILE, PredictConfig, Predictor, TrainConfig, fit_head, write_predictions
+from headstart.features import PREPROCESSINGS, ExtractConfig, extract_features, find_images
+from headstart.features.engines.local import LocalEngine, default_workers
+from headstart.files.cachedir import HEAD_FILE
+from headstart.heads import PredictConfig, Predictor, TrainConfig, fit_head, write_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def worker_counts(workers: int | None) -> list[int]:
 
 
 def gpu_decode(data: Path, device: torch.device, batch_size: int, weights: str) -> dict:
-    """decode_jpeg on the device, resize/crop/normalise there; img/s, and how far its features are from the CPU path's."""
+    """decode_jpeg on the device, resize/crop/normalise there; img/s, and how far its features are from the CPU's."""
     from torchvision.io import ImageReadMode, decode_jpeg
     from torchvision.transforms.v2 import functional as F
 
@@ -71,13 +71,23 @@ def gpu_decode(data: Path, device: torch.device, batch_size: int, weights: str) 
     def preprocess(group: list[Path]) -> torch.Tensor:
         encoded = [torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8) for path in group]
         images = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
-        return torch.stack([(F.center_crop(F.resize(image, preprocessing.resize, antialias=True), preprocessing.crop)
-                             .float().div(255) - mean) / std for image in images])
+        return torch.stack(
+            [
+                (
+                    F.center_crop(F.resize(image, preprocessing.resize, antialias=True), preprocessing.crop)
+                    .float()
+                    .div(255)
+                    - mean
+                )
+                / std
+                for image in images
+            ]
+        )
 
     preprocess(paths[:batch_size])
     started = time.perf_counter()
     for start in range(0, len(paths), batch_size):
-        preprocess(paths[start:start + batch_size])
+        preprocess(paths[start : start + batch_size])
     if device.type == "cuda":
         torch.cuda.synchronize()
     rate = len(paths) / (time.perf_counter() - started)
@@ -98,50 +108,85 @@ def seeded_weights(work: Path) -> str:
     return str(path)
 
 
-def run(images: int, batch_size: int, device: torch.device, work: Path, weights: str = "none",
-        workers: int | None = None, rounds: int = 3) -> dict:
+def run(
+    images: int,
+    batch_size: int,
+    device: torch.device,
+    work: Path,
+    weights: str = "none",
+    workers: int | None = None,
+    rounds: int = 3,
+) -> dict:
     weights = seeded_weights(work) if weights == "none" else weights
     data = linked_dataset(generate_images(work / "base", min(images, 1000)), work / "data", images)
-    figures: dict = {"device": str(device), "images": images, "batch_size": batch_size, "weights": weights,
-                     "cpu_cores": len(os.sched_getaffinity(0)), "decode_workers": workers or default_workers()}
+    figures: dict = {
+        "device": str(device),
+        "images": images,
+        "batch_size": batch_size,
+        "weights": weights,
+        "cpu_cores": len(os.sched_getaffinity(0)),
+        "decode_workers": workers or default_workers(),
+    }
     if device.type == "cuda":
         figures["gpu"] = torch.cuda.get_device_name(device)
     batch = decoded_batch(data, batch_size)
-    precisions = ("fp32", "bf16") if device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported() else ("fp32",)
-    forwards = {f"{kind}_{precision}": make(weights, device, precision) for precision in precisions
-                for kind, make in (("eager", eager_forward), ("folded", folded_forward))}
+    precisions = (
+        ("fp32", "bf16") if device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported() else ("fp32",)
+    )
+    forwards = {
+        f"{kind}_{precision}": make(weights, device, precision)
+        for precision in precisions
+        for kind, make in (("eager", eager_forward), ("folded", folded_forward))
+    }
     figures["ceiling_img_s"] = interleaved(forwards, batch, rounds=rounds)
     reference = eager_forward(weights, torch.device("cpu"))(batch)  # torchvision's eager network on the CPU
-    figures["vs_cpu_eager_feature_max_abs_diff"] = {name: float((forward(batch) - reference).abs().max())
-                                                    for name, forward in forwards.items()}
-    figures["folded_img_s_by_batch"] = {f"{precision}_{size}": interleaved(
-        {"folded": forwards[f"folded_{precision}"]}, decoded_batch(data, size), rounds=1)["folded"]
-        for precision in precisions for size in (32, 64, 128, 256)}
-    figures["cpu_decode_img_s_by_workers"] = {count: cpu_decode_img_s(data, device, batch_size, count)
-                                              for count in worker_counts(workers)}
+    figures["vs_cpu_eager_feature_max_abs_diff"] = {
+        name: float((forward(batch) - reference).abs().max()) for name, forward in forwards.items()
+    }
+    figures["folded_img_s_by_batch"] = {
+        f"{precision}_{size}": interleaved(
+            {"folded": forwards[f"folded_{precision}"]}, decoded_batch(data, size), rounds=1
+        )["folded"]
+        for precision in precisions
+        for size in (32, 64, 128, 256)
+    }
+    figures["cpu_decode_img_s_by_workers"] = {
+        count: cpu_decode_img_s(data, device, batch_size, count) for count in worker_counts(workers)
+    }
     figures["cpu_decode_img_s"] = figures["cpu_decode_img_s_by_workers"][workers or default_workers()]
     eager = figures["ceiling_img_s"]["eager_fp32"]
     ratios: dict = {}
     for precision in precisions:
         cache = work / f"cache-{precision}"
-        config = ExtractConfig(data=data, cache=cache, weights=weights, device=device.type, batch_size=batch_size,
-                               workers=workers, precision=precision)
+        config = ExtractConfig(
+            data=data,
+            cache=cache,
+            weights=weights,
+            device=device.type,
+            batch_size=batch_size,
+            workers=workers,
+            precision=precision,
+        )
         first = extract_features(config)  # also pays for CUDA's start and cuDNN's first choices
         extract_img_s = images / extract_features(replace(config, cache=work / f"again-{precision}")).seconds
         figures[f"extract_{precision}_first_img_s"] = images / first.seconds
         fit_head(cache, TrainConfig())
-        predictor = Predictor.load(cache / HEAD_FILE, PredictConfig(weights=weights, device=device.type,
-                                                                    batch_size=batch_size, workers=workers))
+        predictor = Predictor.load(
+            cache / HEAD_FILE,
+            PredictConfig(weights=weights, device=device.type, batch_size=batch_size, workers=workers),
+        )
         entries = find_images([data])
         started = time.perf_counter()
         write_predictions(work / f"preds-{precision}.csv", predictor.classes, predictor.predict(entries))
         predict_img_s = len(entries) / (time.perf_counter() - started)
         figures[f"extract_{precision}_img_s"], figures[f"predict_{precision}_img_s"] = extract_img_s, predict_img_s
         ceiling = figures["ceiling_img_s"][f"folded_{precision}"]
-        ratios |= {f"extract_{precision}_vs_eager_fp32": extract_img_s / eager,
-                   f"predict_{precision}_vs_eager_fp32": predict_img_s / eager,
-                   f"extract_{precision}_vs_folded_{precision}": extract_img_s / ceiling,
-                   f"folded_{precision}_vs_eager_fp32": ceiling / eager}
+        ratios |= {
+            f"extract_{precision}_vs_eager_fp32": extract_img_s / eager,
+            f"predict_{precision}_vs_eager_fp32": predict_img_s / eager,
+            f"extract_{precision}_vs_folded_{precision}": extract_img_s / ceiling,
+            f"folded_{precision}_vs_eager_fp32": ceiling / eager,
+        }
     try:
         figures |= gpu_decode(data, device, batch_size, weights)
         ratios["gpu_decode_vs_cpu_decode"] = figures["gpu_decode_img_s"] / figures["cpu_decode_img_s"]

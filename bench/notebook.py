@@ -14,21 +14,27 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from features import PREPROCESSINGS
-from features.backbone import resolve_weights
-from features.images import build_transform
+from headstart.features import PREPROCESSINGS
+from headstart.features.backbone import resolve_weights
+from headstart.features.images import build_transform
 
 
-def notebook_epochs(data: Path, epochs: int, device: torch.device, weights: str, workers: int,
-                    batch_size: int = 32) -> list[float]:
+def notebook_epochs(
+    data: Path, epochs: int, device: torch.device, weights: str, workers: int, batch_size: int = 32
+) -> list[float]:
     """Seconds per epoch of: ImageFolder -> resnet18 with a trainable fc on train/, then evaluated on val/."""
     from torchvision.datasets import ImageFolder
     from torchvision.models import resnet18
 
     transform = build_transform(PREPROCESSINGS["imagenet"])
     loaders = {
-        phase: DataLoader(ImageFolder(str(data / phase), transform=transform), batch_size=batch_size,
-                          shuffle=phase == "train", num_workers=workers, pin_memory=device.type == "cuda")
+        phase: DataLoader(
+            ImageFolder(str(data / phase), transform=transform),
+            batch_size=batch_size,
+            shuffle=phase == "train",
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+        )
         for phase in ("train", "val")
     }
     model = resnet18(weights=None)

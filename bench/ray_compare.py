@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from features import ExtractConfig, extract_features
+from headstart.features import ExtractConfig, extract_features
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"

@@ -6,7 +6,7 @@ Every forward-pass figure is against torchvision's own eager ResNet18 (BatchNorm
 before BatchNorm folding: the targets ask extract to beat that ceiling, not just approach it.
 
 Every comparison is a ratio of two figures taken in this run, on this machine: absolute timings on shared
-machines are noise, ratios are what the targets in the README are stated in. Cold extracts and predict are the
+machines are noise, ratios are what the targets in docs/benchmark.md are stated in. Cold extracts and predict are the
 median of three runs; the forward ceilings are measured before and after them.
 """
 
@@ -17,8 +17,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -27,17 +27,10 @@ from PIL import Image
 from bench import decode, measure_and_save, startup
 from bench.forward import compile_break_even, decoded_batch, eager_forward, folded_forward, interleaved
 from bench.notebook import notebook_epochs
-from features import (
-    FEATURES_FILE,
-    ExtractConfig,
-    FeatureStore,
-    extract_features,
-    find_dataset,
-    find_images,
-    pick_device,
-)
-from features.engines.local import default_batch_size, default_workers
-from heads import HEAD_FILE, PredictConfig, Predictor, TrainConfig, fit_head, train_sgd, write_predictions
+from headstart.features import ExtractConfig, FeatureStore, extract_features, find_dataset, find_images, pick_device
+from headstart.features.engines.local import default_batch_size, default_workers
+from headstart.files.cachedir import FEATURES_FILE, HEAD_FILE
+from headstart.heads import PredictConfig, Predictor, TrainConfig, fit_head, train_sgd, write_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
@@ -87,8 +80,13 @@ def extract_in_subprocess(data: Path, cache: Path, weights: str, predict_to: Pat
     """A cold extract (or, with predict_to, a predict with cache's head) in a fresh process, so its peak memory is
     its own."""
     predict = ["--predict", str(predict_to)] if predict_to else []
-    output = subprocess.run([sys.executable, "-m", "bench.extract_rss", str(data), str(cache), weights, *predict],
-                            cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.extract_rss", str(data), str(cache), weights, *predict],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -105,8 +103,11 @@ def bf16_agreement(bf16_cache: Path, weights: str, fp32_cache: Path) -> dict:
 
 def ceilings(data: Path, weights: str, device: torch.device, precisions: tuple[str, ...]) -> dict[str, float]:
     """images/s of the forward pass alone, eager and folded, per precision, measured interleaved."""
-    forwards = {f"{kind}_{precision}": make(weights, device, precision) for precision in precisions
-                for kind, make in (("eager", eager_forward), ("folded", folded_forward))}
+    forwards = {
+        f"{kind}_{precision}": make(weights, device, precision)
+        for precision in precisions
+        for kind, make in (("eager", eager_forward), ("folded", folded_forward))
+    }
     rates = interleaved(forwards, decoded_batch(data))
     # The ceiling is batch 32, the batch extract ran before; it now runs smaller batches: eager at that size too.
     size = default_batch_size(device)
@@ -117,8 +118,14 @@ def ceilings(data: Path, weights: str, device: torch.device, precisions: tuple[s
 def run(data: Path, generated: int, weights: str, work: Path, scale: int = 0, compile_figures: bool = True) -> dict:
     device = pick_device("auto")
     workers = default_workers()
-    figures: dict = {"device": str(device), "cpu_threads": torch.get_num_threads(), "workers": workers,
-                     "weights": weights, "real_images": count_images(data), "generated_images": generated}
+    figures: dict = {
+        "device": str(device),
+        "cpu_threads": torch.get_num_threads(),
+        "workers": workers,
+        "weights": weights,
+        "real_images": count_images(data),
+        "generated_images": generated,
+    }
 
     def say(key: str, value, unit: str = "") -> None:
         figures[key] = value
@@ -129,8 +136,9 @@ def run(data: Path, generated: int, weights: str, work: Path, scale: int = 0, co
     precisions = ("fp32", "bf16") if bf16_ok else ("fp32",)
     ceilings_before = ceilings(data, weights, device, precisions)
     cache = work / "cache-real"
-    cold = median_seconds(lambda run: extract_features(ExtractConfig(data=data, cache=cache / str(run),
-                                                                     weights=weights)))
+    cold = median_seconds(
+        lambda run: extract_features(ExtractConfig(data=data, cache=cache / str(run), weights=weights))
+    )
     cache = cache / "0"
     say("extract_cold_s", cold, "s")
     say("extract_cold_img_s", figures["real_images"] / cold, "img/s")
@@ -139,8 +147,9 @@ def run(data: Path, generated: int, weights: str, work: Path, scale: int = 0, co
     fit_head(cache, TrainConfig(epochs=5))  # the head predict needs; also pays train-head's one-off imports
     predictor = Predictor.load(cache / HEAD_FILE, PredictConfig(weights=weights))
     entries = find_images([data])
-    predict_s = median_seconds(lambda _: write_predictions(work / "preds.csv", predictor.classes,
-                                                          predictor.predict(entries)))
+    predict_s = median_seconds(
+        lambda _: write_predictions(work / "preds.csv", predictor.classes, predictor.predict(entries))
+    )
     say("predict_img_s", len(entries) / predict_s, "img/s")
 
     _, train50 = timed(fit_head, cache, TrainConfig(epochs=50))
@@ -150,8 +159,11 @@ def run(data: Path, generated: int, weights: str, work: Path, scale: int = 0, co
     say("train_head_5_training_only_s", training_only(cache, TrainConfig(epochs=5)), "s")
 
     if bf16_ok:
-        bf16_cold = median_seconds(lambda run: extract_features(ExtractConfig(
-            data=data, cache=work / "cache-bf16" / str(run), weights=weights, precision="bf16")))
+        bf16_cold = median_seconds(
+            lambda run: extract_features(
+                ExtractConfig(data=data, cache=work / "cache-bf16" / str(run), weights=weights, precision="bf16")
+            )
+        )
         say("extract_bf16_cold_img_s", figures["real_images"] / bf16_cold, "img/s")
         figures["bf16"] = bf16_agreement(work / "cache-bf16" / "0", weights, cache)
         print(f"{'bf16 agreement':<40} {figures['bf16']}")
@@ -213,12 +225,15 @@ def run(data: Path, generated: int, weights: str, work: Path, scale: int = 0, co
     }
     if generated:
         ratios["generated_extract_vs_ceiling (>= 0.85)"] = figures["generated_extract_cold_img_s"] / ceiling
-        ratios["generated_warm_vs_cold (<= 0.05)"] = figures["generated_extract_warm_s"] / figures[
-            "generated_extract_cold_s"]
-        ratios["peak_rss_large_vs_small (<= 1.3)"] = (figures["extract_peak_rss_large_mib"]
-                                                      / figures["extract_peak_rss_small_mib"])
-        ratios["peak_growth_large_vs_small"] = (figures["extract_peak_growth_large_mib"]
-                                                / figures["extract_peak_growth_small_mib"])
+        ratios["generated_warm_vs_cold (<= 0.05)"] = (
+            figures["generated_extract_warm_s"] / figures["generated_extract_cold_s"]
+        )
+        ratios["peak_rss_large_vs_small (<= 1.3)"] = (
+            figures["extract_peak_rss_large_mib"] / figures["extract_peak_rss_small_mib"]
+        )
+        ratios["peak_growth_large_vs_small"] = (
+            figures["extract_peak_growth_large_mib"] / figures["extract_peak_growth_small_mib"]
+        )
     if bf16_ok:
         ratios["extract_bf16_vs_eager_fp32_ceiling (>= 1.9)"] = figures["extract_bf16_cold_img_s"] / ceiling
         ratios["eager_bf16_vs_eager_fp32"] = figures["ceiling_eager_bf16_img_s"] / ceiling
@@ -236,15 +251,26 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REAL_DATA, help="ImageFolder dataset (default: %(default)s)")
     parser.add_argument("--generated", type=int, default=4000, help="images in the generated folder (0 skips it)")
-    parser.add_argument("--scale", type=int, default=0,
-                        help="also extract this many images (python -m bench.scale), against 400; e.g. 40000")
-    parser.add_argument("--no-compile", dest="compile_figures", action="store_false",
-                        help="skip the torch.compile break-even (its first compile takes 20-50 s here)")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=0,
+        help="also extract this many images (python -m bench.scale), against 400; e.g. 40000",
+    )
+    parser.add_argument(
+        "--no-compile",
+        dest="compile_figures",
+        action="store_false",
+        help="skip the torch.compile break-even (its first compile takes 20-50 s here)",
+    )
     parser.add_argument("--weights", default="none", help="imagenet, none or a file; speed does not depend on it")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench.json")
     args = parser.parse_args(argv)
-    measure_and_save("headstart-bench-", args.out, lambda work: run(args.data, args.generated, args.weights, work,
-                                                                     args.scale, args.compile_figures))
+    measure_and_save(
+        "headstart-bench-",
+        args.out,
+        lambda work: run(args.data, args.generated, args.weights, work, args.scale, args.compile_figures),
+    )
     print(f"\nwritten to {args.out}")
 
 

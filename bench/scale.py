@@ -15,10 +15,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 from unittest import mock
 
 import numpy as np
@@ -26,13 +26,14 @@ import torch
 
 from bench import measure_and_save
 from bench.run import extract_in_subprocess, generate_images, timed
-from features import FEATURES_FILE, ExtractConfig, extract_features, find_dataset
-from features.backbone import FEATURE_DIM
-from features.engines.batches import EmbeddedBatch
-from features.images import read_file
-from features.reuse import PreviousRows
-from features.store import FeatureStore
-from heads import TrainConfig, fit_head
+from headstart.features import ExtractConfig, extract_features, find_dataset
+from headstart.features.backbone import FEATURE_DIM
+from headstart.features.engines.batches import EmbeddedBatch
+from headstart.features.images import read_file
+from headstart.features.reuse import PreviousRows
+from headstart.features.store import FeatureStore
+from headstart.files.cachedir import FEATURES_FILE
+from headstart.heads import TrainConfig, fit_head
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_IMAGES = 400
@@ -65,7 +66,7 @@ class _ZeroEngine:
 
     def embed(self, entries, backbone, preprocessing, on_progress=None) -> Iterator[EmbeddedBatch]:
         for start in range(0, len(entries), self.batch_size):
-            chunk = entries[start:start + self.batch_size]
+            chunk = entries[start : start + self.batch_size]
             stamps = [read_file(entry.path)[1] for entry in chunk]
             yield EmbeddedBatch(chunk, stamps, [None] * len(chunk), np.zeros((len(chunk), FEATURE_DIM), np.float32))
 
@@ -74,7 +75,7 @@ def growth_at(base: Path, work: Path, count: int, weights: str) -> dict:
     """Seconds of the scan, of the cache check and of a whole warm extract, and features.h5's size, at count files."""
     data, cache = linked_dataset(base, work / f"data-{count}", count), work / f"cache-{count}"
     config = ExtractConfig(data=data, cache=cache, weights=weights)
-    with mock.patch("features.extract.build_engine", lambda _: _ZeroEngine()):
+    with mock.patch("headstart.features.extract.build_engine", lambda _: _ZeroEngine()):
         extract_features(config)
     dataset, scan_s = timed(find_dataset, data)
     with FeatureStore(cache / FEATURES_FILE) as store:
@@ -85,8 +86,13 @@ def growth_at(base: Path, work: Path, count: int, weights: str) -> dict:
     check_s = time.perf_counter() - started
     assert not plan.todo, "the seeded cache should cover every file"
     summary, warm_s = timed(extract_features, config)
-    figures = {"files": count, "scan_s": scan_s, "cache_check_s": check_s, "warm_extract_s": warm_s,
-               "features_h5_mib": (cache / FEATURES_FILE).stat().st_size / 2**20}
+    figures = {
+        "files": count,
+        "scan_s": scan_s,
+        "cache_check_s": check_s,
+        "warm_extract_s": warm_s,
+        "features_h5_mib": (cache / FEATURES_FILE).stat().st_size / 2**20,
+    }
     shutil.rmtree(data)
     shutil.rmtree(cache)
     return figures
@@ -98,8 +104,11 @@ def _rate(step: dict) -> float:
 
 def run(scale: int, growth: list[int], work: Path, weights: str = "none") -> dict:
     base = generate_images(work / "base", BASE_IMAGES)
-    figures: dict = {"scale": scale, "base_images": BASE_IMAGES,
-                     "growth": [growth_at(base, work, count, weights) for count in growth]}
+    figures: dict = {
+        "scale": scale,
+        "base_images": BASE_IMAGES,
+        "growth": [growth_at(base, work, count, weights) for count in growth],
+    }
     if scale:
         small = extract_in_subprocess(base, work / "cache-base", weights)
         large_data = linked_dataset(base, work / "data-scale", scale)
@@ -110,14 +119,20 @@ def run(scale: int, growth: list[int], work: Path, weights: str = "none") -> dic
         small_predict = extract_in_subprocess(base, work / "cache-base", weights, work / "base.csv")
         large_predict = extract_in_subprocess(large_data, work / "cache-scale", weights, work / "scale.csv")
         figures |= {
-            "small": small, "large": large, "large_warm_extract_s": warm,
-            "small_predict": small_predict, "large_predict": large_predict,
+            "small": small,
+            "large": large,
+            "large_warm_extract_s": warm,
+            "small_predict": small_predict,
+            "large_predict": large_predict,
             "large_features_h5_mib": (work / "cache-scale" / FEATURES_FILE).stat().st_size / 2**20,
-            "ratios": {"img_s_large_vs_small (>= 0.9)": _rate(large) / _rate(small),
-                       "peak_rss_large_vs_small (<= 1.3)": large["peak_rss_mib"] / small["peak_rss_mib"],
-                       "predict_img_s_large_vs_small (>= 0.9)": _rate(large_predict) / _rate(small_predict),
-                       "predict_peak_rss_large_vs_small (<= 1.3)": (large_predict["peak_rss_mib"]
-                                                                   / small_predict["peak_rss_mib"])},
+            "ratios": {
+                "img_s_large_vs_small (>= 0.9)": _rate(large) / _rate(small),
+                "peak_rss_large_vs_small (<= 1.3)": large["peak_rss_mib"] / small["peak_rss_mib"],
+                "predict_img_s_large_vs_small (>= 0.9)": _rate(large_predict) / _rate(small_predict),
+                "predict_peak_rss_large_vs_small (<= 1.3)": (
+                    large_predict["peak_rss_mib"] / small_predict["peak_rss_mib"]
+                ),
+            },
         }
     return figures
 

@@ -53,8 +53,11 @@ def run(data: Path, cache: Path, weights: str = "none", repeats: int = 3) -> dic
             times[name].append(process_seconds(*args))
     medians = {f"{name}_process_s": float(np.median(seconds)) for name, seconds in times.items()}
     torch_s = medians["import_torch_process_s"]
-    return medians | {f"{name}_minus_import_torch_s": medians[f"{name}_process_s"] - torch_s
-                      for name in commands if name != "import_torch"}
+    return medians | {
+        f"{name}_minus_import_torch_s": medians[f"{name}_process_s"] - torch_s
+        for name in commands
+        if name != "import_torch"
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,8 +68,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cache = Path(tempfile.mkdtemp(prefix="headstart-startup-"))
     try:
-        subprocess.run([sys.executable, "cli.py", "extract", "--data", str(args.data), "--cache", str(cache),
-                        "--weights", "none", "-q"], cwd=ROOT, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "cli.py",
+                "extract",
+                "--data",
+                str(args.data),
+                "--cache",
+                str(cache),
+                "--weights",
+                "none",
+                "-q",
+            ],
+            cwd=ROOT,
+            check=True,
+        )
         subprocess.run([sys.executable, "cli.py", "train-head", "--cache", str(cache), "-q"], cwd=ROOT, check=True)
         figures = run(args.data, cache, repeats=args.repeats)
     finally:

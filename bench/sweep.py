@@ -23,11 +23,12 @@ import numpy as np
 import torch
 
 from bench import measure_and_save
-from features import FEATURES_FILE, ExtractConfig, FeatureStore, extract_features
-from heads import TrainConfig, train_sgd
-from heads.config import SweepConfig
-from heads.folds import out_of_fold, stratified_folds
-from heads.sweep import cross_validate, sweep_heads
+from headstart.features import ExtractConfig, FeatureStore, extract_features
+from headstart.files.cachedir import FEATURES_FILE
+from headstart.heads import TrainConfig, train_sgd
+from headstart.heads.config import SweepConfig
+from headstart.heads.kfold import out_of_fold, stratified_folds
+from headstart.heads.sweep import cross_validate, sweep_heads
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
@@ -36,14 +37,19 @@ FOLDS = 5
 
 def bench_grid() -> list[TrainConfig]:
     """100 SGD settings at the tutorial's 5 epochs and batch 32: 5 lr x 5 momentum x 2 weight decay x 2 weighting."""
-    return [TrainConfig(lr=lr, momentum=momentum, weight_decay=decay, class_weight=weighting)
-            for lr, momentum, decay, weighting in itertools.product(
-                [0.0003, 0.001, 0.003, 0.01, 0.03], [0.0, 0.5, 0.8, 0.9, 0.95], [0.0, 0.001], ["none", "balanced"])]
+    return [
+        TrainConfig(lr=lr, momentum=momentum, weight_decay=decay, class_weight=weighting)
+        for lr, momentum, decay, weighting in itertools.product(
+            [0.0003, 0.001, 0.003, 0.01, 0.03], [0.0, 0.5, 0.8, 0.9, 0.95], [0.0, 0.001], ["none", "balanced"]
+        )
+    ]
 
 
-def one_at_a_time(features: torch.Tensor, labels: torch.Tensor, classes: int, settings: list[TrainConfig],
-                  splits: list[np.ndarray]) -> tuple[torch.Tensor, float]:
+def one_at_a_time(
+    features: torch.Tensor, labels: torch.Tensor, classes: int, settings: list[TrainConfig], splits: list[np.ndarray]
+) -> tuple[torch.Tensor, float]:
     """Out-of-fold argmax labels (N, settings) from one train_sgd call per setting and fold, and its seconds."""
+
     def fit_and_score(train_x, train_y, held_x):
         labels_out = []
         for setting in settings:
@@ -67,7 +73,7 @@ def imbalanced(majority: int, minority: int, seed: int, dim: int = 512) -> tuple
 
 
 def class_recalls(config: TrainConfig) -> list[float]:
-    """Per-class recall on held-out generated rows (500 : 100, as the 600 training rows) of the head trained with config."""
+    """Per-class recall on held-out generated rows (500 : 100, as the training rows) of the head trained with config."""
     head = train_sgd(imbalanced(500, 100, 0), None, 2, config).head
     features, labels = imbalanced(500, 100, 1)
     with torch.no_grad():
@@ -99,24 +105,42 @@ def run(data: Path = REAL_DATA, weights: str = "none", work: Path | None = None)
     step_seconds = time.perf_counter() - started
     unweighted, balanced = class_recalls(TrainConfig()), class_recalls(TrainConfig(class_weight="balanced"))
     return {
-        "data": str(data), "weights": weights, "train_rows": len(labels), "classes": classes,
-        "settings": len(settings), "folds": FOLDS, "epochs": 5, "batch_size": 32, "heads": heads,
+        "data": str(data),
+        "weights": weights,
+        "train_rows": len(labels),
+        "classes": classes,
+        "settings": len(settings),
+        "folds": FOLDS,
+        "epochs": 5,
+        "batch_size": 32,
+        "heads": heads,
         "extract_seconds": extract_seconds,
-        "sweep_seconds": swept.seconds, "sweep_heads_per_second": heads / swept.seconds,
-        "one_at_a_time_seconds": single_seconds, "one_at_a_time_heads_per_second": heads / single_seconds,
+        "sweep_seconds": swept.seconds,
+        "sweep_heads_per_second": heads / swept.seconds,
+        "one_at_a_time_seconds": single_seconds,
+        "one_at_a_time_heads_per_second": heads / single_seconds,
         "speedup_vs_one_at_a_time": single_seconds / swept.seconds,
         "sweep_seconds_over_extract_seconds": swept.seconds / extract_seconds,
         # Stacked heads equal train_sgd's bit for bit, so every fold's held-out accuracy is the same.
-        "settings_with_other_fold_accuracies": sum(list(s.fold_acc) != a for s, a in zip(swept.scores, single_fold_acc)),
-        "sweep_step_seconds": step_seconds, "sweep_step_settings": len(step.cross_validation.scores),
+        "settings_with_other_fold_accuracies": sum(
+            list(s.fold_acc) != a for s, a in zip(swept.scores, single_fold_acc)
+        ),
+        "sweep_step_seconds": step_seconds,
+        "sweep_step_settings": len(step.cross_validation.scores),
         "sweep_step_head_seconds": step.cross_validation.head_seconds,
         "sweep_step_over_extract_seconds": step_seconds / extract_seconds,
-        "winner": {**swept.winner.setting.to_dict(), "acc_mean": swept.winner.acc_mean,
-                   "acc_std": swept.winner.acc_std},
+        "winner": {
+            **swept.winner.setting.to_dict(),
+            "acc_mean": swept.winner.acc_mean,
+            "acc_std": swept.winner.acc_std,
+        },
         "imbalanced": {
-            "train_rows": {"class 0": 500, "class 1": 100}, "test_rows": {"class 0": 500, "class 1": 100},
-            "recall_none": unweighted, "macro_recall_none": float(np.mean(unweighted)),
-            "recall_balanced": balanced, "macro_recall_balanced": float(np.mean(balanced)),
+            "train_rows": {"class 0": 500, "class 1": 100},
+            "test_rows": {"class 0": 500, "class 1": 100},
+            "recall_none": unweighted,
+            "macro_recall_none": float(np.mean(unweighted)),
+            "recall_balanced": balanced,
+            "macro_recall_balanced": float(np.mean(balanced)),
         },
     }
 

@@ -78,7 +78,8 @@ def generate_classes(root: Path, kinds: tuple[str, ...], per_split: dict[str, in
 
 def _split_tensors(data: Path, cache: Path, weights: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Extract a dataset and return {split: (features, labels)}."""
-    from features import FEATURES_FILE, ExtractConfig, FeatureStore, extract_features
+    from headstart.features import ExtractConfig, FeatureStore, extract_features
+    from headstart.files.cachedir import FEATURES_FILE
 
     extract_features(ExtractConfig(data=data, cache=cache, weights=weights))
     with FeatureStore(cache / FEATURES_FILE) as store:
@@ -93,21 +94,34 @@ def _auroc(in_distribution: torch.Tensor, unknown: torch.Tensor) -> float:
 
 
 def _recipes() -> dict:
-    from heads.config import TrainConfig
+    from headstart.heads.config import TrainConfig
 
-    return {"sgd, 5 epochs (default)": TrainConfig(), "sgd, 50 epochs": TrainConfig(epochs=50),
-            "logreg": TrainConfig(head="logreg")}
+    return {
+        "sgd, 5 epochs (default)": TrainConfig(),
+        "sgd, 50 epochs": TrainConfig(epochs=50),
+        "logreg": TrainConfig(head="logreg"),
+    }
 
 
-def score_case(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-               unknown: torch.Tensor, rate: float, seed: int = 0) -> dict:
+def score_case(
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    unknown: torch.Tensor,
+    rate: float,
+    seed: int = 0,
+) -> dict:
     """Every method's AUROC and flag rates, the head's own confidence as a baseline, and ECE per recipe."""
-    from heads.logreg import train_logreg
-    from heads.train import train_sgd
-    from heads.trust import METHODS, fit_trust, fit_unknown
+    from headstart.heads.logreg import train_logreg
+    from headstart.heads.train import train_sgd
+    from headstart.heads.trust import METHODS, fit_trust, fit_unknown
 
-    figures: dict = {"train_rows": len(train[1]), "val_rows": len(val[1]), "unknown_rows": len(unknown),
-                     "methods": {}, "calibration": {}}
+    figures: dict = {
+        "train_rows": len(train[1]),
+        "val_rows": len(val[1]),
+        "unknown_rows": len(unknown),
+        "methods": {},
+        "calibration": {},
+    }
     for method in METHODS:
         model = fit_unknown(*train, method=method, rate=rate, seed=seed)
         val_scores, unknown_scores = model.score(val[0]), model.score(unknown)
@@ -123,7 +137,8 @@ def score_case(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor
         with torch.inference_mode():
             confidence = [torch.softmax(calibration.head(x), 1).max(1).values for x in (val[0], unknown)]
         figures["calibration"][name] = {
-            "temperature": calibration.temperature, "val_ece_before": calibration.val_ece_before,
+            "temperature": calibration.temperature,
+            "val_ece_before": calibration.val_ece_before,
             "val_ece_after": calibration.val_ece_after,
             # The baseline a head offers alone: low confidence as the unknown score.
             "auroc_of_1_minus_confidence": _auroc(-confidence[0], -confidence[1]),
@@ -137,8 +152,14 @@ def _without_class(split: tuple[torch.Tensor, torch.Tensor], held: int) -> tuple
     return features[keep], labels[keep] - (labels[keep] > held).long()
 
 
-def run(data: Path = REAL_DATA, weights: str = "none", work: Path | None = None, rate: float = 0.05,
-        per_kind: dict[str, int] | None = None, on_line=print) -> dict:
+def run(
+    data: Path = REAL_DATA,
+    weights: str = "none",
+    work: Path | None = None,
+    rate: float = 0.05,
+    per_kind: dict[str, int] | None = None,
+    on_line=print,
+) -> dict:
     """Both experiments; returns the figures (and reports each line through on_line)."""
     per_kind = per_kind or {"train": 40, "val": 20}
     work = work or Path(tempfile.mkdtemp(prefix="headstart-trust-"))
@@ -146,13 +167,15 @@ def run(data: Path = REAL_DATA, weights: str = "none", work: Path | None = None,
     generated = _split_tensors(generate_classes(work / "generated", KINDS, per_kind), work / "cache-gen", weights)
     for held, kind in enumerate(KINDS):
         unknown = torch.cat([generated[split][0][generated[split][1] == held] for split in generated])
-        case = score_case(_without_class(generated["train"], held), _without_class(generated["val"], held), unknown,
-                          rate)
+        case = score_case(
+            _without_class(generated["train"], held), _without_class(generated["val"], held), unknown, rate
+        )
         figures["generated"][f"held out {kind}"] = case
         on_line(f"generated, held out {kind}: " + _summary(case))
     real = _split_tensors(data, work / "cache-real", weights)
-    others = _split_tensors(generate_classes(work / "others", KINDS, {"train": 20}, seed=7), work / "cache-others",
-                            weights)
+    others = _split_tensors(
+        generate_classes(work / "others", KINDS, {"train": 20}, seed=7), work / "cache-others", weights
+    )
     figures["hymenoptera"] = score_case(real["train"], real["val"], others["train"][0], rate)
     on_line("hymenoptera vs generated: " + _summary(figures["hymenoptera"]))
     figures["generated_mean"] = _mean_case(list(figures["generated"].values()))
@@ -168,11 +191,15 @@ def _mean_case(cases: list[dict]) -> dict:
 
 
 def _summary(case: dict) -> str:
-    methods = ", ".join(f"{name} AUROC {m['auroc']:.3f} flags val {m['val_flagged']:.3f} unknown "
-                        f"{m['unknown_flagged']:.3f}" for name, m in case["methods"].items())
-    calibration = "; ".join(f"{name}: T {c['temperature']:.2f} ECE {c['val_ece_before']:.3f} -> "
-                            f"{c['val_ece_after']:.3f}, 1-confidence AUROC {c['auroc_of_1_minus_confidence']:.3f}"
-                            for name, c in case["calibration"].items())
+    methods = ", ".join(
+        f"{name} AUROC {m['auroc']:.3f} flags val {m['val_flagged']:.3f} unknown {m['unknown_flagged']:.3f}"
+        for name, m in case["methods"].items()
+    )
+    calibration = "; ".join(
+        f"{name}: T {c['temperature']:.2f} ECE {c['val_ece_before']:.3f} -> "
+        f"{c['val_ece_after']:.3f}, 1-confidence AUROC {c['auroc_of_1_minus_confidence']:.3f}"
+        for name, c in case["calibration"].items()
+    )
     return f"{methods} | {calibration}"
 
 

@@ -6,16 +6,17 @@ import contextlib
 import hashlib
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
-from .compiled import CompiledForward, first_line
-from .fold import fold_batchnorm
-from .prepacked import PrepackedResNet, prepacking_available
-from .provenance import IMAGENET, RANDOM, RANDOM_INIT_SEED, WeightsIdentity
+from headstart.features.batchnorm import fold_batchnorm
+from headstart.features.compiled import CompiledForward, first_line
+from headstart.features.prepacked import PrepackedResNet, prepacking_available
+from headstart.features.provenance import IMAGENET, RANDOM, RANDOM_INIT_SEED, WeightsIdentity
 
 BACKBONE = "resnet18"
 FEATURE_DIM = 512
@@ -45,7 +46,10 @@ def _imagenet_weights_file(progress: bool) -> tuple[Path, str]:
 
     url = ResNet18_Weights.IMAGENET1K_V1.url
     path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-    hash_prefix = re.search(r"-([a-f0-9]+)\.", path.name).group(1)
+    found = re.search(r"-([a-f0-9]+)\.", path.name)
+    if found is None:
+        raise WeightsError(f"torchvision's ImageNet weights URL {url} carries no hash to check the file against")
+    hash_prefix = found.group(1)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -87,8 +91,11 @@ def _check_resnet18(state: dict[str, torch.Tensor], source: str) -> None:
     unexpected = sorted(set(state) - set(expected))
     wrong_shape = sorted(k for k in set(expected) & set(state) if state[k].shape != expected[k])
     if missing or unexpected or wrong_shape:
-        detail = "; ".join(f"{what}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}" for what, keys in
-                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys)
+        detail = "; ".join(
+            f"{what}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
+            if keys
+        )
         raise WeightsError(f"{source} is not a ResNet18 state_dict ({detail})")
 
 
@@ -116,8 +123,15 @@ class Backbone:
 
     forward = FOLDED  # recorded in the features file (its `forward` attribute)
 
-    def __init__(self, state: dict[str, torch.Tensor] | None, identity: WeightsIdentity, device: torch.device,
-                 precision: str = "fp32", compile: bool = False, on_warning: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        state: dict[str, torch.Tensor] | None,
+        identity: WeightsIdentity,
+        device: torch.device,
+        precision: str = "fp32",
+        compile: bool = False,
+        on_warning: Callable[[str], None] | None = None,
+    ):
         self.identity = identity
         self.device = device
         self.precision = precision
@@ -130,21 +144,22 @@ class Backbone:
 
     @property
     def model(self) -> nn.Module:
-        self.build()
-        return self._model
+        return self.build()
 
-    def build(self) -> None:
-        """Build the network now rather than on first use, so that an engine can do it while images decode."""
+    def build(self) -> nn.Module:
+        """Build the network now rather than on first use (an engine does it while images decode); return it."""
         if self._model is not None:
-            return
+            return self._model
         model = _frozen_resnet18(self._state)
         fold_batchnorm(model)
-        self._model = model.to(self.device, memory_format=torch.channels_last)
+        model = model.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
+        self._model = model
         self._state = None
         if self.compile:
-            self._compiled = CompiledForward(self._model)
+            self._compiled = CompiledForward(model)
         elif self.device.type == "cpu" and self.precision == "bf16" and prepacking_available():
-            self._prepacked = PrepackedResNet(self._model)
+            self._prepacked = PrepackedResNet(model)
+        return model
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         model = self.model
@@ -154,8 +169,10 @@ class Backbone:
             except Exception as error:  # noqa: BLE001  torch.compile fails in many ways (no compiler, an op it lacks)
                 self._compiled = None
                 if self._on_warning:
-                    self._on_warning(f"--compile failed, running the folded eager network instead: "
-                                     f"{first_line(str(error)) or type(error).__name__}")
+                    self._on_warning(
+                        f"--compile failed, running the folded eager network instead: "
+                        f"{first_line(str(error)) or type(error).__name__}"
+                    )
         return model(batch)
 
     def features(self, batch: torch.Tensor) -> torch.Tensor:
@@ -174,37 +191,42 @@ class Backbone:
 
 
 def _without_tf32(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """fp32 means fp32 on a GPU too: cuDNN's default TF32 convolutions moved features 2e-3 from the CPU's (measured
-    on an H200, bench/gpu.py), and extract there is bound by decoding, not by the forward pass."""
+    """fp32 means fp32 on a GPU too: cuDNN's default TF32 convolutions move features far from the CPU's
+    (bench/gpu.py; docs/benchmark.md), and extract there is bound by decoding, not by the forward pass."""
     if device.type != "cuda" or precision != "fp32":
         return contextlib.nullcontext()
     cudnn = torch.backends.cudnn
-    return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
-                       allow_tf32=False)
+    return cudnn.flags(
+        enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=False
+    )
 
 
-def _locate_weights(spec: str, progress: bool) -> tuple[Path | None, WeightsIdentity]:
-    """'imagenet', 'none' or a file path -> (the weights file, or None for random init; its identity)."""
+@dataclass(frozen=True)
+class LocatedWeights:
+    """A --weights value found and hashed once per run: the file (None for random init) and its identity."""
+
+    spec: str
+    path: Path | None
+    identity: WeightsIdentity
+
+
+def locate_weights(spec: str, progress: bool = True) -> LocatedWeights:
+    """'imagenet', 'none' or a file path -> where the weights are and what they are, found and hashed, not loaded."""
     if spec == RANDOM:
-        return None, WeightsIdentity(RANDOM, f"random init, seed {RANDOM_INIT_SEED}", "")
+        return LocatedWeights(spec, None, WeightsIdentity(RANDOM, f"random init, seed {RANDOM_INIT_SEED}", ""))
     if spec == IMAGENET:
         path, sha256 = _imagenet_weights_file(progress)
-        return path, WeightsIdentity("torchvision", TORCHVISION_WEIGHTS, sha256)
+        return LocatedWeights(spec, path, WeightsIdentity("torchvision", TORCHVISION_WEIGHTS, sha256))
     path = Path(spec).expanduser().resolve()
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist (use imagenet, none, or a ResNet18 state_dict file)")
-    return path, WeightsIdentity("file", str(path), file_sha256(path))
-
-
-def weights_identity(spec: str, progress: bool = True) -> WeightsIdentity:
-    """What a --weights value names, found and hashed but not loaded: all that a run with nothing to compute needs."""
-    return _locate_weights(spec, progress)[1]
+    return LocatedWeights(spec, path, WeightsIdentity("file", str(path), file_sha256(path)))
 
 
 def resolve_weights(spec: str, progress: bool = True) -> tuple[dict[str, torch.Tensor] | None, WeightsIdentity]:
     """'imagenet', 'none' or a file path -> (state_dict without fc, identity)."""
-    path, identity = _locate_weights(spec, progress)
-    return (None if path is None else _load_state_dict(path)), identity
+    located = locate_weights(spec, progress)
+    return (None if located.path is None else _load_state_dict(located.path)), located.identity
 
 
 def plain_resnet18(spec: str) -> nn.Module:
@@ -223,10 +245,18 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def load_backbone(spec: str, device: torch.device, precision: str = "fp32", progress: bool = True,
-                  compile: bool = False, on_warning: Callable[[str], None] | None = None) -> Backbone:
-    """The frozen ResNet18 for a --weights value, BatchNorm folded, ready for inference on device."""
-    state, identity = resolve_weights(spec, progress)
+def load_backbone(
+    spec: str | LocatedWeights,
+    device: torch.device,
+    precision: str = "fp32",
+    progress: bool = True,
+    compile: bool = False,
+    on_warning: Callable[[str], None] | None = None,
+) -> Backbone:
+    """The frozen ResNet18 for a --weights value (or weights a run already located), BatchNorm folded, ready for
+    inference on device."""
+    located = spec if isinstance(spec, LocatedWeights) else locate_weights(spec, progress)
+    state = None if located.path is None else _load_state_dict(located.path)
     if state is not None:
-        _check_resnet18(state, spec)
-    return Backbone(state, identity, device, precision, compile, on_warning)
+        _check_resnet18(state, located.spec)
+    return Backbone(state, located.identity, device, precision, compile, on_warning)

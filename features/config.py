@@ -15,7 +15,7 @@ class EngineConfig:
     workers: int | None = None  # local engine: decoding threads (CPU) or processes (GPU); None: one per core, <= 32
     engine: str = "local"  # or "ray"
     address: str | None = None  # the Ray cluster to join; None: RAY_ADDRESS, or a local Ray
-    compile: bool = False  # torch.compile the (folded) backbone: pays back on large folders only (README, Benchmark)
+    compile: bool = False  # torch.compile the (folded) backbone: pays back on large folders only (docs/benchmark.md)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,8 +8,8 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 DATASET_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
 
@@ -40,14 +40,18 @@ def _unpack(archive: Path, into: Path) -> None:
         zipped.extractall(into)
 
 
-def download_dataset(folder: str | os.PathLike, url: str | None = None,
-                     on_progress: Callable[[int, int], None] | None = None, timeout: float = 30) -> Path:
+def download_dataset(
+    folder: str | os.PathLike,
+    url: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    timeout: float = 30,
+) -> Path:
     """Make `folder` by downloading the zip at url (default DATASET_URL); the folder appears whole or not at all."""
     url = url or DATASET_URL
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".download-") as scratch:
-        scratch = Path(scratch)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".download-") as scratch_name:
+        scratch = Path(scratch_name)
         archive = scratch / "data.zip"
         try:
             _fetch(url, archive, on_progress, timeout)

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import time
-from importlib import metadata
+from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
-from typing import Callable, Iterator
 
-from .backbone import BACKBONE, Backbone, load_backbone, weights_identity
-from .config import ExtractConfig
-from .engines import build_engine
-from .engines.batches import EmbeddedBatch, ProgressCallback
-from .folder import Dataset, find_dataset, text_path
-from .lock import cache_lock
-from .merge import SplitSummary, write_features
-from .provenance import PREPROCESSINGS, WeightsIdentity
-from .reuse import PreviousRows
-from .store import FEATURES_FILE, FeaturesHeader, partial_files
+from headstart.features.backbone import BACKBONE, Backbone, load_backbone, locate_weights
+from headstart.features.config import ExtractConfig
+from headstart.features.engines import build_engine
+from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback
+from headstart.features.folder import Dataset, find_dataset, text_path
+from headstart.features.merge import SplitSummary, write_features
+from headstart.features.provenance import PREPROCESSINGS, WeightsIdentity
+from headstart.features.reuse import PreviousRows
+from headstart.features.store import FeaturesHeader, partial_files
+from headstart.files.cachedir import FEATURES_FILE
+from headstart.files.lock import cache_lock
 
 
 @dataclass
@@ -39,47 +40,66 @@ class ExtractSummary:
 def _header(config: ExtractConfig, dataset: Dataset, weights: WeightsIdentity) -> FeaturesHeader:
     import torch
 
-    from . import __version__
+    from headstart.features import __version__
 
     return FeaturesHeader(
-        producer=f"headstart {__version__}", created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        classes=dataset.classes, backbone=BACKBONE, weights=weights,
-        preprocessing=PREPROCESSINGS[config.preprocess], precision=config.precision,
-        data_root=text_path(dataset.root.resolve()), torch_version=torch.__version__,
+        producer=f"headstart {__version__}",
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        classes=dataset.classes,
+        backbone=BACKBONE,
+        weights=weights,
+        preprocessing=PREPROCESSINGS[config.preprocess],
+        precision=config.precision,
+        data_root=text_path(dataset.root.resolve()),
+        torch_version=torch.__version__,
         # The installed distribution's version: importing torchvision would cost a warm run more than its work
         # (torchvision.ops imports torch._dynamo), and a run with nothing to compute never needs torchvision.
-        torchvision_version=metadata.version("torchvision"), forward=Backbone.forward,
+        torchvision_version=metadata.version("torchvision"),
+        forward=Backbone.forward,
     )
 
 
-def _no_batches() -> Iterator[EmbeddedBatch]:
+def _no_batches() -> Generator[EmbeddedBatch, None, None]:
     """What an engine yields for no entries, without building a backbone."""
     yield from ()
 
 
-def extract_features(config: ExtractConfig, on_progress: ProgressCallback | None = None,
-                     on_start: Callable[[ExtractSummary], None] | None = None,
-                     on_warning: Callable[[str], None] | None = None) -> ExtractSummary:
+def extract_features(
+    config: ExtractConfig,
+    on_progress: ProgressCallback | None = None,
+    on_start: Callable[[ExtractSummary], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> ExtractSummary:
     """Write config.cache/features.h5 for the dataset in config.data; return what was done."""
     started = time.perf_counter()
     engine = build_engine(config)
     dataset = find_dataset(config.data)
-    weights = weights_identity(config.weights)
+    located = locate_weights(config.weights)  # found and hashed once: the identity and the network both use it
+    weights = located.identity
     header = _header(config, dataset, weights)
     path = Path(config.cache) / FEATURES_FILE
     with cache_lock(config.cache, "extract"):
         with closing(PreviousRows(path, header)) as previous:
             plan = previous.plan(dataset.splits)
-            summary = ExtractSummary(path, dataset.classes, weights, engine.describe(), [],
-                                     previous.rebuild_reason, 0.0, previous.resumed_rows(plan))
+            summary = ExtractSummary(
+                path,
+                dataset.classes,
+                weights,
+                engine.describe(),
+                [],
+                previous.rebuild_reason,
+                0.0,
+                previous.resumed_rows(plan),
+            )
             if on_start:
                 on_start(summary)
             # The weights are loaded (and checked to be a ResNet18) only when there is something to compute: a
             # warm run needs neither their tensors nor torchvision.
             batches = _no_batches()
             if plan.todo:
-                backbone = load_backbone(config.weights, engine.driver_device, config.precision,
-                                         compile=config.compile, on_warning=on_warning)
+                backbone = load_backbone(
+                    located, engine.driver_device, config.precision, compile=config.compile, on_warning=on_warning
+                )
                 batches = engine.embed(plan.todo, backbone, header.preprocessing, on_progress)
             # closing: the decoding workers (or the Ray pipeline) stop whatever ends the run.
             with closing(batches) as batches:

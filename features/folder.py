@@ -35,7 +35,7 @@ class Dataset:
 
 
 def text_path(path: str | os.PathLike) -> str:
-    """The path as valid UTF-8 text; bytes that are not UTF-8 become \\xNN escapes (one defined policy for HDF5 and CSV)."""
+    """The path as valid UTF-8 text; non-UTF-8 bytes become \\xNN escapes (one defined policy for HDF5 and CSV)."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
@@ -53,7 +53,9 @@ def _walk_images(folder: Path) -> list[Path]:
     walked: list[tuple[str, list[str]]] = []
     unreadable: list[Path] = []
     seen_dirs: set[tuple[int, int]] = set()
-    for root, dirs, files in os.walk(folder, followlinks=True, onerror=lambda error: unreadable.append(Path(error.filename))):
+    for root, dirs, files in os.walk(
+        folder, followlinks=True, onerror=lambda error: unreadable.append(Path(error.filename))
+    ):
         stat = os.stat(root)
         key = (stat.st_dev, stat.st_ino)
         if key in seen_dirs:

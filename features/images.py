@@ -7,16 +7,15 @@ import hashlib
 import io
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .files import UnsafeFileError, open_regular
-from .provenance import Preprocessing
-
+from headstart.features.provenance import Preprocessing
+from headstart.files.regular import UnsafeFileError, open_regular
 
 MAX_FILE_BYTES = 1 << 30  # more than any image Pillow would decode: its pixel limit is ~720 MB even as raw 16-bit RGBA
 INT64 = (-(1 << 63), (1 << 63) - 1)
@@ -49,7 +48,7 @@ def _jpeg_frame(data: bytes) -> int | None:
         marker = data[position + 1]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             return marker
-        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
     return None
 
 
@@ -62,15 +61,16 @@ def _too_short(image: Image.Image, data: bytes) -> bool:
     return _jpeg_frame(data) in _HUFFMAN_FRAMES and len(data) * 8 < blocks
 
 
-def _sixteen_bit_to_rgb(image: Image.Image) -> Image.Image:
+def _sixteen_bitto_rgb(image: Image.Image) -> Image.Image:
     """Scale 16-bit samples to 8 bits; Pillow's convert would clip them to white."""
     array = np.asarray(image, dtype=np.uint32)
     return Image.fromarray((array >> 8).astype(np.uint8), mode="L").convert("RGB")
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB pixels of any mode, as decoding makes them (16-bit scaled, palette transparency kept as Pillow does)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        return _sixteen_bit_to_rgb(image)
+        return _sixteen_bitto_rgb(image)
     if image.mode == "RGB":
         return image  # convert would copy it
     if image.mode == "P" and "transparency" in image.info:
@@ -85,13 +85,15 @@ def decode_image(data: bytes, draft_size: int | None = None) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             if image.format == "JPEG" and _too_short(image, data):
-                raise ImageDecodeError(f"truncated image: {len(data)} bytes cannot hold the {image.size[0]}x"
-                                       f"{image.size[1]} pixels its header claims")
+                raise ImageDecodeError(
+                    f"truncated image: {len(data)} bytes cannot hold the {image.size[0]}x"
+                    f"{image.size[1]} pixels its header claims"
+                )
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (2 * draft_size, 2 * draft_size))
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels when there is no tag
-            return _to_rgb(image)
+            return to_rgb(image)
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image file (unrecognised format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:

@@ -1,17 +1,20 @@
-"""Packages whose public names load on first use, so `import features` (and the CLI's --help) imports no torch."""
+"""Packages whose public names load on first use, so `import headstart` (and the CLI's --help) imports no torch."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
-from typing import Any, Callable
+from typing import Any
 
 
 def lazy_names(package: str, public: dict[str, str]) -> Callable[[str], Any]:
-    """A module-level __getattr__ for `package`: public name -> the submodule (relative to it) that defines it."""
+    """A module-level __getattr__ for `package`: public name -> the submodule that defines it (relative to the package,
+    or absolute when it starts with `headstart.`)."""
 
     def __getattr__(name: str) -> Any:
         if name in public:
-            return getattr(import_module(f".{public[name]}", package), name)
+            module = public[name]
+            return getattr(import_module(module if module.startswith("headstart.") else f".{module}", package), name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from .backbone import FEATURE_DIM
-from .engines.batches import EmbeddedBatch
-from .reuse import CachedRow, PreviousRows, ReusePlan
-from .store import FeaturesHeader, Rows, StoreWriter
+from headstart.features.backbone import FEATURE_DIM
+from headstart.features.engines.batches import EmbeddedBatch
+from headstart.features.reuse import CachedRow, PreviousRows, ReusePlan
+from headstart.features.store import FeaturesHeader, Rows, StoreWriter
 
 BLOCK_ROWS = 256
 
@@ -27,8 +27,9 @@ class SplitSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def write_features(path: Path, header: FeaturesHeader, plan: ReusePlan, previous: PreviousRows,
-                   batches: Iterator[EmbeddedBatch]) -> list[SplitSummary]:
+def write_features(
+    path: Path, header: FeaturesHeader, plan: ReusePlan, previous: PreviousRows, batches: Iterator[EmbeddedBatch]
+) -> list[SplitSummary]:
     """Write path from the plan: reused rows from previous, the rest from batches (the plan's todo, in order)."""
     computed = _computed(batches)
     with StoreWriter(path, header, FEATURE_DIM, BLOCK_ROWS) as writer:
@@ -46,8 +47,9 @@ def _computed(batches: Iterator[EmbeddedBatch]) -> Iterator[tuple]:
             yield stamp, error, (next(ok_rows) if error is None else None), position == last
 
 
-def _write_split(writer: StoreWriter, split: str, plan: list, previous: PreviousRows,
-                 computed: Iterator) -> SplitSummary:
+def _write_split(
+    writer: StoreWriter, split: str, plan: list, previous: PreviousRows, computed: Iterator
+) -> SplitSummary:
     summary = SplitSummary(split, found=len(plan))
     writer.begin_split(split)
     block = []
@@ -78,11 +80,13 @@ def _write_block(writer: StoreWriter, previous: PreviousRows, block: list) -> No
     """block: (entry, stamp, feature row or CachedRow), in file order."""
     cached = previous.features([source for _, _, source in block if isinstance(source, CachedRow)])
     features = [cached[source] if isinstance(source, CachedRow) else source for _, _, source in block]
-    writer.append(Rows(
-        np.stack(features).astype(np.float32) if features else np.zeros((0, FEATURE_DIM), np.float32),
-        np.asarray([entry.label for entry, _, _ in block], np.int64),
-        [entry.name for entry, _, _ in block],
-        np.asarray([stamp.size for _, stamp, _ in block], np.int64),
-        np.asarray([stamp.mtime_ns for _, stamp, _ in block], np.int64),
-        [stamp.sha256 for _, stamp, _ in block],
-    ))
+    writer.append(
+        Rows(
+            np.stack(features).astype(np.float32) if features else np.zeros((0, FEATURE_DIM), np.float32),
+            np.asarray([entry.label for entry, _, _ in block], np.int64),
+            [entry.name for entry, _, _ in block],
+            np.asarray([stamp.size for _, stamp, _ in block], np.int64),
+            np.asarray([stamp.mtime_ns for _, stamp, _ in block], np.int64),
+            [stamp.sha256 for _, stamp, _ in block],
+        )
+    )

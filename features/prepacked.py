@@ -1,19 +1,22 @@
 """The folded ResNet18 as oneDNN convolutions whose bf16 weights are cast and reordered once: bf16 on a CPU.
 
 Under autocast every forward pass casts each weight to bf16 and oneDNN reorders it into its blocked layout again,
-and each layer's output goes back to a plain tensor; at the small batches a CPU runs that was about a tenth of the
-pass (at batch 8: 207 img/s under autocast, 224-236 prepacked). Here both happen once, when the network is built,
+and each layer's output goes back to a plain tensor; at the small batches a CPU runs that is a noticeable share of the
+pass. Here both happen once, when the network is built,
 and the activations stay in oneDNN's layout from the first convolution to the last. Same network, same bf16
-arithmetic: extract bf16 ran 1.75 and 1.79 times the eager fp32 ceiling against 1.66 and 1.67 under autocast, in
-two interleaved runs (README, Benchmark).
+arithmetic, a faster extract (docs/benchmark.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from torchvision.models import ResNet
 
 
 def prepacking_available() -> bool:
@@ -34,6 +37,8 @@ class _PackedConv:
 
     @classmethod
     def of(cls, conv: nn.Conv2d) -> _PackedConv:
+        if isinstance(conv.padding, str):  # torchvision's ResNet18 pads by numbers; oneDNN takes nothing else
+            raise ValueError(f"prepacking needs numeric padding, not padding={conv.padding!r}")
         padding, stride, dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
         weight = conv.weight.detach().to(torch.bfloat16).to_mkldnn()
         weight = torch._C._nn.mkldnn_reorder_conv2d_weight(weight, padding, stride, dilation, conv.groups)
@@ -42,8 +47,9 @@ class _PackedConv:
         return cls(weight, bias, padding, stride, dilation, conv.groups)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride, self.dilation,
-                                        self.groups)
+        return torch.mkldnn_convolution(
+            x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
+        )
 
 
 def _folded_away(module: nn.Module | None) -> bool:
@@ -54,16 +60,21 @@ class PrepackedResNet:
     """torchvision's ResNet18 forward (BasicBlocks, fc an Identity) on a BatchNorm-folded model, in bf16 through
     oneDNN; returns float32 avgpool features."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: ResNet):
         blocks = [block for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for block in layer]
         norms = [model.bn1] + [getattr(block, name) for block in blocks for name in ("bn1", "bn2")]
         norms += [block.downsample[1] for block in blocks if block.downsample is not None]
         if not all(_folded_away(norm) for norm in norms) or not isinstance(model.fc, nn.Identity):
             raise ValueError("prepacking needs the folded ResNet18 with fc an Identity")
         self.stem = _PackedConv.of(model.conv1)
-        self.blocks = [(_PackedConv.of(block.conv1), _PackedConv.of(block.conv2),
-                        _PackedConv.of(block.downsample[0]) if block.downsample is not None else None)
-                       for block in blocks]
+        self.blocks = [
+            (
+                _PackedConv.of(block.conv1),
+                _PackedConv.of(block.conv2),
+                _PackedConv.of(block.downsample[0]) if block.downsample is not None else None,
+            )
+            for block in blocks
+        ]
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

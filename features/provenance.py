@@ -31,10 +31,10 @@ class WeightsIdentity:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "WeightsIdentity":
+    def from_dict(cls, data: dict) -> WeightsIdentity:
         return cls(str(data["kind"]), str(data["name"]), str(data["sha256"]))
 
-    def same_weights(self, other: "WeightsIdentity") -> bool:
+    def same_weights(self, other: WeightsIdentity) -> bool:
         """Same parameters, wherever the file lives."""
         return self.kind == other.kind if self.kind == RANDOM else self.sha256 == other.sha256
 
@@ -75,12 +75,17 @@ class Preprocessing:
         }
 
     @classmethod
-    def from_description(cls, record: dict) -> "Preprocessing":
+    def from_description(cls, record: dict) -> Preprocessing:
         """Rebuild a preprocessing from its record; one this headstart does not know is a RecordError."""
         try:
             resize = record["resize"]
-            rebuilt = cls(str(record["name"]), tuple(resize) if isinstance(resize, list) else resize,
-                          record["crop"], tuple(record["mean"]), tuple(record["std"]))
+            rebuilt = cls(
+                str(record["name"]),
+                tuple(resize) if isinstance(resize, list) else resize,
+                record["crop"],
+                tuple(record["mean"]),
+                tuple(record["std"]),
+            )
             known = PREPROCESSINGS.get(rebuilt.name)
             interpolation = record["interpolation"]
         except (KeyError, TypeError) as error:

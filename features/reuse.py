@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .backbone import file_sha256
-from .files import UnsafeFileError
-from .folder import ImageEntry
-from .images import FileStamp, stored_mtime_ns
-from .store import FeaturesHeader, FeatureStore, StoreBusyError, StoreError, partial_files
+from headstart.features.backbone import file_sha256
+from headstart.features.folder import ImageEntry
+from headstart.features.images import FileStamp, stored_mtime_ns
+from headstart.features.store import FeaturesHeader, FeatureStore, StoreBusyError, StoreError, partial_files
+from headstart.files.regular import UnsafeFileError
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def _damaged_rows(store: FeatureStore, split: str, count: int, step: int = 256) 
         try:
             store.read(split, slice(start, start + step))
         except StoreError:
-            damaged[start:start + step] = True
+            damaged[start : start + step] = True
     return damaged
 
 
@@ -134,8 +134,9 @@ class PreviousRows:
 
     def plan(self, splits: dict[str, list[ImageEntry]]) -> ReusePlan:
         """What to reuse and what to compute for the scanned splits."""
-        return ReusePlan({split: [(entry, self.reusable(entry)) for entry in entries]
-                          for split, entries in splits.items()})
+        return ReusePlan(
+            {split: [(entry, self.reusable(entry)) for entry in entries] for split, entries in splits.items()}
+        )
 
     def reusable(self, entry: ImageEntry) -> Reuse:
         """A cached row whose file is unchanged (same size and mtime, or same content), with the file's stamp."""
@@ -159,12 +160,16 @@ class PreviousRows:
 
     def resumed_rows(self, plan: ReusePlan) -> int:
         """How many of the plan's reused rows come from interrupted runs' partial files."""
-        return sum(1 for entries in plan.splits.values() for _, reuse in entries
-                   if reuse is not None and reuse[0].source in self._partial_sources)
+        return sum(
+            1
+            for entries in plan.splits.values()
+            for _, reuse in entries
+            if reuse is not None and reuse[0].source in self._partial_sources
+        )
 
     def features(self, rows: list[CachedRow]) -> dict[CachedRow, np.ndarray]:
         """Feature rows, read in one go per store and split."""
-        found = {}
+        found: dict[CachedRow, np.ndarray] = {}
         for source, split in {(row.source, row.split) for row in rows}:
             wanted = sorted({row for row in rows if (row.source, row.split) == (source, split)}, key=lambda r: r.row)
             numbers = np.asarray([row.row for row in wanted])

@@ -30,22 +30,21 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 import numpy as np
 
-from .atomic import move_into_place, signals_held
-from .files import check_regular
-from .provenance import Preprocessing, WeightsIdentity
-from .room import ensure_room
+from headstart.features.provenance import Preprocessing, WeightsIdentity
+from headstart.files.atomic import move_into_place, signals_held
+from headstart.files.cachedir import PARTIAL_SUFFIX
+from headstart.files.regular import check_regular
+from headstart.files.room import ensure_room
 
 FORMAT_VERSION, READABLE_VERSIONS = 2, (1, 2)  # 2 added `forward` and Fletcher32; format 1 files load as before
-FEATURES_FILE = "features.h5"
-PARTIAL_SUFFIX = ".partial"
 JSON_ATTRS = ("classes", "weights", "preprocessing")
 ROW_FIELDS = ("features", "labels", "paths", "sizes", "mtimes_ns", "sha256")
 _STR = h5py.string_dtype("utf-8")
@@ -100,17 +99,23 @@ class FeaturesHeader:
         return {field.name: records.get(field.name, getattr(self, field.name)) for field in fields(self)}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "FeaturesHeader":
+    def from_dict(cls, values: dict) -> FeaturesHeader:
         """Rebuild the header from plain values; a missing or malformed one raises KeyError, TypeError or ValueError."""
-        return cls(**{**{field.name: values[field.name] for field in fields(cls) if field.name != "forward"},
-                      "forward": values.get("forward", cls.forward),
-                      "weights": WeightsIdentity.from_dict(values["weights"]),
-                      "preprocessing": Preprocessing.from_description(values["preprocessing"])})
+        return cls(
+            **{
+                **{field.name: values[field.name] for field in fields(cls) if field.name != "forward"},
+                "forward": values.get("forward", cls.forward),
+                "weights": WeightsIdentity.from_dict(values["weights"]),
+                "preprocessing": Preprocessing.from_description(values["preprocessing"]),
+            }
+        )
 
     def to_attrs(self) -> dict[str, str | int]:
         """The HDF5 attributes: JSON for the records, text for the rest, format_version an integer."""
-        return {name: json.dumps(value) if name in JSON_ATTRS else value if name == "format_version" else str(value)
-                for name, value in self.to_dict().items()}
+        return {
+            name: json.dumps(value) if name in JSON_ATTRS else value if name == "format_version" else str(value)
+            for name, value in self.to_dict().items()
+        }
 
 
 def _decode_attrs(attrs: h5py.AttributeManager) -> dict:
@@ -148,14 +153,15 @@ class FeatureStore:
             what = "not a headstart features file" if version is None else f"features format {version}"
             raise StoreError(
                 f"{self.path} is {what}; this headstart reads format {' or '.join(map(str, READABLE_VERSIONS))}: "
-                "re-run `extract`")
+                "re-run `extract`"
+            )
         try:
             self.header = FeaturesHeader.from_dict(attrs)
         except (KeyError, TypeError, ValueError) as error:
             self.close()
             raise _damaged(self.path, f"header: {error}") from None
 
-    def __enter__(self) -> "FeatureStore":
+    def __enter__(self) -> FeatureStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -186,8 +192,12 @@ class FeatureStore:
         """Paths, sizes, mtimes and hashes of a split, without its features: what the incremental cache compares."""
         group = self._group(split)
         with self._reading():
-            return (list(group["paths"].asstr()[:]), group["sizes"][:], group["mtimes_ns"][:],
-                    list(group["sha256"].asstr()[:]))
+            return (
+                list(group["paths"].asstr()[:]),
+                group["sizes"][:],
+                group["mtimes_ns"][:],
+                list(group["sha256"].asstr()[:]),
+            )
 
     def labels(self, split: str) -> np.ndarray:
         group = self._group(split)
@@ -209,9 +219,14 @@ class FeatureStore:
         """Rows of a split; `rows` is a slice or increasing row numbers."""
         group = self._group(split)
         with self._reading():
-            return Rows(group["features"][rows].astype(np.float32, copy=False),
-                        group["labels"][rows].astype(np.int64, copy=False), list(group["paths"].asstr()[rows]),
-                        group["sizes"][rows], group["mtimes_ns"][rows], list(group["sha256"].asstr()[rows]))
+            return Rows(
+                group["features"][rows].astype(np.float32, copy=False),
+                group["labels"][rows].astype(np.int64, copy=False),
+                list(group["paths"].asstr()[rows]),
+                group["sizes"][rows],
+                group["mtimes_ns"][rows],
+                list(group["sha256"].asstr()[rows]),
+            )
 
 
 def partial_files(path: str | os.PathLike) -> list[Path]:
@@ -230,17 +245,9 @@ class StoreWriter:
         self._chunk_rows = chunk_rows
         self._group: h5py.Group | None = None
         self._ensure_room(0)
-        self._file = None
-        try:
-            self._file = h5py.File(self.partial, "x")  # never an existing name, nor through a link
-            for key, value in header.to_attrs().items():
-                self._file.attrs[key] = value
-            self._file.flush()
-        except BaseException:
-            self.abandon()
-            raise
+        self._file = _create(self.partial, header)
 
-    def __enter__(self) -> "StoreWriter":
+    def __enter__(self) -> StoreWriter:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
@@ -251,24 +258,42 @@ class StoreWriter:
     def begin_split(self, split: str) -> None:
         group = self._file.create_group(split)
         chunk = (self._chunk_rows,)
-        group.create_dataset("features", (0, self._dim), np.float32, maxshape=(None, self._dim),
-                             chunks=(self._chunk_rows, self._dim), fletcher32=True)
-        for name, dtype in (("labels", np.int64), ("paths", _STR), ("sizes", np.int64),
-                            ("mtimes_ns", np.int64), ("sha256", _STR)):
+        group.create_dataset(
+            "features",
+            (0, self._dim),
+            np.float32,
+            maxshape=(None, self._dim),
+            chunks=(self._chunk_rows, self._dim),
+            fletcher32=True,
+        )
+        for name, dtype in (
+            ("labels", np.int64),
+            ("paths", _STR),
+            ("sizes", np.int64),
+            ("mtimes_ns", np.int64),
+            ("sha256", _STR),
+        ):
             group.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=chunk, fletcher32=name in CHECKSUMMED)
         self._group = group
+
+    def _split(self) -> h5py.Group:
+        """The group of the split begun and not yet ended."""
+        if self._group is None:
+            raise StoreError(f"{self.partial}: no split begun (begin_split comes before append and end_split)")
+        return self._group
 
     def append(self, rows: Rows) -> None:
         """Add rows at the end of the current split and flush, so a crash loses at most this batch."""
         if not len(rows):
             return
+        group = self._split()
         self._ensure_room(len(rows))
-        start = self._group["labels"].shape[0]
+        start = group["labels"].shape[0]
         end = start + len(rows)
         # Ctrl-C or SIGTERM between two columns would leave them of different lengths: hold them until all are written.
         with signals_held():
             for name in ROW_FIELDS:
-                dataset = self._group[name]
+                dataset = group[name]
                 dataset.resize(end, axis=0)
                 dataset[start:end] = getattr(rows, name)
             self._file.flush()
@@ -278,11 +303,12 @@ class StoreWriter:
         start = self._group["labels"].shape[0] if self._group is not None else 0
         new_chunks = -(-(start + rows) // self._chunk_rows) - -(-start // self._chunk_rows)
         row_bytes = self._dim * 4 + 3 * 8 + 2 * 16  # features; labels, sizes, mtimes; two string references
-        ensure_room(self.path, self.partial,
-                    METADATA_MARGIN + new_chunks * self._chunk_rows * row_bytes + rows * ROW_OVERHEAD)
+        ensure_room(
+            self.path, self.partial, METADATA_MARGIN + new_chunks * self._chunk_rows * row_bytes + rows * ROW_OVERHEAD
+        )
 
     def end_split(self, skipped: list[tuple[str, str]]) -> None:
-        self._group.attrs["skipped"] = json.dumps([list(item) for item in skipped], allow_nan=False)
+        self._split().attrs["skipped"] = json.dumps([list(item) for item in skipped], allow_nan=False)
         self._group = None
 
     def commit(self) -> None:
@@ -295,6 +321,21 @@ class StoreWriter:
 
     def abandon(self) -> None:
         """Close and delete the partial file; the previous complete file is untouched."""
-        if self._file is not None:
-            self._file.close()
+        self._file.close()
         self.partial.unlink(missing_ok=True)
+
+
+def _create(partial: Path, header: FeaturesHeader) -> h5py.File:
+    """A new partial file holding the header (never an existing name, nor through a link); on failure, none."""
+    file = None
+    try:
+        file = h5py.File(partial, "x")
+        for key, value in header.to_attrs().items():
+            file.attrs[key] = value
+        file.flush()
+        return file
+    except BaseException:
+        if file is not None:
+            file.close()
+        partial.unlink(missing_ok=True)
+        raise

@@ -1,15 +1,26 @@
 """The linear head over cached features: training, its checkpoint, and using it (predict/). Names load on first use."""
 
-from features.lazy import lazy_names
+from headstart.features.lazy import lazy_names
 
 _PUBLIC = {
-    "HEAD_FILE": "checkpoint", "HeadCheckpoint": "checkpoint", "HeadFileError": "checkpoint",
-    "load_head": "checkpoint", "save_head": "checkpoint", "METRICS_FILE": "fit", "FitSummary": "fit",
-    "fit_head": "fit", "LinearHead": "linear", "PredictConfig": "config", "TrainConfig": "config",
-    "Predictor": "predict.predictor", "Prediction": "predict.writer", "write_predictions": "predict.writer",
-    "predict_files": "predict.runner", "evaluate_head": "predict.evaluation", "train_sgd": "train",
+    "HeadCheckpoint": "checkpoint",
+    "HeadFileError": "checkpoint",
+    "load_head": "checkpoint",
+    "save_head": "checkpoint",
+    "FitSummary": "fit",
+    "fit_head": "fit",
+    "LinearHead": "linear",
+    "PredictConfig": "config",
+    "TrainConfig": "config",
+    "Predictor": "predict.predictor",
+    "Prediction": "predict.writer",
+    "write_predictions": "predict.writer",
+    "predict_files": "predict.runner",
+    "evaluate_head": "predict.evaluation",
+    "train_sgd": "train",
     "train_one_epoch": "train",
-    "SweepConfig": "config", "sweep_heads": "sweep",
+    "SweepConfig": "config",
+    "sweep_heads": "sweep",
 }
 __all__ = list(_PUBLIC)
 

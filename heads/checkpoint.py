@@ -23,7 +23,8 @@
     calibration     (format 2) the temperature folded into state_dict and the uncalibrated weights, schema in
                     heads/trust/calibration.py, or None (--no-calibrate)
     digest          (format 2) sha256 of the state_dict's tensors (name, dtype, shape, bytes, in name order), of
-                    the class names and of the unknown model (its tensors the same way, then its numbers): checked on load, so a flipped byte is a clear error, never wrong labels.
+                    the class names and of the unknown model (its tensors the same way, then its numbers):
+                    checked on load, so a flipped byte is a clear error, never wrong labels.
 
 Format 1 files (no unknown, no calibration, no digest) still load, with unknown and calibration None.
 """
@@ -35,21 +36,19 @@ import json
 import os
 import pickle
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
-from features import __version__
-from features.atomic import atomic_write
-from features.files import UnsafeFileError, open_regular
-
-from .linear import LinearHead
-from .trust.unknown import UnknownModel
+from headstart.features import __version__
+from headstart.files.atomic import atomic_write
+from headstart.files.regular import UnsafeFileError, open_regular
+from headstart.heads.linear import LinearHead
+from headstart.heads.trust.unknown import UnknownModel
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-HEAD_FILE = "head.pt"
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 _REQUIRED = ("head_type", "head_args", "state_dict", "classes", "backbone", "weights", "preprocessing", "precision")
 
@@ -78,15 +77,18 @@ def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file
     """Write the head file whole or not at all; a head with weights that are not finite is refused."""
     if not all(bool(torch.isfinite(tensor).all()) for tensor in checkpoint.head.state_dict().values()):
         raise ValueError(f"refusing to write {path}: the head's weights are not finite (training diverged)")
+    state_dict = {k: v.detach().clone() for k, v in checkpoint.head.state_dict().items()}
+    classes = list(checkpoint.classes)
+    unknown = checkpoint.unknown.to_dict() if checkpoint.unknown else None
     data = {
         "format_version": FORMAT_VERSION,
         "producer": f"headstart {__version__}",
         "torch_version": str(torch.__version__),  # TorchVersion is a class weights_only refuses
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "head_type": "linear",
         "head_args": checkpoint.head.head_args,
-        "state_dict": {k: v.detach().clone() for k, v in checkpoint.head.state_dict().items()},
-        "classes": list(checkpoint.classes),
+        "state_dict": state_dict,
+        "classes": classes,
         "backbone": checkpoint.backbone,
         "weights": dict(checkpoint.weights),
         "preprocessing": dict(checkpoint.preprocessing),
@@ -94,10 +96,10 @@ def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file
         "train_config": dict(checkpoint.train_config),
         "metrics": checkpoint.metrics,
         "features_file": features_file,
-        "unknown": checkpoint.unknown.to_dict() if checkpoint.unknown else None,
+        "unknown": unknown,
         "calibration": checkpoint.calibration,
     }
-    data["digest"] = head_digest(data["state_dict"], data["classes"], data["unknown"])
+    data["digest"] = head_digest(state_dict, classes, unknown)
     with atomic_write(path) as out:
         torch.save(data, out)
 
@@ -107,11 +109,13 @@ def head_digest(state_dict: dict[str, torch.Tensor], classes: list[str], unknown
     digest = hashlib.sha256()
     _digest_tensors(digest, state_dict)
     digest.update(json.dumps(classes).encode())
-    state = unknown.get("state") if isinstance(unknown, dict) else None
+    if not isinstance(unknown, dict):
+        return digest.hexdigest()
+    state = unknown.get("state")
     if isinstance(state, dict) and all(isinstance(tensor, torch.Tensor) for tensor in state.values()):
         _digest_tensors(digest, state)
-        digest.update(json.dumps({key: value for key, value in unknown.items() if key != "state"},
-                                 sort_keys=True, default=str).encode())
+        rest = {key: value for key, value in unknown.items() if key != "state"}
+        digest.update(json.dumps(rest, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
@@ -130,17 +134,22 @@ def _read(path: Path) -> object:
         raise HeadFileError(f"{error}; a head file is written by `train-head`") from None
     with os.fdopen(descriptor, "rb") as handle:
         if handle.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
-            raise HeadFileError(f"{path} is not a head file (not a PyTorch checkpoint; something else was written "
-                                "over it?): re-run `train-head`")
+            raise HeadFileError(
+                f"{path} is not a head file (not a PyTorch checkpoint; something else was written "
+                "over it?): re-run `train-head`"
+            )
         handle.seek(0)
         try:
             return torch.load(handle, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
-            raise HeadFileError(f"{path} holds objects that are not plain data and was refused unread: it is not a "
-                                "headstart head file; re-run `train-head`") from None
+            raise HeadFileError(
+                f"{path} holds objects that are not plain data and was refused unread: it is not a "
+                "headstart head file; re-run `train-head`"
+            ) from None
         except Exception as error:  # torch raises many types for damaged files
-            raise HeadFileError(f"{path} is not a readable head file ({type(error).__name__}): re-run `train-head`"
-                                ) from None
+            raise HeadFileError(
+                f"{path} is not a readable head file ({type(error).__name__}): re-run `train-head`"
+            ) from None
 
 
 def _integrity_problem(data: dict) -> str | None:
@@ -166,7 +175,9 @@ def _record_problem(data: dict) -> str | None:
     if len(classes) != args["num_classes"]:
         return f"{len(classes)} class names for a head with {args['num_classes']} outputs"
     weights = data["weights"]
-    if not isinstance(weights, dict) or not all(isinstance(weights.get(key), str) for key in ("kind", "name", "sha256")):
+    if not isinstance(weights, dict) or not all(
+        isinstance(weights.get(key), str) for key in ("kind", "name", "sha256")
+    ):
         return "the weights record is not {kind, name, sha256}"
     if not isinstance(data["preprocessing"], dict):
         return "the preprocessing record is not a dict"
@@ -198,9 +209,18 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
     except (TypeError, RuntimeError) as error:
         raise HeadFileError(f"{path} has a damaged head ({str(error).splitlines()[0]}): re-run `train-head`") from None
     head.eval()
-    return HeadCheckpoint(head, list(data["classes"]), data["backbone"], data["weights"], data["preprocessing"],
-                          data["precision"], data.get("train_config", {}), data.get("metrics", {}),
-                          _unknown_model(path, data), data.get("calibration"))
+    return HeadCheckpoint(
+        head,
+        list(data["classes"]),
+        data["backbone"],
+        data["weights"],
+        data["preprocessing"],
+        data["precision"],
+        data.get("train_config", {}),
+        data.get("metrics", {}),
+        _unknown_model(path, data),
+        data.get("calibration"),
+    )
 
 
 def _unknown_model(path: Path, data: dict) -> UnknownModel | None:

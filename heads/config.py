@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from features.config import EngineConfig
+from headstart.features.config import EngineConfig
 
 CLASS_WEIGHTS = ("none", "balanced")  # TrainConfig.class_weight: heads.weighting
 

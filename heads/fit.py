@@ -5,27 +5,23 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from features import FEATURES_FILE, FeaturesHeader, FeatureStore, StoreError, cache_lock
-from features.atomic import replace_together
-
-from .checkpoint import HEAD_FILE, HeadCheckpoint, save_head
-from .config import TrainConfig
-from .logreg import train_logreg
-from .plots import Plots, PlotsHere, Png
-from .report import classification_summary
-from .train import TrainResult, train_sgd
-from .trust.config import TrustConfig
-from .trust.fit import Trust, fit_trust
-
-METRICS_FILE = "metrics.json"
-CURVES_FILE = "curves.png"
-CALIBRATION_FILE = "calibration.png"
+from headstart.features import FeaturesHeader, FeatureStore, StoreError, cache_lock
+from headstart.files.atomic import replace_together
+from headstart.files.cachedir import CALIBRATION_FILE, CURVES_FILE, FEATURES_FILE, HEAD_FILE, METRICS_FILE
+from headstart.heads.checkpoint import HeadCheckpoint, save_head
+from headstart.heads.config import TrainConfig
+from headstart.heads.logreg import train_logreg
+from headstart.heads.plots import Plots, PlotsHere, Png
+from headstart.heads.report import classification_summary
+from headstart.heads.train import TrainResult, train_sgd
+from headstart.heads.trust.config import TrustConfig
+from headstart.heads.trust.fit import Trust, fit_trust
 
 
 @dataclass(frozen=True)
@@ -50,7 +46,7 @@ class FitSummary:
     result: TrainResult
     metrics: dict
     seconds: float
-    trust: Trust | None = None
+    trust: Trust
     calibration_path: Path | None = None
     untrained_classes: list[str] = field(default_factory=list)  # classes with no training row: never learned
 
@@ -84,8 +80,13 @@ def _read_rows(store: FeatureStore, given: Choice, choose: Callable | None):
     return train, val, choice
 
 
-def _train(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor] | None, num_classes: int,
-           config: TrainConfig, on_epoch: Callable[[int, dict], None] | None) -> TrainResult:
+def _train(
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    num_classes: int,
+    config: TrainConfig,
+    on_epoch: Callable[[int, dict], None] | None,
+) -> TrainResult:
     if config.head == "logreg":
         result = train_logreg(train, val, num_classes, config)
         if on_epoch:
@@ -97,29 +98,41 @@ def _train(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, to
 def _metrics(result: TrainResult, val, classes: list[str], choice: Choice, trusted: Trust) -> dict:
     """What metrics.json and the head record: the last epoch, the history, the best epoch, val's report, the
     sweep's choice and the trust records."""
-    return {**result.final, "history": result.history, "best_epoch": best_epoch(result.history),
-            "val_report": _val_summary(result, val, classes), **choice.metrics, **trusted.metrics()}
+    return {
+        **result.final,
+        "history": result.history,
+        "best_epoch": best_epoch(result.history),
+        "val_report": _val_summary(result, val, classes),
+        **choice.metrics,
+        **trusted.metrics(),
+    }
 
 
 def _check_trained(result: TrainResult, config: TrainConfig, labels: torch.Tensor, classes: list[str]) -> list[str]:
     """The classes without a training row (the head never learned them); a head whose weights or losses are not
     finite labels everything wrong, so it is refused: it never replaces a good one."""
-    train_finite, val_finite = (all(math.isfinite(entry.get(key, 0.0)) for entry in result.history)
-                                for key in ("train_loss", "val_loss"))
+    train_finite, val_finite = (
+        all(math.isfinite(entry.get(key, 0.0)) for entry in result.history) for key in ("train_loss", "val_loss")
+    )
     weights_finite = all(bool(torch.isfinite(tensor).all()) for tensor in result.head.state_dict().values())
     if weights_finite and train_finite and not val_finite:
-        raise ValueError("the val loss is not finite while training's is: some val features are not finite or too "
-                         "large (a damaged or foreign features.h5?): the previous head is kept; extract again into "
-                         "a new --cache")
+        raise ValueError(
+            "the val loss is not finite while training's is: some val features are not finite or too "
+            "large (a damaged or foreign features.h5?): the previous head is kept; extract again into "
+            "a new --cache"
+        )
     if not weights_finite or not train_finite:
-        raise ValueError(f"training diverged: the head's {'loss' if weights_finite else 'weights'} became not finite "
-                         f"(--lr {config.lr} is too large for these features): the previous head is kept; "
-                         "lower --lr and run again")
+        raise ValueError(
+            f"training diverged: the head's {'loss' if weights_finite else 'weights'} became not finite "
+            f"(--lr {config.lr} is too large for these features): the previous head is kept; "
+            "lower --lr and run again"
+        )
     return [name for label, name in enumerate(classes) if not bool((labels == label).any())]
 
 
-def _save(cache: Path, choice: Choice, pngs: dict[str, Png], metrics: dict, checkpoint: HeadCheckpoint,
-          features_file: Path) -> None:
+def _save(
+    cache: Path, choice: Choice, pngs: dict[str, Png], metrics: dict, checkpoint: HeadCheckpoint, features_file: Path
+) -> None:
     """All or none: a failure (a full disk, Ctrl-C) leaves the previous head, metrics, plots (and sweep) together.
     The head is renamed into place last: the other files describe it."""
     paths = [cache / name for name in (*choice.outputs, *pngs, METRICS_FILE, HEAD_FILE)]
@@ -132,10 +145,15 @@ def _save(cache: Path, choice: Choice, pngs: dict[str, Png], metrics: dict, chec
         save_head(head_tmp, checkpoint, features_file=str(features_file))
 
 
-def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
-             on_epoch: Callable[[int, dict], None] | None = None,
-             choose: Callable[[tuple[torch.Tensor, torch.Tensor], list[str]], Choice] | None = None,
-             trust: TrustConfig = TrustConfig(), command: str = "train-head", plots: Plots = PlotsHere()) -> FitSummary:
+def fit_head(
+    cache: str | Path,
+    config: TrainConfig = TrainConfig(),
+    on_epoch: Callable[[int, dict], None] | None = None,
+    choose: Callable[[tuple[torch.Tensor, torch.Tensor], list[str]], Choice] | None = None,
+    trust: TrustConfig = TrustConfig(),
+    command: str = "train-head",
+    plots: Plots = PlotsHere(),
+) -> FitSummary:
     """Train on the cached train split, score on val each epoch, fit the unknown-image model and the temperature
     (heads/trust), save the head, its metrics and its plots (drawn by `plots`). With `choose` (the sweep), the setting
     is choose(train rows, classes)'s, decided before val is read; `command` names the lock's holder to a concurrent
@@ -156,12 +174,32 @@ def fit_head(cache: str | Path, config: TrainConfig = TrainConfig(),
         calibration_png = plots.start("calibration", trusted.reliability_plot())
         counts = {"train": len(train[1]), "val": len(val[1]) if val is not None else 0}
         metrics = _metrics(result, val, classes, choice, trusted)
-        checkpoint = HeadCheckpoint(trusted.head, classes, header.backbone, header.weights.to_dict(),
-                                    header.preprocessing.describe(), header.precision, config.to_dict(), metrics,
-                                    **trusted.records())
+        checkpoint = HeadCheckpoint(
+            trusted.head,
+            classes,
+            header.backbone,
+            header.weights.to_dict(),
+            header.preprocessing.describe(),
+            header.precision,
+            config.to_dict(),
+            metrics,
+            **trusted.records(),
+        )
         record = {**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}
-        _save(cache, choice, {CURVES_FILE: curves_png, CALIBRATION_FILE: calibration_png}, record, checkpoint,
-              store.path)
-    return FitSummary(cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE, classes, counts, header, result,
-                      metrics, time.perf_counter() - started, trust=trusted, calibration_path=cache / CALIBRATION_FILE,
-                      untrained_classes=untrained)
+        _save(
+            cache, choice, {CURVES_FILE: curves_png, CALIBRATION_FILE: calibration_png}, record, checkpoint, store.path
+        )
+    return FitSummary(
+        cache / HEAD_FILE,
+        cache / METRICS_FILE,
+        cache / CURVES_FILE,
+        classes,
+        counts,
+        header,
+        result,
+        metrics,
+        time.perf_counter() - started,
+        trust=trusted,
+        calibration_path=cache / CALIBRATION_FILE,
+        untrained_classes=untrained,
+    )

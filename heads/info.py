@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from features import FEATURES_FILE, FeatureStore
-
-from .checkpoint import HEAD_FILE, load_head
+from headstart.features import FeatureStore
+from headstart.files.cachedir import FEATURES_FILE, HEAD_FILE
+from headstart.heads.checkpoint import load_head
 
 
 def describe_cache(cache: str | Path) -> dict:
@@ -23,16 +23,41 @@ def describe_cache(cache: str | Path) -> dict:
             for split in store.splits:
                 labels = store.labels(split)
                 counts = np.bincount(labels, minlength=len(classes)) if len(labels) else np.zeros(len(classes), int)
-                splits[split] = {"rows": int(len(labels)), "per_class": dict(zip(classes, map(int, counts))),
-                                 "skipped": len(store.skipped(split))}
-        info["features"] = {key: header.get(key) for key in (
-            "created", "producer", "classes", "backbone", "weights", "preprocessing", "precision", "data_root",
-            "torch_version", "torchvision_version", "forward", "format_version")} | {"splits": splits}
+                splits[split] = {
+                    "rows": int(len(labels)),
+                    "per_class": dict(zip(classes, map(int, counts))),
+                    "skipped": len(store.skipped(split)),
+                }
+        info["features"] = {
+            key: header.get(key)
+            for key in (
+                "created",
+                "producer",
+                "classes",
+                "backbone",
+                "weights",
+                "preprocessing",
+                "precision",
+                "data_root",
+                "torch_version",
+                "torchvision_version",
+                "forward",
+                "format_version",
+            )
+        } | {"splits": splits}
     if (cache / HEAD_FILE).exists():
         checkpoint = load_head(cache / HEAD_FILE)
-        metrics = {key: value for key, value in checkpoint.metrics.items() if key in (
-            "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_epoch", "calibration", "unknown")}
-        info["head"] = {"classes": checkpoint.classes, "weights": checkpoint.weights,
-                        "preprocessing": checkpoint.preprocessing["name"], "train_config": checkpoint.train_config,
-                        "metrics": metrics}
+        metrics = {
+            key: value
+            for key, value in checkpoint.metrics.items()
+            if key
+            in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_epoch", "calibration", "unknown")
+        }
+        info["head"] = {
+            "classes": checkpoint.classes,
+            "weights": checkpoint.weights,
+            "preprocessing": checkpoint.preprocessing["name"],
+            "train_config": checkpoint.train_config,
+            "metrics": metrics,
+        }
     return info

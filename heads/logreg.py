@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import TrainConfig
-from .linear import LinearHead
-from .train import TrainResult, epoch_metrics, evaluate
+from headstart.heads.config import TrainConfig
+from headstart.heads.linear import LinearHead
+from headstart.heads.train import TrainResult, epoch_metrics, evaluate
 
 
 def _as_linear_head(coef: np.ndarray, intercept: np.ndarray, num_classes: int) -> LinearHead:
@@ -32,8 +32,12 @@ def train_logreg(
     from sklearn.linear_model import LogisticRegression
 
     features, labels = train
-    model = LogisticRegression(C=config.c, class_weight=None if config.class_weight == "none" else config.class_weight,
-                               max_iter=2000, random_state=config.seed)
+    model = LogisticRegression(
+        C=config.c,
+        class_weight=None if config.class_weight == "none" else config.class_weight,
+        max_iter=2000,
+        random_state=config.seed,
+    )
     model.fit(features.numpy(), labels.numpy())
     if list(model.classes_) != list(range(num_classes)):
         raise ValueError(f"logreg needs every class in the training rows; it saw only {list(model.classes_)}")

@@ -1,6 +1,6 @@
 """train-head's two PNGs (curves, calibration) as bytes, drawn in this process or in a helper process.
 
-matplotlib's import is 0.3 s of train-head's time over `import torch`, whose target is 1 s. The CLI starts the helper
+matplotlib's import is a large share of train-head's start-up (docs/benchmark.md). The CLI starts the helper
 (PlotsAhead) before it imports torch: the helper imports matplotlib on the other core meanwhile, and draws the curves
 while this process fits the trust models. The helper needs no torch, takes plain values (JSON) and sends PNG bytes
 back, so it never writes a file; whatever goes wrong with it, this process draws the plot itself.
@@ -17,8 +17,8 @@ import struct
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import BinaryIO, Callable, Protocol
+from collections.abc import Callable
+from typing import IO, BinaryIO, Protocol
 
 Png = Callable[[], bytes]  # the plot, drawn (or received) when called
 _REPLY = struct.Struct("<?Q")  # drawn?, length of what follows: the PNG, or why it could not be drawn
@@ -29,12 +29,12 @@ MAX_REPLY_BYTES = 64 << 20  # a larger length means the helper is not speaking t
 def render(kind: str, data: dict) -> bytes:
     """The PNG of a request: "curves" ({"history"}) or "calibration" (Trust.reliability_plot())."""
     if kind == "curves":
-        from .curves import curves_png
+        from headstart.heads.curves import curves_png
 
         return curves_png(data["history"])
     if kind == "calibration":
-        from .trust.plot import reliability_png
-        from .trust.bins import Reliability
+        from headstart.heads.trust.bins import Reliability
+        from headstart.heads.trust.plot import reliability_png
 
         before, after = (data[key] and Reliability(**data[key]) for key in ("before", "after"))
         return reliability_png(before, after, data["temperature"])
@@ -60,21 +60,24 @@ class PlotsAhead:
     exchange with it has a deadline, and anything unexpected ends it: the plot is then drawn here."""
 
     def __init__(self) -> None:
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._sent = 0
         self._replies: list[bytes | None] = []  # by request number; None: draw it here
 
     def __enter__(self) -> PlotsAhead:
-        # Isolated (-I): neither the current folder nor PYTHONPATH can put another `heads` first; this one's folder
-        # goes last on the path, so an installed headstart is found where it is installed.
-        root = str(Path(__file__).resolve().parents[1])
-        code = "import sys; sys.path.append(sys.argv[1]); from heads.plots import serve; serve()"
+        # Isolated (-I): neither the current folder nor PYTHONPATH can put another `headstart` first; the installed
+        # package (an editable install maps it to the checkout) is the one imported.
+        code = "from headstart.heads.plots import serve; serve()"
         try:
-            self._process = subprocess.Popen([sys.executable, "-I", "-c", code, root], stdin=subprocess.PIPE,
-                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-c", code],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
         except OSError:
             return self
-        os.set_blocking(self._process.stdin.fileno(), False)  # a request larger than the pipe must not block
+        os.set_blocking(self._pipes()[0].fileno(), False)  # a request larger than the pipe must not block
         return self
 
     def __exit__(self, *exception) -> None:
@@ -100,15 +103,22 @@ class PlotsAhead:
             self._replies.append(payload if drawn else None)
         return self._replies[number] if number < len(self._replies) else None
 
+    def _pipes(self) -> tuple[IO[bytes], IO[bytes]]:
+        """The running helper's stdin and stdout (both pipes, as Popen was asked for)."""
+        process = self._process
+        if process is None or process.stdin is None or process.stdout is None:
+            raise RuntimeError("the plot helper is not running")
+        return process.stdin, process.stdout
+
     def _write(self, data: bytes) -> bool:
         """All of data to the helper before the deadline, or False."""
-        stdin, deadline = self._process.stdin.fileno(), time.monotonic() + REPLY_TIMEOUT_S
+        stdin, deadline = self._pipes()[0].fileno(), time.monotonic() + REPLY_TIMEOUT_S
         while data:
             _, ready, _ = select.select([], [stdin], [], max(0.0, deadline - time.monotonic()))
             if not ready:
                 return False
             try:
-                data = data[os.write(stdin, data[:1 << 16]):]
+                data = data[os.write(stdin, data[: 1 << 16]) :]
             except BlockingIOError:
                 continue
             except OSError:  # the helper has gone
@@ -117,7 +127,7 @@ class PlotsAhead:
 
     def _read(self, size: int) -> bytes | None:
         """size bytes from the helper, or None if it ends or stalls first."""
-        out, chunks, deadline = self._process.stdout.fileno(), [], time.monotonic() + REPLY_TIMEOUT_S
+        out, chunks, deadline = self._pipes()[1].fileno(), [], time.monotonic() + REPLY_TIMEOUT_S
         while size:
             ready, _, _ = select.select([out], [], [], max(0.0, deadline - time.monotonic()))
             chunk = os.read(out, min(size, 1 << 20)) if ready else b""
@@ -133,15 +143,16 @@ class PlotsAhead:
         if process is not None:
             process.kill()
             process.wait()
-            process.stdin.close()
-            process.stdout.close()
+            for pipe in (process.stdin, process.stdout):  # both pipes: Popen was asked for them
+                if pipe is not None:
+                    pipe.close()
 
 
 def serve(requests: BinaryIO | None = None, replies: BinaryIO | None = None) -> None:
     """The helper: import matplotlib now, then answer each request (a JSON line) with a reply, until input ends."""
     requests, replies = requests or sys.stdin.buffer, replies or sys.stdout.buffer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent handles it
-    from .curves import pyplot
+    from headstart.heads.curves import pyplot
 
     pyplot()
     for line in requests:

@@ -7,16 +7,18 @@ tests/test_report.py checks that this gives scikit-learn's report, value for val
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 
-def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+def _divide(numerator: npt.ArrayLike, denominator: npt.ArrayLike) -> np.ndarray:
     """numerator / denominator in float64, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
     denominator = np.asarray(denominator, dtype=np.float64)
-    return np.where(denominator == 0, 0.0, np.asarray(numerator, dtype=np.float64) / np.where(denominator == 0, 1,
-                                                                                                denominator))
+    return np.where(
+        denominator == 0, 0.0, np.asarray(numerator, dtype=np.float64) / np.where(denominator == 0, 1, denominator)
+    )
 
 
-def _scores(precision, recall, f1, support) -> dict:
+def _scores(precision, recall, f1, support) -> dict[str, float]:
     return {"precision": float(precision), "recall": float(recall), "f1-score": float(f1), "support": float(support)}
 
 
@@ -29,12 +31,14 @@ def classification_summary(labels: np.ndarray, predicted: np.ndarray, classes: l
     hits, support, predicted_count = np.diag(confusion), confusion.sum(1), confusion.sum(0)
     precision, recall = _divide(hits, predicted_count), _divide(hits, support)
     f1 = _divide(2.0 * hits, support + predicted_count)
-    report = {name: _scores(*row) for name, *row in zip(classes, precision, recall, f1, support)}
+    report: dict[str, dict[str, float] | float] = {
+        name: _scores(*row) for name, *row in zip(classes, precision, recall, f1, support)
+    }
     report["accuracy"] = float(_divide(hits.sum(), len(labels)))
     report["macro avg"] = _scores(np.mean(precision), np.mean(recall), np.mean(f1), support.sum())
     weights = support if support.sum() else None  # scikit-learn's unweighted fallback when nothing has support
-    report["weighted avg"] = _scores(*(np.average(values, weights=weights) for values in (precision, recall, f1)),
-                                     support.sum())
+    weighted = [np.average(values, weights=weights) for values in (precision, recall, f1)]
+    report["weighted avg"] = _scores(weighted[0], weighted[1], weighted[2], support.sum())
     return {
         "accuracy": float(np.mean(labels == predicted)) if len(labels) else 0.0,
         "report": report,

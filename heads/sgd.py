@@ -1,13 +1,13 @@
 """SGD with momentum, step for step as torch.optim.SGD computes it, without importing torch.optim.
 
-Constructing any torch.optim optimizer imports torch._dynamo, which costs more (1-1.7 s) than train-head's
-whole training loop (0.03 s). This is torch's single-tensor SGD (the one it uses for CPU tensors), for the
+Constructing any torch.optim optimizer imports torch._dynamo, which costs more than train-head's whole
+training loop. This is torch's single-tensor SGD (the one it uses for CPU tensors), for the
 options train-head has; a test checks that it gives the same parameters bit for bit.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -15,8 +15,9 @@ import torch
 class MomentumSGD:
     """torch.optim.SGD(params, lr, momentum, weight_decay) with dampening 0, no Nesterov, gradients set to None."""
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.0,
-                 weight_decay: float = 0.0):
+    def __init__(
+        self, params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.0, weight_decay: float = 0.0
+    ):
         self.params = list(params)
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self._buffers: list[torch.Tensor | None] = [None] * len(self.params)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .config import TrainConfig
-from .linear import LinearHead
-from .sgd import MomentumSGD
-from .weighting import class_weights
+from headstart.heads.config import TrainConfig
+from headstart.heads.linear import LinearHead
+from headstart.heads.sgd import MomentumSGD
+from headstart.heads.weighting import class_weights
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,9 @@ class TrainResult:
         return self.history[-1]
 
 
-def train_one_epoch(head: nn.Module, loader: DataLoader, optimizer: MomentumSGD,
-                    weight: torch.Tensor | None = None) -> Scores:
+def train_one_epoch(
+    head: nn.Module, loader: DataLoader, optimizer: MomentumSGD, weight: torch.Tensor | None = None
+) -> Scores:
     """One pass over shuffled batches; loss is the mean over samples (the notebook divided by the epoch number)."""
     head.train()
     criterion = nn.CrossEntropyLoss(weight=weight)
@@ -61,8 +62,8 @@ def evaluate(head: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> S
 
 @contextmanager
 def _one_thread():
-    """A 512 x C layer is too small for a thread pool: one thread beats paying for synchronisation (and on a busy
-    machine, two threads made the head's SGD and the trust fitting 5-6 times slower)."""
+    """A 512 x C layer is too small for a thread pool: one thread beats paying for synchronisation (on a busy
+    machine, two threads made the head's SGD and the trust fitting several times slower)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -71,8 +72,7 @@ def _one_thread():
         torch.set_num_threads(threads)
 
 
-def epoch_metrics(epoch: int, head: nn.Module, train: Scores,
-                  val: tuple[torch.Tensor, torch.Tensor] | None) -> dict:
+def epoch_metrics(epoch: int, head: nn.Module, train: Scores, val: tuple[torch.Tensor, torch.Tensor] | None) -> dict:
     """One epoch's record in the history: its number, train scores and, when there is a val split, val scores."""
     metrics = {"epoch": epoch, "train_loss": train.loss, "train_acc": train.acc}
     if val is not None:
@@ -92,11 +92,11 @@ def train_sgd(
     features, labels = train
     generator = torch.Generator().manual_seed(config.seed)
     head = LinearHead(features.shape[1], num_classes, generator=generator)
-    optimizer = MomentumSGD(head.parameters(), lr=config.lr, momentum=config.momentum,
-                            weight_decay=config.weight_decay)
+    optimizer = MomentumSGD(head.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     weight = class_weights(labels, num_classes, config.class_weight)
-    loader = DataLoader(TensorDataset(features, labels), batch_size=config.batch_size, shuffle=True,
-                        generator=generator)
+    loader = DataLoader(
+        TensorDataset(features, labels), batch_size=config.batch_size, shuffle=True, generator=generator
+    )
     result = TrainResult(head)
     with _one_thread():
         for epoch in range(1, config.epochs + 1):

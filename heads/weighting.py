@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import CLASS_WEIGHTS
+from headstart.heads.config import CLASS_WEIGHTS
 
 
 def class_weights(labels: torch.Tensor, num_classes: int, kind: str) -> torch.Tensor | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-import cli
+from headstart import cli
 
 
 def run(*args, env: dict | None = None) -> Result:

@@ -60,21 +60,37 @@ def real_data() -> Path:
 
 def write_features(cache: Path, splits: dict, classes=("ants", "bees"), skipped: dict | None = None) -> Path:
     """cache/features.h5 holding splits {name: (features, labels)}, as extract would write it, without the backbone."""
-    from features.provenance import PREPROCESSINGS, WeightsIdentity
-    from features.store import FEATURES_FILE, FeaturesHeader, Rows, StoreWriter
+    from headstart.features.provenance import PREPROCESSINGS, WeightsIdentity
+    from headstart.features.store import FeaturesHeader, Rows, StoreWriter
+    from headstart.files.cachedir import FEATURES_FILE
 
-    header = FeaturesHeader(producer="headstart test", created="2026-01-02T03:04:05+00:00", classes=list(classes),
-                            backbone="resnet18", weights=WeightsIdentity("none", "random init, seed 0", ""),
-                            preprocessing=PREPROCESSINGS["imagenet"], precision="fp32", data_root="/data",
-                            torch_version="2", torchvision_version="0")
+    header = FeaturesHeader(
+        producer="headstart test",
+        created="2026-01-02T03:04:05+00:00",
+        classes=list(classes),
+        backbone="resnet18",
+        weights=WeightsIdentity("none", "random init, seed 0", ""),
+        preprocessing=PREPROCESSINGS["imagenet"],
+        precision="fp32",
+        data_root="/data",
+        torch_version="2",
+        torchvision_version="0",
+    )
     cache.mkdir(parents=True, exist_ok=True)
     with StoreWriter(cache / FEATURES_FILE, header, dim=next(iter(splits.values()))[0].shape[1]) as writer:
         for split, (features, labels) in splits.items():
             count = len(labels)
             writer.begin_split(split)
-            writer.append(Rows(features.astype(np.float32), labels.astype(np.int64),
-                               [f"{split}/{classes[label]}/{row}.jpg" for row, label in enumerate(labels)],
-                               np.ones(count, np.int64), np.ones(count, np.int64), ["0" * 64] * count))
+            writer.append(
+                Rows(
+                    features.astype(np.float32),
+                    labels.astype(np.int64),
+                    [f"{split}/{classes[label]}/{row}.jpg" for row, label in enumerate(labels)],
+                    np.ones(count, np.int64),
+                    np.ones(count, np.int64),
+                    ["0" * 64] * count,
+                )
+            )
             writer.end_split((skipped or {}).get(split, []))
         writer.commit()
     return cache / FEATURES_FILE

@@ -10,8 +10,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 # One colour and one shape per class: what a random-weights backbone tells apart (it sees colour, not objects).
-CLASS_STYLES = (((220, 40, 40), "disc"), ((40, 180, 60), "square"), ((50, 70, 220), "triangle"),
-                ((230, 200, 40), "bars"))
+CLASS_STYLES = (
+    ((220, 40, 40), "disc"),
+    ((40, 180, 60), "square"),
+    ((50, 70, 220), "triangle"),
+    ((230, 200, 40), "bars"),
+)
 
 HTML_NAME = "<script>alert(1)</script>.jpg"
 
@@ -32,7 +36,7 @@ def draw_image(style: int, rng: np.random.Generator, size: tuple[int, int] = (25
     start, end = (rng.integers(40, 220) + rng.integers(-20, 21, 3) for _ in range(2))
     angle = rng.uniform(0, 2 * np.pi)
     ys, xs = np.mgrid[0:height, 0:width]
-    ramp = (np.cos(angle) * xs / width + np.sin(angle) * ys / height)
+    ramp = np.cos(angle) * xs / width + np.sin(angle) * ys / height
     ramp = (ramp - ramp.min()) / (np.ptp(ramp) or 1)
     pixels = start + ramp[..., None] * (end - start) + rng.normal(0, 4, (height, width, 3))
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
@@ -53,9 +57,17 @@ def draw_image(style: int, rng: np.random.Generator, size: tuple[int, int] = (25
     return image
 
 
-def make_planted_dataset(root: Path, classes: int = 4, train_per_class: int = 30, val_per_class: int = 8,
-                         moved_fraction: float = 0.05, exact_copies: int = 2, resized_copies: int = 2,
-                         seed: int = 0, html_name: bool = False) -> Planted:
+def make_planted_dataset(
+    root: Path,
+    classes: int = 4,
+    train_per_class: int = 30,
+    val_per_class: int = 8,
+    moved_fraction: float = 0.05,
+    exact_copies: int = 2,
+    resized_copies: int = 2,
+    seed: int = 0,
+    html_name: bool = False,
+) -> Planted:
     """root/{train,val}/class_<k>/ with moved_fraction of train filed under a wrong class and val images copied
     into train: `exact_copies` byte for byte, `resized_copies` re-encoded as JPEG at 4/3 of their size.
 

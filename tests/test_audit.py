@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features import ExtractConfig, extract_features
-from heads.audit import AuditConfig, audit_cache
-from heads.audit.duplicates import find_duplicates, near_pairs
-from heads.audit.space import unit_rows
-from heads.audit.formats import FORMAT_VERSION, read_audit
-from heads.audit.learning_curve import curve_sizes
+from headstart.features import ExtractConfig, extract_features
+from headstart.heads.audit import AuditConfig, audit_cache
+from headstart.heads.audit.duplicates import find_duplicates, near_pairs
+from headstart.heads.audit.formats import FORMAT_VERSION, read_audit
+from headstart.heads.audit.learning_curve import curve_sizes
+from headstart.heads.audit.space import unit_rows
 from tests.planted import HTML_NAME, make_planted_dataset
 
 # Measured by `python -m bench.audit` (5 planted datasets, seeds 0-4, these sizes): the lowest recall of the moved
-# images within the first 2k rows of label_issues.csv (k = images moved). README "Audit" has every figure.
+# images within the first 2k rows of label_issues.csv (k = images moved). docs/audit.md has every figure.
 RECALL_AT_2K = 0.625
 PLANTED = dict(classes=4, train_per_class=40, val_per_class=8, exact_copies=2, resized_copies=2)
 
@@ -45,15 +45,16 @@ def test_moved_images_rank_at_the_top_of_label_issues(audited):
     ranked = [row["path"] for row in read_rows(cache / "audit" / "label_issues.csv")]
     k = len(planted.moved)
     assert k == 8
-    recall = len(set(ranked[:2 * k]) & set(planted.moved)) / k
-    assert recall >= RECALL_AT_2K, (recall, ranked[:2 * k])
+    recall = len(set(ranked[: 2 * k]) & set(planted.moved)) / k
+    assert recall >= RECALL_AT_2K, (recall, ranked[: 2 * k])
 
 
 def test_every_planted_copy_is_a_train_val_pair_listed_first(audited):
     planted, cache, result = audited
     rows = read_rows(cache / "audit" / "duplicates.csv")
-    found = {(row["path_a"], row["path_b"]): row for row in rows
-             if (row["split_a"], row["split_b"]) == ("train", "val")}
+    found = {
+        (row["path_a"], row["path_b"]): row for row in rows if (row["split_a"], row["split_b"]) == ("train", "val")
+    }
     for copy, original in planted.copies.items():
         assert (copy, original) in found, copy
         assert found[(copy, original)]["exact"] == ("0" if copy in planted.resized else "1")
@@ -88,8 +89,8 @@ def test_report_escapes_a_file_name_holding_html(audited):
 
 
 def test_without_val_there_is_no_curve_and_no_stale_plot(audited, tmp_path):
-    from features import FeatureStore
-    from features.store import StoreWriter
+    from headstart.features import FeatureStore
+    from headstart.features.store import StoreWriter
 
     _, cache, _ = audited
     alone = tmp_path / "cache"
@@ -144,8 +145,15 @@ def test_curve_sizes():
 
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package, installed by .ci/run
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 def open_in_chromium(page_path: Path, screenshot: Path) -> dict:
@@ -183,8 +191,8 @@ def test_report_opens_in_chromium_with_every_picture(audited, tmp_path):
 
 
 def test_evaluation_page_shows_each_mistake_beside_its_predicted_class(audited, tmp_path):
-    from heads.audit.page import write_evaluation_page
-    from heads.predict.evaluation import Evaluation, Mistake
+    from headstart.heads.predict.evaluation import Evaluation, Mistake
+    from headstart.pages.page import write_evaluation_page
 
     planted, cache, _ = audited
     wrong = planted.root / "val" / "class_0" / "val_0_000.jpg"
@@ -220,8 +228,9 @@ def test_evaluate_html_writes_a_page_of_the_mistakes(audited, tmp_path):
         (folder / Path(path).parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(planted.root / path, folder / path.split("/", 1)[1])
     page = tmp_path / "wrong.html"
-    result = run("evaluate", folder, "--cache", cache, "--out", tmp_path / "wrong.csv", "--html", page,
-                 "--workers", "0")
+    result = run(
+        "evaluate", folder, "--cache", cache, "--out", tmp_path / "wrong.csv", "--html", page, "--workers", "0"
+    )
     assert_ok(result)
     wrong = read_rows(tmp_path / "wrong.csv")
     text = page.read_text(encoding="utf-8")
@@ -229,7 +238,7 @@ def test_evaluate_html_writes_a_page_of_the_mistakes(audited, tmp_path):
 
 
 def test_label_issues_follow_the_class_thresholds_and_both_scores():
-    from heads.audit.label_issues import class_thresholds, find_label_issues
+    from headstart.heads.audit.label_issues import class_thresholds, find_label_issues
 
     probabilities = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.1, 0.9], [0.45, 0.55], [0.75, 0.25]])
     labels = np.array([0, 0, 0, 1, 1, 1])

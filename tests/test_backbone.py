@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_image
 from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18, resnet34
 
-from conftest import make_image
-from features.backbone import DeviceError, WeightsError, load_backbone, pick_device
-from features.images import build_transform, decode_image, read_file
-from features.provenance import PREPROCESSINGS
+from headstart.features.backbone import DeviceError, WeightsError, load_backbone, pick_device
+from headstart.features.images import build_transform, decode_image, read_file
+from headstart.features.provenance import PREPROCESSINGS
 
 CPU = torch.device("cpu")
 
@@ -130,12 +130,16 @@ def _save_checkpoint_dict(path: Path) -> None:
     torch.save({"epoch": 3, "state_dict": resnet18(weights=None).state_dict()}, path)
 
 
-@pytest.mark.parametrize(("save", "expected"), [
-    (_save_text, "cannot read weights file"),
-    (_save_plain_pickle, "cannot read weights file"),
-    (_save_list, "is not a state_dict"),
-    (_save_checkpoint_dict, "is not a state_dict"),
-], ids=["text", "pickle", "list-of-tensors", "nested-checkpoint"])
+@pytest.mark.parametrize(
+    ("save", "expected"),
+    [
+        (_save_text, "cannot read weights file"),
+        (_save_plain_pickle, "cannot read weights file"),
+        (_save_list, "is not a state_dict"),
+        (_save_checkpoint_dict, "is not a state_dict"),
+    ],
+    ids=["text", "pickle", "list-of-tensors", "nested-checkpoint"],
+)
 def test_files_that_are_not_state_dicts(tmp_path, save, expected):
     path = tmp_path / "weights.pth"
     save(path)
@@ -167,12 +171,16 @@ def _one_channel_resnet18() -> dict:
     return state
 
 
-@pytest.mark.parametrize(("state", "detail"), [
-    (_resnet34_state, "layer1.2."),  # the first key ResNet18 does not have
-    (_linear_state, "bn1."),
-    (dict, "missing"),
-    (_one_channel_resnet18, "conv1.weight"),
-], ids=["resnet34", "linear", "empty", "wrong-shape"])
+@pytest.mark.parametrize(
+    ("state", "detail"),
+    [
+        (_resnet34_state, "layer1.2."),  # the first key ResNet18 does not have
+        (_linear_state, "bn1."),
+        (dict, "missing"),
+        (_one_channel_resnet18, "conv1.weight"),
+    ],
+    ids=["resnet34", "linear", "empty", "wrong-shape"],
+)
 def test_other_architectures_are_refused_before_any_work(tmp_path, state, detail):
     path = tmp_path / "other.pth"
     torch.save(state(), path)
@@ -233,9 +241,7 @@ def test_imagenet_without_cache_or_network_says_to_use_weights(hub):
         load_backbone("imagenet", CPU, progress=False)
     message = str(caught.value)
     assert "--weights" in message and "name resolution" in message
-    assert hub.attempts == [
-        (ResNet18_Weights.IMAGENET1K_V1.url, str(hub.cached), "f37072fd"),
-    ]
+    assert hub.attempts == [(ResNet18_Weights.IMAGENET1K_V1.url, str(hub.cached), "f37072fd")]
     assert not hub.cached.exists()
 
 
@@ -291,8 +297,8 @@ def test_cuda_without_cuda_is_refused(monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bench/gpu.sh runs it there)")
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-4), ("bf16", 0.1)])
 def test_the_engine_on_a_gpu_gives_the_cpus_features(weights_file, tmp_path, precision, tolerance):
-    from features.engines.local import LocalEngine
-    from features.folder import find_images
+    from headstart.features.engines.local import LocalEngine
+    from headstart.features.folder import find_images
 
     for index in range(40):
         make_image(tmp_path / "imgs" / f"{index:02d}.jpg", size=(300 + index, 200), seed=index)

@@ -9,24 +9,36 @@ from pathlib import Path
 import pytest
 import torch
 
-from heads.checkpoint import FORMAT_VERSION, HeadCheckpoint, HeadFileError, load_head, save_head
-from heads.linear import LinearHead
+from headstart.heads.checkpoint import FORMAT_VERSION, HeadCheckpoint, HeadFileError, load_head, save_head
+from headstart.heads.linear import LinearHead
 
 WEIGHTS = {"kind": "file", "name": "/models/resnet18.pth", "sha256": "ab" * 32}
-PREPROCESSING = {"name": "imagenet", "resize": 256, "crop": 224, "mean": [0.485, 0.456, 0.406],
-                 "std": [0.229, 0.224, 0.225], "interpolation": "bilinear, antialias"}
+PREPROCESSING = {
+    "name": "imagenet",
+    "resize": 256,
+    "crop": 224,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "interpolation": "bilinear, antialias",
+}
 TRAIN_CONFIG = {"epochs": 5, "lr": 0.001, "momentum": 0.9, "batch_size": 32, "seed": 3}
-METRICS = {"epoch": 2, "train_loss": 0.5, "train_acc": 0.75, "val_loss": 0.625, "val_acc": 0.5,
-           "history": [{"epoch": 1, "train_loss": 0.7, "train_acc": 0.5},
-                       {"epoch": 2, "train_loss": 0.5, "train_acc": 0.75}]}
+METRICS = {
+    "epoch": 2,
+    "train_loss": 0.5,
+    "train_acc": 0.75,
+    "val_loss": 0.625,
+    "val_acc": 0.5,
+    "history": [{"epoch": 1, "train_loss": 0.7, "train_acc": 0.5}, {"epoch": 2, "train_loss": 0.5, "train_acc": 0.75}],
+}
 
 
 def _checkpoint(classes=("ants", "bees", "wasps"), seed: int = 0) -> HeadCheckpoint:
     head = LinearHead(512, len(classes), generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         head.bias.copy_(torch.arange(len(classes), dtype=torch.float32))  # a non-zero bias must survive too
-    return HeadCheckpoint(head, list(classes), "resnet18", dict(WEIGHTS), dict(PREPROCESSING), "bf16",
-                          dict(TRAIN_CONFIG), METRICS)
+    return HeadCheckpoint(
+        head, list(classes), "resnet18", dict(WEIGHTS), dict(PREPROCESSING), "bf16", dict(TRAIN_CONFIG), METRICS
+    )
 
 
 def _leftovers(folder: Path, keep: set[str]) -> list[str]:
@@ -286,13 +298,18 @@ def test_save_replaces_an_existing_head(saved):
 
 
 def test_unknown_model_and_calibration_round_trip_and_format_1_loads_without_them(tmp_path):
-    from heads.trust import fit_unknown
+    from headstart.heads.trust import fit_unknown
 
     features = torch.randn(40, 512, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(40) % 3
     unknown = fit_unknown(features, labels, rate=0.1)
-    calibration = {"temperature": 2.0, "folds": 5, "val_ece_before": 0.2, "val_ece_after": 0.1,
-                   "uncalibrated": {"weight": torch.ones(3, 512), "bias": torch.zeros(3)}}
+    calibration = {
+        "temperature": 2.0,
+        "folds": 5,
+        "val_ece_before": 0.2,
+        "val_ece_after": 0.1,
+        "uncalibrated": {"weight": torch.ones(3, 512), "bias": torch.zeros(3)},
+    }
     checkpoint = _checkpoint()
     checkpoint.unknown, checkpoint.calibration = unknown, calibration
     save_head(tmp_path / "head.pt", checkpoint)
@@ -310,14 +327,16 @@ def test_unknown_model_and_calibration_round_trip_and_format_1_loads_without_the
 
 
 def test_a_changed_unknown_model_does_not_match_the_digest(tmp_path):
-    from heads.trust import fit_unknown
+    from headstart.heads.trust import fit_unknown
 
     features = torch.randn(40, 512, generator=torch.Generator().manual_seed(0))
     checkpoint = _checkpoint()
     checkpoint.unknown = fit_unknown(features, torch.arange(40) % 3, rate=0.1)
     save_head(tmp_path / "head.pt", checkpoint)
-    for tamper in (lambda record: record.update(threshold=record["threshold"] * 2),
-                   lambda record: next(iter(record["state"].values())).view(-1)[0].add_(1.0)):
+    for tamper in (
+        lambda record: record.update(threshold=record["threshold"] * 2),
+        lambda record: next(iter(record["state"].values())).view(-1)[0].add_(1.0),
+    ):
         data = torch.load(tmp_path / "head.pt", weights_only=True)
         tamper(data["unknown"])
         torch.save(data, tmp_path / "tampered.pt")

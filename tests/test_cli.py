@@ -20,15 +20,15 @@ from pathlib import Path
 import h5py
 import pytest
 import torch
-from click.testing import Result
-
 from cli_helpers import assert_error, assert_ok, read_csv, run
+from click.testing import Result
 from conftest import ROOT, make_dataset, make_image
-from features.store import FeatureStore
-from heads.checkpoint import load_head
 
+from headstart.features.store import FeatureStore
+from headstart.heads.checkpoint import load_head
 
 # --- the real dataset, once per module: extract -> train-head -> predict ------------------------------------------
+
 
 @dataclass
 class Pipeline:
@@ -143,6 +143,7 @@ def test_predict_folder_without_images(real_pipeline, tmp_path):
 
 # --- a weights file: predict rebuilds the backbone the head records ------------------------------------------------
 
+
 @dataclass
 class WeightsPipeline:
     data: Path
@@ -165,8 +166,9 @@ def weights_pipeline(weights_file, tmp_path_factory) -> WeightsPipeline:
 
 def test_predict_uses_the_recorded_weights_file(weights_pipeline, tmp_path):
     out = tmp_path / "p.csv"
-    assert_ok(run("predict", weights_pipeline.data / "val", "--out", out, "--cache", weights_pipeline.cache,
-                  "--workers", 0))
+    assert_ok(
+        run("predict", weights_pipeline.data / "val", "--out", out, "--cache", weights_pipeline.cache, "--workers", 0)
+    )
     rows = read_csv(out)
     assert len(rows) == 4
     # The CSV's probabilities are the head applied to the cached features: the same backbone made both.
@@ -183,15 +185,31 @@ def test_predict_uses_the_recorded_weights_file(weights_pipeline, tmp_path):
 
 
 def test_predict_weights_none_against_file_head(weights_pipeline, tmp_path):
-    result = run("predict", weights_pipeline.data / "val", "--out", tmp_path / "p.csv",
-                 "--cache", weights_pipeline.cache, "--weights", "none")
+    result = run(
+        "predict",
+        weights_pipeline.data / "val",
+        "--out",
+        tmp_path / "p.csv",
+        "--cache",
+        weights_pipeline.cache,
+        "--weights",
+        "none",
+    )
     assert_error(result, "--weights none", "is not what the head was trained on")
     assert not (tmp_path / "p.csv").exists()
 
 
 def test_predict_other_weights_file(weights_pipeline, tmp_path):
-    result = run("predict", weights_pipeline.data / "val", "--out", tmp_path / "p.csv",
-                 "--cache", weights_pipeline.cache, "--weights", weights_pipeline.other_weights)
+    result = run(
+        "predict",
+        weights_pipeline.data / "val",
+        "--out",
+        tmp_path / "p.csv",
+        "--cache",
+        weights_pipeline.cache,
+        "--weights",
+        weights_pipeline.other_weights,
+    )
     assert_error(result, str(weights_pipeline.other_weights), "is not what the head was trained on")
     assert not (tmp_path / "p.csv").exists()
 
@@ -201,12 +219,25 @@ def test_predict_recorded_weights_file_copied_elsewhere_is_accepted(weights_pipe
     copy = tmp_path / "renamed.pth"
     shutil.copy(weights_file, copy)
     out = tmp_path / "p.csv"
-    assert_ok(run("predict", weights_pipeline.data / "val" / "ants", "--out", out,
-                  "--cache", weights_pipeline.cache, "--weights", copy, "--workers", 0))
+    assert_ok(
+        run(
+            "predict",
+            weights_pipeline.data / "val" / "ants",
+            "--out",
+            out,
+            "--cache",
+            weights_pipeline.cache,
+            "--weights",
+            copy,
+            "--workers",
+            0,
+        )
+    )
     assert len(read_csv(out)) == 2
 
 
 # --- error paths: one line, exit 1 (2 for usage errors) ------------------------------------------------------------
+
 
 def test_extract_missing_data_folder(tmp_path):
     missing = tmp_path / "no-such-data"
@@ -311,12 +342,13 @@ ORIGINAL_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
 
 def point_download_at(monkeypatch, url: str) -> None:
     """The default URL is bound when download_dataset is defined, so patch the module constant and that default."""
-    import features.download as download
+    import headstart.features.download as download
 
     monkeypatch.setattr(download, "DATASET_URL", url)
     defaults = download.download_dataset.__defaults__ or ()
-    monkeypatch.setattr(download.download_dataset, "__defaults__",
-                        tuple(url if value == ORIGINAL_URL else value for value in defaults))
+    monkeypatch.setattr(
+        download.download_dataset, "__defaults__", tuple(url if value == ORIGINAL_URL else value for value in defaults)
+    )
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -333,8 +365,7 @@ def dataset_server(tmp_path):
     with zipfile.ZipFile(served / "hymenoptera_data.zip", "w") as archive:
         for file in sorted(source.rglob("*")):
             archive.write(file, file.relative_to(source.parent).as_posix())
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(_QuietHandler, directory=str(served)))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(served)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/hymenoptera_data.zip"
@@ -350,8 +381,10 @@ def test_default_data_missing_is_downloaded(dataset_server, tmp_path, monkeypatc
     result = run("extract", "--cache", "cache", "--weights", "none", "--workers", 0)
     assert_ok(result)
     assert "downloading" in result.output
-    assert sorted(p.name for p in (work / "hymenoptera_data" / "train" / "ants").iterdir()) == \
-        ["ants_0.jpg", "ants_1.jpg"]
+    assert sorted(p.name for p in (work / "hymenoptera_data" / "train" / "ants").iterdir()) == [
+        "ants_0.jpg",
+        "ants_1.jpg",
+    ]
     with FeatureStore(work / "cache" / "features.h5") as store:
         assert store.count("train") == 4 and store.count("val") == 2
     assert [p.name for p in work.iterdir() if p.name.startswith(".download")] == []
@@ -371,6 +404,7 @@ def test_default_data_offline_says_pass_data(tmp_path, monkeypatch):
 
 
 # --- real processes: exit codes and signals -----------------------------------------------------------------------
+
 
 def cli_process(*args) -> list[str]:
     return [sys.executable, "cli.py", *map(str, args)]
@@ -423,7 +457,11 @@ def test_signal_during_extract_keeps_previous_features(real_pipeline, real_data,
     # Another preprocessing makes every cached row unusable, so the run re-extracts all 397 images.
     process = subprocess.Popen(
         cli_process("extract", "--data", real_data, "--cache", cache, "--weights", "none", "--preprocess", "notebook"),
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while not partials() and process.poll() is None and time.monotonic() < deadline:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from features.download import DownloadError, download_dataset
+from headstart.features.download import DownloadError, download_dataset
 
 IMAGES = {
     "hymenoptera_data/train/ants/a.jpg": b"\xff\xd8ant-a",
@@ -82,7 +82,9 @@ def test_download_unpacks_the_dataset(server, tmp_path):
     progress = []
     folder = tmp_path / "cache" / "hymenoptera_data"
 
-    result = download_dataset(folder, server.url("/hymenoptera_data.zip"), on_progress=lambda d, t: progress.append((d, t)))
+    result = download_dataset(
+        folder, server.url("/hymenoptera_data.zip"), on_progress=lambda d, t: progress.append((d, t))
+    )
 
     assert result == folder
     assert (folder / "train").is_dir()

@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_image
-from features.backbone import load_backbone
-from features.config import EngineConfig, ExtractConfig
-from features.engines import ENGINES, build_engine, local
-from features.engines.batches import load_image
-from features.engines.local import LocalEngine
-from features.folder import find_images
-from features.images import build_transform
-from features.provenance import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+
+from headstart.features.backbone import load_backbone
+from headstart.features.config import EngineConfig, ExtractConfig
+from headstart.features.engines import ENGINES, build_engine, local
+from headstart.features.engines.batches import load_image
+from headstart.features.engines.local import LocalEngine
+from headstart.features.folder import find_images
+from headstart.features.images import build_transform
+from headstart.features.provenance import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 SMALL = Preprocessing("imagenet", 36, 32, IMAGENET_MEAN, IMAGENET_STD)  # cheap forward passes, same code path
 
@@ -63,8 +63,11 @@ def test_the_ray_engine_builds_on_the_driver_cpu():
 def test_local_embed_keeps_order_and_reports_bad_files(folder, backbone):
     entries = find_images([folder])
     progress = []
-    batches = list(LocalEngine(device="cpu", batch_size=2, workers=0).embed(
-        entries, backbone, SMALL, lambda done, total: progress.append((done, total))))
+    batches = list(
+        LocalEngine(device="cpu", batch_size=2, workers=0).embed(
+            entries, backbone, SMALL, lambda done, total: progress.append((done, total))
+        )
+    )
     assert [entry for batch in batches for entry in batch.entries] == entries
     errors = [error for batch in batches for error in batch.errors]
     assert [entry.path.name for entry, error in zip(entries, errors) if error] == ["2b_broken.jpg"]
@@ -105,10 +108,13 @@ def _logged_load(log: Path, path, **_):
 
 # A CPU runs a group's forward passes before the next group is decoded, on threads of this process; a GPU gets
 # worker processes decoding ahead of it.
-@pytest.mark.parametrize("device, decoded_at_first_pass, wait_s, in_this_process",
-                         [("cpu", (32, 32), 0.5, True), ("meta", (64, 70), 20, False)])
+@pytest.mark.parametrize(
+    "device, decoded_at_first_pass, wait_s, in_this_process",
+    [("cpu", (32, 32), 0.5, True), ("meta", (64, 70), 20, False)],
+)
 def test_forward_passes_take_batch_size_images_and_decoding_takes_turns_on_a_cpu(
-        tmp_path, monkeypatch, device, decoded_at_first_pass, wait_s, in_this_process):
+    tmp_path, monkeypatch, device, decoded_at_first_pass, wait_s, in_this_process
+):
     for index in range(70):
         make_image(tmp_path / "imgs" / f"{index:02d}.jpg", size=(20, 20), seed=index)
     log = tmp_path / "decoded.log"
@@ -123,8 +129,9 @@ def test_forward_passes_take_batch_size_images_and_decoding_takes_turns_on_a_cpu
 
 
 # Four forward passes per decoding turn, at least 32 images: a turn of fp32 is 32 images, of bf16 64.
-@pytest.mark.parametrize("precision, passes, yielded", [("fp32", [8] * 8 + [6], [32, 32, 6]),
-                                                        ("bf16", [16] * 4 + [6], [64, 6])])
+@pytest.mark.parametrize(
+    "precision, passes, yielded", [("fp32", [8] * 8 + [6], [32, 32, 6]), ("bf16", [16] * 4 + [6], [64, 6])]
+)
 def test_a_cpus_default_batch_is_8_in_fp32_and_16_in_bf16(tmp_path, monkeypatch, precision, passes, yielded):
     for index in range(70):
         make_image(tmp_path / "imgs" / f"{index:02d}.jpg", size=(20, 20), seed=index)
@@ -178,4 +185,7 @@ def test_load_image_returns_a_tensor_and_stamp_or_a_reason(folder):
     assert tensor.shape == (3, 32, 32) and error is None
     assert stamp.size == (folder / "0.jpg").stat().st_size
     assert load_image(folder / "2b_broken.jpg", transform, SMALL.draft_size) == (
-        None, None, "not an image file (unrecognised format)")
+        None,
+        None,
+        "not an image file (unrecognised format)",
+    )

@@ -10,17 +10,23 @@ import numpy as np
 import pytest
 import torch
 
-from features.engines.batches import EmbeddedBatch
-from features.folder import DatasetError
-from features.images import FileStamp
-from heads.checkpoint import HeadCheckpoint
-from heads.linear import LinearHead
-from heads.predict.evaluation import evaluate_folder, write_mistakes
-from heads.predict.predictor import Predictor
+from headstart.features.engines.batches import EmbeddedBatch
+from headstart.features.folder import DatasetError
+from headstart.features.images import FileStamp
+from headstart.heads.checkpoint import HeadCheckpoint
+from headstart.heads.linear import LinearHead
+from headstart.heads.predict.evaluation import evaluate_folder, write_mistakes
+from headstart.heads.predict.predictor import Predictor
 
 # file -> its features, which an identity head turns into logits: (3, 0) is "ants" with p = 0.953
-LOGITS = {"ants/a1.jpg": (3, 0), "ants/a2.jpg": (0, 1), "ants/a3.jpg": None,
-          "bees/b1.jpg": (0, 2), "bees/b2.jpg": (4, 0), "bees/b3.jpg": (3, 1)}
+LOGITS = {
+    "ants/a1.jpg": (3, 0),
+    "ants/a2.jpg": (0, 1),
+    "ants/a3.jpg": None,
+    "bees/b1.jpg": (0, 2),
+    "bees/b2.jpg": (4, 0),
+    "bees/b3.jpg": (3, 1),
+}
 
 
 @dataclass
@@ -61,8 +67,11 @@ def test_scores_mistakes_and_failures(folder, predictor):
     assert evaluation.summary["accuracy"] == pytest.approx(2 / 5)  # a1 and b1 right; a3 unreadable
     assert evaluation.summary["confusion"] == [[1, 1], [2, 1]]
     wrong = [(mistake.path.rsplit("/", 2)[-2:], mistake.true, mistake.predicted) for mistake in evaluation.mistakes]
-    assert wrong == [(["bees", "b2.jpg"], "bees", "ants"), (["bees", "b3.jpg"], "bees", "ants"),
-                     (["ants", "a2.jpg"], "ants", "bees")]
+    assert wrong == [
+        (["bees", "b2.jpg"], "bees", "ants"),
+        (["bees", "b3.jpg"], "bees", "ants"),
+        (["ants", "a2.jpg"], "ants", "bees"),
+    ]
     confidences = [mistake.confidence for mistake in evaluation.mistakes]
     assert confidences == sorted(confidences, reverse=True)
     assert confidences[0] == pytest.approx(float(torch.softmax(torch.tensor([4.0, 0.0]), 0)[0]))

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from cli_helpers import assert_error, assert_ok, run
 from conftest import ROOT, make_dataset, make_image
-from features.folder import ImageEntry
-from heads import HEAD_FILE, PredictConfig, Predictor
-from heads.export import ExportConfig, ExportError, export_head
-from heads.export.examples import caller_example
+
+from headstart.features.folder import ImageEntry
+from headstart.files.cachedir import HEAD_FILE
+from headstart.heads import PredictConfig, Predictor
+from headstart.heads.export import ExportConfig, ExportError, export_head
+from headstart.heads.export.examples import caller_example
 
 HEADSTART_MODULES = {"torchvision", "features", "heads", "cli"}
 
@@ -55,14 +56,22 @@ def _predicted(predictor: Predictor, *paths: Path) -> np.ndarray:
 
 
 def _run_example(export_format: str, model: Path, image: Path, workdir: Path) -> dict[str, float]:
-    """The README's caller script in a fresh interpreter outside the project; it must not import headstart."""
+    """docs/export.md's caller script in a fresh interpreter outside the project; it must not import headstart."""
     script = workdir / "classify.py"
     script.write_text(caller_example(export_format))
-    check = (f"import runpy, sys; sys.argv = ['classify.py', {str(model)!r}, {str(image)!r}]; "
-             "runpy.run_path('classify.py', run_name='__main__'); "
-             "print(sorted({name.split('.')[0] for name in sys.modules} & %r))" % HEADSTART_MODULES)
-    result = subprocess.run([sys.executable, "-c", check], cwd=workdir, capture_output=True, text=True, timeout=120,
-                            env={"PATH": "/usr/bin:/bin"})
+    check = (
+        f"import runpy, sys; sys.argv = ['classify.py', {str(model)!r}, {str(image)!r}]; "
+        "runpy.run_path('classify.py', run_name='__main__'); "
+        "print(sorted({name.split('.')[0] for name in sys.modules} & %r))" % HEADSTART_MODULES
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     probabilities, imported = result.stdout.strip().splitlines()
     return ast.literal_eval(probabilities), ast.literal_eval(imported)
@@ -103,7 +112,7 @@ def test_onnx_round_trip_in_onnxruntime_with_any_batch(trained, predictor, tmp_p
     images = sorted((trained.data / "val").rglob("*.jpg"))
     assert len(images) == 7
     expected = _predicted(predictor, *images)
-    from heads.export.verify import model_inputs
+    from headstart.heads.export.verify import model_inputs
 
     _, inputs = model_inputs([ImageEntry(p, str(p)) for p in images], predictor.preprocessing)
     for batch in (1, 7):
@@ -149,8 +158,8 @@ def test_notebook_bf16_head_exports_its_own_mean_std_and_precision(weights_file,
 
 
 def test_a_mismatching_export_is_not_written(trained, tmp_path, monkeypatch):
-    from heads.export import runner
-    from heads.export.classifier import build_classifier
+    from headstart.heads.export import runner
+    from headstart.heads.export.classifier import build_classifier
 
     def nudged(predictor, bf16, plain):
         classifier = build_classifier(predictor, bf16, plain)
@@ -167,8 +176,9 @@ def test_a_mismatching_export_is_not_written(trained, tmp_path, monkeypatch):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["classifier.pth"]
 
 
-@pytest.mark.parametrize("name, export_format", [("head.pt", "torchscript"), ("features.h5", "onnx"),
-                                                 ("metrics", "torchvision")])
+@pytest.mark.parametrize(
+    "name, export_format", [("head.pt", "torchscript"), ("features.h5", "onnx"), ("metrics", "torchvision")]
+)
 def test_refuses_to_overwrite_the_caches_own_files(trained, name, export_format):
     before = {path.name: path.read_bytes() for path in trained.cache.iterdir() if path.is_file()}
     with pytest.raises(ExportError, match="would overwrite the cache's own"):
@@ -178,7 +188,7 @@ def test_refuses_to_overwrite_the_caches_own_files(trained, name, export_format)
 
 def test_missing_extra_is_one_clear_error(trained, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now fails as if not installed
-    monkeypatch.delitem(sys.modules, "heads.export.to_onnx", raising=False)
+    monkeypatch.delitem(sys.modules, "headstart.heads.export.to_onnx", raising=False)
     result = run("export", "--cache", trained.cache, "--format", "onnx", "--out", tmp_path / "x.onnx")
     assert_error(result, "--format onnx needs onnx, onnxscript and onnxruntime", "pip install -e '.[export]'")
     assert not (tmp_path / "x.onnx").exists()
@@ -189,8 +199,10 @@ def test_missing_head_is_one_clear_error(tmp_path):
     assert_error(result, "head.pt does not exist", "train-head")
 
 
-@pytest.mark.parametrize("args, fragment", [(("--format", "keras", "--out", "x"), "'keras' is not one of"),
-                                            (("--format", "onnx"), "Missing option '--out'")])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [(("--format", "keras", "--out", "x"), "'keras' is not one of"), (("--format", "onnx"), "Missing option '--out'")],
+)
 def test_usage_errors(args, fragment):
     result = run("export", *args)
     assert result.exit_code == 2 and fragment in result.output
@@ -203,7 +215,7 @@ def test_example_prints_the_callers_script():
 
 
 def test_readme_shows_the_tested_torchscript_script():
-    assert textwrap.indent(caller_example("torchscript"), "    ") in (ROOT / "README.md").read_text()
+    assert textwrap.indent(caller_example("torchscript"), "    ") in (ROOT / "docs" / "export.md").read_text()
 
 
 def test_no_images_to_verify_on(trained, tmp_path):

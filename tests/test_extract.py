@@ -10,17 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-import features.backbone as backbone_module
-import features.engines.local as local_engine
-import features.reuse as reuse_module
 from conftest import make_dataset, make_image
-from features.backbone import Backbone, load_backbone
-from features.config import ExtractConfig
-from features.extract import extract_features
-from features.images import build_transform, decode_image, read_file
-from features.provenance import IMAGENET_MEAN, IMAGENET_STD, PREPROCESSINGS, Preprocessing
-from features.store import FEATURES_FILE, FeatureStore, partial_files
+
+import headstart.features.backbone as backbone_module
+import headstart.features.engines.local as local_engine
+import headstart.features.reuse as reuse_module
+from headstart.features.backbone import Backbone, load_backbone
+from headstart.features.config import ExtractConfig
+from headstart.features.extract import extract_features
+from headstart.features.images import build_transform, decode_image, read_file
+from headstart.features.provenance import IMAGENET_MEAN, IMAGENET_STD, PREPROCESSINGS, Preprocessing
+from headstart.features.store import FeatureStore, partial_files
+from headstart.files.cachedir import FEATURES_FILE
 
 CPU = torch.device("cpu")
 
@@ -40,8 +41,11 @@ def run(data: Path, cache: Path, **options):
 
 def read_store(cache: Path) -> dict:
     with FeatureStore(cache / FEATURES_FILE) as store:
-        return {"header": store.header.to_dict(), **{split: store.read(split) for split in store.splits},
-                "skipped": {split: store.skipped(split) for split in store.splits}}
+        return {
+            "header": store.header.to_dict(),
+            **{split: store.read(split) for split in store.splits},
+            "skipped": {split: store.skipped(split) for split in store.splits},
+        }
 
 
 def by_path(rows) -> dict[str, np.ndarray]:
@@ -87,8 +91,11 @@ def test_extract_writes_rows_per_split(tiny_dataset, tmp_path, weights_file, sma
 
     header = store["header"]
     assert header["classes"] == ["ants", "bees"]
-    assert header["weights"] == {"kind": "file", "name": str(weights_file.resolve()),
-                                 "sha256": hashlib.sha256(weights_file.read_bytes()).hexdigest()}
+    assert header["weights"] == {
+        "kind": "file",
+        "name": str(weights_file.resolve()),
+        "sha256": hashlib.sha256(weights_file.read_bytes()).hexdigest(),
+    }
     assert header["preprocessing"] == PREPROCESSINGS["imagenet"].describe()
     assert header["precision"] == "fp32"
     assert header["data_root"] == str(tiny_dataset.resolve())
@@ -111,9 +118,12 @@ def one_batch_per_group(monkeypatch) -> None:
 def test_progress_reaches_the_number_of_images(tiny_dataset, tmp_path, small_inputs, monkeypatch):
     def progress(cache: str) -> list:
         calls = []
-        extract_features(ExtractConfig(data=tiny_dataset, cache=tmp_path / cache, weights="none",
-                                       device="cpu", workers=0, batch_size=5),
-                         on_progress=lambda done, total: calls.append((done, total)))
+        extract_features(
+            ExtractConfig(
+                data=tiny_dataset, cache=tmp_path / cache, weights="none", device="cpu", workers=0, batch_size=5
+            ),
+            on_progress=lambda done, total: calls.append((done, total)),
+        )
         return calls
 
     assert progress("grouped") == [(12, 12)]  # one report per decoding group (32 images on a CPU)
@@ -300,12 +310,12 @@ def test_changed_weights_rebuild_everything(tiny_dataset, tmp_path, small_inputs
     assert counts(summary) == {"train": (0, 8, 0), "val": (0, 4, 0)}
 
 
-@pytest.mark.parametrize(("option", "value", "reason"), [
-    ("preprocess", "notebook", "preprocessing"),
-    ("precision", "bf16", "precision"),
-])
-def test_changed_preprocessing_or_precision_rebuilds_everything(tiny_dataset, tmp_path, small_inputs, option, value,
-                                                                  reason):
+@pytest.mark.parametrize(
+    ("option", "value", "reason"), [("preprocess", "notebook", "preprocessing"), ("precision", "bf16", "precision")]
+)
+def test_changed_preprocessing_or_precision_rebuilds_everything(
+    tiny_dataset, tmp_path, small_inputs, option, value, reason
+):
     cache = tmp_path / "cache"
     run(tiny_dataset, cache)
     summary = run(tiny_dataset, cache, **{option: value})
@@ -313,7 +323,9 @@ def test_changed_preprocessing_or_precision_rebuilds_everything(tiny_dataset, tm
     assert counts(summary) == {"train": (8, 0, 0), "val": (4, 0, 0)}
     header = read_store(cache)["header"]
     assert (header["preprocessing"]["name"], header["precision"]) == (
-        value if option == "preprocess" else "imagenet", value if option == "precision" else "fp32")
+        value if option == "preprocess" else "imagenet",
+        value if option == "precision" else "fp32",
+    )
 
 
 def test_an_unreadable_previous_file_is_rebuilt(tiny_dataset, tmp_path, small_inputs):
@@ -344,8 +356,9 @@ def _fail_on_call(monkeypatch, number: int, error: BaseException) -> None:
     monkeypatch.setattr(Backbone, "features", features)
 
 
-def test_a_failure_mid_run_keeps_the_previous_file_and_leaves_no_partial(tiny_dataset, tmp_path, small_inputs,
-                                                                         monkeypatch, weights_file):
+def test_a_failure_mid_run_keeps_the_previous_file_and_leaves_no_partial(
+    tiny_dataset, tmp_path, small_inputs, monkeypatch, weights_file
+):
     cache = tmp_path / "cache"
     run(tiny_dataset, cache)
     previous = (cache / FEATURES_FILE).read_bytes()

@@ -23,21 +23,21 @@ import sys
 import time
 import traceback
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import ROOT, make_dataset, make_image
 from PIL import Image
 
-import cli
-from conftest import ROOT, make_dataset, make_image
-from features.store import ROW_FIELDS, FeatureStore
-from heads.checkpoint import load_head
+from headstart import cli
+from headstart.features.store import ROW_FIELDS, FeatureStore
+from headstart.heads.checkpoint import load_head
 
 CLASSES = ["ants", "bees"]
 HEAD_OUTPUTS = ("head.pt", "metrics.json", "curves.png")
@@ -45,6 +45,7 @@ SUBPROCESS_ENV = {**os.environ, "COLUMNS": "300"}  # rich wraps at 80 columns wh
 
 
 # --- running the CLI ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Outcome:
@@ -78,8 +79,11 @@ def spawn(argv: list[str], timeout: float = 120, **options) -> Outcome:
         done = subprocess.run(argv, capture_output=True, timeout=timeout, **options)
     except subprocess.TimeoutExpired as expired:
         pytest.fail(f"hung for {timeout} s: {argv}\n{(expired.stderr or b'').decode(errors='replace')[-2000:]}")
-    return Outcome(done.returncode, done.stdout.decode("utf-8", "backslashreplace"),
-                   done.stderr.decode("utf-8", "backslashreplace"))
+    return Outcome(
+        done.returncode,
+        done.stdout.decode("utf-8", "backslashreplace"),
+        done.stderr.decode("utf-8", "backslashreplace"),
+    )
 
 
 def assert_ok(outcome: Outcome) -> None:
@@ -102,11 +106,14 @@ def assert_error(outcome: Outcome, code: int, *fragments: str) -> str:
 
 def split_counts(output: str) -> dict[str, tuple[int, int, int, int]]:
     """split -> (images, extracted, reused, skipped), from extract's summary table."""
-    return {split: tuple(map(int, numbers)) for split, *numbers in
-            re.findall(r"(train|val|test)\W+(\d+)\W+(\d+)\W+(\d+)\W+(\d+)\W", output)}
+    return {
+        split: tuple(map(int, numbers))
+        for split, *numbers in re.findall(r"(train|val|test)\W+(\d+)\W+(\d+)\W+(\d+)\W+(\d+)\W", output)
+    }
 
 
 # --- files --------------------------------------------------------------------------------------------------------
+
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -143,6 +150,7 @@ def write_previous_csv(path: Path) -> Path:
 
 # --- shared inputs ------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Trained:
     data: Path
@@ -166,8 +174,11 @@ def big_data(tmp_path_factory) -> Path:
     for split, count in (("train", 60), ("val", 15)):
         for label, name in enumerate(CLASSES):
             for index in range(count):
-                make_image(root / split / name / f"big_{name}_{index:03d}.jpg", size=(64, 48),
-                           seed=10_000 + 1000 * label + index + (500 if split == "val" else 0))
+                make_image(
+                    root / split / name / f"big_{name}_{index:03d}.jpg",
+                    size=(64, 48),
+                    seed=10_000 + 1000 * label + index + (500 if split == "val" else 0),
+                )
     return root
 
 
@@ -270,8 +281,9 @@ ZOO = {
     # decodable: each one gets a feature row and a labelled CSV row
     "grayscale": ZooCase("gray.jpg", _image("gray.jpg", 12, mode="L")),
     "palette": ZooCase("palette.png", _file("palette.png", lambda p: _palette(p, False))),
-    "palette-transparency": ZooCase("palette_transparent.png", _file("palette_transparent.png",
-                                                                     lambda p: _palette(p, True))),
+    "palette-transparency": ZooCase(
+        "palette_transparent.png", _file("palette_transparent.png", lambda p: _palette(p, True))
+    ),
     "rgba": ZooCase("rgba.png", _image("rgba.png", 13, mode="RGBA", fmt="PNG")),
     "cmyk-jpeg": ZooCase("cmyk.jpg", _image("cmyk.jpg", 14, mode="CMYK", fmt="JPEG")),
     "16-bit-png": ZooCase("sixteen_bit.png", _file("sixteen_bit.png", _sixteen_bit)),
@@ -303,18 +315,26 @@ ZOO = {
     # not decodable: each one is a counted, named skip and a CSV row with its reason in `error`
     "truncated-jpeg": ZooCase("truncated.jpg", _file("truncated.jpg", _truncated_jpeg), "damaged image"),
     "zero-byte": ZooCase("empty.jpg", _file("empty.jpg", Path.touch), "empty file"),
-    "text-named-jpg": ZooCase("text.jpg", _file("text.jpg", lambda p: p.write_text("not a photo\n")),
-                              "not an image file"),
-    "random-bytes-png": ZooCase("random.png", _file("random.png", lambda p: p.write_bytes(
-        np.random.default_rng(34).bytes(2048))), "not an image file"),
+    "text-named-jpg": ZooCase(
+        "text.jpg", _file("text.jpg", lambda p: p.write_text("not a photo\n")), "not an image file"
+    ),
+    "random-bytes-png": ZooCase(
+        "random.png",
+        _file("random.png", lambda p: p.write_bytes(np.random.default_rng(34).bytes(2048))),
+        "not an image file",
+    ),
     "decompression-bomb": ZooCase("bomb.png", _file("bomb.png", _bomb), "decompression bomb"),
     "unreadable-file": ZooCase("unreadable.jpg", _file("unreadable.jpg", _unreadable), "Permission denied"),
     "unreadable-folder": ZooCase("locked_dir", _unreadable_folder, "Permission denied", match="prefix"),
     "appledouble": ZooCase("._gray.jpg", _file("._gray.jpg", _apple_double), "not an image file"),
-    "broken-symlink": ZooCase("dangling.jpg", lambda ants: os.symlink("no-such-target.jpg", ants / "dangling.jpg"),
-                              "No such file"),
-    "symlink-to-itself": ZooCase("self_loop.jpg", lambda ants: os.symlink("self_loop.jpg", ants / "self_loop.jpg"),
-                                 "Too many levels of symbolic links"),
+    "broken-symlink": ZooCase(
+        "dangling.jpg", lambda ants: os.symlink("no-such-target.jpg", ants / "dangling.jpg"), "No such file"
+    ),
+    "symlink-to-itself": ZooCase(
+        "self_loop.jpg",
+        lambda ants: os.symlink("self_loop.jpg", ants / "self_loop.jpg"),
+        "Too many levels of symbolic links",
+    ),
 }
 NEEDS_PERMISSIONS = {"unreadable-file", "unreadable-folder"}
 
@@ -426,8 +446,10 @@ def test_fifo_named_like_an_image_does_not_hang(trained, tmp_path):
     """A named pipe never delivers bytes: reading it must not block the run forever."""
     data = shutil.copytree(trained.data, tmp_path / "data")
     os.mkfifo(data / "train" / "ants" / "pipe.jpg")
-    outcome = spawn(command("extract", "--data", data, "--cache", tmp_path / "cache", "--weights", "none",
-                            "--workers", 0), timeout=120)  # a hang never ends; a loaded machine can take 20 s
+    outcome = spawn(
+        command("extract", "--data", data, "--cache", tmp_path / "cache", "--weights", "none", "--workers", 0),
+        timeout=120,
+    )  # a hang never ends; a loaded machine can take 20 s
     assert_ok(outcome)
     assert "skipped train/ants/pipe.jpg" in outcome.stderr
     assert split_counts(outcome.stdout)["train"][3] == 1
@@ -436,19 +458,24 @@ def test_fifo_named_like_an_image_does_not_hang(trained, tmp_path):
 # Square brackets in names are common ("IMG_0001 [edited].jpg"); rich reads "[edited]" as a style tag and drops it,
 # and a "[/...]" it cannot match (possible only across a folder boundary, as in "runs [/x] cache") is an exception.
 
+
 def _skipped_file_named(name: str):
     def build(tmp, trained):
         data = shutil.copytree(trained.data, tmp / "data")
         (data / "train" / "ants" / name).write_text("not a photo")
         return _extract(data, tmp), f"skipped train/ants/{name}"
+
     return build
 
 
 def _cache_folder_named(name: str):
     def build(tmp, trained):
         cache = tmp / name
-        return (["extract", "--data", trained.data, "--cache", cache, "--weights", "none", "--workers", 0],
-                str(cache / "features.h5"))
+        return (
+            ["extract", "--data", trained.data, "--cache", cache, "--weights", "none", "--workers", 0],
+            str(cache / "features.h5"),
+        )
+
     return build
 
 
@@ -461,8 +488,10 @@ def _evaluate_mistake_named(tmp, trained):
     for name in CLASSES:  # the same image in both class folders: one of the two is a mistake, whatever the head
         (tmp / "labelled" / name).mkdir(parents=True)
         shutil.copy(trained.data / "val" / "ants" / "ants_0.jpg", tmp / "labelled" / name / "same [edited].jpg")
-    return (["evaluate", tmp / "labelled", "--cache", trained.cache, "--out", tmp / "wrong.csv", "--workers", 0],
-            "same [edited].jpg")
+    return (
+        ["evaluate", tmp / "labelled", "--cache", trained.cache, "--out", tmp / "wrong.csv", "--workers", 0],
+        "same [edited].jpg",
+    )
 
 
 MARKUP_NAMES = {
@@ -484,6 +513,7 @@ def test_names_that_look_like_console_markup(trained, tmp_path, case_id):
 
 
 # --- 2. folders that are not datasets ---------------------------------------------------------------------------
+
 
 def _dataset(tmp: Path, **options) -> Path:
     return make_dataset(tmp / "data", **{"per_class": {"train": 1, "val": 1}, **options})
@@ -542,8 +572,11 @@ def _train_head_cache_missing(tmp, trained):
 
 
 def _predict_missing_path(tmp, trained):
-    return (["predict", tmp / "nowhere", "--out", tmp / "p.csv", "--cache", trained.cache], 1,
-            [str(tmp / "nowhere"), "does not exist"])
+    return (
+        ["predict", tmp / "nowhere", "--out", tmp / "p.csv", "--cache", trained.cache],
+        1,
+        [str(tmp / "nowhere"), "does not exist"],
+    )
 
 
 def _predict_folder_without_images(tmp, trained):
@@ -560,8 +593,11 @@ def _predict_out_is_a_folder(tmp, trained):
 
 def _predict_out_parent_is_a_file(tmp, trained):
     (tmp / "report").write_text("a file, not a folder")
-    return (["predict", trained.data / "val", "--out", tmp / "report" / "p.csv", "--cache", trained.cache,
-             "--workers", 0], 1, [str(tmp / "report")])
+    return (
+        ["predict", trained.data / "val", "--out", tmp / "report" / "p.csv", "--cache", trained.cache, "--workers", 0],
+        1,
+        [str(tmp / "report")],
+    )
 
 
 def _evaluate_missing_folder(tmp, trained):
@@ -610,6 +646,7 @@ def test_folder_that_is_not_a_dataset(trained, tmp_path, case_id):
 
 # --- 3. stopped halfway: SIGINT, SIGTERM, SIGKILL -------------------------------------------------------------------
 
+
 def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -644,48 +681,73 @@ class Stoppable:
 
 def _stoppable_extract(tmp: Path, trained: Trained, big_data: Path) -> Stoppable:
     cache = copy_cache(trained.cache, tmp / "cache", ["features.h5"])  # compatible, but none of its rows reusable
-    return Stoppable(command("extract", "--data", big_data, "--cache", cache, "--weights", "none", "--batch-size", 8),
-                     [cache / "features.h5"], lambda: _has_written_rows(cache), 0.3,
-                     _extract(big_data, tmp), cache)
+    return Stoppable(
+        command("extract", "--data", big_data, "--cache", cache, "--weights", "none", "--batch-size", 8),
+        [cache / "features.h5"],
+        lambda: _has_written_rows(cache),
+        0.3,
+        _extract(big_data, tmp),
+        cache,
+    )
 
 
 def _stoppable_train_head(tmp: Path, trained: Trained, big_data: Path) -> Stoppable:
     cache = copy_cache(trained.cache, tmp / "cache")
     lock = cache / ".lock"
-    return Stoppable(command("train-head", "--cache", cache, "--epochs", 100_000),
-                     [cache / name for name in ("features.h5", *HEAD_OUTPUTS)],
-                     lambda: lock.exists() and "train-head" in lock.read_text(), 1.0,
-                     ["train-head", "--cache", cache, "--epochs", 2], cache)
+    return Stoppable(
+        command("train-head", "--cache", cache, "--epochs", 100_000),
+        [cache / name for name in ("features.h5", *HEAD_OUTPUTS)],
+        lambda: lock.exists() and "train-head" in lock.read_text(),
+        1.0,
+        ["train-head", "--cache", cache, "--epochs", 2],
+        cache,
+    )
 
 
 def _stoppable_predict(tmp: Path, trained: Trained, big_data: Path) -> Stoppable:
     out = write_previous_csv(tmp / "out" / "predictions.csv")
-    return Stoppable(command("predict", big_data, "--out", out, "--cache", trained.cache, "--batch-size", 8),
-                     [out], lambda: any(p.name.endswith(".tmp") for p in out.parent.iterdir()), 0.5,
-                     ["predict", big_data, "--out", out, "--cache", trained.cache, "--workers", 0], out.parent)
+    return Stoppable(
+        command("predict", big_data, "--out", out, "--cache", trained.cache, "--batch-size", 8),
+        [out],
+        lambda: any(p.name.endswith(".tmp") for p in out.parent.iterdir()),
+        0.5,
+        ["predict", big_data, "--out", out, "--cache", trained.cache, "--workers", 0],
+        out.parent,
+    )
 
 
 STOPPABLE = {"extract": _stoppable_extract, "train-head": _stoppable_train_head, "predict": _stoppable_predict}
 EXIT_CODE = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}
-MESSAGE = {signal.SIGINT: "interrupted: previous results are untouched",
-           signal.SIGTERM: "terminated: previous results are untouched"}
+MESSAGE = {
+    signal.SIGINT: "interrupted: previous results are untouched",
+    signal.SIGTERM: "terminated: previous results are untouched",
+}
 
 
-@pytest.mark.parametrize("step, signum", [
-    pytest.param("extract", signal.SIGINT, id="extract-SIGINT"),
-    pytest.param("extract", signal.SIGTERM, id="extract-SIGTERM"),
-    pytest.param("extract", signal.SIGKILL, id="extract-SIGKILL"),
-    pytest.param("train-head", signal.SIGINT, id="train-head-SIGINT"),
-    pytest.param("train-head", signal.SIGKILL, id="train-head-SIGKILL"),
-    pytest.param("predict", signal.SIGINT, id="predict-SIGINT"),
-])
+@pytest.mark.parametrize(
+    "step, signum",
+    [
+        pytest.param("extract", signal.SIGINT, id="extract-SIGINT"),
+        pytest.param("extract", signal.SIGTERM, id="extract-SIGTERM"),
+        pytest.param("extract", signal.SIGKILL, id="extract-SIGKILL"),
+        pytest.param("train-head", signal.SIGINT, id="train-head-SIGINT"),
+        pytest.param("train-head", signal.SIGKILL, id="train-head-SIGKILL"),
+        pytest.param("predict", signal.SIGINT, id="predict-SIGINT"),
+    ],
+)
 def test_stopped_halfway(trained, big_data, tmp_path, step, signum):
     """Ctrl-C reaches the whole process group (workers included), as in a terminal; SIGTERM only the main
     process, as from `kill`; SIGKILL the whole group, as when a job is cancelled."""
     stoppable = STOPPABLE[step](tmp_path, trained, big_data)
     before = hashes(*stoppable.previous)
-    process = subprocess.Popen(stoppable.argv, cwd=ROOT, env=SUBPROCESS_ENV, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        stoppable.argv,
+        cwd=ROOT,
+        env=SUBPROCESS_ENV,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for(stoppable.ready, process, 90, f"{step} got under way")
         time.sleep(stoppable.settle)
@@ -748,14 +810,16 @@ df -k "$MNT" > "$REC/df"
 @pytest.fixture(scope="module")
 def private_mounts(tmp_path_factory) -> None:
     where = tmp_path_factory.mktemp("mount-check")
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs '{where}'"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs '{where}'"], capture_output=True, text=True
+    )
     if probe.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs in a private mount namespace here: {probe.stderr.strip()}")
 
 
-def run_on_tmpfs(tmp: Path, stage: dict[str, Path], argv: list[str], size_kb: int,
-                 free_kb: int | None) -> tuple[Outcome, dict[str, str]]:
+def run_on_tmpfs(
+    tmp: Path, stage: dict[str, Path], argv: list[str], size_kb: int, free_kb: int | None
+) -> tuple[Outcome, dict[str, str]]:
     """Mount a size_kb tmpfs at tmp/mnt (private: gone when the run ends), copy `stage` into it, fill it to leave
     free_kb, run argv; return its outcome and the sha256 of every file then on the tmpfs (relative names)."""
     mnt, staged, record = tmp / "mnt", tmp / "stage", tmp / "record"
@@ -764,17 +828,28 @@ def run_on_tmpfs(tmp: Path, stage: dict[str, Path], argv: list[str], size_kb: in
     for name, source in stage.items():
         (staged / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, staged / name)
-    env = {**SUBPROCESS_ENV, "MNT": str(mnt), "STAGE": str(staged), "REC": str(record), "ROOT": str(ROOT),
-           "SIZE_KB": str(size_kb), "FREE_KB": "" if free_kb is None else str(free_kb)}
-    done = subprocess.run(["unshare", "-m", "sh", "-c", TMPFS_SCRIPT, "sh", *argv], env=env, capture_output=True,
-                          text=True, timeout=120)
+    env = {
+        **SUBPROCESS_ENV,
+        "MNT": str(mnt),
+        "STAGE": str(staged),
+        "REC": str(record),
+        "ROOT": str(ROOT),
+        "SIZE_KB": str(size_kb),
+        "FREE_KB": "" if free_kb is None else str(free_kb),
+    }
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", TMPFS_SCRIPT, "sh", *argv], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and (record / "rc").exists(), f"tmpfs setup failed: {done.returncode} {done.stderr}"
     sums = {}
     for line in (record / "sums").read_text().splitlines():
         digest, name = line.split(maxsplit=1)
         sums[name.removeprefix("./")] = digest
-    outcome = Outcome(int((record / "rc").read_text()), (record / "stdout").read_text(errors="backslashreplace"),
-                      (record / "stderr").read_text(errors="backslashreplace"))
+    outcome = Outcome(
+        int((record / "rc").read_text()),
+        (record / "stdout").read_text(errors="backslashreplace"),
+        (record / "stderr").read_text(errors="backslashreplace"),
+    )
     return outcome, sums
 
 
@@ -792,15 +867,17 @@ def _lock_with_content(tmp: Path) -> Path:
 def _full_extract_room_for_train_only(tmp, trained):
     previous = trained.cache / "features.h5"
     stage = {"cache/features.h5": previous, "cache/.lock": _lock_with_content(tmp)}
-    argv = command("extract", "--data", trained.data, "--cache", tmp / "mnt" / "cache", "--weights", "none",
-                   "--workers", 0)
+    argv = command(
+        "extract", "--data", trained.data, "--cache", tmp / "mnt" / "cache", "--weights", "none", "--workers", 0
+    )
     return stage, argv, _kb(previous) + 1000, None, ["features.h5"]  # room for the train rows, not for val's
 
 
 def _full_extract_already_full(tmp, trained):
     stage = {"cache/features.h5": trained.cache / "features.h5", "cache/.lock": _lock_with_content(tmp)}
-    argv = command("extract", "--data", trained.data, "--cache", tmp / "mnt" / "cache", "--weights", "none",
-                   "--workers", 0)
+    argv = command(
+        "extract", "--data", trained.data, "--cache", tmp / "mnt" / "cache", "--weights", "none", "--workers", 0
+    )
     return stage, argv, _kb(trained.cache / "features.h5") + 512, 0, ["features.h5"]
 
 
@@ -810,13 +887,22 @@ def _full_train_head(free_kb: int):
         stage["cache/.lock"] = _lock_with_content(tmp)
         argv = command("train-head", "--cache", tmp / "mnt" / "cache", "--epochs", 2)
         return stage, argv, sum(_kb(path) for path in stage.values()) + 512, free_kb, ["features.h5", *HEAD_OUTPUTS]
+
     return build
 
 
 def _full_predict(tmp, trained):
     stage = {"out/predictions.csv": write_previous_csv(tmp / "previous.csv")}
-    argv = command("predict", trained.data / "val", "--out", tmp / "mnt" / "out" / "predictions.csv",
-                   "--cache", trained.cache, "--workers", 0)
+    argv = command(
+        "predict",
+        trained.data / "val",
+        "--out",
+        tmp / "mnt" / "out" / "predictions.csv",
+        "--cache",
+        trained.cache,
+        "--workers",
+        0,
+    )
     return stage, argv, 256, 0, ["predictions.csv"]
 
 
@@ -849,14 +935,29 @@ def test_file_size_limit_while_writing_features(trained, tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (800 * 1024, resource.RLIM_INFINITY))  # under the 1.1 MB written
 
-    outcome = spawn(command("extract", "--data", trained.data, "--cache", cache, "--weights", "none",
-                            "--preprocess", "notebook", "--workers", 0), preexec_fn=limit_file_size)
+    outcome = spawn(
+        command(
+            "extract",
+            "--data",
+            trained.data,
+            "--cache",
+            cache,
+            "--weights",
+            "none",
+            "--preprocess",
+            "notebook",
+            "--workers",
+            0,
+        ),
+        preexec_fn=limit_file_size,
+    )
     assert_error(outcome, 1, "space")
     assert hashes(cache / "features.h5") == before
     assert leftovers(cache) == []
 
 
 # --- 5. damaged, truncated and foreign files ----------------------------------------------------------------------
+
 
 def _truncate(path: Path, keep: float = 0.5) -> None:
     data = path.read_bytes()
@@ -883,7 +984,7 @@ def _cut_append(path: Path, after: str, split: str = "train") -> None:
     """As an append stopped between two columns leaves a file: the columns up to `after` hold 2 rows more."""
     with h5py.File(path, "r+") as raw:
         rows = raw[split]["features"].shape[0]
-        for name in ROW_FIELDS[ROW_FIELDS.index(after) + 1:]:
+        for name in ROW_FIELDS[ROW_FIELDS.index(after) + 1 :]:
             raw[split][name].resize(rows - 2, axis=0)
 
 
@@ -914,9 +1015,17 @@ def test_train_head_on_damaged_features(trained, tmp_path, case_id):
     assert leftovers(cache) == []
 
 
-@pytest.mark.parametrize("case_id", ["text-file", "truncated", "hdf5-without-our-attributes",
-                                     "append-cut-after-paths", "partial-append-cut-after-features",
-                                     "partial-append-cut-after-paths"])
+@pytest.mark.parametrize(
+    "case_id",
+    [
+        "text-file",
+        "truncated",
+        "hdf5-without-our-attributes",
+        "append-cut-after-paths",
+        "partial-append-cut-after-features",
+        "partial-append-cut-after-paths",
+    ],
+)
 def test_extract_over_damaged_previous_features(trained, tmp_path, case_id):
     """What the error says to do (re-run extract) repairs it: the damaged file is rebuilt, never a crash.
     A partial cut short inside an append is what SIGINT/SIGTERM/SIGKILL leave when they land between two
@@ -933,7 +1042,9 @@ def test_extract_over_damaged_previous_features(trained, tmp_path, case_id):
     outcome = invoke(*_extract(trained.data, tmp_path))
     assert_ok(outcome)
     assert {split: count[0] - count[3] for split, count in split_counts(outcome.stdout).items()} == {
-        "train": 8, "val": 4}
+        "train": 8,
+        "val": 4,
+    }
     with FeatureStore(cache / "features.h5") as store:
         assert (store.count("train"), store.count("val")) == (8, 4)
         assert len(store.read("val").paths) == 4 and len(store.read("val").sha256) == 4
@@ -974,6 +1085,7 @@ def _head_edit(change: Callable[[dict], None]) -> Callable[[Path], None]:
         data = torch.load(path, weights_only=True)
         change(data)
         torch.save(data, path)
+
     return edit
 
 
@@ -1005,6 +1117,7 @@ def test_predict_with_damaged_head(trained, tmp_path, case_id):
 
 # --- 6. a head from other weights, preprocessing or classes ---------------------------------------------------------
 
+
 def _head_in(tmp: Path, trained: Trained, change: Callable[[dict], None] | None = None) -> Path:
     cache = copy_cache(trained.cache, tmp / "cache", ["head.pt"])
     if change:
@@ -1013,22 +1126,38 @@ def _head_in(tmp: Path, trained: Trained, change: Callable[[dict], None] | None 
 
 
 def _other_weights_file(tmp, trained, weights_file):
-    return (["predict", trained.data / "val", "--out", tmp / "out" / "p.csv", "--cache", trained.cache,
-             "--weights", weights_file], [str(weights_file), "is not what the head was trained on"])
+    return (
+        [
+            "predict",
+            trained.data / "val",
+            "--out",
+            tmp / "out" / "p.csv",
+            "--cache",
+            trained.cache,
+            "--weights",
+            weights_file,
+        ],
+        [str(weights_file), "is not what the head was trained on"],
+    )
 
 
 def _unknown_preprocessing(tmp, trained, weights_file):
     cache = _head_in(tmp, trained, lambda data: data["preprocessing"].update(resize=999))
-    return (["predict", trained.data / "val", "--out", tmp / "out" / "p.csv", "--cache", cache],
-            ["preprocessing", "does not know"])
+    return (
+        ["predict", trained.data / "val", "--out", tmp / "out" / "p.csv", "--cache", cache],
+        ["preprocessing", "does not know"],
+    )
 
 
 def _recorded_weights_file_gone(tmp, trained, weights_file):
     gone = tmp / "deleted-resnet18.pth"
-    cache = _head_in(tmp, trained, lambda data: data.update(
-        weights={"kind": "file", "name": str(gone), "sha256": "0" * 64}))
-    return (["predict", trained.data / "val", "--out", tmp / "out" / "p.csv", "--cache", cache],
-            [str(gone), "is gone", "--weights"])
+    cache = _head_in(
+        tmp, trained, lambda data: data.update(weights={"kind": "file", "name": str(gone), "sha256": "0" * 64})
+    )
+    return (
+        ["predict", trained.data / "val", "--out", tmp / "out" / "p.csv", "--cache", cache],
+        [str(gone), "is gone", "--weights"],
+    )
 
 
 def _evaluate_with_extra_class(tmp, trained, weights_file):
@@ -1040,8 +1169,10 @@ def _evaluate_with_extra_class(tmp, trained, weights_file):
 def _evaluate_other_class_list(tmp, trained, weights_file):
     for name in ("cats", "dogs"):
         make_image(tmp / "pets" / name / "x.jpg")
-    return (["evaluate", tmp / "pets", "--cache", trained.cache, "--out", tmp / "out" / "p.csv"],
-            ["'cats'", "'dogs'", "does not know"])
+    return (
+        ["evaluate", tmp / "pets", "--cache", trained.cache, "--out", tmp / "out" / "p.csv"],
+        ["'cats'", "'dogs'", "does not know"],
+    )
 
 
 MISMATCHED = {
@@ -1066,8 +1197,19 @@ def test_notebook_preprocessing_head_predicts_exactly_its_cached_features(traine
     """extract --preprocess notebook over an imagenet cache, train-head, predict: predict rebuilds the recorded
     preprocessing, so its probabilities are the head applied to the cached features."""
     cache = copy_cache(trained.cache, tmp_path / "cache", ["features.h5"])
-    switched = invoke("extract", "--data", trained.data, "--cache", cache, "--weights", "none",
-                      "--preprocess", "notebook", "--workers", 0)
+    switched = invoke(
+        "extract",
+        "--data",
+        trained.data,
+        "--cache",
+        cache,
+        "--weights",
+        "none",
+        "--preprocess",
+        "notebook",
+        "--workers",
+        0,
+    )
     assert_ok(switched)
     assert "re-extracting everything: preprocessing changed (imagenet -> notebook)" in switched.output
     assert_ok(invoke("train-head", "--cache", cache))
@@ -1096,8 +1238,9 @@ def test_altered_imagenet_weights_in_the_torch_cache(trained, tmp_path):
     before = hashes(bogus)
     argv = command("extract", "--data", trained.data, "--cache", tmp_path / "cache", "--weights", "imagenet")
     offline = subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
-    outcome = spawn((["unshare", "-n"] if offline else []) + argv,
-                    env={**SUBPROCESS_ENV, "TORCH_HOME": str(tmp_path / "torch")})
+    outcome = spawn(
+        (["unshare", "-n"] if offline else []) + argv, env={**SUBPROCESS_ENV, "TORCH_HOME": str(tmp_path / "torch")}
+    )
     assert_error(outcome, 1, str(bogus), "delete")
     assert "cannot download" not in outcome.output
     assert hashes(bogus) == before
@@ -1105,6 +1248,7 @@ def test_altered_imagenet_weights_in_the_torch_cache(trained, tmp_path):
 
 
 # --- 7. where predict writes --------------------------------------------------------------------------------------
+
 
 def _photos(tmp: Path) -> Path:
     make_image(tmp / "photos" / "a.jpg", seed=1)
@@ -1195,6 +1339,7 @@ def test_failed_predict_keeps_the_previous_csv(trained, tmp_path, case_id):
 
 # --- 8. two runs on one cache -------------------------------------------------------------------------------------
 
+
 @dataclass
 class Busy:
     pid: int
@@ -1209,22 +1354,38 @@ def busy_cache(big_data, tmp_path_factory) -> Busy:
     """A first extract holds the cache; the competitors start while it runs."""
     tmp = tmp_path_factory.mktemp("busy")
     cache, lock = tmp / "cache", tmp / "cache" / ".lock"
-    process = subprocess.Popen(command("extract", "--data", big_data, "--cache", cache, "--weights", "none",
-                                       "--batch-size", 8), cwd=ROOT, env=SUBPROCESS_ENV, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command("extract", "--data", big_data, "--cache", cache, "--weights", "none", "--batch-size", 8),
+        cwd=ROOT,
+        env=SUBPROCESS_ENV,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
-        wait_for(lambda: lock.exists() and f"pid {process.pid}" in lock.read_text(), process, 90,
-                 "the first run took the cache")
-        competitors = {"second-extract": invoke(*_extract(big_data, tmp)),
-                       "train-head-during-extract": invoke("train-head", "--cache", cache)}
+        wait_for(
+            lambda: lock.exists() and f"pid {process.pid}" in lock.read_text(),
+            process,
+            90,
+            "the first run took the cache",
+        )
+        competitors = {
+            "second-extract": invoke(*_extract(big_data, tmp)),
+            "train-head-during-extract": invoke("train-head", "--cache", cache),
+        }
         still_running = process.poll() is None
         stdout, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-    return Busy(process.pid, competitors, still_running,
-                Outcome(process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace")), cache)
+    return Busy(
+        process.pid,
+        competitors,
+        still_running,
+        Outcome(process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace")),
+        cache,
+    )
 
 
 @pytest.mark.parametrize("competitor", ["second-extract", "train-head-during-extract"])
@@ -1263,6 +1424,7 @@ def test_exit_code(tmp_path, request, case_id):
 
 
 # --- 10. files the commands write can be read by whoever could read the previous ones -------------------------------
+
 
 @pytest.mark.parametrize("name", ["features.h5", *HEAD_OUTPUTS, "predictions.csv"])
 def test_outputs_get_the_usual_permissions(trained, tmp_path, name):

@@ -24,26 +24,45 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, make_dataset
-from features.atomic import replace_together
-from features.images import ImageDecodeError, read_file
-from heads.checkpoint import load_head
-from test_faults import (HEAD_OUTPUTS, SUBPROCESS_ENV, Outcome, assert_error, assert_ok, command, copy_cache, hashes,
-                         invoke, leftovers, private_mounts, read_csv, run_on_tmpfs, spawn, split_counts, trained,
-                         write_previous_csv)  # noqa: F401 (fixtures)
+from test_faults import (
+    HEAD_OUTPUTS,
+    SUBPROCESS_ENV,
+    Outcome,
+    assert_error,
+    assert_ok,
+    command,
+    copy_cache,
+    hashes,
+    invoke,
+    leftovers,
+    private_mounts,
+    read_csv,
+    run_on_tmpfs,
+    spawn,
+    split_counts,
+    trained,
+    write_previous_csv,
+)
+
+from headstart.features.images import ImageDecodeError, read_file
+from headstart.files.atomic import replace_together
+from headstart.heads.checkpoint import load_head
 
 INJECT = ROOT / "tests" / "signal_at_import"
 
 
 def strict_json(path: Path):
     """JSON as the standard has it: NaN and Infinity are not JSON."""
+
     def refuse(constant):
         raise ValueError(f"{path} holds {constant}, which is not JSON")
+
     return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
 
 
 # --- 1. the lock file is a link: refused, and nothing it points to is truncated -------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["symlink", "hardlink"])
 def test_lock_file_that_is_a_link_is_refused_and_its_target_kept(trained, tmp_path, kind):
@@ -59,17 +78,24 @@ def test_lock_file_that_is_a_link_is_refused_and_its_target_kept(trained, tmp_pa
 
 # --- 2. a signal while torch or numpy is importing ----------------------------------------------------------------
 
-@pytest.mark.parametrize("step, module, signum", [
-    pytest.param("predict", "numpy.linalg", signal.SIGINT, id="predict-numpy-SIGINT"),
-    pytest.param("predict", "numpy.linalg", signal.SIGTERM, id="predict-numpy-SIGTERM"),
-    pytest.param("train-head", "numpy.linalg", signal.SIGINT, id="train-head-numpy-SIGINT"),
-])
+
+@pytest.mark.parametrize(
+    "step, module, signum",
+    [
+        pytest.param("predict", "numpy.linalg", signal.SIGINT, id="predict-numpy-SIGINT"),
+        pytest.param("predict", "numpy.linalg", signal.SIGTERM, id="predict-numpy-SIGTERM"),
+        pytest.param("train-head", "numpy.linalg", signal.SIGINT, id="train-head-numpy-SIGINT"),
+    ],
+)
 def test_signal_while_importing_stops_cleanly(trained, tmp_path, step, module, signum):
     """The signal is sent from inside the import, so the moment is exact (sampled timing found it 1 run in 3)."""
     cache = copy_cache(trained.cache, tmp_path / "cache")
     out = write_previous_csv(tmp_path / "out" / "predictions.csv")
-    args = (["predict", trained.data / "val", "--out", out, "--cache", cache, "--workers", 0] if step == "predict"
-            else ["train-head", "--cache", cache, "--epochs", 2])
+    args = (
+        ["predict", trained.data / "val", "--out", out, "--cache", cache, "--workers", 0]
+        if step == "predict"
+        else ["train-head", "--cache", cache, "--epochs", 2]
+    )
     before = hashes(out, *(cache / name for name in HEAD_OUTPUTS))
     env = {**SUBPROCESS_ENV, "PYTHONPATH": str(INJECT), "SIGNAL_AT_IMPORT": f"{module}:{signum.name}"}
     outcome = spawn(command(*args), env=env)
@@ -80,6 +106,7 @@ def test_signal_while_importing_stops_cleanly(trained, tmp_path, step, module, s
 
 
 # --- 3. a failed or interrupted commit of train-head's three files -----------------------------------------------
+
 
 def test_failed_rename_of_the_head_keeps_all_three_previous_files(trained, tmp_path):
     cache = copy_cache(trained.cache, tmp_path / "cache", ["features.h5", "metrics.json", "curves.png"])
@@ -133,6 +160,7 @@ def test_interrupt_during_the_renames_does_not_claim_untouched(trained, tmp_path
 
 # --- 4. a huge file is a skip, read with bounded memory -------------------------------------------------------------
 
+
 def test_huge_sparse_file_is_refused_unread(tmp_path):
     huge = tmp_path / "huge.jpg"
     with open(huge, "wb") as handle:
@@ -144,7 +172,7 @@ def test_huge_sparse_file_is_refused_unread(tmp_path):
 def test_truncated_jpeg_whose_header_claims_a_huge_image_is_skipped(tmp_path):
     from PIL import Image
 
-    from features.images import decode_image
+    from headstart.features.images import decode_image
 
     buffer = io.BytesIO()
     Image.new("RGB", (9000, 9000), (200, 10, 10)).save(buffer, "JPEG")
@@ -158,8 +186,18 @@ def test_truncated_jpeg_whose_header_claims_a_huge_image_is_skipped(tmp_path):
 
 # --- 6. non-finite and out-of-range options; non-finite heads --------------------------------------------------------
 
-@pytest.mark.parametrize("option, value", [("--lr", "nan"), ("--lr", "inf"), ("--momentum", "nan"),
-                                           ("--lr", "1e300"), ("--seed", str(2 ** 64)), ("--seed", "-1")])
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--lr", "nan"),
+        ("--lr", "inf"),
+        ("--momentum", "nan"),
+        ("--lr", "1e300"),
+        ("--seed", str(2**64)),
+        ("--seed", "-1"),
+    ],
+)
 def test_non_finite_or_out_of_range_option_is_a_usage_error(trained, tmp_path, option, value):
     cache = copy_cache(trained.cache, tmp_path / "cache")
     before = hashes(*(cache / name for name in HEAD_OUTPUTS))
@@ -183,12 +221,19 @@ def test_nan_head_left_by_an_older_version_is_refused_on_load(trained, tmp_path)
     data["state_dict"]["weight"][0, 0] = float("nan")
     torch.save(data, path)
     out = tmp_path / "predictions.jsonl"
-    assert_error(invoke("predict", trained.data / "val", "--out", out, "--format", "jsonl", "--cache", path.parent,
-                        "--workers", 0), 1, "head.pt", "not finite")
+    assert_error(
+        invoke(
+            "predict", trained.data / "val", "--out", out, "--format", "jsonl", "--cache", path.parent, "--workers", 0
+        ),
+        1,
+        "head.pt",
+        "not finite",
+    )
     assert not out.exists()
 
 
 # --- 12. smaller ones ---------------------------------------------------------------------------------------------
+
 
 def test_out_name_of_the_longest_allowed_length(trained, tmp_path):
     out = tmp_path / ("p" * 251 + ".csv")  # 255 bytes, the longest name a Linux file system takes
@@ -197,6 +242,7 @@ def test_out_name_of_the_longest_allowed_length(trained, tmp_path):
 
 
 # --- 13. temporary files of killed runs are swept -------------------------------------------------------------------
+
 
 def _dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -215,6 +261,7 @@ def test_temporaries_of_dead_writers_are_swept_and_live_ones_kept(trained, tmp_p
 
 # --- 7. silent corruption of the head ---------------------------------------------------------------------------
 
+
 def _flip_inside_weights(path: Path) -> None:
     """One flipped bit inside the stored weight tensor (found by its bytes, so the zip stays readable)."""
     data = bytearray(path.read_bytes())
@@ -230,8 +277,13 @@ def test_flipped_bit_in_the_head_weights_is_an_error_not_wrong_labels(trained, t
     _flip_inside_weights(cache / "head.pt")
     out = write_previous_csv(tmp_path / "out" / "predictions.csv")
     before = hashes(out)
-    assert_error(invoke("predict", trained.data / "val", "--out", out, "--cache", cache, "--workers", 0), 1,
-                 "head.pt", "checksum", "train-head`")
+    assert_error(
+        invoke("predict", trained.data / "val", "--out", out, "--cache", cache, "--workers", 0),
+        1,
+        "head.pt",
+        "checksum",
+        "train-head`",
+    )
     assert hashes(out) == before
 
 
@@ -246,6 +298,7 @@ def test_format_1_head_without_digest_still_loads(trained, tmp_path):
 
 # --- 9. a pipe (or anything not a regular file) under the name of a cache file -----------------------------------
 
+
 def test_fifo_named_head_pt_is_refused_at_once(trained, tmp_path):
     cache = copy_cache(trained.cache, tmp_path / "cache", ["features.h5"])
     os.mkfifo(cache / "head.pt")
@@ -255,11 +308,16 @@ def test_fifo_named_head_pt_is_refused_at_once(trained, tmp_path):
 
 # --- 12. smaller ones (see also the temporary-name length below) ------------------------------------------------------
 
+
 def test_csv_written_over_the_head_is_named_for_what_it_is(trained, tmp_path):
     cache = copy_cache(trained.cache, tmp_path / "cache", ["head.pt"])
     write_previous_csv(cache / "head.pt")
-    error = assert_error(invoke("predict", trained.data / "val", "--out", tmp_path / "p.csv", "--cache", cache), 1,
-                         "head.pt", "not a PyTorch checkpoint")
+    error = assert_error(
+        invoke("predict", trained.data / "val", "--out", tmp_path / "p.csv", "--cache", cache),
+        1,
+        "head.pt",
+        "not a PyTorch checkpoint",
+    )
     assert "not plain data" not in error
 
 
@@ -273,9 +331,10 @@ def test_write_error_names_the_file_being_replaced_not_its_temporary(tmp_path):
 
 # --- 5. any time stamp the OS can return ---------------------------------------------------------------------------
 
+
 def test_modification_time_after_2262_is_stored_and_reused(tmp_path):
     data = make_dataset(tmp_path / "data")
-    far = (1 << 63) + 10 ** 18  # past the int64 nanoseconds of 2262
+    far = (1 << 63) + 10**18  # past the int64 nanoseconds of 2262
     os.utime(data / "train" / "ants" / "ants_0.jpg", ns=(far, far))
     extract = ["extract", "--data", data, "--cache", tmp_path / "cache", "--weights", "none", "--workers", 0]
     assert_ok(invoke(*extract))
@@ -286,8 +345,9 @@ def test_modification_time_after_2262_is_stored_and_reused(tmp_path):
 
 # --- 7. silent corruption of the features ---------------------------------------------------------------------------
 
+
 def _flip_inside_features(path: Path) -> None:
-    from features.store import FeatureStore
+    from headstart.features.store import FeatureStore
 
     with FeatureStore(path) as store:
         row = store.read("train", slice(0, 1)).features[0].tobytes()
@@ -299,7 +359,7 @@ def _flip_inside_features(path: Path) -> None:
 
 
 def test_flipped_bit_in_the_features_is_an_error_and_extract_recomputes_the_rows(trained, tmp_path):
-    from features.store import FeatureStore
+    from headstart.features.store import FeatureStore
 
     cache = copy_cache(trained.cache, tmp_path / "cache")
     with FeatureStore(cache / "features.h5") as store:
@@ -317,8 +377,11 @@ def test_flipped_bit_in_the_features_is_an_error_and_extract_recomputes_the_rows
 
 # --- 8. predict and evaluate never write over the cache's own files ---------------------------------------------------
 
-@pytest.mark.parametrize("step, name", [("predict", "head.pt"), ("predict", "features.h5"),
-                                        ("predict", "metrics.json"), ("evaluate", "head.pt")])
+
+@pytest.mark.parametrize(
+    "step, name",
+    [("predict", "head.pt"), ("predict", "features.h5"), ("predict", "metrics.json"), ("evaluate", "head.pt")],
+)
 def test_output_over_a_cache_file_is_refused(trained, tmp_path, step, name):
     cache = copy_cache(trained.cache, tmp_path / "cache")
     before = hashes(*(cache / n for n in ("features.h5", *HEAD_OUTPUTS)))
@@ -328,14 +391,17 @@ def test_output_over_a_cache_file_is_refused(trained, tmp_path, step, name):
 
 # --- 9. pipes under the names of cache files --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("step", ["train-head", "info", "extract", "extract-partial"])
 def test_fifo_named_like_the_features_file_is_refused_at_once(trained, tmp_path, step):
-    cache = copy_cache(trained.cache, tmp_path / "cache", ["head.pt"] if step != "extract-partial" else
-                       ["features.h5", "head.pt"])
+    cache = copy_cache(
+        trained.cache, tmp_path / "cache", ["head.pt"] if step != "extract-partial" else ["features.h5", "head.pt"]
+    )
     fifo = cache / ("features.h5.partial-1-1" if step == "extract-partial" else "features.h5")
     os.mkfifo(fifo)
     args = {"train-head": ["train-head", "--cache", cache], "info": ["info", "--cache", cache]}.get(
-        step, ["extract", "--data", trained.data, "--cache", cache, "--weights", "none", "--workers", 0])
+        step, ["extract", "--data", trained.data, "--cache", cache, "--weights", "none", "--workers", 0]
+    )
     outcome = spawn(command(*args), timeout=90)
     if step == "extract-partial":  # an unusable partial file is not resumed from, and goes with the others
         assert_ok(outcome)
@@ -351,7 +417,7 @@ HOLD_OPEN = "import h5py, sys, time; f = h5py.File(sys.argv[1], 'r+'); print('op
 
 @pytest.mark.parametrize("step", ["train-head", "extract"])
 def test_features_open_in_another_program_is_said_and_the_cache_kept(trained, tmp_path, step):
-    from features.store import FeatureStore
+    from headstart.features.store import FeatureStore
 
     cache = copy_cache(trained.cache, tmp_path / "cache")
     with FeatureStore(cache / "features.h5") as store:
@@ -359,8 +425,11 @@ def test_features_open_in_another_program_is_said_and_the_cache_kept(trained, tm
     holder = subprocess.Popen([sys.executable, "-c", HOLD_OPEN, str(cache / "features.h5")], stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline() == b"open\n"
-        args = (["train-head", "--cache", cache] if step == "train-head" else
-                ["extract", "--data", trained.data, "--cache", cache, "--weights", "none", "--workers", 0])
+        args = (
+            ["train-head", "--cache", cache]
+            if step == "train-head"
+            else ["extract", "--data", trained.data, "--cache", cache, "--weights", "none", "--workers", 0]
+        )
         assert_error(invoke(*args), 1, "features.h5", "another program")
     finally:
         holder.kill()
@@ -371,12 +440,20 @@ def test_features_open_in_another_program_is_said_and_the_cache_kept(trained, tm
 
 # --- 12. smaller ones --------------------------------------------------------------------------------------------
 
+
 def test_closed_stdout_is_not_a_failure_of_the_work(trained, tmp_path):
     cache = tmp_path / "cache"
-    extract = " ".join(map(str, command("extract", "--data", trained.data, "--cache", cache, "--weights", "none",
-                                        "--workers", 0)))
-    done = subprocess.run(["bash", "-c", f"{extract} | head -c 20 > /dev/null; echo \"${{PIPESTATUS[0]}}\""],
-                          cwd=ROOT, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=120)
+    extract = " ".join(
+        map(str, command("extract", "--data", trained.data, "--cache", cache, "--weights", "none", "--workers", 0))
+    )
+    done = subprocess.run(
+        ["bash", "-c", f'{extract} | head -c 20 > /dev/null; echo "${{PIPESTATUS[0]}}"'],
+        cwd=ROOT,
+        env=SUBPROCESS_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.stdout.strip() == "0", done.stderr
     assert "Traceback" not in done.stderr
     assert (cache / "features.h5").exists()
@@ -402,22 +479,37 @@ def test_class_without_training_rows_is_warned_about(tmp_path):
     assert_ok(invoke("extract", "--data", data, "--cache", cache, "--weights", "none", "--workers", 0))
     trained_head = invoke("train-head", "--cache", cache)
     assert_ok(trained_head)
-    assert any(line.startswith("warning:") and "bees" in line and "no training rows" in line
-               for line in trained_head.output.splitlines()), trained_head.output
+    assert any(
+        line.startswith("warning:") and "bees" in line and "no training rows" in line
+        for line in trained_head.output.splitlines()
+    ), trained_head.output
 
 
 def test_small_disk_that_holds_the_result_is_enough(private_mounts, trained, tmp_path):
     """3 MB, the previous 1.1 MB features file on it, and a re-extract (another preprocessing) writing 1.1 MB more:
     it fits, so it must not be refused for want of a fixed 2 MB margin."""
-    argv = command("extract", "--data", trained.data, "--cache", tmp_path / "mnt" / "cache", "--weights", "none",
-                   "--workers", 0, "--preprocess", "notebook")
-    outcome, sums = run_on_tmpfs(tmp_path, {"cache/features.h5": trained.cache / "features.h5"}, argv, size_kb=3072,
-                                 free_kb=None)
+    argv = command(
+        "extract",
+        "--data",
+        trained.data,
+        "--cache",
+        tmp_path / "mnt" / "cache",
+        "--weights",
+        "none",
+        "--workers",
+        0,
+        "--preprocess",
+        "notebook",
+    )
+    outcome, sums = run_on_tmpfs(
+        tmp_path, {"cache/features.h5": trained.cache / "features.h5"}, argv, size_kb=3072, free_kb=None
+    )
     assert_ok(outcome)
     assert sums["cache/features.h5"] != hashes(trained.cache / "features.h5")[str(trained.cache / "features.h5")]
 
 
 # --- 14. an unreachable Ray cluster ----------------------------------------------------------------------------------
+
 
 def test_unreachable_ray_address_is_a_clear_error(trained, tmp_path):
     import socket
@@ -425,8 +517,22 @@ def test_unreachable_ray_address_is_a_clear_error(trained, tmp_path):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    outcome = spawn(command("extract", "--data", trained.data, "--cache", tmp_path / "cache", "--weights", "none",
-                            "--engine", "ray", "--address", f"127.0.0.1:{port}"), timeout=90)
+    outcome = spawn(
+        command(
+            "extract",
+            "--data",
+            trained.data,
+            "--cache",
+            tmp_path / "cache",
+            "--weights",
+            "none",
+            "--engine",
+            "ray",
+            "--address",
+            f"127.0.0.1:{port}",
+        ),
+        timeout=90,
+    )
     assert_error(outcome, 1, f"127.0.0.1:{port}", "cannot reach")
 
 
@@ -435,7 +541,7 @@ def test_unreachable_ray_address_is_a_clear_error(trained, tmp_path):
 HOLD_LOCK_AND_FORK = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, sys.argv[2])
-    from features.lock import cache_lock
+    from headstart.files.lock import cache_lock
     with cache_lock(sys.argv[1], "extract"):
         if os.fork() == 0:   # a decoding worker that outlives its parent, as DataLoader's do for seconds
             time.sleep(60)
@@ -447,8 +553,11 @@ HOLD_LOCK_AND_FORK = textwrap.dedent("""
 
 def test_lock_is_free_once_its_holder_is_killed_even_if_its_children_live(trained, tmp_path):
     cache = copy_cache(trained.cache, tmp_path / "cache")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK_AND_FORK, str(cache), str(ROOT)],
-                              stdout=subprocess.PIPE, start_new_session=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK_AND_FORK, str(cache), str(ROOT)],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         assert holder.stdout.readline() == b"locked\n"
         holder.kill()  # the main process only, as the OOM killer does
@@ -467,6 +576,7 @@ def _kill_group(pid: int) -> None:
 
 # --- the harness: stop real runs at random moments ------------------------------------------------------------------
 
+
 @dataclass
 class Step:
     """One command of the harness: the outputs it replaces, and how to tell a complete new output from the old."""
@@ -475,27 +585,42 @@ class Step:
     outputs: list[Path]  # replaced all together or not at all
     folder: Path  # where stray files would be
 
-    def args(self, bench: "Bench", variant: int) -> list:
+    def args(self, bench: Bench, variant: int) -> list:
         if self.name == "extract":  # two preprocessings: each run rebuilds every row, so its file is new
-            return ["extract", "--data", bench.data, "--cache", bench.cache, "--weights", "none",
-                    "--preprocess", ("imagenet", "notebook")[variant]]
+            return [
+                "extract",
+                "--data",
+                bench.data,
+                "--cache",
+                bench.cache,
+                "--weights",
+                "none",
+                "--preprocess",
+                ("imagenet", "notebook")[variant],
+            ]
         if self.name == "train-head":  # many epochs, so that some signals land in the training itself
             return ["train-head", "--cache", bench.cache, "--epochs", 1500 + variant]
         return ["predict", bench.data, "--out", bench.out, "--cache", bench.cache, "--top-k", 1 + variant]
 
-    def is_new(self, bench: "Bench", variant: int) -> bool:
+    def is_new(self, bench: Bench, variant: int) -> bool:
         """Every output complete and made with this variant's options."""
         if self.name == "extract":
-            from features.store import FeatureStore
+            from headstart.features.store import FeatureStore
 
             with FeatureStore(bench.cache / "features.h5") as store:
-                return (store.header.preprocessing.name == ("imagenet", "notebook")[variant]
-                        and store.count("train") == 8 and store.count("val") == 4)
+                return (
+                    store.header.preprocessing.name == ("imagenet", "notebook")[variant]
+                    and store.count("train") == 8
+                    and store.count("val") == 4
+                )
         if self.name == "train-head":
             metrics = strict_json(bench.cache / "metrics.json")
             epochs = 1500 + variant
-            return (load_head(bench.cache / "head.pt").train_config["epochs"] == epochs
-                    and metrics["train_config"]["epochs"] == epochs and len(metrics["history"]) == epochs)
+            return (
+                load_head(bench.cache / "head.pt").train_config["epochs"] == epochs
+                and metrics["train_config"]["epochs"] == epochs
+                and len(metrics["history"]) == epochs
+            )
         rows = read_csv(bench.out)
         return len(rows) == 12 and ("label_2" in rows[0]) == (variant == 1)
 
@@ -551,8 +676,14 @@ def _one_trial(bench: Bench, steps: dict[str, Step], rng: random.Random) -> Tria
     delay = rng.uniform(0.1, 1.0) if rng.random() < 0.5 else rng.uniform(1.0, 8.0)
     step, variant = steps[name], 1 - bench.variants[name]
     before = hashes(*step.outputs)
-    process = subprocess.Popen(command(*step.args(bench, variant)), cwd=ROOT, env=SUBPROCESS_ENV,
-                               start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command(*step.args(bench, variant)),
+        cwd=ROOT,
+        env=SUBPROCESS_ENV,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     signum = getattr(signal, how.split("-")[0])
     try:
         time.sleep(delay)

@@ -8,12 +8,12 @@ import json
 import h5py
 import pytest
 import torch
-
 from conftest import separable, write_features
-from features.store import StoreError
-from heads.checkpoint import load_head
-from heads.config import TrainConfig
-from heads.fit import fit_head
+
+from headstart.features.store import StoreError
+from headstart.heads.checkpoint import load_head
+from headstart.heads.config import TrainConfig
+from headstart.heads.fit import fit_head
 
 
 @pytest.fixture

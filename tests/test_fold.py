@@ -9,14 +9,14 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-import features.backbone
-import features.compiled
-from features.backbone import load_backbone
-from features.folder import find_dataset
-from features.fold import fold_batchnorm
-from features.prepacked import PrepackedResNet, prepacking_available
-from features.images import build_transform, decode_image, read_file
-from features.provenance import PREPROCESSINGS
+import headstart.features.backbone as backbone_module
+import headstart.features.compiled as compiled_module
+from headstart.features.backbone import load_backbone
+from headstart.features.batchnorm import fold_batchnorm
+from headstart.features.folder import find_dataset
+from headstart.features.images import build_transform, decode_image, read_file
+from headstart.features.prepacked import PrepackedResNet, prepacking_available
+from headstart.features.provenance import PREPROCESSINGS
 
 CPU = torch.device("cpu")
 
@@ -64,7 +64,9 @@ def test_folded_features_equal_torchvision_eager_on_real_images(which, weights_f
     weights = weights_file if which == "seeded" else trained_like_weights
     backbone = load_backbone(str(weights), CPU)
     ours = backbone.features(real_batch)
-    assert backbone.forward == "batchnorm folded" and not any(isinstance(m, nn.BatchNorm2d) for m in backbone.model.modules())
+    assert backbone.forward == "batchnorm folded" and not any(
+        isinstance(m, nn.BatchNorm2d) for m in backbone.model.modules()
+    )
     torch.testing.assert_close(ours, torchvision_eager(weights, real_batch), rtol=0, atol=1e-4)
 
 
@@ -88,7 +90,7 @@ def test_bf16_on_a_cpu_runs_prepacked_and_is_as_close_to_fp32_as_autocast(traine
 
 
 def test_bf16_without_prepacking_runs_under_autocast(monkeypatch, trained_like_weights, real_batch):
-    monkeypatch.setattr(features.backbone, "prepacking_available", lambda: False)
+    monkeypatch.setattr(backbone_module, "prepacking_available", lambda: False)
     backbone = load_backbone(str(trained_like_weights), CPU, precision="bf16")
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         autocast = backbone.model(real_batch.contiguous(memory_format=torch.channels_last)).float()
@@ -124,6 +126,7 @@ def test_compiled_forward_pads_a_short_batch_to_the_first_batch_size(monkeypatch
         def forward(batch):
             shapes.append(tuple(batch.shape))
             return model(batch)
+
         return forward
 
     monkeypatch.setattr(torch, "compile", fake_compile)
@@ -138,6 +141,7 @@ def test_a_compile_failure_falls_back_to_the_folded_network_with_one_warning(mon
     def broken_compile(model, **options):
         def forward(batch):
             raise RuntimeError("InductorError: CppCompileError: C++ compile error\n\nCommand:\ng++ ... (pages more)")
+
         return forward
 
     monkeypatch.setattr(torch, "compile", broken_compile)
@@ -147,13 +151,12 @@ def test_a_compile_failure_falls_back_to_the_folded_network_with_one_warning(mon
     backbone.features(real_batch[2:4])
     assert len(warnings) == 1 and "\n" not in warnings[0]
     assert warnings[0].startswith("--compile failed, running the folded eager network instead: InductorError")
-    torch.testing.assert_close(features, load_backbone(str(weights_file), CPU).features(real_batch[:2]),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(features, load_backbone(str(weights_file), CPU).features(real_batch[:2]), rtol=0, atol=0)
 
 
 def test_first_line_of_a_long_message():
-    assert features.compiled.first_line("\n\n  first  \nsecond") == "first"
-    assert len(features.compiled.first_line("x" * 500)) == 200
+    assert compiled_module.first_line("\n\n  first  \nsecond") == "first"
+    assert len(compiled_module.first_line("x" * 500)) == 200
 
 
 # --- the features file records the folded network; a cache made before folding is still reused ----------------
@@ -162,13 +165,14 @@ def test_first_line_of_a_long_message():
 def _broken_compile(model, **options):
     def forward(batch):
         raise RuntimeError("InductorError: CppCompileError: C++ compile error\n(pages more)")
+
     return forward
 
 
 def test_extract_records_folding_and_reuses_a_cache_made_without_it(tiny_dataset, tmp_path, weights_file):
     import h5py
 
-    from features import ExtractConfig, FeatureStore, extract_features
+    from headstart.features import ExtractConfig, FeatureStore, extract_features
 
     config = ExtractConfig(data=tiny_dataset, cache=tmp_path / "cache", weights=str(weights_file), workers=0)
     extract_features(config)
@@ -198,13 +202,34 @@ def test_cli_compile_failure_is_a_warning_not_an_error(tiny_dataset, tmp_path, w
     monkeypatch.setattr(torch, "compile", _broken_compile)
     cache = tmp_path / "cache"
     wide = {"COLUMNS": "250"}  # one warning, one line
-    result = run("extract", "--data", tiny_dataset, "--cache", cache, "--weights", weights_file, "--workers", 0,
-                 "--compile", env=wide)
+    result = run(
+        "extract",
+        "--data",
+        tiny_dataset,
+        "--cache",
+        cache,
+        "--weights",
+        weights_file,
+        "--workers",
+        0,
+        "--compile",
+        env=wide,
+    )
     assert_ok(result)
     warnings = [line for line in result.output.splitlines() if "--compile failed" in line]
     assert len(warnings) == 1 and "InductorError" in warnings[0]
     assert_ok(run("train-head", "--cache", cache, "-q"))
-    result = run("predict", tiny_dataset / "val", "--out", tmp_path / "preds.csv", "--cache", cache, "--workers", 0,
-                 "--compile", env=wide)
+    result = run(
+        "predict",
+        tiny_dataset / "val",
+        "--out",
+        tmp_path / "preds.csv",
+        "--cache",
+        cache,
+        "--workers",
+        0,
+        "--compile",
+        env=wide,
+    )
     assert_ok(result)
     assert sum("--compile failed" in line for line in result.output.splitlines()) == 1

@@ -8,10 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import make_dataset, make_image
 from torchvision.datasets import ImageFolder
 
-from conftest import make_dataset, make_image
-from features.folder import UNLABELED, DatasetError, find_dataset, find_images, find_labeled_images, text_path
+from headstart.features.folder import UNLABELED, DatasetError, find_dataset, find_images, find_labeled_images, text_path
 
 
 @contextmanager
@@ -63,8 +63,12 @@ def test_names_are_relative_to_the_root_and_labels_index_classes(tmp_path):
     root = _nested_dataset(tmp_path / "data")
     entries = find_dataset(root).splits["train"]
     assert [e.name for e in entries[:6]] == [
-        "train/ants/ants_0.jpg", "train/ants/ants_1.jpg", "train/ants/Sub/c.Jpeg",
-        "train/ants/sub/b.PNG", "train/ants/sub-x/a.jpeg", "train/ants/sub/deep/Z.JPG",
+        "train/ants/ants_0.jpg",
+        "train/ants/ants_1.jpg",
+        "train/ants/Sub/c.Jpeg",
+        "train/ants/sub/b.PNG",
+        "train/ants/sub-x/a.jpeg",
+        "train/ants/sub/deep/Z.JPG",
     ]
     assert {e.label for e in entries if e.name.startswith("train/ants/")} == {0}
     assert {e.label for e in entries if e.name.startswith("train/bees/")} == {1}
@@ -203,7 +207,8 @@ def test_find_labeled_images_labels_by_the_given_class_list(tmp_path):
     (folder / "ants" / "note.txt").write_text("x")
     entries = find_labeled_images(folder, ["wasps", "ants", "bees"])
     assert [(e.name, e.label) for e in entries] == [
-        (str(folder / "ants" / "a1.jpg"), 1), (str(folder / "bees" / "b1.jpg"), 2),
+        (str(folder / "ants" / "a1.jpg"), 1),
+        (str(folder / "bees" / "b1.jpg"), 2),
         (str(folder / "bees" / "deeper" / "b2.PNG"), 2),
     ]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from heads.folds import out_of_fold, stratified_folds
+from headstart.heads.kfold import out_of_fold, stratified_folds
 
 
 def test_folds_are_disjoint_cover_every_row_and_keep_class_shares():

@@ -10,12 +10,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import make_image
 from PIL import Image
 from torchvision import transforms
 from torchvision.models import ResNet18_Weights
 
-from conftest import make_image
-from features.images import (
+from headstart.features.images import (
     ImageDecodeError,
     build_transform,
     decode_image,
@@ -23,7 +23,7 @@ from features.images import (
     pixel_transform,
     read_file,
 )
-from features.provenance import PREPROCESSINGS
+from headstart.features.provenance import PREPROCESSINGS
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -69,10 +69,16 @@ def _palette_image() -> Image.Image:
     return image
 
 
-@pytest.mark.parametrize(("fmt", "transparency"), [
-    ("PNG", None), ("GIF", None), ("PNG", 0), ("GIF", 0),
-    ("PNG", b"\x00\x80\xff"),  # per-entry alpha: Pillow warns when such an image goes straight to RGB
-])
+@pytest.mark.parametrize(
+    ("fmt", "transparency"),
+    [
+        ("PNG", None),
+        ("GIF", None),
+        ("PNG", 0),
+        ("GIF", 0),
+        ("PNG", b"\x00\x80\xff"),  # per-entry alpha: Pillow warns when such an image goes straight to RGB
+    ],
+)
 def test_palette_images_become_rgb_with_their_palette_colours(fmt, transparency):
     options = {} if transparency is None else {"transparency": transparency}
     data = encode(_palette_image(), fmt, **options)
@@ -251,9 +257,9 @@ def test_imagenet_preprocessing_equals_torchvision_weights_transforms(size):
 def test_notebook_preprocessing_equals_the_tutorial_transform(size):
     image = noise(size, seed=7)
     ours = build_transform(PREPROCESSINGS["notebook"])(image)
-    reference = transforms.Compose([
-        transforms.Resize((224, 224)), transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3),
-    ])(image)
+    reference = transforms.Compose(
+        [transforms.Resize((224, 224)), transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)]
+    )(image)
     assert ours.shape == (3, 224, 224)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
 
@@ -278,7 +284,13 @@ def test_a_batch_normalised_at_once_is_bit_for_bit_torchvisions_per_image_transf
     preprocessing = PREPROCESSINGS["imagenet"]
     images = [noise(size, seed=index) for index, size in enumerate([(300, 200), (97, 411), (640, 480)])]
     batch = normalize_pixels(torch.stack([pixel_transform(preprocessing)(image) for image in images]), preprocessing)
-    reference = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-                                    transforms.Normalize(preprocessing.mean, preprocessing.std)])
+    reference = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(preprocessing.mean, preprocessing.std),
+        ]
+    )
     assert batch.dtype == torch.float32
     assert torch.equal(batch, torch.stack([reference(image) for image in images]))

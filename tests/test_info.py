@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import separable, write_features
-from features.store import FORMAT_VERSION, StoreError
-from heads.config import TrainConfig
-from heads.fit import fit_head
-from heads.info import describe_cache
+
+from headstart.features.store import FORMAT_VERSION, StoreError
+from headstart.heads.config import TrainConfig
+from headstart.heads.fit import fit_head
+from headstart.heads.info import describe_cache
 
 
 def test_an_empty_cache_holds_nothing(tmp_path):
@@ -19,8 +19,11 @@ def test_an_empty_cache_holds_nothing(tmp_path):
 
 def test_features_and_head_are_described(tmp_path):
     features, labels = separable(10)
-    write_features(tmp_path, {"train": (features, labels), "val": (features[:3], labels[:3])},
-                   skipped={"val": [("val/ants/x.jpg", "empty file (0 bytes)")]})
+    write_features(
+        tmp_path,
+        {"train": (features, labels), "val": (features[:3], labels[:3])},
+        skipped={"val": [("val/ants/x.jpg", "empty file (0 bytes)")]},
+    )
     fit_head(tmp_path, TrainConfig(epochs=2))
     described = json.loads(json.dumps(describe_cache(tmp_path)))  # JSON-ready: survives a round trip unchanged
     assert described == describe_cache(tmp_path)
@@ -31,12 +34,22 @@ def test_features_and_head_are_described(tmp_path):
     assert described["features"]["weights"] == {"kind": "none", "name": "random init, seed 0", "sha256": ""}
     assert described["features"]["preprocessing"]["name"] == "imagenet"
     assert (described["features"]["created"], described["features"]["format_version"]) == (
-        "2026-01-02T03:04:05+00:00", FORMAT_VERSION)
+        "2026-01-02T03:04:05+00:00",
+        FORMAT_VERSION,
+    )
     head = described["head"]
     assert head["classes"] == ["ants", "bees"] and head["preprocessing"] == "imagenet"
     assert head["train_config"]["epochs"] == 2
-    assert set(head["metrics"]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_epoch",
-                                    "calibration", "unknown"}
+    assert set(head["metrics"]) == {
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "best_epoch",
+        "calibration",
+        "unknown",
+    }
 
 
 def test_a_damaged_features_file_raises(tmp_path):

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from features.lock import LOCK_FILE, CacheBusyError, cache_lock
+from headstart.files.cachedir import LOCK_FILE
+from headstart.files.lock import CacheBusyError, cache_lock
 
 
 def test_the_lock_creates_the_folder_and_records_its_holder(tmp_path):
@@ -21,8 +22,9 @@ def test_a_second_holder_is_refused_with_the_first_ones_name(tmp_path):
         with pytest.raises(CacheBusyError) as refused:
             with cache_lock(tmp_path, "train-head"):
                 pytest.fail("two holders at once")
-    assert str(refused.value) == (f"{tmp_path} is in use by `extract` (pid {os.getpid()}): wait for it to finish, "
-                                  "or use another --cache folder")
+    assert str(refused.value) == (
+        f"{tmp_path} is in use by `extract` (pid {os.getpid()}): wait for it to finish, or use another --cache folder"
+    )
 
 
 def test_the_lock_is_released_on_error(tmp_path):

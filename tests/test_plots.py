@@ -10,18 +10,28 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from PIL import Image
 
-import heads.plots
-from conftest import ROOT
-from heads.plots import PlotsAhead, PlotsHere
+import headstart.heads.plots as plots_module
+from headstart.heads.plots import PlotsAhead, PlotsHere
 
-HISTORY = [{"epoch": epoch, "train_loss": 1 / epoch, "train_acc": 0.5 + epoch / 20, "val_loss": 1.1 / epoch,
-            "val_acc": 0.45 + epoch / 20} for epoch in range(1, 6)]
+HISTORY = [
+    {
+        "epoch": epoch,
+        "train_loss": 1 / epoch,
+        "train_acc": 0.5 + epoch / 20,
+        "val_loss": 1.1 / epoch,
+        "val_acc": 0.45 + epoch / 20,
+    }
+    for epoch in range(1, 6)
+]
 RELIABILITY = {"confidence": [0.55, 0.75, 0.95], "accuracy": [0.5, 0.8, 0.9], "counts": [10, 20, 30]}
-REQUESTS = [("curves", {"history": HISTORY}),
-            ("calibration", {"before": RELIABILITY, "after": RELIABILITY, "temperature": 1.5}),
-            ("calibration", {"before": None, "after": None, "temperature": None})]
+REQUESTS = [
+    ("curves", {"history": HISTORY}),
+    ("calibration", {"before": RELIABILITY, "after": RELIABILITY, "temperature": 1.5}),
+    ("calibration", {"before": None, "after": None, "temperature": None}),
+]
 
 
 def drawn_here() -> list[bytes]:
@@ -30,10 +40,11 @@ def drawn_here() -> list[bytes]:
 
 def not_here(monkeypatch) -> None:
     """Drawing in this process fails from now on: whatever arrives was drawn by the helper."""
+
     def refuse(kind, data):
         raise AssertionError(f"{kind} drawn in this process")
 
-    monkeypatch.setattr(heads.plots, "render", refuse)
+    monkeypatch.setattr(plots_module, "render", refuse)
 
 
 def fake_python(tmp_path: Path, monkeypatch, script: str) -> None:
@@ -56,7 +67,10 @@ def test_the_helper_draws_the_same_pngs_as_this_process(monkeypatch):
 
 def test_the_helper_and_the_plots_import_no_torch():
     """The helper's head start is its matplotlib import beside torch's; importing torch itself would waste it."""
-    code = "import sys, heads.plots, heads.curves, heads.trust.plot; print('torch' in sys.modules)"
+    code = (
+        "import sys, headstart.heads.plots, headstart.heads.curves, headstart.heads.trust.plot; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -92,7 +106,7 @@ def test_a_helper_that_cannot_start_at_all_means_drawing_here(monkeypatch):
 @pytest.mark.parametrize("epochs", [5, 2000])  # 2,000 epochs: a request larger than the pipe's buffer
 def test_a_helper_that_stalls_is_given_up_on(monkeypatch, tmp_path, epochs):
     fake_python(tmp_path, monkeypatch, "exec sleep 30")
-    monkeypatch.setattr(heads.plots, "REPLY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(plots_module, "REPLY_TIMEOUT_S", 0.5)
     history = [{"epoch": epoch, "train_loss": 1.0, "train_acc": 0.5} for epoch in range(1, epochs + 1)]
     started = time.monotonic()
     with PlotsAhead() as plots:

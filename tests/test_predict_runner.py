@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-import heads.predict.predictor as predictor_module
-from features.engines.batches import EmbeddedBatch
-from features.folder import DatasetError
-from features.images import FileStamp
-from features.provenance import PREPROCESSINGS
-from heads.checkpoint import HeadCheckpoint, save_head
-from heads.config import PredictConfig
-from heads.linear import LinearHead
-from heads.predict.runner import predict_files
+import headstart.heads.predict.predictor as predictor_module
+from headstart.features.engines.batches import EmbeddedBatch
+from headstart.features.folder import DatasetError
+from headstart.features.images import FileStamp
+from headstart.features.provenance import PREPROCESSINGS
+from headstart.heads.checkpoint import HeadCheckpoint, save_head
+from headstart.heads.config import PredictConfig
+from headstart.heads.linear import LinearHead
+from headstart.heads.predict.runner import predict_files
 
 
 class StubEngine:
@@ -33,8 +33,9 @@ class StubEngine:
         features = np.asarray([list(raw[:2]) for raw, error in zip(data, errors) if error is None], np.float32)
         if on_progress:
             on_progress(len(entries), len(entries))
-        yield EmbeddedBatch(entries, [None if error else FileStamp(1, 1, "") for error in errors], errors,
-                            features.reshape(-1, 2))
+        yield EmbeddedBatch(
+            entries, [None if error else FileStamp(1, 1, "") for error in errors], errors, features.reshape(-1, 2)
+        )
 
 
 @pytest.fixture
@@ -44,9 +45,19 @@ def cache(tmp_path, monkeypatch):
     with torch.no_grad():
         head.weight.copy_(torch.eye(2))
         head.bias.zero_()
-    save_head(tmp_path / "cache" / "head.pt", HeadCheckpoint(
-        head, ["ants", "bees"], "resnet18", {"kind": "none", "name": "random init, seed 0", "sha256": ""},
-        PREPROCESSINGS["imagenet"].describe(), "fp32", {}, {}))
+    save_head(
+        tmp_path / "cache" / "head.pt",
+        HeadCheckpoint(
+            head,
+            ["ants", "bees"],
+            "resnet18",
+            {"kind": "none", "name": "random init, seed 0", "sha256": ""},
+            PREPROCESSINGS["imagenet"].describe(),
+            "fp32",
+            {},
+            {},
+        ),
+    )
     return tmp_path / "cache"
 
 
@@ -62,14 +73,22 @@ def images(tmp_path):
 
 def test_files_in_one_csv_sorted_with_counts(cache, images, tmp_path):
     progress = []
-    summary = predict_files([images], tmp_path / "p.csv", cache, PredictConfig(),
-                            on_progress=lambda done, total: progress.append((done, total)))
+    summary = predict_files(
+        [images],
+        tmp_path / "p.csv",
+        cache,
+        PredictConfig(),
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
     assert (summary.predicted, summary.failed, summary.out) == (2, 1, str(tmp_path / "p.csv"))
     assert progress == [(3, 3)]
     with open(tmp_path / "p.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [(row["path"].rsplit("imgs/", 1)[1], row["label"], row["error"]) for row in rows] == [
-        ("a.jpg", "ants", ""), ("c.jpg", "", "not an image file"), ("deep/b.png", "bees", "")]
+        ("a.jpg", "ants", ""),
+        ("c.jpg", "", "not an image file"),
+        ("deep/b.png", "bees", ""),
+    ]
 
 
 def test_jsonl_to_stdout_with_top_k(cache, images, capsys):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heads.predict.writer import Prediction, write_predictions
+from headstart.heads.predict.writer import Prediction, write_predictions
 
 CLASSES = ["ants", "bees"]
 
@@ -32,8 +32,17 @@ def test_columns_and_values(tmp_path):
     counts = write_predictions(out, ["ants", "bees", "wasps"], [_ok("val/a.jpg", 0.1, 0.7, 0.2)])
     assert counts == {"predicted": 1, "failed": 0, "flagged": 0}
     header, row = _read(out)
-    assert header == ["path", "label", "confidence", "ood_score", "unknown", "prob_ants", "prob_bees", "prob_wasps",
-                      "error"]
+    assert header == [
+        "path",
+        "label",
+        "confidence",
+        "ood_score",
+        "unknown",
+        "prob_ants",
+        "prob_bees",
+        "prob_wasps",
+        "error",
+    ]
     assert row[0] == "val/a.jpg"
     assert row[1] == "bees"
     assert float(row[2]) == pytest.approx(0.7, abs=1e-6)
@@ -52,26 +61,28 @@ def test_label_is_the_argmax_class(tmp_path):
 
 def test_failed_row_has_error_and_empty_prediction(tmp_path):
     out = tmp_path / "p.csv"
-    counts = write_predictions(out, CLASSES, [
-        _ok("good.jpg", 0.3, 0.7),
-        Prediction("broken.jpg", None, "damaged image: truncated"),
-    ])
+    counts = write_predictions(
+        out, CLASSES, [_ok("good.jpg", 0.3, 0.7), Prediction("broken.jpg", None, "damaged image: truncated")]
+    )
     assert counts == {"predicted": 1, "failed": 1, "flagged": 0}
     rows = _read(out)
     assert rows[2] == ["broken.jpg", "", "", "", "", "", "", "damaged image: truncated"]
     assert len(rows[2]) == len(rows[0])
 
 
-@pytest.mark.parametrize("name", [
-    "with,comma.jpg",
-    'with "quotes".jpg',
-    "with\nnewline.jpg",
-    "with\r\ncrlf.jpg",
-    "naïve/日本語/ümlaut.jpg",
-    "emoji 🐝.jpg",
-    "bad-bytes-\\xff.jpg",
-    "  leading spaces.jpg",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "with,comma.jpg",
+        'with "quotes".jpg',
+        "with\nnewline.jpg",
+        "with\r\ncrlf.jpg",
+        "naïve/日本語/ümlaut.jpg",
+        "emoji 🐝.jpg",
+        "bad-bytes-\\xff.jpg",
+        "  leading spaces.jpg",
+    ],
+)
 def test_awkward_names_round_trip(tmp_path, name):
     out = tmp_path / "p.csv"
     write_predictions(out, CLASSES, [_ok(name, 0.6, 0.4), Prediction(name, None, f"cannot read {name}")])
@@ -86,11 +97,10 @@ def test_file_is_utf8_without_bom(tmp_path):
     write_predictions(out, CLASSES, [_ok("ü.jpg", 0.5, 0.5)])
     data = out.read_bytes()
     assert data.startswith(b"path,label,")
-    assert "ü.jpg".encode("utf-8") in data
+    assert "ü.jpg".encode() in data
 
 
-@pytest.mark.parametrize("name", ["=cmd|' /C calc'!A0.jpg", "+1.jpg", "-2.jpg", "@SUM(A1).jpg", "\tx.jpg",
-                                  "\rx.jpg"])
+@pytest.mark.parametrize("name", ["=cmd|' /C calc'!A0.jpg", "+1.jpg", "-2.jpg", "@SUM(A1).jpg", "\tx.jpg", "\rx.jpg"])
 def test_formula_starts_are_prefixed(tmp_path, name):
     out = tmp_path / "p.csv"
     write_predictions(out, CLASSES, [_ok(name, 0.5, 0.5), Prediction(name, None, "damaged")])
@@ -168,8 +178,10 @@ def test_ood_score_and_unknown_columns_and_reject_unknown(tmp_path):
     kept = Prediction("near.jpg", np.asarray([0.9, 0.1], dtype=np.float32), ood_score=40.25, unknown=False)
     out = tmp_path / "p.csv"
     assert write_predictions(out, CLASSES, [flagged, kept])["flagged"] == 1
-    assert [row[:5] for row in _read(out)[1:]] == [["far.jpg", "bees", "0.800000", "812.5", "true"],
-                                                   ["near.jpg", "ants", "0.900000", "40.25", "false"]]
+    assert [row[:5] for row in _read(out)[1:]] == [
+        ["far.jpg", "bees", "0.800000", "812.5", "true"],
+        ["near.jpg", "ants", "0.900000", "40.25", "false"],
+    ]
     write_predictions(out, CLASSES, [flagged, kept], top_k=2, reject_unknown=True)
     rows = _read(out)
     assert rows[0][:7] == ["path", "label", "confidence", "ood_score", "unknown", "label_2", "confidence_2"]

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-
-import cli
 from conftest import ROOT, make_dataset, make_image
-from features.store import FeatureStore
+
+from headstart import cli
+from headstart.features.store import FeatureStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")  # Ray's own, internal
 needs_ray = pytest.mark.skipif(find_spec("ray") is None, reason="Ray is an optional extra: pip install -e '.[ray]'")
@@ -37,8 +37,13 @@ def local_ray():
     import ray
 
     on_sigterm = signal.getsignal(signal.SIGTERM)
-    ray.init(num_cpus=2, object_store_memory=512 * 1024 ** 2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
+    ray.init(
+        num_cpus=2,
+        object_store_memory=512 * 1024**2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+    )
     signal.signal(signal.SIGTERM, on_sigterm)
     yield
     ray.shutdown()
@@ -79,16 +84,37 @@ def read_csv(path: Path) -> list[dict]:
 @needs_ray
 def test_extract_and_predict_agree_on_generated_data(local_ray, mixed_dataset, weights_file, tmp_path):
     for engine in ("local", "ray"):
-        result = run("extract", "--data", mixed_dataset, "--cache", tmp_path / engine, "--weights", weights_file,
-                     "--batch-size", 4, "--engine", engine)
+        result = run(
+            "extract",
+            "--data",
+            mixed_dataset,
+            "--cache",
+            tmp_path / engine,
+            "--weights",
+            weights_file,
+            "--batch-size",
+            4,
+            "--engine",
+            engine,
+        )
         assert "skipped train/ants/broken.jpg: not an image file" in result.output
         assert "skipped val/bees/empty.png: empty file (0 bytes)" in result.output
     assert_same_stores(tmp_path / "local", tmp_path / "ray")
 
     run("train-head", "--cache", tmp_path / "local")
     for engine in ("local", "ray"):
-        run("predict", mixed_dataset, "--cache", tmp_path / "local", "--out", tmp_path / f"{engine}.csv",
-            "--batch-size", 4, "--engine", engine)
+        run(
+            "predict",
+            mixed_dataset,
+            "--cache",
+            tmp_path / "local",
+            "--out",
+            tmp_path / f"{engine}.csv",
+            "--batch-size",
+            4,
+            "--engine",
+            engine,
+        )
     local, ray = read_csv(tmp_path / "local.csv"), read_csv(tmp_path / "ray.csv")
     assert list(local[0]) == list(ray[0])
     assert [(r["path"], r["label"], r["error"]) for r in local] == [(r["path"], r["label"], r["error"]) for r in ray]
@@ -96,8 +122,9 @@ def test_extract_and_predict_agree_on_generated_data(local_ray, mixed_dataset, w
     probabilities = [key for key in local[0] if key.startswith("prob_")]
     for row_a, row_b in zip(local, ray):
         if not row_a["error"]:
-            assert [float(row_a[k]) for k in probabilities] == pytest.approx([float(row_b[k]) for k in probabilities],
-                                                                             abs=1e-5)
+            assert [float(row_a[k]) for k in probabilities] == pytest.approx(
+                [float(row_b[k]) for k in probabilities], abs=1e-5
+            )
 
 
 @needs_ray
@@ -114,21 +141,32 @@ def test_extract_and_train_agree_on_the_real_dataset(local_ray, real_data, tmp_p
 
 @needs_ray
 def test_results_come_back_in_input_order_whatever_order_ray_finishes_in():
-    from features.folder import ImageEntry
-    from features.engines.ray import _in_order
+    from headstart.features.engines.ray import _in_order
+    from headstart.features.folder import ImageEntry
 
     entries = [ImageEntry(Path(f"{i}.jpg"), f"{i}.jpg") for i in range(7)]
 
     def result(indices):
         ok = np.asarray([i != 3 for i in indices])
-        return {"index": np.asarray(indices), "ok": ok, "size": np.asarray(indices) * 10,
-                "mtime_ns": np.asarray(indices), "sha256": np.asarray([f"h{i}" for i in indices], object),
-                "error": np.asarray(["" if i != 3 else "bad" for i in indices], object),
-                "features": np.asarray([np.full(512, i, np.float32) for i in indices])}
+        return {
+            "index": np.asarray(indices),
+            "ok": ok,
+            "size": np.asarray(indices) * 10,
+            "mtime_ns": np.asarray(indices),
+            "sha256": np.asarray([f"h{i}" for i in indices], object),
+            "error": np.asarray(["" if i != 3 else "bad" for i in indices], object),
+            "features": np.asarray([np.full(512, i, np.float32) for i in indices]),
+        }
 
     progress = []
-    batches = list(_in_order(entries, iter([result([4, 5]), result([0, 1]), result([6]), result([2, 3])]), 3,
-                             lambda done, total: progress.append((done, total))))
+    batches = list(
+        _in_order(
+            entries,
+            iter([result([4, 5]), result([0, 1]), result([6]), result([2, 3])]),
+            3,
+            lambda done, total: progress.append((done, total)),
+        )
+    )
     assert [entry for batch in batches for entry in batch.entries] == entries
     assert all(len(batch.entries) <= 3 for batch in batches)
     assert [error for batch in batches for error in batch.errors] == [None, None, None, "bad", None, None, None]
@@ -139,8 +177,8 @@ def test_results_come_back_in_input_order_whatever_order_ray_finishes_in():
 
 @needs_ray
 def test_an_actor_refuses_weights_that_differ_from_the_drivers(weights_file):
-    from features.backbone import WeightsError
-    from features.engines.ray import _Embed
+    from headstart.features.backbone import WeightsError
+    from headstart.features.engines.ray import _Embed
 
     other = {"kind": "file", "name": str(weights_file), "sha256": "0" * 64}
     with pytest.raises(WeightsError, match="not the driver's .*give every node the same weights file"):
@@ -151,22 +189,23 @@ def test_an_actor_refuses_weights_that_differ_from_the_drivers(weights_file):
 def test_a_failure_inside_the_pipeline_is_one_line(local_ray, tiny_dataset, tmp_path):
     import torch
 
-    from features import PREPROCESSINGS, find_images
-    from features.backbone import Backbone, WeightsIdentity
-    from features.engines.ray import RayEngine, RayEngineError
+    from headstart.features import PREPROCESSINGS, find_images
+    from headstart.features.backbone import Backbone, WeightsIdentity
+    from headstart.features.engines.ray import RayEngine, RayEngineError
 
     gone = tmp_path / "gone.pth"  # the weights file is missing where the actor runs
     backbone = Backbone(None, WeightsIdentity("file", str(gone), "0" * 64), torch.device("cpu"))
     with pytest.raises(RayEngineError) as raised:
         list(RayEngine().embed(find_images([tiny_dataset]), backbone, PREPROCESSINGS["imagenet"]))
-    assert str(raised.value) == (f"on Ray: weights file {gone} does not exist "
-                                 "(use imagenet, none, or a ResNet18 state_dict file)")
+    assert str(raised.value) == (
+        f"on Ray: weights file {gone} does not exist (use imagenet, none, or a ResNet18 state_dict file)"
+    )
 
 
 LOCAL_SCRIPT = """
 import sys
 from click.testing import CliRunner
-import cli
+from headstart import cli
 data, cache = sys.argv[1], sys.argv[2]
 for args in (["extract", "--data", data, "--cache", cache, "--weights", "none"], ["train-head", "--cache", cache],
              ["predict", data, "--cache", cache, "--out", cache + "/p.csv"]):
@@ -177,8 +216,13 @@ print(sorted(name for name in sys.modules if name == "ray" or name.startswith("r
 
 
 def test_the_local_engine_never_imports_ray(tiny_dataset, tmp_path):
-    done = subprocess.run([sys.executable, "-c", LOCAL_SCRIPT, str(tiny_dataset), str(tmp_path / "cache")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", LOCAL_SCRIPT, str(tiny_dataset), str(tmp_path / "cache")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
@@ -186,7 +230,7 @@ def test_the_local_engine_never_imports_ray(tiny_dataset, tmp_path):
 NO_RAY_SCRIPT = """
 import sys
 sys.modules["ray"] = None  # what Python does for a module that is not installed: import raises ImportError
-import cli
+from headstart import cli
 sys.argv = ["headstart", *sys.argv[1:]]
 cli.main()
 """
@@ -194,10 +238,18 @@ cli.main()
 
 @pytest.mark.parametrize("command", ["extract", "predict"])
 def test_without_ray_the_engine_is_a_one_line_error(command, tiny_dataset, tmp_path):
-    args = (["extract", "--data", tiny_dataset, "--cache", tmp_path, "--weights", "none"] if command == "extract"
-            else ["predict", tiny_dataset, "--cache", tmp_path, "--out", tmp_path / "p.csv"])
-    done = subprocess.run([sys.executable, "-c", NO_RAY_SCRIPT, *map(str, args), "--engine", "ray"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    args = (
+        ["extract", "--data", tiny_dataset, "--cache", tmp_path, "--weights", "none"]
+        if command == "extract"
+        else ["predict", tiny_dataset, "--cache", tmp_path, "--out", tmp_path / "p.csv"]
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", NO_RAY_SCRIPT, *map(str, args), "--engine", "ray"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert done.stderr.strip() == NO_RAY_ERROR
     assert done.stdout == ""
@@ -205,15 +257,19 @@ def test_without_ray_the_engine_is_a_one_line_error(command, tiny_dataset, tmp_p
 
 
 def test_address_without_the_ray_engine_is_a_usage_error(tiny_dataset, tmp_path):
-    result = CliRunner().invoke(cli.cli, ["extract", "--data", str(tiny_dataset), "--cache", str(tmp_path),
-                                          "--address", "10.0.0.1:6379"])
+    result = CliRunner().invoke(
+        cli.cli, ["extract", "--data", str(tiny_dataset), "--cache", str(tmp_path), "--address", "10.0.0.1:6379"]
+    )
     assert result.exit_code == 2
     assert "--address joins a Ray cluster: use it with --engine ray" in result.output
 
 
 def test_ray_address_from_the_environment_does_not_bother_the_local_engine(tiny_dataset, tmp_path):
-    result = CliRunner().invoke(cli.cli, ["extract", "--data", str(tiny_dataset), "--cache", str(tmp_path),
-                                          "--weights", "none"], env={"RAY_ADDRESS": "10.0.0.1:6379"})
+    result = CliRunner().invoke(
+        cli.cli,
+        ["extract", "--data", str(tiny_dataset), "--cache", str(tmp_path), "--weights", "none"],
+        env={"RAY_ADDRESS": "10.0.0.1:6379"},
+    )
     assert result.exit_code == 0, result.output
     assert "ray, device" not in result.output  # the local engine ran: the Ray engine describes itself so
     with FeatureStore(tmp_path / "features.h5") as store:

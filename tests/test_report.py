@@ -6,14 +6,17 @@ import numpy as np
 import pytest
 from sklearn.metrics import classification_report, confusion_matrix
 
-from heads.report import classification_summary
+from headstart.heads.report import classification_summary
 
 
 def sklearn_report(labels: np.ndarray, predicted: np.ndarray, classes: list[str]) -> tuple[dict, list]:
     indices = list(range(len(classes)))
-    return (classification_report(labels, predicted, labels=indices, target_names=classes, output_dict=True,
-                                  zero_division=0),
-            confusion_matrix(labels, predicted, labels=indices).tolist())
+    return (
+        classification_report(
+            labels, predicted, labels=indices, target_names=classes, output_dict=True, zero_division=0
+        ),
+        confusion_matrix(labels, predicted, labels=indices).tolist(),
+    )
 
 
 CASES = {
@@ -54,9 +57,13 @@ def test_report_does_not_import_scipy():
     import subprocess
     import sys
 
-    code = ("import sys, numpy as np; from heads.report import classification_summary; "
-            "classification_summary(np.array([0, 1]), np.array([1, 1]), ['a', 'b']); "
-            "print('scipy' in sys.modules, 'sklearn' in sys.modules)")
+    code = (
+        "import sys, numpy as np; from headstart.heads.report import classification_summary; "
+        "classification_summary(np.array([0, 1]), np.array([1, 1]), ['a', 'b']); "
+        "print('scipy' in sys.modules, 'sklearn' in sys.modules)"
+    )
     from conftest import ROOT
-    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          check=True).stdout.split() == ["False", "False"]
+
+    assert subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split() == ["False", "False"]

@@ -18,17 +18,17 @@ import click
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner, Result
-from PIL import Image
-
-import cli
-import heads.console.reporter as reporter_module
 from cli_helpers import assert_error, assert_ok, read_csv
 from cli_helpers import run as _run
+from click.testing import CliRunner, Result
 from conftest import ROOT, make_dataset, make_image
-from features import __version__
-from features.store import FeatureStore
-from heads.checkpoint import load_head
+from PIL import Image
+
+import headstart.console.reporter as reporter_module
+from headstart import cli
+from headstart.features import __version__
+from headstart.features.store import FeatureStore
+from headstart.heads.checkpoint import load_head
 
 CLASSES = ["ants", "bees", "wasps"]
 WIDE = {"COLUMNS": "250"}  # rich wraps at 80 columns when not a terminal; a wide console keeps one row per line
@@ -46,15 +46,21 @@ def csv_header(path: Path) -> list[str]:
 
 def table_rows(output: str) -> list[list[str]]:
     """The body rows of every rich table in output, as lists of stripped cells."""
-    return [[cell.strip() for cell in line.strip().strip("│").split("│")]
-            for line in output.splitlines() if line.strip().startswith("│")]
+    return [
+        [cell.strip() for cell in line.strip().strip("│").split("│")]
+        for line in output.splitlines()
+        if line.strip().startswith("│")
+    ]
 
 
 def scores_rows(summary: dict) -> list[list[str]]:
     """The rows cli.py's per-class table should show for a classification summary."""
-    return [[name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1-score']:.3f}", str(int(row["support"]))]
-            for name, row in ((name, summary["report"][name])
-                              for name in [*summary["classes"], "macro avg", "weighted avg"])]
+    return [
+        [name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1-score']:.3f}", str(int(row["support"]))]
+        for name, row in (
+            (name, summary["report"][name]) for name in [*summary["classes"], "macro avg", "weighted avg"]
+        )
+    ]
 
 
 def sklearn_summary(truth: list[int], predicted: list[int], classes: list[str]) -> dict:
@@ -62,10 +68,13 @@ def sklearn_summary(truth: list[int], predicted: list[int], classes: list[str]) 
     from sklearn.metrics import classification_report, confusion_matrix
 
     labels = list(range(len(classes)))
-    return {"classes": classes,
-            "report": classification_report(truth, predicted, labels=labels, target_names=classes,
-                                            output_dict=True, zero_division=0),
-            "confusion": confusion_matrix(truth, predicted, labels=labels).tolist()}
+    return {
+        "classes": classes,
+        "report": classification_report(
+            truth, predicted, labels=labels, target_names=classes, output_dict=True, zero_division=0
+        ),
+        "confusion": confusion_matrix(truth, predicted, labels=labels).tolist(),
+    }
 
 
 def plain_env(**extra: str) -> dict[str, str]:
@@ -74,8 +83,14 @@ def plain_env(**extra: str) -> dict[str, str]:
 
 
 def cli_process(*args, env: dict | None = None, timeout: int = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "cli.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=env or plain_env())
+    return subprocess.run(
+        [sys.executable, "cli.py", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or plain_env(),
+    )
 
 
 def console_script() -> str:
@@ -88,8 +103,14 @@ def console_script() -> str:
 
 
 def script_process(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([console_script(), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=180,
-                          env=env or plain_env())
+    return subprocess.run(
+        [console_script(), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env or plain_env(),
+    )
 
 
 def cached(cache: Path, split: str):
@@ -104,6 +125,7 @@ def head_probabilities(cache: Path, features: np.ndarray) -> np.ndarray:
 
 
 # --- one small 3-class dataset, extracted and trained once for the module ---------------------------------------
+
 
 @dataclass
 class Pipeline:
@@ -147,6 +169,7 @@ def copy_features(source: Path, cache: Path) -> Path:
 
 
 # --- train-head: curves, val report, last vs best epoch ------------------------------------------------------------
+
 
 def test_train_head_writes_curves_png(pipeline):
     path = pipeline.cache / "curves.png"
@@ -203,15 +226,18 @@ def test_train_head_reports_last_and_best_epoch(pipeline):
     lines = pipeline.train.output.splitlines()
     last_line = [line for line in lines if line.startswith("last epoch")]
     best_line = [line for line in lines if line.startswith("best epoch")]
-    assert last_line == [f"last epoch (6): val acc {metrics['val_acc']:.4f}, val loss {metrics['val_loss']:.4f}"
-                         " — this is the head saved"]
+    assert last_line == [
+        f"last epoch (6): val acc {metrics['val_acc']:.4f}, val loss {metrics['val_loss']:.4f} — this is the head saved"
+    ]
     assert len(best_line) == 1
-    assert best_line[0].startswith(f"best epoch ({best['epoch']}): val acc {best['val_acc']:.4f}, "
-                                   f"val loss {best['val_loss']:.4f}")
+    assert best_line[0].startswith(
+        f"best epoch ({best['epoch']}): val acc {best['val_acc']:.4f}, val loss {best['val_loss']:.4f}"
+    )
     assert "optimistic" in best_line[0]
 
 
 # --- train-head --head logreg ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dataset", ["binary", "pipeline"], ids=["2-classes", "3-classes"])
 def test_logreg_head_matches_sklearn(request, dataset, tmp_path):
@@ -227,8 +253,9 @@ def test_logreg_head_matches_sklearn(request, dataset, tmp_path):
     classes = load_head(cache / "head.pt").classes
     model = LogisticRegression(max_iter=2000, random_state=0).fit(train.features, train.labels)
     for rows in (train, val):
-        np.testing.assert_allclose(head_probabilities(cache, rows.features), model.predict_proba(rows.features),
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            head_probabilities(cache, rows.features), model.predict_proba(rows.features), atol=1e-5
+        )
     metrics = json.loads((cache / "metrics.json").read_text())
     assert metrics["train_config"]["head"] == "logreg"
     assert load_head(cache / "head.pt").train_config["head"] == "logreg"
@@ -237,8 +264,15 @@ def test_logreg_head_matches_sklearn(request, dataset, tmp_path):
     # predict works with the logreg head and writes the same columns as with an SGD head
     out = tmp_path / "p.csv"
     assert_ok(run("predict", source.data / "val", "--out", out, "--cache", cache, "--workers", 0))
-    assert csv_header(out) == ["path", "label", "confidence", "ood_score", "unknown",
-                               *[f"prob_{name}" for name in classes], "error"]
+    assert csv_header(out) == [
+        "path",
+        "label",
+        "confidence",
+        "ood_score",
+        "unknown",
+        *[f"prob_{name}" for name in classes],
+        "error",
+    ]
     rows = {Path(row["path"]).relative_to(source.data).as_posix(): row for row in read_csv(out)}
     assert set(rows) == set(val.paths)
     expected = model.predict_proba(val.features)
@@ -249,6 +283,7 @@ def test_logreg_head_matches_sklearn(request, dataset, tmp_path):
 
 
 # --- evaluate ------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Evaluated:
@@ -273,8 +308,9 @@ def evaluated(pipeline, tmp_path_factory) -> Evaluated:
 
 
 def wrong_predictions(evaluated: Evaluated) -> dict[str, dict[str, str]]:
-    return {Path(row["path"]).name: row for row in evaluated.predictions
-            if row["label"] != Path(row["path"]).parent.name}
+    return {
+        Path(row["path"]).name: row for row in evaluated.predictions if row["label"] != Path(row["path"]).parent.name
+    }
 
 
 def test_evaluate_accuracy_equals_predict(evaluated):
@@ -327,8 +363,7 @@ def test_evaluate_writes_wrong_images_csv(evaluated, pipeline):
 @pytest.mark.parametrize("show", [0, 1])
 def test_evaluate_out_and_show(evaluated, pipeline, tmp_path, show):
     out = tmp_path / "wrong.csv"
-    result = run("evaluate", evaluated.folder, "--cache", pipeline.cache, "--workers", 0, "--out", out,
-                 "--show", show)
+    result = run("evaluate", evaluated.folder, "--cache", pipeline.cache, "--workers", 0, "--out", out, "--show", show)
     assert_ok(result)
     rows = read_csv(out)
     assert len(rows) == len(wrong_predictions(evaluated))
@@ -354,15 +389,25 @@ def test_evaluate_unknown_class_folder(pipeline, tmp_path):
 
 # --- predict --top-k, --format jsonl, --out - ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("top_k", [2, 7], ids=["k=2", "k>classes"])
 def test_predict_top_k_columns(pipeline, tmp_path, top_k):
     out = tmp_path / "p.csv"
-    assert_ok(run("predict", pipeline.data / "val", "--out", out, "--cache", pipeline.cache, "--workers", 0,
-                  "--top-k", top_k))
+    assert_ok(
+        run("predict", pipeline.data / "val", "--out", out, "--cache", pipeline.cache, "--workers", 0, "--top-k", top_k)
+    )
     k = min(top_k, len(CLASSES))  # clamped to the class count
     ranks = [column for rank in range(2, k + 1) for column in (f"label_{rank}", f"confidence_{rank}")]
-    assert csv_header(out) == ["path", "label", "confidence", "ood_score", "unknown", *ranks,
-                               *[f"prob_{name}" for name in CLASSES], "error"]
+    assert csv_header(out) == [
+        "path",
+        "label",
+        "confidence",
+        "ood_score",
+        "unknown",
+        *ranks,
+        *[f"prob_{name}" for name in CLASSES],
+        "error",
+    ]
     rows = read_csv(out)
     assert len(rows) == 8
     for row in rows:
@@ -377,14 +422,27 @@ def test_predict_top_k_columns(pipeline, tmp_path, top_k):
 
 def test_predict_jsonl(pipeline, tmp_path):
     out = tmp_path / "p.jsonl"
-    assert_ok(run("predict", pipeline.data / "val", "--out", out, "--cache", pipeline.cache, "--workers", 0,
-                  "--format", "jsonl", "--top-k", 2))
+    assert_ok(
+        run(
+            "predict",
+            pipeline.data / "val",
+            "--out",
+            out,
+            "--cache",
+            pipeline.cache,
+            "--workers",
+            0,
+            "--format",
+            "jsonl",
+            "--top-k",
+            2,
+        )
+    )
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(records) == 8
     assert [record["path"] for record in records] == sorted(record["path"] for record in records)
     for record in records:
-        assert set(record) == {"path", "label", "confidence", "ood_score", "unknown", "top_k", "probabilities",
-                               "error"}
+        assert set(record) == {"path", "label", "confidence", "ood_score", "unknown", "top_k", "probabilities", "error"}
         assert record["error"] is None
         assert list(record["probabilities"]) == CLASSES
         assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
@@ -397,13 +455,30 @@ def test_predict_jsonl(pipeline, tmp_path):
 
 @pytest.mark.parametrize("output_format", ["csv", "jsonl"])
 def test_predict_to_stdout_writes_only_data(pipeline, output_format):
-    done = cli_process("predict", pipeline.data / "val", "--out", "-", "--cache", pipeline.cache, "--workers", 0,
-                       "--format", output_format)
+    done = cli_process(
+        "predict",
+        pipeline.data / "val",
+        "--out",
+        "-",
+        "--cache",
+        pipeline.cache,
+        "--workers",
+        0,
+        "--format",
+        output_format,
+    )
     assert done.returncode == 0, done.stderr
     if output_format == "csv":
         header, *rows = list(csv.reader(io.StringIO(done.stdout)))
-        assert header == ["path", "label", "confidence", "ood_score", "unknown", *[f"prob_{name}" for name in CLASSES],
-                          "error"]
+        assert header == [
+            "path",
+            "label",
+            "confidence",
+            "ood_score",
+            "unknown",
+            *[f"prob_{name}" for name in CLASSES],
+            "error",
+        ]
         records = [dict(zip(header, row)) for row in rows]
         assert all(len(row) == len(header) for row in rows)
     else:
@@ -416,6 +491,7 @@ def test_predict_to_stdout_writes_only_data(pipeline, output_format):
 
 
 # --- info ------------------------------------------------------------------------------------------------------
+
 
 def test_info_table(pipeline):
     result = run("info", "--cache", pipeline.cache)
@@ -470,6 +546,7 @@ def test_info_garbage_features(tmp_path):
 
 # --- help, version, console script ---------------------------------------------------------------------------
 
+
 def test_version_same_for_script_and_module(tmp_path):
     script = script_process("--version", cwd=tmp_path)
     module = cli_process("--version")
@@ -509,6 +586,7 @@ def test_every_option_has_help_and_shows_its_default(name, command):
 
 # --- --quiet ----------------------------------------------------------------------------------------------
 
+
 def test_quiet_group_flag_prints_nothing(pipeline, tmp_path):
     cache = tmp_path / "cache"
     result = run("-q", "extract", "--data", pipeline.data, "--cache", cache, "--weights", "none", "--workers", 0)
@@ -520,8 +598,18 @@ def test_quiet_group_flag_prints_nothing(pipeline, tmp_path):
 
 
 def test_quiet_command_flag_prints_nothing(pipeline, tmp_path):
-    result = run("extract", "--data", pipeline.data, "--cache", tmp_path / "cache", "--weights", "none",
-                 "--workers", 0, "--quiet")
+    result = run(
+        "extract",
+        "--data",
+        pipeline.data,
+        "--cache",
+        tmp_path / "cache",
+        "--weights",
+        "none",
+        "--workers",
+        0,
+        "--quiet",
+    )
     assert_ok(result)
     assert result.stdout == ""
     assert "NOT pretrained" not in result.stderr and "━" not in result.stderr
@@ -587,8 +675,16 @@ def test_short_predict_shows_no_progress_bar(pipeline, tmp_path):
     A real process, because the first forward pass of a process is the slow one (cold start), as for a user.
     """
     out = tmp_path / "p.csv"
-    done = cli_process("predict", pipeline.data / "val" / "ants" / "ants_0.jpg", "--out", out,
-                       "--cache", pipeline.cache, "--workers", 0)
+    done = cli_process(
+        "predict",
+        pipeline.data / "val" / "ants" / "ants_0.jpg",
+        "--out",
+        out,
+        "--cache",
+        pipeline.cache,
+        "--workers",
+        0,
+    )
     assert done.returncode == 0, done.stderr
     assert "1 images labelled" in done.stdout
     assert "━" not in done.stdout + done.stderr, done.stderr

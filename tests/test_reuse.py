@@ -10,32 +10,48 @@ from contextlib import closing
 
 import numpy as np
 import pytest
-
 from conftest import make_image
-from features.folder import ImageEntry
-from features.provenance import PREPROCESSINGS, WeightsIdentity
-from features.reuse import PreviousRows, incompatibility
-from features.store import FEATURES_FILE, FeaturesHeader, Rows, StoreWriter
 
-HEADER = FeaturesHeader(producer="headstart test", created="2026-01-02T03:04:05+00:00", classes=["a", "b"],
-                        backbone="resnet18", weights=WeightsIdentity("file", "/w/one.pth", "ab" * 32),
-                        preprocessing=PREPROCESSINGS["imagenet"], precision="fp32", data_root="/data",
-                        torch_version="2", torchvision_version="0")
+from headstart.features.folder import ImageEntry
+from headstart.features.provenance import PREPROCESSINGS, WeightsIdentity
+from headstart.features.reuse import PreviousRows, incompatibility
+from headstart.features.store import FeaturesHeader, Rows, StoreWriter
+from headstart.files.cachedir import FEATURES_FILE
+
+HEADER = FeaturesHeader(
+    producer="headstart test",
+    created="2026-01-02T03:04:05+00:00",
+    classes=["a", "b"],
+    backbone="resnet18",
+    weights=WeightsIdentity("file", "/w/one.pth", "ab" * 32),
+    preprocessing=PREPROCESSINGS["imagenet"],
+    precision="fp32",
+    data_root="/data",
+    torch_version="2",
+    torchvision_version="0",
+)
 
 
-@pytest.mark.parametrize("change, reason", [
-    ({"backbone": "resnet50"}, "backbone changed (resnet18 -> resnet50)"),
-    ({"weights": WeightsIdentity("none", "random init, seed 0", "")}, "weights changed"),
-    ({"preprocessing": PREPROCESSINGS["notebook"]}, "preprocessing changed (imagenet -> notebook)"),
-    ({"precision": "bf16"}, "precision changed (fp32 -> bf16)"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"backbone": "resnet50"}, "backbone changed (resnet18 -> resnet50)"),
+        ({"weights": WeightsIdentity("none", "random init, seed 0", "")}, "weights changed"),
+        ({"preprocessing": PREPROCESSINGS["notebook"]}, "preprocessing changed (imagenet -> notebook)"),
+        ({"precision": "bf16"}, "precision changed (fp32 -> bf16)"),
+    ],
+)
 def test_incompatibility_names_what_changed(change, reason):
     assert reason in incompatibility(HEADER, dataclasses.replace(HEADER, **change))
 
 
 def test_the_same_weights_elsewhere_and_another_day_are_compatible():
-    moved = dataclasses.replace(HEADER, weights=WeightsIdentity("file", "/elsewhere/copy.pth", "ab" * 32),
-                                created="2027-01-01T00:00:00+00:00", data_root="/other")
+    moved = dataclasses.replace(
+        HEADER,
+        weights=WeightsIdentity("file", "/elsewhere/copy.pth", "ab" * 32),
+        created="2027-01-01T00:00:00+00:00",
+        data_root="/other",
+    )
     assert incompatibility(HEADER, moved) is None
 
 
@@ -46,10 +62,16 @@ def files(tmp_path):
     stats = [os.stat(path) for path in paths]
     writer = StoreWriter(tmp_path / FEATURES_FILE, HEADER, dim=2)
     writer.begin_split("train")
-    writer.append(Rows(np.asarray([[0, 0], [1, 1], [2, 2]], np.float32), np.zeros(3, np.int64),
-                       ["x.jpg", "y.jpg", "z.jpg"], np.asarray([stat.st_size for stat in stats], np.int64),
-                       np.asarray([stat.st_mtime_ns for stat in stats], np.int64),
-                       [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]))
+    writer.append(
+        Rows(
+            np.asarray([[0, 0], [1, 1], [2, 2]], np.float32),
+            np.zeros(3, np.int64),
+            ["x.jpg", "y.jpg", "z.jpg"],
+            np.asarray([stat.st_size for stat in stats], np.int64),
+            np.asarray([stat.st_mtime_ns for stat in stats], np.int64),
+            [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths],
+        )
+    )
     writer.end_split([])
     writer.commit()
     return tmp_path, [ImageEntry(path, path.name) for path in paths]

@@ -1,4 +1,4 @@
-"""heads/sgd.py: MomentumSGD gives torch.optim.SGD's parameters bit for bit, and train-head never imports torch.optim."""
+"""heads/sgd.py: MomentumSGD gives torch.optim.SGD's parameters bit for bit; train-head never imports torch.optim."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT
 from torch import nn
 
-from conftest import ROOT
-from heads.config import TrainConfig
-from heads.sgd import MomentumSGD
-from heads.train import train_sgd
+from headstart.heads.config import TrainConfig
+from headstart.heads.sgd import MomentumSGD
+from headstart.heads.train import train_sgd
 
 
 def trained(make_optimizer, steps: int = 40) -> list[torch.Tensor]:
@@ -42,15 +42,22 @@ def test_train_sgd_gives_the_head_torch_sgd_gives(monkeypatch, config):
     generator = torch.Generator().manual_seed(5)
     train = torch.randn(100, 512, generator=generator), torch.randint(0, 2, (100,), generator=generator)
     ours = train_sgd(train, None, 2, config).head
-    monkeypatch.setattr("heads.train.MomentumSGD", lambda params, lr, momentum, weight_decay: torch.optim.SGD(
-        params, lr=lr, momentum=momentum, weight_decay=weight_decay))
+    monkeypatch.setattr(
+        "heads.train.MomentumSGD",
+        lambda params, lr, momentum, weight_decay: torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay
+        ),
+    )
     theirs = train_sgd(train, None, 2, config).head
     assert torch.equal(ours.weight, theirs.weight) and torch.equal(ours.bias, theirs.bias)
 
 
 def test_training_a_head_imports_neither_dynamo_nor_scipy():
-    code = ("import sys, torch; from heads.train import train_sgd; from heads.config import TrainConfig; "
-            "train_sgd((torch.randn(40, 512), torch.randint(0, 2, (40,))), None, 2, TrainConfig(epochs=1)); "
-            "print('torch._dynamo' in sys.modules, 'scipy' in sys.modules)")
+    code = (
+        "import sys, torch; from headstart.heads.train import train_sgd; "
+        "from headstart.heads.config import TrainConfig; "
+        "train_sgd((torch.randn(40, 512), torch.randint(0, 2, (40,))), None, 2, TrainConfig(epochs=1)); "
+        "print('torch._dynamo' in sys.modules, 'scipy' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]

@@ -8,10 +8,16 @@ import h5py
 import numpy as np
 import pytest
 
-from features.store import (
-    FEATURES_FILE, FORMAT_VERSION, PARTIAL_SUFFIX, FeaturesHeader, FeatureStore, Rows, StoreError, StoreWriter,
+from headstart.features.store import (
+    FORMAT_VERSION,
+    FeaturesHeader,
+    FeatureStore,
+    Rows,
+    StoreError,
+    StoreWriter,
     partial_files,
 )
+from headstart.files.cachedir import FEATURES_FILE, PARTIAL_SUFFIX
 
 DIM = 8
 HEADER = {
@@ -20,8 +26,14 @@ HEADER = {
     "classes": ["ants", "bees", "gu\u00eapes"],
     "backbone": "resnet18",
     "weights": {"kind": "file", "name": "/w/r\u00e9seau.pth", "sha256": "ab" * 32},
-    "preprocessing": {"name": "imagenet", "resize": 256, "crop": 224, "mean": [0.485, 0.456, 0.406],
-                      "std": [0.229, 0.224, 0.225], "interpolation": "bilinear, antialias"},
+    "preprocessing": {
+        "name": "imagenet",
+        "resize": 256,
+        "crop": 224,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "interpolation": "bilinear, antialias",
+    },
     "precision": "fp32",
     "data_root": "/data/donn\u00e9es",
     "torch_version": "2.14.1",
@@ -105,10 +117,12 @@ def test_paths_are_stored_as_utf8_strings(tmp_path):
 def test_appending_in_blocks_equals_one_block(tmp_path):
     blocks = [make_rows(3, 0, seed=1), make_rows(0, 3), make_rows(6, 3, seed=2), make_rows(1, 9, seed=3)]
     path = write_store(tmp_path / FEATURES_FILE, {"train": blocks}, chunk_rows=4)
-    whole = Rows(*[np.concatenate([getattr(b, name) for b in blocks]) for name in ("features", "labels")],
-                 [p for b in blocks for p in b.paths],
-                 *[np.concatenate([getattr(b, name) for b in blocks]) for name in ("sizes", "mtimes_ns")],
-                 [s for b in blocks for s in b.sha256])
+    whole = Rows(
+        *[np.concatenate([getattr(b, name) for b in blocks]) for name in ("features", "labels")],
+        [p for b in blocks for p in b.paths],
+        *[np.concatenate([getattr(b, name) for b in blocks]) for name in ("sizes", "mtimes_ns")],
+        [s for b in blocks for s in b.sha256],
+    )
     with FeatureStore(path) as store:
         assert store.count("train") == 10
         assert_rows_equal(store.read("train"), whole)

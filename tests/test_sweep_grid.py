@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from heads.config import TrainConfig
-from heads.sweep.grid import default_grid, read_grid
+from headstart.heads.config import TrainConfig
+from headstart.heads.sweep.grid import default_grid, read_grid
 
 TOML = """
 format_version = 1
@@ -38,8 +38,14 @@ def test_toml_and_json_give_the_same_settings(tmp_path: Path):
     toml_file = tmp_path / "grid.toml"
     toml_file.write_text(TOML)
     json_file = tmp_path / "grid.json"
-    json_file.write_text(json.dumps({"sgd": {"lr": [0.001, 0.01], "epochs": 5, "momentum": [0, 0.9],
-                                             "class_weight": ["none", "balanced"]}, "logreg": {"c": [0.1, 1]}}))
+    json_file.write_text(
+        json.dumps(
+            {
+                "sgd": {"lr": [0.001, 0.01], "epochs": 5, "momentum": [0, 0.9], "class_weight": ["none", "balanced"]},
+                "logreg": {"c": [0.1, 1]},
+            }
+        )
+    )
     settings = read_grid(toml_file)
     assert settings == read_grid(json_file)
     assert len(settings) == 2 * 2 * 2 + 2
@@ -47,23 +53,26 @@ def test_toml_and_json_give_the_same_settings(tmp_path: Path):
     assert TrainConfig(head="logreg", c=0.1) in settings
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("[sgd]\nlr = [0.001, -1]", "sgd.lr = -1 is not a number > 0"),
-    ("[sgd]\nlr = 'fast'", "sgd.lr = 'fast' is not a number > 0"),
-    ("[sgd]\nepochs = 2.5", "sgd.epochs = 2.5 is not an integer >= 1"),
-    ("[sgd]\nbatch_size = 0", "sgd.batch_size = 0 is not an integer >= 1"),
-    ("[sgd]\nmomentum = 1.5", "sgd.momentum = 1.5 is not a number from 0 to 1"),
-    ("[sgd]\nweight_decay = true", "sgd.weight_decay = True is not a number >= 0"),
-    ("[sgd]\nclass_weight = 'auto'", "sgd.class_weight = 'auto' is not \"none\" or \"balanced\""),
-    ("[sgd]\nlr = []", "sgd.lr is an empty list"),
-    ("[sgd]\nlearning_rate = 0.1", "sgd.learning_rate is not a setting"),
-    ("[logreg]\nlr = 0.1", "logreg.lr is not a setting; logreg takes c, class_weight"),
-    ("[logreg]\nc = nan", "logreg.c = nan is not a number > 0"),
-    ("[mlp]\nlr = 0.1", "unknown section 'mlp'"),
-    ("format_version = 2\n[sgd]", "format_version 2 is not 1"),
-    ("", "no settings"),
-    ("[sgd\nlr = 1", "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("[sgd]\nlr = [0.001, -1]", "sgd.lr = -1 is not a number > 0"),
+        ("[sgd]\nlr = 'fast'", "sgd.lr = 'fast' is not a number > 0"),
+        ("[sgd]\nepochs = 2.5", "sgd.epochs = 2.5 is not an integer >= 1"),
+        ("[sgd]\nbatch_size = 0", "sgd.batch_size = 0 is not an integer >= 1"),
+        ("[sgd]\nmomentum = 1.5", "sgd.momentum = 1.5 is not a number from 0 to 1"),
+        ("[sgd]\nweight_decay = true", "sgd.weight_decay = True is not a number >= 0"),
+        ("[sgd]\nclass_weight = 'auto'", 'sgd.class_weight = \'auto\' is not "none" or "balanced"'),
+        ("[sgd]\nlr = []", "sgd.lr is an empty list"),
+        ("[sgd]\nlearning_rate = 0.1", "sgd.learning_rate is not a setting"),
+        ("[logreg]\nlr = 0.1", "logreg.lr is not a setting; logreg takes c, class_weight"),
+        ("[logreg]\nc = nan", "logreg.c = nan is not a number > 0"),
+        ("[mlp]\nlr = 0.1", "unknown section 'mlp'"),
+        ("format_version = 2\n[sgd]", "format_version 2 is not 1"),
+        ("", "no settings"),
+        ("[sgd\nlr = 1", "is not valid TOML"),
+    ],
+)
 def test_a_bad_grid_file_is_one_error_naming_the_file_and_the_key(tmp_path: Path, text: str, fragment: str):
     path = tmp_path / "grid.toml"
     path.write_text(text)

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from heads.config import TrainConfig
-from heads.folds import stratified_folds
-from heads.logreg import train_logreg
-from heads.sweep.runner import CrossValidation, SettingScores, cross_validate
-from heads.sweep.table import SWEEP_FORMAT_VERSION, write_sweep_csv
-from heads.train import train_sgd
+from headstart.heads.config import TrainConfig
+from headstart.heads.kfold import stratified_folds
+from headstart.heads.logreg import train_logreg
+from headstart.heads.sweep.runner import CrossValidation, SettingScores, cross_validate
+from headstart.heads.sweep.table import SWEEP_FORMAT_VERSION, write_sweep_csv
+from headstart.heads.train import train_sgd
 
 
 def _data(rows: int = 80, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,8 +26,13 @@ def _data(rows: int = 80, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return features, labels
 
 
-SETTINGS = [TrainConfig(), TrainConfig(lr=0.01, class_weight="balanced"), TrainConfig(lr=0.003, epochs=3, batch_size=16),
-            TrainConfig(lr=1e37), TrainConfig(head="logreg", c=0.1)]
+SETTINGS = [
+    TrainConfig(),
+    TrainConfig(lr=0.01, class_weight="balanced"),
+    TrainConfig(lr=0.003, epochs=3, batch_size=16),
+    TrainConfig(lr=1e37),
+    TrainConfig(head="logreg", c=0.1),
+]
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +79,19 @@ def _scores(setting: TrainConfig, acc: tuple, loss: tuple) -> SettingScores:
 
 def test_winner_is_best_mean_accuracy_then_lower_log_loss_then_simpler():
     tutorial, longer, balanced = TrainConfig(), TrainConfig(epochs=20), TrainConfig(class_weight="balanced")
-    result = CrossValidation([
-        _scores(balanced, (0.9, 0.8), (0.3, 0.3)),
-        _scores(longer, (0.8, 0.9), (0.3, 0.3)),   # the same mean, summed in another order
-        _scores(tutorial, (0.85, 0.85), (0.3, 0.3)),
-        _scores(TrainConfig(lr=0.01), (0.85, 0.85), (0.2, 0.2)),  # same accuracy, lower loss: wins
-        _scores(TrainConfig(lr=0.1), (0.5, 0.5), (math.inf, 0.1)),
-    ], folds=2, seed=0, seconds=1.0, head_seconds={"sgd": 1.0})
+    result = CrossValidation(
+        [
+            _scores(balanced, (0.9, 0.8), (0.3, 0.3)),
+            _scores(longer, (0.8, 0.9), (0.3, 0.3)),  # the same mean, summed in another order
+            _scores(tutorial, (0.85, 0.85), (0.3, 0.3)),
+            _scores(TrainConfig(lr=0.01), (0.85, 0.85), (0.2, 0.2)),  # same accuracy, lower loss: wins
+            _scores(TrainConfig(lr=0.1), (0.5, 0.5), (math.inf, 0.1)),
+        ],
+        folds=2,
+        seed=0,
+        seconds=1.0,
+        head_seconds={"sgd": 1.0},
+    )
     ranked = [scores.setting for scores in result.ranked()]
     assert ranked == [TrainConfig(lr=0.01), tutorial, longer, balanced, TrainConfig(lr=0.1)]
     assert result.winner.setting == TrainConfig(lr=0.01)

@@ -7,10 +7,10 @@ import itertools
 import pytest
 import torch
 
-from heads.config import TrainConfig
-from heads.linear import LinearHead
-from heads.sweep.stacked import train_stacked
-from heads.train import train_sgd
+from headstart.heads.config import TrainConfig
+from headstart.heads.linear import LinearHead
+from headstart.heads.sweep.stacked import train_stacked
+from headstart.heads.train import train_sgd
 
 
 def _data(rows: int = 90, classes: int = 3, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,10 +24,20 @@ def _data(rows: int = 90, classes: int = 3, seed: int = 1) -> tuple[torch.Tensor
 @pytest.mark.parametrize("batch_size, epochs, seed", [(16, 3, 0), (32, 2, 7)])  # 90 rows: a short last batch
 def test_each_stacked_head_equals_train_head_alone_bit_for_bit(batch_size, epochs, seed):
     features, labels = _data()
-    settings = [TrainConfig(lr=lr, momentum=momentum, weight_decay=decay, class_weight=weighting, epochs=epochs,
-                            batch_size=batch_size, seed=seed)
-                for lr, momentum, decay, weighting in itertools.product(
-                    [0.001, 0.5], [0.0, 0.9], [0.0, 0.01], ["none", "balanced"])]
+    settings = [
+        TrainConfig(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=decay,
+            class_weight=weighting,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        for lr, momentum, decay, weighting in itertools.product(
+            [0.001, 0.5], [0.0, 0.9], [0.0, 0.01], ["none", "balanced"]
+        )
+    ]
     weight, bias = train_stacked(features, labels, 3, settings)
     assert weight.shape == (len(settings), 3, 512) and bias.shape == (len(settings), 3)
     for index, setting in enumerate(settings):

@@ -1,4 +1,4 @@
-"""heads/sweep/step.py: the winner is chosen from the train rows alone, refit, scored on val once, saved as train-head saves."""
+"""heads/sweep/step.py: the winner is chosen from train rows alone, refit, scored on val once, saved like train-head."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import shutil
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
-
 from cli_helpers import assert_error, assert_ok, run
 from conftest import make_dataset
-from features.store import FeatureStore
-from heads.checkpoint import load_head
-from heads.config import SweepConfig
-from heads.sweep import SWEEP_FILE, sweep_heads
+
+from headstart.features.store import FeatureStore
+from headstart.files.cachedir import SWEEP_FILE
+from headstart.heads.checkpoint import load_head
+from headstart.heads.config import SweepConfig
+from headstart.heads.sweep import sweep_heads
 
 GRID = """
 [sgd]
@@ -57,12 +57,13 @@ def test_the_winner_is_refit_and_saved_as_train_head_saves_with_the_sweep_record
 
 
 def test_the_cache_is_locked_as_sweep_not_train_head(cache, tmp_path, monkeypatch):
-    import heads.fit
+    import headstart.heads.fit as fit_module
 
     labels = []
-    real = heads.fit.cache_lock
-    monkeypatch.setattr(heads.fit, "cache_lock",
-                        lambda folder, command: labels.append(command) or real(folder, command))
+    real = fit_module.cache_lock
+    monkeypatch.setattr(
+        fit_module, "cache_lock", lambda folder, command: labels.append(command) or real(folder, command)
+    )
     _sweep(cache, cache.parent / "grid.toml", tmp_path / "locked")
     assert labels == ["sweep"]
 
@@ -78,8 +79,12 @@ def test_val_is_not_read_before_the_refit(cache, tmp_path, monkeypatch):
     events = []
     read = FeatureStore.read
     monkeypatch.setattr(FeatureStore, "read", lambda store, split, *a: events.append(split) or read(store, split, *a))
-    folder, summary = _sweep(poisoned, cache.parent / "grid.toml", tmp_path / "poisoned",
-                             lambda done, total: done == total and events.append("chosen"))
+    folder, summary = _sweep(
+        poisoned,
+        cache.parent / "grid.toml",
+        tmp_path / "poisoned",
+        lambda done, total: done == total and events.append("chosen"),
+    )
     clean_folder, clean = _sweep(cache, cache.parent / "grid.toml", tmp_path / "clean")
     assert (folder / SWEEP_FILE).read_text() == (clean_folder / SWEEP_FILE).read_text()
     assert summary.cross_validation.winner == clean.cross_validation.winner
@@ -102,11 +107,14 @@ def test_sweep_command_reports_the_ranking_and_the_one_val_score(cache, tmp_path
     assert rows[0].startswith(f"1,{chosen['head']},")
 
 
-@pytest.mark.parametrize("name, text, fragment", [
-    ("grid.toml", "[sgd]\nmomentum = [0.9, 2]", "sgd.momentum = 2 is not a number from 0 to 1"),
-    ("grid.json", '{"sgd": {"lr": [0.1, "x"]}}', "sgd.lr = 'x' is not a number > 0"),
-    ("grid.toml", "[sgd\n", "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "name, text, fragment",
+    [
+        ("grid.toml", "[sgd]\nmomentum = [0.9, 2]", "sgd.momentum = 2 is not a number from 0 to 1"),
+        ("grid.json", '{"sgd": {"lr": [0.1, "x"]}}', "sgd.lr = 'x' is not a number > 0"),
+        ("grid.toml", "[sgd\n", "is not valid TOML"),
+    ],
+)
 def test_a_bad_grid_file_is_a_one_line_error_and_exit_1(cache, tmp_path, name, text, fragment):
     grid = tmp_path / name
     grid.write_text(text)

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from heads.config import TrainConfig
-from heads.linear import LinearHead
-from heads.train import evaluate, train_sgd
+from headstart.heads.config import TrainConfig
+from headstart.heads.linear import LinearHead
+from headstart.heads.train import evaluate, train_sgd
 
 N_TRAIN, N_VAL, DIM = 100, 40, 512  # 100 rows: batches of 32, 32, 32 and 4, so a plain batch mean differs
 
@@ -43,7 +43,7 @@ def notebook_loop(features, labels, seed: int, val=None, epochs: int = 5, num_cl
     optimizer = torch.optim.SGD(fc.parameters(), lr=0.001, momentum=0.9)
     criterion = nn.CrossEntropyLoss()
     history = []
-    for epoch in range(epochs):
+    for _epoch in range(epochs):
         fc.train()
         loss_sum, correct, seen, batch_means = 0.0, 0, 0, []
         for inputs, targets in loader:
@@ -56,8 +56,11 @@ def notebook_loop(features, labels, seed: int, val=None, epochs: int = 5, num_cl
             batch_means.append(loss.item())
             correct += int((outputs.argmax(1) == targets).sum())
             seen += len(targets)
-        metrics = {"train_loss": loss_sum / seen, "train_acc": correct / seen,
-                   "batch_mean_loss": sum(batch_means) / len(batch_means)}
+        metrics = {
+            "train_loss": loss_sum / seen,
+            "train_acc": correct / seen,
+            "batch_mean_loss": sum(batch_means) / len(batch_means),
+        }
         if val is not None:
             with torch.no_grad():
                 outputs = fc(val[0])

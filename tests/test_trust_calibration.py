@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from heads.config import TrainConfig
-from heads.linear import LinearHead
-from heads.train import train_sgd
-from heads.trust import calibrate, expected_calibration_error, fold_temperature, reliability
-from heads.trust.calibration import fit_temperature
+from headstart.heads.config import TrainConfig
+from headstart.heads.linear import LinearHead
+from headstart.heads.train import train_sgd
+from headstart.heads.trust import calibrate, expected_calibration_error, fold_temperature, reliability
+from headstart.heads.trust.calibration import fit_temperature
 
 
 def test_ece_by_hand():

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import assert_ok, read_csv, run
 
 from bench.trust import generate_classes, generate_kind
-from cli_helpers import assert_ok, read_csv, run
-from heads.checkpoint import load_head
+from headstart.heads.checkpoint import load_head
 
 SEEN = ("red_fields", "green_stripes", "gray_rings")
 UNSEEN = "yellow_dots"
@@ -68,7 +68,10 @@ def test_unseen_folder_warns_of_drift_in_one_line_and_reject_unknown_relabels(tr
         flagged += row["unknown"] == "true"
         assert row["label"] == ("unknown" if plain["unknown"] == "true" else plain["label"])
         assert (row["confidence"], row["ood_score"], row["unknown"]) == (
-            plain["confidence"], plain["ood_score"], plain["unknown"])
+            plain["confidence"],
+            plain["ood_score"],
+            plain["unknown"],
+        )
     # One warning (rich wraps it at the test terminal's 80 columns), with the numbers.
     words = " ".join(output.split())
     assert words.count("drift") == 1, output

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from heads.config import TrainConfig
-from heads.plots import render
-from heads.train import train_sgd
-from heads.trust import TrustConfig, UnknownModel, fit_trust, reliability_png
+from headstart.heads.config import TrainConfig
+from headstart.heads.plots import render
+from headstart.heads.train import train_sgd
+from headstart.heads.trust import TrustConfig, UnknownModel, fit_trust, reliability_png
 
 CONFIG = TrainConfig(epochs=10, lr=0.1, batch_size=100)
 
@@ -42,7 +42,8 @@ def test_metrics_record_temperature_ece_and_flag_rate(fitted):
     assert metrics["calibration"]["val_ece_after"] < metrics["calibration"]["val_ece_before"]
     assert metrics["unknown"]["method"] == "mahalanobis" and metrics["unknown"]["rate"] == 0.1
     assert metrics["unknown"]["val_flagged_rate"] == pytest.approx(
-        float((trust.unknown.score(val[0]) > metrics["unknown"]["threshold"]).double().mean()))
+        float((trust.unknown.score(val[0]) > metrics["unknown"]["threshold"]).double().mean())
+    )
     assert 0.02 <= metrics["unknown"]["val_flagged_rate"] <= 0.2
     with torch.inference_mode():
         assert torch.equal(trust.head(val[0]).argmax(1), head(val[0]).argmax(1))
@@ -82,12 +83,15 @@ def test_reliability_diagram_is_a_png(fitted):
 
 
 def test_fold_heads_take_as_many_sgd_steps_as_the_saved_head(monkeypatch):
-    import heads.train
-    from heads.trust.fit import fold_trainer
+    import headstart.heads.train as train_module
+    from headstart.heads.trust.fit import fold_trainer
 
     steps = []
-    monkeypatch.setattr(heads.train, "train_one_epoch", lambda head, loader, optimizer, weight=None: (
-        steps.append(len(loader)), heads.train.Scores(0.0, 0.0))[1])
+    monkeypatch.setattr(
+        train_module,
+        "train_one_epoch",
+        lambda head, loader, optimizer, weight=None: (steps.append(len(loader)), train_module.Scores(0.0, 0.0))[1],
+    )
     config = TrainConfig(batch_size=32)
     train = _clusters(3, 81)  # 243 rows: 8 batches of at most 32
     fold_trainer(config, 3, len(train[1]))(train[0][:194], train[1][:194])  # a fold of 4/5

@@ -7,9 +7,9 @@ import io
 import pytest
 import torch
 
-from heads.trust import METHODS, UnknownModel, fit_unknown
-from heads.trust.mahalanobis import ledoit_wolf
-from heads.trust.unknown import held_out_scores
+from headstart.heads.trust import METHODS, UnknownModel, fit_unknown
+from headstart.heads.trust.mahalanobis import ledoit_wolf
+from headstart.heads.trust.unknown import held_out_scores
 
 DIM = 64
 
@@ -67,8 +67,9 @@ def test_threshold_comes_from_held_out_scores_not_in_sample_ones(data, models):
     # A kNN row is its own nearest neighbour: in-sample scores are 0 and a threshold set on them flags almost all.
     assert float(in_sample.abs().max()) < 1e-5
     assert float((model.score(val[0]) > float(in_sample.quantile(0.95))).float().mean()) > 0.9
-    assert model.threshold == pytest.approx(float(held_out_scores(*train, method="knn").double().quantile(0.95)),
-                                            rel=1e-6)
+    assert model.threshold == pytest.approx(
+        float(held_out_scores(*train, method="knn").double().quantile(0.95)), rel=1e-6
+    )
 
 
 def test_ledoit_wolf_matches_scikit_learn():
@@ -79,7 +80,8 @@ def test_ledoit_wolf_matches_scikit_learn():
     # From sklearn.covariance.ledoit_wolf(rows, assume_centered=True) (importing it here costs seconds of scipy).
     assert shrinkage == pytest.approx(0.3781891672565344, rel=1e-9)
     assert [float(shrunk[0, 0]), float(shrunk[3, 7]), float(shrunk[29, 29])] == pytest.approx(
-        [1.253124976076902, -0.0013321764156540752, 6.248444359424894], rel=1e-9)
+        [1.253124976076902, -0.0013321764156540752, 6.248444359424894], rel=1e-9
+    )
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -94,8 +96,9 @@ def test_model_round_trips_through_a_weights_only_file(data, models, method):
     assert torch.equal(loaded.score(val[0]), model.score(val[0]))
 
 
-@pytest.mark.parametrize("record, fragment", [({"method": "magic"}, "method"),
-                                               ({"method": "knn", "state": {"bank": [1.0]}}, "state")])
+@pytest.mark.parametrize(
+    "record, fragment", [({"method": "magic"}, "method"), ({"method": "knn", "state": {"bank": [1.0]}}, "state")]
+)
 def test_damaged_record_is_a_clear_error(record, fragment):
     with pytest.raises(ValueError, match=fragment):
         UnknownModel.from_dict(record)
@@ -108,15 +111,16 @@ def test_rate_outside_zero_one_is_refused(data, rate):
 
 
 def test_the_cli_lists_every_method():
-    from heads.trust.config import UNKNOWN_METHODS
+    from headstart.heads.trust.config import UNKNOWN_METHODS
 
     assert sorted(UNKNOWN_METHODS) == sorted(METHODS)
 
 
-@pytest.mark.parametrize("flagged, images, warned", [(4, 20, True), (3, 20, False), (10, 19, False),
-                                                      (16, 100, True), (15, 100, False)])
+@pytest.mark.parametrize(
+    "flagged, images, warned", [(4, 20, True), (3, 20, False), (10, 19, False), (16, 100, True), (15, 100, False)]
+)
 def test_drift_warning_above_three_times_the_rate_with_20_images(flagged, images, warned):
-    from heads.trust.unknown import drift_warning
+    from headstart.heads.trust.unknown import drift_warning
 
     message = drift_warning(flagged, images, 0.05)
     assert (message is not None) == warned

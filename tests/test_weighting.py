@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from bench.sweep import imbalanced
-from heads.config import TrainConfig
-from heads.train import train_sgd
-from heads.weighting import class_weights
+from headstart.heads.config import TrainConfig
+from headstart.heads.train import train_sgd
+from headstart.heads.weighting import class_weights
 
 
 def test_balanced_weights_are_rows_over_classes_times_count():
@@ -27,7 +27,8 @@ def test_balanced_weighting_raises_the_minority_class_recall():
         head = train_sgd(train, None, 2, TrainConfig(class_weight=weighting)).head
         with torch.no_grad():
             predicted = head(features).argmax(1)
-        recalls[weighting] = [((predicted == c) & (labels == c)).sum().item() / (labels == c).sum().item()
-                              for c in (0, 1)]
+        recalls[weighting] = [
+            ((predicted == c) & (labels == c)).sum().item() / (labels == c).sum().item() for c in (0, 1)
+        ]
     assert recalls["balanced"][1] > recalls["none"][1] + 0.2
     assert sum(recalls["balanced"]) > sum(recalls["none"])  # macro recall rises too

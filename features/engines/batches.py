@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from ..backbone import Backbone
-from ..folder import ImageEntry
-from ..images import FileStamp, ImageDecodeError, decode_image, read_file
-from ..provenance import Preprocessing
+from headstart.features.backbone import Backbone
+from headstart.features.folder import ImageEntry
+from headstart.features.images import FileStamp, ImageDecodeError, decode_image, read_file
+from headstart.features.provenance import Preprocessing
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -30,7 +31,9 @@ class EmbeddedBatch:
 class Engine(Protocol):
     """Runs the backbone over entries, yielding EmbeddedBatches in input order; extract and predict take one."""
 
-    batch_size: int
+    @property
+    def batch_size(self) -> int | None:
+        """Images per forward pass; None: the engine picks one for the device."""
 
     @property
     def driver_device(self) -> torch.device:
@@ -39,13 +42,19 @@ class Engine(Protocol):
     def describe(self) -> str:
         """Where the backbone runs, for the user."""
 
-    def embed(self, entries: list[ImageEntry], backbone: Backbone, preprocessing: Preprocessing,
-              on_progress: ProgressCallback | None = None) -> Iterator[EmbeddedBatch]:
+    def embed(
+        self,
+        entries: list[ImageEntry],
+        backbone: Backbone,
+        preprocessing: Preprocessing,
+        on_progress: ProgressCallback | None = None,
+    ) -> Generator[EmbeddedBatch, None, None]:
         """The features of entries batch by batch, in the order given; closing the iterator stops the work."""
 
 
-def load_image(path: str | os.PathLike, transform: Callable,
-               draft_size: int | None) -> tuple[torch.Tensor | None, FileStamp | None, str | None]:
+def load_image(
+    path: str | os.PathLike, transform: Callable, draft_size: int | None
+) -> tuple[torch.Tensor | None, FileStamp | None, str | None]:
     """(tensor, stamp, None) for a good file, (None, None, reason) for a bad one; both engines decode through here."""
     try:
         data, stamp = read_file(path)

@@ -4,43 +4,45 @@ On a CPU the forward pass already uses every core, so decoding and the forward p
 (four forward passes' worth, at least 32) is decoded on a pool of threads (Pillow releases the GIL while it decodes
 and resizes), then run in forward passes of the batch size, and yielded as one batch (one write to the features
 file, not one per forward pass). Decoding beside the forward pass made both slower than taking turns, on threads and
-in per-core streams alike (README, Benchmark). The network is built on the pool beside the first group's decoding.
-On a GPU the CPU only decodes, and DataLoader worker processes decode ahead while the GPU runs: on 16 cores, 16
-threads decoded 518 img/s where 16 processes decoded 917-1,136 in other runs (bench/gpu.py)."""
+in per-core streams alike (docs/benchmark.md). The network is built on the pool beside the first group's decoding.
+On a GPU the CPU only decodes, and DataLoader worker processes decode ahead while the GPU runs: processes decoded
+faster than threads there (bench/gpu.py; docs/benchmark.md)."""
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from ..backbone import FEATURE_DIM, Backbone, pick_device
-from ..folder import ImageEntry
-from ..images import normalize_pixels, pixel_transform
-from ..provenance import Preprocessing
-from .batches import EmbeddedBatch, ProgressCallback, load_image
+from headstart.features.backbone import FEATURE_DIM, Backbone, pick_device
+from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, load_image
+from headstart.features.folder import ImageEntry
+from headstart.features.images import FileStamp, normalize_pixels, pixel_transform
+from headstart.features.provenance import Preprocessing
 
-# Fastest end to end on 2 cores (README, Benchmark): fp32 of 4-64; bf16, prepacked, of 8, 16 and 32.
+# The fastest end to end on a CPU when measured (docs/benchmark.md).
 CPU_BATCH_SIZES = {"fp32": 8, "bf16": 16}
 GPU_BATCH_SIZE = 64
 MAX_WORKERS = 32
 DECODE_GROUP = 32  # images decoded per turn, at least: fewer, longer turns keep the threads busy
 # On a CPU, forward passes between two decoding turns: after a turn the network's weights are out of the caches
-# (bf16 at batch 16: groups of 64 ran 4.6% faster than 32 in one interleaved run; fp32 at 8: the same).
+# (measured: docs/benchmark.md).
 PASSES_PER_TURN = 4
 
-Decoded = list[tuple[torch.Tensor | None, object, str | None]]
+Loaded = tuple[torch.Tensor | None, FileStamp | None, str | None]  # load_image's answer for one file
+Decoded = list[Loaded]
+Decode = Callable[[str | os.PathLike], Loaded]
 
 
 def default_workers() -> int:
     """Decoding threads (CPU) or processes (GPU): one per core, at most 32; none (decode in this thread) on one core.
-    Beside a GPU decoding sets the pace: 16 processes decoded 1.5-2.3x as fast as 8 on a 16-core one (bench/gpu.py)."""
+    Beside a GPU decoding sets the pace, so more processes pay (bench/gpu.py; docs/benchmark.md)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 0 if cores < 2 else min(MAX_WORKERS, cores)
 
@@ -59,8 +61,9 @@ def _features(decoded: Decoded, backbone: Backbone, preprocessing: Preprocessing
     return backbone.features(normalize_pixels(pixels, preprocessing))
 
 
-def _decoded_in_turns(groups: list[list[ImageEntry]], decode: Callable[[str], tuple], threads: int,
-                      meanwhile: Callable[[], object]) -> Iterator[Decoded]:
+def _decoded_in_turns(
+    groups: list[list[ImageEntry]], decode: Decode, threads: int, meanwhile: Callable[[], object]
+) -> Generator[Decoded, None, None]:
     """Each group decoded on a pool of threads (or in this thread when threads is 0), in order; the next group starts
     only when the caller asks for it. meanwhile (building the network) runs on the pool beside the first group."""
     pool = ThreadPoolExecutor(threads, thread_name_prefix="headstart-decode") if threads else None
@@ -83,22 +86,27 @@ def _decoded_in_turns(groups: list[list[ImageEntry]], decode: Callable[[str], tu
 class _Files(TorchDataset):
     """One file per item, decoded in a DataLoader worker process; a bad file becomes an error string."""
 
-    def __init__(self, paths: list, decode: Callable[[str], tuple]):
+    def __init__(self, paths: list, decode: Decode):
         self.paths, self.decode = paths, decode
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple:
+    def __getitem__(self, index: int) -> Loaded:
         return self.decode(self.paths[index])
 
 
-def _decoded_ahead(groups: list[list[ImageEntry]], decode: Callable[[str], tuple], workers: int) -> Iterator[Decoded]:
+def _decoded_ahead(groups: list[list[ImageEntry]], decode: Decode, workers: int) -> Generator[Decoded, None, None]:
     """Each group decoded by worker processes that keep several groups ahead of the caller, in order; closing the
     iterator ends them."""
     paths = [entry.path for group in groups for entry in group]
-    yield from DataLoader(_Files(paths, decode), batch_size=len(groups[0]), num_workers=workers, collate_fn=list,
-                          prefetch_factor=4 if workers else None)
+    yield from DataLoader(
+        _Files(paths, decode),
+        batch_size=len(groups[0]),
+        num_workers=workers,
+        collate_fn=list,
+        prefetch_factor=4 if workers else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -116,17 +124,23 @@ class LocalEngine:
     def describe(self) -> str:
         return str(self.driver_device)
 
-    def embed(self, entries: list[ImageEntry], backbone: Backbone, preprocessing: Preprocessing,
-              on_progress: ProgressCallback | None = None) -> Iterator[EmbeddedBatch]:
+    def embed(
+        self,
+        entries: list[ImageEntry],
+        backbone: Backbone,
+        preprocessing: Preprocessing,
+        on_progress: ProgressCallback | None = None,
+    ) -> Generator[EmbeddedBatch, None, None]:
         """Yield the features of entries a decoding group at a time (forward passes of batch_size within), in order."""
         batch_size = self.batch_size or default_batch_size(backbone.device, backbone.precision)
         on_cpu = backbone.device.type == "cpu"
         size = max(PASSES_PER_TURN * batch_size if on_cpu else batch_size, DECODE_GROUP)
-        groups = [entries[start:start + size] for start in range(0, len(entries), size)]
+        groups = [entries[start : start + size] for start in range(0, len(entries), size)]
         if not groups:
             return
-        decode = functools.partial(load_image, transform=pixel_transform(preprocessing),
-                                   draft_size=preprocessing.draft_size)
+        decode = functools.partial(
+            load_image, transform=pixel_transform(preprocessing), draft_size=preprocessing.draft_size
+        )
         workers = default_workers() if self.workers is None else self.workers
         if on_cpu:
             decoded_groups = _decoded_in_turns(groups, decode, workers, meanwhile=backbone.build)
@@ -136,12 +150,17 @@ class LocalEngine:
         try:
             for group, decoded in zip(groups, decoded_groups):
                 # One EmbeddedBatch per group, not per forward pass: a quarter of the writes to the features file.
-                features = torch.cat([_features(decoded[start:start + batch_size], backbone, preprocessing)
-                                      for start in range(0, len(group), batch_size)])
+                features = torch.cat(
+                    [
+                        _features(decoded[start : start + batch_size], backbone, preprocessing)
+                        for start in range(0, len(group), batch_size)
+                    ]
+                )
                 done += len(group)
                 if on_progress:
                     on_progress(done, len(entries))
-                yield EmbeddedBatch(group, [stamp for _, stamp, _ in decoded], [error for _, _, error in decoded],
-                                    features.numpy())
+                yield EmbeddedBatch(
+                    group, [stamp for _, stamp, _ in decoded], [error for _, _, error in decoded], features.numpy()
+                )
         finally:
             decoded_groups.close()

@@ -16,21 +16,20 @@ import signal
 import socket
 import threading
 import warnings
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import ray
 import ray.data
 import torch
 
-from ..backbone import FEATURE_DIM, Backbone, DeviceError, WeightsError, load_backbone, pick_device
-from ..folder import ImageEntry
-from ..images import FileStamp, build_transform
-from ..provenance import Preprocessing, WeightsIdentity
-from .batches import EmbeddedBatch, ProgressCallback, load_image
-
+from headstart.features.backbone import FEATURE_DIM, Backbone, DeviceError, WeightsError, load_backbone, pick_device
+from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, load_image
+from headstart.features.folder import ImageEntry
+from headstart.features.images import FileStamp, build_transform
+from headstart.features.provenance import Preprocessing, WeightsIdentity
 
 CONNECT_SECONDS = 10  # how long a cluster address may take to accept a connection
 
@@ -57,8 +56,9 @@ def _input_shape(preprocessing: Preprocessing) -> tuple[int, int, int]:
     raise ValueError(f"preprocessing {preprocessing.name} has no fixed output size, which batching needs")
 
 
-def _decode(batch: dict[str, np.ndarray], preprocessing: Preprocessing,
-            shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+def _decode(
+    batch: dict[str, np.ndarray], preprocessing: Preprocessing, shape: tuple[int, int, int]
+) -> dict[str, np.ndarray]:
     """A Ray task: read and preprocess a batch of files; a bad file gets ok=False and the local engine's reason."""
     transform = build_transform(preprocessing)
     count = len(batch["index"])
@@ -67,12 +67,20 @@ def _decode(batch: dict[str, np.ndarray], preprocessing: Preprocessing,
     for row, path in enumerate(batch["path"]):
         tensor, stamp, error = load_image(os.fsdecode(path), transform, preprocessing.draft_size)
         if error is None:
+            assert tensor is not None and stamp is not None  # load_image: no error means a tensor and a stamp
             pixels[row], ok[row] = tensor.numpy(), True
             sizes[row], mtimes[row], hashes[row] = stamp.size, stamp.mtime_ns, stamp.sha256
         else:
             errors[row] = error
-    return {"index": batch["index"], "pixels": pixels, "ok": ok, "size": sizes, "mtime_ns": mtimes,
-            "sha256": np.asarray(hashes, object), "error": np.asarray(errors, object)}
+    return {
+        "index": batch["index"],
+        "pixels": pixels,
+        "ok": ok,
+        "size": sizes,
+        "mtime_ns": mtimes,
+        "sha256": np.asarray(hashes, object),
+        "error": np.asarray(errors, object),
+    }
 
 
 class _Embed:
@@ -106,8 +114,10 @@ def _check_reachable(address: str | None) -> None:
     try:
         socket.create_connection((found.group(1), int(found.group(2))), timeout=CONNECT_SECONDS).close()
     except OSError as error:
-        raise RayEngineError(f"cannot reach the Ray cluster at {address} ({error.strerror or error}): start it "
-                             "(`ray start --head`) or check --address / RAY_ADDRESS") from None
+        raise RayEngineError(
+            f"cannot reach the Ray cluster at {address} ({error.strerror or error}): start it "
+            "(`ray start --head`) or check --address / RAY_ADDRESS"
+        ) from None
 
 
 @contextmanager
@@ -160,8 +170,12 @@ def _rows(batch: dict[str, np.ndarray]) -> Iterator[tuple[int, tuple]]:
             yield int(index), (None, str(batch["error"][row]), None)
 
 
-def _in_order(entries: list[ImageEntry], batches: Iterator[dict[str, np.ndarray]], batch_size: int,
-              on_progress: ProgressCallback | None) -> Iterator[EmbeddedBatch]:
+def _in_order(
+    entries: list[ImageEntry],
+    batches: Iterable[dict[str, np.ndarray]],
+    batch_size: int,
+    on_progress: ProgressCallback | None,
+) -> Iterator[EmbeddedBatch]:
     """Rows arrive as Ray finishes them; yield them as EmbeddedBatches of at most batch_size, in input order."""
     arrived: dict[int, tuple] = {}
     done = 0
@@ -173,8 +187,12 @@ def _in_order(entries: list[ImageEntry], batches: Iterator[dict[str, np.ndarray]
                 count += 1
             stamps, errors, features = zip(*(arrived.pop(index) for index in range(done, done + count)))
             ok_features = [feature for feature in features if feature is not None]
-            yield EmbeddedBatch(entries[done:done + count], list(stamps), list(errors),
-                                np.stack(ok_features) if ok_features else np.zeros((0, FEATURE_DIM), np.float32))
+            yield EmbeddedBatch(
+                entries[done : done + count],
+                list(stamps),
+                list(errors),
+                np.stack(ok_features) if ok_features else np.zeros((0, FEATURE_DIM), np.float32),
+            )
             done += count
             if on_progress:
                 on_progress(done, len(entries))
@@ -198,8 +216,13 @@ class RayEngine:
     def describe(self) -> str:
         return f"ray, device {self.device}"
 
-    def embed(self, entries: list[ImageEntry], backbone: Backbone, preprocessing: Preprocessing,
-              on_progress: ProgressCallback | None = None) -> Iterator[EmbeddedBatch]:
+    def embed(
+        self,
+        entries: list[ImageEntry],
+        backbone: Backbone,
+        preprocessing: Preprocessing,
+        on_progress: ProgressCallback | None = None,
+    ) -> Generator[EmbeddedBatch, None, None]:
         """The local engine's embed on a Ray cluster: each actor rebuilds the backbone from its --weights value and
         checks it against backbone.identity."""
         if not entries:
@@ -209,29 +232,49 @@ class RayEngine:
             _quiet_ray_data()
             dataset = _pipeline(entries, backbone, preprocessing, shape, self.device, self.batch_size)
             try:
-                yield from _in_order(entries, dataset.iter_batches(batch_size=None, batch_format="numpy"),
-                                     self.batch_size, on_progress)
+                yield from _in_order(
+                    entries, dataset.iter_batches(batch_size=None, batch_format="numpy"), self.batch_size, on_progress
+                )
             except ray.exceptions.RayError as error:
                 raise RayEngineError(f"on Ray: {_reason(error)}") from None
 
 
-def _pipeline(entries: list[ImageEntry], backbone: Backbone, preprocessing: Preprocessing,
-              shape: tuple[int, int, int], device: str, batch_size: int) -> ray.data.Dataset:
+def _pipeline(
+    entries: list[ImageEntry],
+    backbone: Backbone,
+    preprocessing: Preprocessing,
+    shape: tuple[int, int, int],
+    device: str,
+    batch_size: int,
+) -> ray.data.Dataset:
     """file list -> decode tasks -> backbone actors, as a lazy Ray dataset."""
     blocks = -(-len(entries) // batch_size)
     pool, gpus_per_actor = _actor_pool(device, blocks)
     rows = [{"index": index, "path": os.fsencode(entry.path)} for index, entry in enumerate(entries)]
-    dataset = ray.data.from_items(rows, override_num_blocks=blocks)
-    dataset = dataset.map_batches(_decode, fn_kwargs={"preprocessing": preprocessing, "shape": shape},
-                                  batch_size=batch_size, batch_format="numpy")
+    dataset: ray.data.Dataset = ray.data.from_items(rows, override_num_blocks=blocks)
+    dataset = dataset.map_batches(
+        _decode,  # type: ignore[arg-type]  # ray's stub ignores fn_kwargs: it wants a one-argument function
+        fn_kwargs={"preprocessing": preprocessing, "shape": shape},
+        batch_size=batch_size,
+        batch_format="numpy",
+    )
     with warnings.catch_warnings():  # Ray 2.60 has no named parameter for max_restarts yet
         warnings.simplefilter("ignore", DeprecationWarning)
         return dataset.map_batches(
-            _Embed, fn_constructor_kwargs={
-                "weights": backbone.identity.spec(), "identity": backbone.identity.to_dict(),
-                "device": "cuda" if gpus_per_actor else "cpu", "precision": backbone.precision,
+            _Embed,
+            fn_constructor_kwargs={
+                "weights": backbone.identity.spec(),
+                "identity": backbone.identity.to_dict(),
+                "device": "cuda" if gpus_per_actor else "cpu",
+                "precision": backbone.precision,
                 "compile": backbone.compile,
-            }, batch_size=batch_size, batch_format="numpy", compute=pool, num_cpus=1, num_gpus=gpus_per_actor,
+            },
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=pool,
+            num_cpus=1,
+            num_gpus=gpus_per_actor,
             # Ray Data gives its actors arguments in the object store, which Ray cannot reliably restart them
             # with (ray#53727) and logs an error about on every run; only an interrupted extract resumes.
-            max_restarts=0)
+            max_restarts=0,
+        )

@@ -1,11 +1,16 @@
 """Audit a dataset from its cached features: wrong labels, duplicates, leakage, outliers, clean or collect, a report."""
 
-from features.lazy import lazy_names
+from headstart.features.lazy import lazy_names
 
 _PUBLIC = {
-    "AuditConfig": "config", "AuditResult": "result", "audit_cache": "run", "AUDIT_DIR": "formats",
-    "FORMAT_VERSION": "formats", "find_label_issues": "label_issues", "find_duplicates": "duplicates",
-    "outlier_score": "outliers", "learning_curve": "learning_curve",
+    "AuditConfig": "config",
+    "AuditResult": "result",
+    "audit_cache": "run",
+    "FORMAT_VERSION": "formats",
+    "find_label_issues": "label_issues",
+    "find_duplicates": "duplicates",
+    "outlier_score": "outliers",
+    "learning_curve": "learning_curve",
 }
 __all__ = list(_PUBLIC)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from heads.config import TrainConfig
+from headstart.heads.config import TrainConfig
 
 SCORES = ("self_confidence", "normalized_margin")
 
@@ -16,11 +16,11 @@ class AuditConfig:
 
     cache: Path = Path("cache")
     # train-head --head logreg: a converged fit whatever the number of rows, so out-of-fold probabilities and a
-    # learning-curve point at 1 image per class are fitted heads, not a few SGD steps (README "Audit").
+    # learning-curve point at 1 image per class are fitted heads, not a few SGD steps (docs/audit.md).
     train: TrainConfig = TrainConfig(head="logreg")
     folds: int = 5
     score: str = "self_confidence"
-    near_threshold: float = 0.8  # whitened cosine; measured: README "Audit", python -m bench.audit
+    near_threshold: float = 0.8  # whitened cosine; measured: docs/audit.md, python -m bench.audit
     outlier_quantile: float = 0.99
     curve_seeds: int = 5
     report_rows: int = 50  # per section of report.html; the CSVs hold every row

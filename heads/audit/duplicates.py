@@ -7,12 +7,12 @@ features is one tile whatever N is, and at most max_pairs near pairs (the most s
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from .space import whiten
+from headstart.heads.audit.space import whiten
 
 
 @dataclass
@@ -36,13 +36,18 @@ def exact_pairs(sha256: list[str]) -> tuple[np.ndarray, np.ndarray]:
     for row, digest in enumerate(sha256):
         if digest:
             groups[digest].append(row)
-    pairs = [(a, b) for rows in groups.values() for i, a in enumerate(rows) for b in rows[i + 1:]]
+    pairs = [(a, b) for rows in groups.values() for i, a in enumerate(rows) for b in rows[i + 1 :]]
     array = np.array(pairs, dtype=np.int64).reshape(-1, 2)
     return array[:, 0], array[:, 1]
 
 
-def near_pairs(unit: np.ndarray, threshold: float, block_rows: int = 2048, max_pairs: int = 100_000,
-               on_progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def near_pairs(
+    unit: np.ndarray,
+    threshold: float,
+    block_rows: int = 2048,
+    max_pairs: int = 100_000,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Pairs a < b with unit[a] . unit[b] >= threshold; at most max_pairs (the most similar) and how many more.
 
     Tiles of block_rows x block_rows over the upper triangle: besides `unit`, memory is one tile (16 MiB at 2048).
@@ -51,9 +56,9 @@ def near_pairs(unit: np.ndarray, threshold: float, block_rows: int = 2048, max_p
     found_a, found_b, found_s = [], [], []
     kept, dropped = 0, 0
     for start in range(0, total, block_rows):
-        rows = unit[start:start + block_rows]
+        rows = unit[start : start + block_rows]
         for column in range(start, total, block_rows):
-            similarity = rows @ unit[column:column + block_rows].T
+            similarity = rows @ unit[column : column + block_rows].T
             local_a, local_b = np.nonzero(similarity >= threshold)
             if column == start:  # the diagonal tile: upper triangle only, each pair once, no row with itself
                 keep = local_b > local_a
@@ -77,9 +82,16 @@ def near_pairs(unit: np.ndarray, threshold: float, block_rows: int = 2048, max_p
     return a.astype(np.int64), b.astype(np.int64), s.astype(np.float32), dropped
 
 
-def find_duplicates(features: np.ndarray, sha256: list[str], split: np.ndarray, train_rows: int,
-                    threshold: float, max_pairs: int = 100_000, block_rows: int = 2048,
-                    on_progress: Callable[[int, int], None] | None = None) -> Pairs:
+def find_duplicates(
+    features: np.ndarray,
+    sha256: list[str],
+    split: np.ndarray,
+    train_rows: int,
+    threshold: float,
+    max_pairs: int = 100_000,
+    block_rows: int = 2048,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Pairs:
     """Exact and near pairs over all rows, each once; train-vs-val/test pairs (leakage) first, then most similar.
 
     The first train_rows rows are the train split: the whitening is fitted on them.

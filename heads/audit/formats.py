@@ -49,12 +49,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
-from heads.predict.writer import safe_path
+from headstart.heads.predict.writer import safe_path
 
 FORMAT_VERSION = 1
-AUDIT_DIR = "audit"
 LABEL_ISSUES_FILE = "label_issues.csv"
 DUPLICATES_FILE = "duplicates.csv"
 OUTLIERS_FILE = "outliers.csv"
@@ -98,6 +97,8 @@ def read_audit(path: str | os.PathLike) -> dict:
     with open(path, encoding="utf-8") as handle:
         record = json.load(handle)
     if record.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} is audit format {record.get('format_version')}; this headstart reads format "
-                         f"{FORMAT_VERSION}: re-run `audit`")
+        raise ValueError(
+            f"{path} is audit format {record.get('format_version')}; this headstart reads format "
+            f"{FORMAT_VERSION}: re-run `audit`"
+        )
     return record

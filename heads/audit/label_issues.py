@@ -28,12 +28,12 @@ class LabelIssues:
 def class_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """t_j: the mean probability of class j over the rows labelled j (out of fold)."""
     num_classes = probabilities.shape[1]
-    return np.array([probabilities[labels == j, j].mean() if np.any(labels == j) else 1.0
-                     for j in range(num_classes)])
+    return np.array([probabilities[labels == j, j].mean() if np.any(labels == j) else 1.0 for j in range(num_classes)])
 
 
-def find_label_issues(probabilities: np.ndarray, labels: np.ndarray, thresholds: np.ndarray,
-                      score: str = "self_confidence") -> LabelIssues:
+def find_label_issues(
+    probabilities: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, score: str = "self_confidence"
+) -> LabelIssues:
     """Rows whose probability of another class reaches that class's threshold, ranked by `score`."""
     rows = np.arange(len(labels))
     given = probabilities[rows, labels]

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from heads.config import TrainConfig
-from heads.curves import png_bytes, pyplot
-
-from .probabilities import fit_and_predict
+from headstart.heads.audit.probabilities import fit_and_predict
+from headstart.heads.config import TrainConfig
+from headstart.heads.curves import png_bytes, pyplot
 
 MIN_GAIN = 0.01
 
@@ -49,20 +48,32 @@ class LearningCurve:
 
     def to_dict(self, classes: list[str], head: str) -> dict:
         """audit.json's learning_curve record: means and spreads as lists (null: a class without val rows)."""
+
         def _listed(values: np.ndarray) -> list:
             return [None if np.isnan(v) else round(float(v), 6) for v in values]
 
-        per_class = {name: {"mean": _listed(np.nanmean(self.per_class[:, :, k], axis=1)),
-                            "std": _listed(np.nanstd(self.per_class[:, :, k], axis=1)),
-                            "images": int(self.class_images[k])} for k, name in enumerate(classes)}
-        return {"sizes": self.sizes, "seeds": self.seeds, "head": head,
-                "accuracy": {"mean": _listed(self.accuracy.mean(axis=1)), "std": _listed(self.accuracy.std(axis=1))},
-                "per_class": per_class, "still_improving": self.still_improving(classes)}
+        per_class = {
+            name: {
+                "mean": _listed(np.nanmean(self.per_class[:, :, k], axis=1)),
+                "std": _listed(np.nanstd(self.per_class[:, :, k], axis=1)),
+                "images": int(self.class_images[k]),
+            }
+            for k, name in enumerate(classes)
+        }
+        return {
+            "sizes": self.sizes,
+            "seeds": self.seeds,
+            "head": head,
+            "accuracy": {"mean": _listed(self.accuracy.mean(axis=1)), "std": _listed(self.accuracy.std(axis=1))},
+            "per_class": per_class,
+            "still_improving": self.still_improving(classes),
+        }
 
 
 def curve_sizes(largest: int) -> list[int]:
     """1, 2, 5, 10, 20, 50, ... below the largest class's count, then that count (every image)."""
-    sizes, step = [], 1
+    sizes: list[int] = []
+    step = 1
     while True:
         for factor in (1, 2, 5):
             if step * factor >= largest:
@@ -79,9 +90,16 @@ def _same_updates(config: TrainConfig, full_rows: int, subset_rows: int) -> Trai
     return replace(config, epochs=math.ceil(config.epochs * batches(full_rows) / batches(subset_rows)))
 
 
-def learning_curve(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                   num_classes: int, config: TrainConfig, seeds: int = 5,
-                   on_progress: Callable[[int, int], None] | None = None) -> LearningCurve:
+def learning_curve(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    num_classes: int,
+    config: TrainConfig,
+    seeds: int = 5,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> LearningCurve:
     """Fit a head per (size, seed) on a seeded per-class subset of train; score each on all of val."""
     class_images = np.bincount(train_y, minlength=num_classes)
     sizes = curve_sizes(int(class_images.max()))
@@ -94,10 +112,17 @@ def learning_curve(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
         for seed in range(seeds):
             rng = np.random.default_rng(seed)
             subset = np.sort(np.concatenate([rng.permutation(rows)[:size] for rows in members]))
-            predicted = fit_and_predict(torch.from_numpy(train_x[subset]), torch.from_numpy(train_y[subset]),
-                                        val_tensor, num_classes,
-                                        _same_updates(replace(config, seed=seed), len(train_y), len(subset))
-                                        ).argmax(1).numpy()
+            predicted = (
+                fit_and_predict(
+                    torch.from_numpy(train_x[subset]),
+                    torch.from_numpy(train_y[subset]),
+                    val_tensor,
+                    num_classes,
+                    _same_updates(replace(config, seed=seed), len(train_y), len(subset)),
+                )
+                .argmax(1)
+                .numpy()
+            )
             correct = predicted == val_y
             accuracy[i, seed] = correct.mean()
             for k in range(num_classes):
@@ -118,7 +143,7 @@ def plot_learning_curve(curve: LearningCurve, classes: list[str], path: str | os
     series += [(name, curve.per_class[:, :, k], dict(linewidth=1.2, alpha=0.85)) for k, name in enumerate(classes)]
     for name, values, style in series[:11]:  # beyond ten classes the lines are unreadable; audit.json has them all
         mean, std = np.nanmean(values, axis=1), np.nanstd(values, axis=1)
-        line, = axis.plot(curve.sizes, mean, "o-", label=name, markersize=3, **style)
+        (line,) = axis.plot(curve.sizes, mean, "o-", label=name, markersize=3, **style)
         axis.fill_between(curve.sizes, mean - std, mean + std, color=line.get_color(), alpha=0.12)
     axis.set_xscale("log")
     axis.set_xticks(curve.sizes, [str(size) for size in curve.sizes])

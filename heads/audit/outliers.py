@@ -11,21 +11,25 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from heads.trust import mahalanobis
-from heads.trust.unknown import held_out_scores
+from headstart.heads.trust import mahalanobis
+from headstart.heads.trust.unknown import held_out_scores
 
 BLOCK_ROWS = 4096
 
 
-def outlier_score(features: np.ndarray, labels: np.ndarray, train: np.ndarray, folds: int = 5,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def outlier_score(
+    features: np.ndarray, labels: np.ndarray, train: np.ndarray, folds: int = 5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(score, nearest class) for every row; `train` indexes the rows the model is fitted on. Higher: farther."""
     features_t, labels_t = torch.from_numpy(features), torch.from_numpy(labels)
     state = mahalanobis.fit(features_t[train], labels_t[train])
-    distances = torch.cat([mahalanobis.class_distances(state, features_t[start:start + BLOCK_ROWS])
-                           for start in range(0, len(features), BLOCK_ROWS)])
+    distances = torch.cat(
+        [
+            mahalanobis.class_distances(state, features_t[start : start + BLOCK_ROWS])
+            for start in range(0, len(features), BLOCK_ROWS)
+        ]
+    )
     score, nearest = distances.min(1)
     score = score.float()
-    score[torch.from_numpy(train)] = held_out_scores(features_t[train], labels_t[train], mahalanobis.NAME, folds,
-                                                     seed)
+    score[torch.from_numpy(train)] = held_out_scores(features_t[train], labels_t[train], mahalanobis.NAME, folds, seed)
     return score.numpy(), nearest.numpy()

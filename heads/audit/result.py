@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .duplicates import Pairs
-from .label_issues import LabelIssues
-from .learning_curve import LearningCurve
+from headstart.heads.audit.duplicates import Pairs
+from headstart.heads.audit.label_issues import LabelIssues
+from headstart.heads.audit.learning_curve import LearningCurve
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from features import FeatureStore, FeaturesHeader
+from headstart.features import FeaturesHeader, FeatureStore
 
 
 @dataclass

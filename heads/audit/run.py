@@ -7,25 +7,24 @@ them in turn, and hands the result to summary.py (audit.json, the lines shown) a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from features import FEATURES_FILE, StoreError, cache_lock
-
-from .config import AuditConfig
-from .duplicates import find_duplicates
-from .formats import AUDIT_DIR
-from .label_issues import class_thresholds, find_label_issues
-from .learning_curve import learning_curve
-from .outliers import outlier_score
-from .probabilities import fit_and_predict, out_of_fold_probabilities
-from .result import AuditResult, Outliers
-from .rows import CachedRows, load_rows
-from .summary import describe
-from .writer import write_audit
+from headstart.features import StoreError, cache_lock
+from headstart.files.cachedir import AUDIT_DIR, FEATURES_FILE
+from headstart.heads.audit.config import AuditConfig
+from headstart.heads.audit.duplicates import find_duplicates
+from headstart.heads.audit.label_issues import class_thresholds, find_label_issues
+from headstart.heads.audit.learning_curve import learning_curve
+from headstart.heads.audit.outliers import outlier_score
+from headstart.heads.audit.probabilities import fit_and_predict, out_of_fold_probabilities
+from headstart.heads.audit.result import AuditResult, Outliers
+from headstart.heads.audit.rows import CachedRows, load_rows
+from headstart.heads.audit.summary import describe
+from headstart.heads.audit.writer import write_audit
 
 Progress = Callable[[str, int, int], None]
 
@@ -43,12 +42,17 @@ def _probabilities(rows: CachedRows, config: AuditConfig, on_progress: Progress 
     if progress:
         progress(0, 1)
     probabilities = np.zeros((len(rows), num_classes), np.float32)
-    probabilities[train] = out_of_fold_probabilities(rows.features[train], rows.labels[train], num_classes,
-                                                     config.train, config.folds)
+    probabilities[train] = out_of_fold_probabilities(
+        rows.features[train], rows.labels[train], num_classes, config.train, config.folds
+    )
     if len(rest):
-        probabilities[rest] = fit_and_predict(torch.from_numpy(rows.features[train]),
-                                              torch.from_numpy(rows.labels[train]),
-                                              torch.from_numpy(rows.features[rest]), num_classes, config.train).numpy()
+        probabilities[rest] = fit_and_predict(
+            torch.from_numpy(rows.features[train]),
+            torch.from_numpy(rows.labels[train]),
+            torch.from_numpy(rows.features[rest]),
+            num_classes,
+            config.train,
+        ).numpy()
     if progress:
         progress(1, 1)
     return probabilities
@@ -84,21 +88,32 @@ def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | Non
         train = rows.where("train")
         thresholds = class_thresholds(probabilities[train], rows.labels[train])
         issues = find_label_issues(probabilities, rows.labels, thresholds, config.score)
-        pairs = find_duplicates(rows.features, rows.sha256, rows.split, len(train),
-                                config.near_threshold, config.max_pairs, on_progress=_stage(on_progress, "duplicates"))
+        pairs = find_duplicates(
+            rows.features,
+            rows.sha256,
+            rows.split,
+            len(train),
+            config.near_threshold,
+            config.max_pairs,
+            on_progress=_stage(on_progress, "duplicates"),
+        )
         outliers = _outliers(rows, config.outlier_quantile)
         val = rows.where("val")
         curve = None
         if len(val):
-            curve = learning_curve(rows.features[train], rows.labels[train], rows.features[val], rows.labels[val],
-                                   len(rows.classes), config.train, config.curve_seeds,
-                                   _stage(on_progress, "learning curve"))
-        result = AuditResult(cache / AUDIT_DIR, issues, pairs, outliers, curve,
-                             _val_mistakes(rows, probabilities))
+            curve = learning_curve(
+                rows.features[train],
+                rows.labels[train],
+                rows.features[val],
+                rows.labels[val],
+                len(rows.classes),
+                config.train,
+                config.curve_seeds,
+                _stage(on_progress, "learning curve"),
+            )
+        result = AuditResult(cache / AUDIT_DIR, issues, pairs, outliers, curve, _val_mistakes(rows, probabilities))
         describe(result, rows, config, features_path)
         result.record["seconds"] = round(time.perf_counter() - started, 3)
         write_audit(result, rows, config, cache)
     result.seconds = time.perf_counter() - started
     return result
-
-

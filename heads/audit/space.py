@@ -3,15 +3,15 @@
 Whitening (Jégou & Chum, "Negative evidences and co-occurrences in image retrieval: the benefit of PCA and
 whitening", ECCV 2012): the features are centred on the train mean, projected on the train rows' first
 WHITEN_DIMS principal components and each component scaled to unit variance, so the directions that every
-image of a class shares stop dominating the similarity. Measured (python -m bench.audit): at one false pair
-per 10,000 distinct pairs, re-encoded copies are found 2-3 times as often as with centred features.
+image of a class shares stop dominating the similarity. Measured by python -m bench.audit: re-encoded copies
+are found more often than with centred features (docs/audit.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-WHITEN_DIMS = 32  # measured against 16, 64 and 128: README "Audit"
+WHITEN_DIMS = 32  # measured against 16, 64 and 128: docs/audit.md
 BLOCK_ROWS = 4096
 
 
@@ -26,7 +26,7 @@ def unit_rows(features: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """Rows centred and scaled to unit length (float32): their dot products are cosine similarities.
 
     Centring matters: backbone features after a ReLU are all positive, so raw cosine similarities of unrelated
-    images crowd near 1 (0.99 median on random-weights features of the hymenoptera photos).
+    images crowd near 1.
     """
     return unit_length(np.asarray(features, np.float32) - centre.astype(np.float32))
 
@@ -36,7 +36,7 @@ def whiten(features: np.ndarray, train_features: np.ndarray, dims: int = WHITEN_
     centre = train_features.mean(axis=0, dtype=np.float64)
     covariance = np.zeros((train_features.shape[1],) * 2)
     for start in range(0, len(train_features), BLOCK_ROWS):  # blocks: no float64 copy of every row
-        block = train_features[start:start + BLOCK_ROWS].astype(np.float64) - centre
+        block = train_features[start : start + BLOCK_ROWS].astype(np.float64) - centre
         covariance += block.T @ block
     covariance /= max(len(train_features) - 1, 1)
     values, vectors = np.linalg.eigh(covariance)
@@ -45,6 +45,6 @@ def whiten(features: np.ndarray, train_features: np.ndarray, dims: int = WHITEN_
     projection = (vectors / np.sqrt(np.maximum(values, values[0] * 1e-6 + 1e-12))).astype(np.float32)
     whitened = np.empty((len(features), keep), np.float32)
     for start in range(0, len(features), BLOCK_ROWS):  # blocks: no centred copy of every row
-        block = (features[start:start + BLOCK_ROWS] - centre).astype(np.float32)
-        whitened[start:start + BLOCK_ROWS] = block @ projection
+        block = (features[start : start + BLOCK_ROWS] - centre).astype(np.float32)
+        whitened[start : start + BLOCK_ROWS] = block @ projection
     return unit_length(whitened)

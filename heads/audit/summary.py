@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from features import __version__
-
-from .config import AuditConfig
-from .formats import DUPLICATES_FILE
-from .result import AuditResult
-from .rows import CachedRows
+from headstart.features import __version__
+from headstart.heads.audit.config import AuditConfig
+from headstart.heads.audit.formats import DUPLICATES_FILE
+from headstart.heads.audit.result import AuditResult
+from headstart.heads.audit.rows import CachedRows
 
 
 def describe(result: AuditResult, rows: CachedRows, config: AuditConfig, features_path: Path) -> None:
@@ -19,30 +18,50 @@ def describe(result: AuditResult, rows: CachedRows, config: AuditConfig, feature
     leakage = int(pairs.leakage.sum())
     curve = result.curve.to_dict(rows.classes, config.train.head) if result.curve else None
     result.record = {
-        "producer": f"headstart {__version__}", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "features": str(features_path), "classes": rows.classes, "counts": rows.counts,
-        "label_issues": {"score": config.score, "folds": config.folds, "head": config.train.to_dict(),
-                         "flagged": len(issues.rows),
-                         "thresholds": {c: round(float(t), 6) for c, t in zip(rows.classes, issues.thresholds)}},
-        "duplicates": {"threshold": config.near_threshold, "exact_pairs": int(pairs.exact.sum()),
-                       "near_pairs": int((~pairs.exact).sum()), "leakage_pairs": leakage, "listed": len(pairs),
-                       "not_listed": pairs.not_listed},
-        "outliers": {"quantile": config.outlier_quantile, "cutoff": round(result.outliers.cutoff, 6),
-                     "listed": len(result.outliers.rows)},
-        "learning_curve": curve, "val_mistakes": len(result.val_mistakes),
+        "producer": f"headstart {__version__}",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "features": str(features_path),
+        "classes": rows.classes,
+        "counts": rows.counts,
+        "label_issues": {
+            "score": config.score,
+            "folds": config.folds,
+            "head": config.train.to_dict(),
+            "flagged": len(issues.rows),
+            "thresholds": {c: round(float(t), 6) for c, t in zip(rows.classes, issues.thresholds)},
+        },
+        "duplicates": {
+            "threshold": config.near_threshold,
+            "exact_pairs": int(pairs.exact.sum()),
+            "near_pairs": int((~pairs.exact).sum()),
+            "leakage_pairs": leakage,
+            "listed": len(pairs),
+            "not_listed": pairs.not_listed,
+        },
+        "outliers": {
+            "quantile": config.outlier_quantile,
+            "cutoff": round(result.outliers.cutoff, 6),
+            "listed": len(result.outliers.rows),
+        },
+        "learning_curve": curve,
+        "val_mistakes": len(result.val_mistakes),
     }
     if leakage:
-        result.warnings.append(f"leakage: {leakage} image pairs are in train and in val/test "
-                               f"({int((pairs.exact & pairs.leakage).sum())} exact copies); see {DUPLICATES_FILE}")
+        result.warnings.append(
+            f"leakage: {leakage} image pairs are in train and in val/test "
+            f"({int((pairs.exact & pairs.leakage).sum())} exact copies); see {DUPLICATES_FILE}"
+        )
     result.summary_lines = [
         f"{len(issues.rows)} possible label issues, {int(pairs.exact.sum())} exact and {int((~pairs.exact).sum())} "
-        f"near-duplicate pairs (whitened cosine >= {config.near_threshold}), {len(result.outliers.rows)} outliers.",
+        f"near-duplicate pairs (whitened cosine >= {config.near_threshold}), {len(result.outliers.rows)} outliers."
     ]
     if curve is None:
         result.curve_note = "no val rows: no learning curve"
     else:
         improving = curve["still_improving"]
-        result.curve_note = (f"still improving with all their images: {', '.join(improving)} — more images should "
-                             "help these classes" if improving else
-                             "no class is still improving with all its images: cleaning labels beats collecting more")
+        result.curve_note = (
+            f"still improving with all their images: {', '.join(improving)} — more images should help these classes"
+            if improving
+            else "no class is still improving with all its images: cleaning labels beats collecting more"
+        )
         result.summary_lines.append(result.curve_note)

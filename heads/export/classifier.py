@@ -12,6 +12,9 @@ class ExportedClassifier(nn.Module):
     bf16=True runs the backbone under bfloat16 autocast, as predict does for a bf16 head (Backbone.features).
     """
 
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, backbone: nn.Module, head: nn.Module, mean: list[float], std: list[float], bf16: bool = False):
         super().__init__()
         self.backbone = backbone
@@ -31,10 +34,11 @@ class ExportedClassifier(nn.Module):
 def build_classifier(predictor, bf16: bool = False, plain: bool = False) -> ExportedClassifier:
     """The Predictor's own backbone (plain=True: rebuilt with torchvision's layers, for a resnet18 state_dict) and
     head, on the CPU, behind its preprocessing's mean and std."""
-    from features.backbone import plain_resnet18
+    from headstart.features.backbone import plain_resnet18
 
     preprocessing = predictor.preprocessing
     backbone = plain_resnet18(predictor.backbone.identity.spec()) if plain else predictor.backbone.model
-    model = ExportedClassifier(backbone, predictor.checkpoint.head, list(preprocessing.mean),
-                               list(preprocessing.std), bf16)
+    model = ExportedClassifier(
+        backbone, predictor.checkpoint.head, list(preprocessing.mean), list(preprocessing.std), bf16
+    )
     return model.to("cpu", torch.float32).eval()

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from .metadata import ExportError
+from headstart.heads.export.metadata import ExportError
 
-_DECODE = '''\
+_DECODE = """\
 pre = meta["preprocessing"]
 side = pre["resize"] if isinstance(pre["resize"], int) else min(pre["resize"])
 image = Image.open(sys.argv[2])
 image.draft("RGB", (2 * side, 2 * side))  # as headstart decodes: a large JPEG at reduced scale
 image = ImageOps.exif_transpose(image).convert("RGB")
-'''
+"""
 
 # torchvision's Resize and CenterCrop on a PIL image, in Pillow alone.
-_RESIZE_CROP = '''\
+_RESIZE_CROP = """\
 width, height = image.size
 if isinstance(pre["resize"], int):  # the shorter side to `side`, the aspect ratio kept
     size = (side, int(side * height / width)) if width <= height else (int(side * width / height), side)
@@ -23,9 +23,9 @@ image = image.resize(size, Image.Resampling.BILINEAR)
 if pre["crop"]:  # the centre crop x crop
     left, top = round((image.width - pre["crop"]) / 2), round((image.height - pre["crop"]) / 2)
     image = image.crop((left, top, left + pre["crop"], top + pre["crop"]))
-'''
+"""
 
-_TORCHSCRIPT = f'''\
+_TORCHSCRIPT = f"""\
 import json, sys
 import torch
 from PIL import Image, ImageOps
@@ -37,9 +37,9 @@ meta = json.loads(extra["headstart.json"])
 pixels = pixels.view(image.height, image.width, 3).permute(2, 0, 1)
 probabilities = model(pixels.unsqueeze(0) / 255.0)[0]
 print(dict(zip(meta["classes"], probabilities.tolist())))
-'''
+"""
 
-_ONNX = f'''\
+_ONNX = f"""\
 import json, sys
 import numpy as np
 import onnxruntime
@@ -50,9 +50,9 @@ meta = json.loads(session.get_modelmeta().custom_metadata_map["headstart"])
 {_DECODE}{_RESIZE_CROP}images = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)[None] / 255
 probabilities = session.run(None, {{"images": images}})[0][0]
 print(dict(zip(meta["classes"], probabilities.tolist())))
-'''
+"""
 
-_TORCHVISION = f'''\
+_TORCHVISION = f"""\
 import json, sys
 import torch
 from PIL import Image, ImageOps
@@ -68,7 +68,7 @@ steps += [transforms.ToTensor(), transforms.Normalize(pre["mean"], pre["std"])]
 with torch.inference_mode():
     probabilities = model(transforms.Compose(steps)(image).unsqueeze(0)).softmax(dim=1)[0]
 print(dict(zip(meta["classes"], probabilities.tolist())))
-'''
+"""
 
 _EXAMPLES = {"torchscript": _TORCHSCRIPT, "onnx": _ONNX, "torchvision": _TORCHVISION}
 

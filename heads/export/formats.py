@@ -7,8 +7,8 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
-from .config import EXPORT_FORMATS
-from .metadata import ExportError
+from headstart.heads.export.config import EXPORT_FORMATS
+from headstart.heads.export.metadata import ExportError
 
 _MODULES = {"torchscript": "to_torchscript", "onnx": "to_onnx", "torchvision": "to_torchvision"}
 _OPTIONAL = {"onnx", "onnxruntime", "onnxscript"}  # the `.[export]` extra
@@ -23,5 +23,7 @@ def exporter_for(name: str) -> ModuleType:
     except ImportError as error:
         if (error.name or "").split(".")[0] not in _OPTIONAL:
             raise
-        raise ExportError(f"--format {name} needs onnx, onnxscript and onnxruntime ({error.name} is missing): "
-                          "pip install -e '.[export]'") from None
+        raise ExportError(
+            f"--format {name} needs onnx, onnxscript and onnxruntime ({error.name} is missing): "
+            "pip install -e '.[export]'"
+        ) from None

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from features import __version__
+from headstart.features import __version__
 
 FORMAT_VERSION = 1
 METADATA_NAME = "headstart.json"  # the TorchScript extra file
@@ -68,12 +68,21 @@ class ExportMetadata:
     format_version: int = FORMAT_VERSION
 
     @classmethod
-    def of_head(cls, checkpoint, export_format: str, compute_precision: str,
-                onnx_opset: int | None = None) -> "ExportMetadata":
+    def of_head(
+        cls, checkpoint, export_format: str, compute_precision: str, onnx_opset: int | None = None
+    ) -> ExportMetadata:
         """The metadata of an export of a loaded HeadCheckpoint."""
-        return cls(export_format, list(checkpoint.classes), dict(checkpoint.preprocessing), dict(checkpoint.weights),
-                   checkpoint.precision, compute_precision, checkpoint.backbone, onnx_opset,
-                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        return cls(
+            export_format,
+            list(checkpoint.classes),
+            dict(checkpoint.preprocessing),
+            dict(checkpoint.weights),
+            checkpoint.precision,
+            compute_precision,
+            checkpoint.backbone,
+            onnx_opset,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
 
     @property
     def normalized_inside(self) -> bool:
@@ -82,10 +91,17 @@ class ExportMetadata:
     def to_dict(self) -> dict:
         data = asdict(self)
         height, width = input_size(self.preprocessing)
-        data["input"] = {"name": INPUT_NAME, "shape": [None, 3, height, width], "dtype": "float32", "range": [0, 1],
-                         "layout": "NCHW, RGB"}
-        data["output"] = {"name": OUTPUT_NAME if self.normalized_inside else "logits",
-                          "shape": [None, len(self.classes)]}
+        data["input"] = {
+            "name": INPUT_NAME,
+            "shape": [None, 3, height, width],
+            "dtype": "float32",
+            "range": [0, 1],
+            "layout": "NCHW, RGB",
+        }
+        data["output"] = {
+            "name": OUTPUT_NAME if self.normalized_inside else "logits",
+            "shape": [None, len(self.classes)],
+        }
         data["normalized_inside"] = self.normalized_inside
         return data
 
@@ -93,7 +109,7 @@ class ExportMetadata:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str, source: str) -> "ExportMetadata":
+    def from_json(cls, text: str, source: str) -> ExportMetadata:
         """Parse metadata read from source (a path, for the error message)."""
         try:
             data = json.loads(text)
@@ -101,10 +117,23 @@ class ExportMetadata:
             raise ExportError(f"{source}: the export metadata is not JSON ({error})") from None
         if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
             version = data.get("format_version") if isinstance(data, dict) else None
-            raise ExportError(f"{source}: export metadata format {version}; this headstart reads format "
-                              f"{FORMAT_VERSION}: export again")
-        fields = ("format", "classes", "preprocessing", "weights", "head_precision", "compute_precision", "backbone",
-                  "onnx_opset", "producer", "created", "format_version")
+            raise ExportError(
+                f"{source}: export metadata format {version}; this headstart reads format "
+                f"{FORMAT_VERSION}: export again"
+            )
+        fields = (
+            "format",
+            "classes",
+            "preprocessing",
+            "weights",
+            "head_precision",
+            "compute_precision",
+            "backbone",
+            "onnx_opset",
+            "producer",
+            "created",
+            "format_version",
+        )
         missing = [name for name in fields if name not in data]
         if missing:
             raise ExportError(f"{source}: the export metadata lacks {missing}: export again")

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from features import FEATURES_FILE
-from features.atomic import replace_together
-from features.lock import LOCK_FILE
-from heads import HEAD_FILE, METRICS_FILE, PredictConfig, Predictor
-from heads.fit import CURVES_FILE
-
-from .classifier import build_classifier
-from .config import ExportConfig
-from .formats import exporter_for
-from .metadata import ExportError, ExportMetadata
-from .verify import TOLERANCES, check, largest_difference, model_inputs, predicted, verification_images
-
-_CACHE_FILES = (FEATURES_FILE, HEAD_FILE, METRICS_FILE, CURVES_FILE, LOCK_FILE)
+from headstart.files.atomic import replace_together
+from headstart.files.cachedir import HEAD_FILE, owned_by_cache
+from headstart.heads import PredictConfig, Predictor
+from headstart.heads.export.classifier import build_classifier
+from headstart.heads.export.config import ExportConfig
+from headstart.heads.export.formats import exporter_for
+from headstart.heads.export.metadata import ExportError, ExportMetadata
+from headstart.heads.export.verify import (
+    TOLERANCES,
+    check,
+    largest_difference,
+    model_inputs,
+    predicted,
+    verification_images,
+)
 
 
 @dataclass
@@ -37,11 +39,10 @@ class ExportSummary:
 
 
 def _refuse_cache_files(targets: list[Path], cache: Path) -> None:
-    cache = cache.resolve()
     for target in targets:
-        resolved = target.resolve()
-        if resolved.parent == cache and (resolved.name in _CACHE_FILES or resolved.name.startswith(FEATURES_FILE)):
-            raise ExportError(f"--out {target} would overwrite the cache's own {resolved.name}: write it elsewhere")
+        ours = owned_by_cache(target, cache)
+        if ours is not None:
+            raise ExportError(f"--out {target} would overwrite the cache's own {ours}: write it elsewhere")
 
 
 def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = None) -> ExportSummary:
@@ -52,8 +53,9 @@ def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = N
     targets = exporter.files(Path(config.out))
     _refuse_cache_files(targets, Path(config.cache))
     # On the CPU: an export must load on any machine, and predict here is what it is checked against.
-    predictor = Predictor.load(Path(config.cache) / HEAD_FILE, PredictConfig(weights=config.weights, device="cpu",
-                                                                             workers=0))
+    predictor = Predictor.load(
+        Path(config.cache) / HEAD_FILE, PredictConfig(weights=config.weights, device="cpu", workers=0)
+    )
     entries = verification_images(Path(config.cache), config.images, config.sample)
     entries, inputs = model_inputs(entries, predictor.preprocessing)
     stage(f"predicting {len(entries)} images the usual way")
@@ -62,9 +64,12 @@ def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = N
     bf16 = head_precision == "bf16" and exporter.BF16
     metadata = ExportMetadata.of_head(predictor.checkpoint, config.format, "bf16" if bf16 else "fp32", exporter.OPSET)
     tolerance = TOLERANCES.get(head_precision, TOLERANCES["fp32"])
-    hint = (f" (predict runs this bf16 head's backbone in bfloat16, --format {config.format} in float32: use "
-            "--format torchscript, or extract again with --precision fp32)"
-            if head_precision == "bf16" and not bf16 else "")
+    hint = (
+        f" (predict runs this bf16 head's backbone in bfloat16, --format {config.format} in float32: use "
+        "--format torchscript, or extract again with --precision fp32)"
+        if head_precision == "bf16" and not bf16
+        else ""
+    )
     with replace_together(*targets) as temporaries:
         stage(f"writing {config.format}")
         exporter.write(build_classifier(predictor, bf16, exporter.PLAIN_BACKBONE), metadata, temporaries)
@@ -72,5 +77,6 @@ def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = N
         difference = largest_difference(exporter.load(temporaries), inputs, expected)
         check(difference, tolerance, len(entries), config.out, hint)
         sizes = [temporary.stat().st_size for temporary in temporaries]
-    return ExportSummary(config.format, targets, sizes, len(entries), difference, tolerance, metadata,
-                         time.perf_counter() - started)
+    return ExportSummary(
+        config.format, targets, sizes, len(entries), difference, tolerance, metadata, time.perf_counter() - started
+    )

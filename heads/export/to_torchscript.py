@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from .classifier import ExportedClassifier
-from .metadata import METADATA_NAME, ExportMetadata, input_size
+from headstart.heads.export.classifier import ExportedClassifier
+from headstart.heads.export.metadata import METADATA_NAME, ExportMetadata, input_size
 
 OPSET = None
 BF16 = True  # a bf16 head's autocast is traced into the graph: the file computes exactly as predict does

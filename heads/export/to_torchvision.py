@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from .classifier import ExportedClassifier
-from .metadata import ExportError, ExportMetadata
+from headstart.heads.export.classifier import ExportedClassifier
+from headstart.heads.export.metadata import ExportError, ExportMetadata
 
 OPSET = None
 BF16 = False  # a state_dict has no compute precision; torchvision's resnet18 runs in float32
@@ -39,8 +39,9 @@ def load(paths: list[Path]) -> Callable[[np.ndarray], np.ndarray]:
     try:
         model.load_state_dict(torch.load(paths[1], map_location="cpu", weights_only=True), strict=True)
     except RuntimeError as error:
-        raise ExportError("the backbone's parameters do not load into torchvision's resnet18 "
-                          f"({str(error).splitlines()[0]})") from None
+        raise ExportError(
+            f"the backbone's parameters do not load into torchvision's resnet18 ({str(error).splitlines()[0]})"
+        ) from None
     preprocessing = metadata.preprocessing
     classifier = ExportedClassifier(model, nn.Identity(), preprocessing["mean"], preprocessing["std"]).eval()
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from features import FEATURES_FILE, FeatureStore, StoreError, find_images
-from features.engines.batches import load_image
-from features.folder import ImageEntry
-from features.images import build_transform
-
-from .metadata import ExportError
+from headstart.features import FeatureStore, StoreError, find_images
+from headstart.features.engines.batches import load_image
+from headstart.features.folder import ImageEntry
+from headstart.features.images import build_transform
+from headstart.files.cachedir import FEATURES_FILE
+from headstart.heads.export.metadata import ExportError
 
 # The largest difference in any probability allowed between the export and predict: fp32 heads agree to
 # float rounding; a bf16 head's predict runs the backbone in bfloat16, which ONNX and torchvision exports cannot.
@@ -58,8 +58,8 @@ def model_inputs(entries: list[ImageEntry], preprocessing) -> tuple[list[ImageEn
     transform = build_transform(preprocessing, normalize=False)
     readable, tensors = [], []
     for entry in entries:
-        tensor, _, error = load_image(entry.path, transform, preprocessing.draft_size)
-        if error is None:
+        tensor, _, _ = load_image(entry.path, transform, preprocessing.draft_size)
+        if tensor is not None:  # None: the file could not be read or preprocessed
             readable.append(entry)
             tensors.append(tensor.numpy())
     if not readable:
@@ -77,13 +77,14 @@ def predicted(predictor, entries: list[ImageEntry]) -> np.ndarray:
     return np.stack([row.probabilities for row in rows])
 
 
-def largest_difference(run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, expected: np.ndarray,
-                       batch_size: int = 16) -> float:
+def largest_difference(
+    run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, expected: np.ndarray, batch_size: int = 16
+) -> float:
     """The largest absolute difference between the export's probabilities and predict's, over every image."""
     largest = 0.0
     for start in range(0, len(inputs), batch_size):
-        got = run(inputs[start:start + batch_size])
-        want = expected[start:start + batch_size]
+        got = run(inputs[start : start + batch_size])
+        want = expected[start : start + batch_size]
         if got.shape != want.shape:
             raise ExportError(f"the exported model returned shape {got.shape} for a batch where {want.shape} was due")
         largest = max(largest, float(np.abs(got.astype(np.float64) - want).max()))
@@ -93,5 +94,7 @@ def largest_difference(run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarr
 def check(difference: float, tolerance: float, images: int, path: str | os.PathLike, hint: str = "") -> None:
     """Refuse an export whose probabilities differ from predict's by more than the tolerance."""
     if not difference <= tolerance:  # NaN fails too
-        raise ExportError(f"the export differs from predict by {difference:.3g} in probability (over {images} "
-                          f"images; tolerance {tolerance:g}): {path} was not written{hint}")
+        raise ExportError(
+            f"the export differs from predict by {difference:.3g} in probability (over {images} "
+            f"images; tolerance {tolerance:g}): {path} was not written{hint}"
+        )

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from features.atomic import atomic_write
-from features.folder import DatasetError, find_labeled_images, text_path
-from features.engines.batches import ProgressCallback
-
-from ..checkpoint import HEAD_FILE
-from ..config import PredictConfig
-from ..report import classification_summary
-from .predictor import Predictor
-from .writer import safe_path
+from headstart.features.engines.batches import ProgressCallback
+from headstart.features.folder import DatasetError, find_labeled_images, text_path
+from headstart.files.atomic import atomic_write
+from headstart.files.cachedir import HEAD_FILE
+from headstart.heads.config import PredictConfig
+from headstart.heads.predict.predictor import Predictor
+from headstart.heads.predict.writer import safe_path
+from headstart.heads.report import classification_summary
 
 WRONG_COLUMNS = ["path", "true", "predicted", "confidence"]
 
@@ -45,22 +44,28 @@ class Evaluation:
     unknown_rate: float | None = None
 
 
-def evaluate_head(folder: str | os.PathLike, cache: str | os.PathLike, out: str | os.PathLike,
-                  config: PredictConfig = PredictConfig(), on_progress: ProgressCallback | None = None,
-                  html: str | os.PathLike | None = None) -> Evaluation:
+def evaluate_head(
+    folder: str | os.PathLike,
+    cache: str | os.PathLike,
+    out: str | os.PathLike,
+    config: PredictConfig = PredictConfig(),
+    on_progress: ProgressCallback | None = None,
+    html: str | os.PathLike | None = None,
+) -> Evaluation:
     """The evaluate step in one call: score the head in cache on folder and write its mistakes to out (and html)."""
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config)
     evaluation = evaluate_folder(folder, predictor, on_progress)
     write_mistakes(out, evaluation.mistakes)
     if html is not None:
-        from heads.audit.page import write_evaluation_page
+        from headstart.pages.page import write_evaluation_page
 
         write_evaluation_page(Path(html), Path(folder), evaluation, Path(cache))
     return evaluation
 
 
-def evaluate_folder(folder: str | os.PathLike, predictor: Predictor,
-                    on_progress: ProgressCallback | None = None) -> Evaluation:
+def evaluate_folder(
+    folder: str | os.PathLike, predictor: Predictor, on_progress: ProgressCallback | None = None
+) -> Evaluation:
     """Label every image of folder/<class>/ with the predictor and score it against its folder's class."""
     classes = predictor.classes
     entries = find_labeled_images(folder, classes)
@@ -69,14 +74,16 @@ def evaluate_folder(folder: str | os.PathLike, predictor: Predictor,
         scored = list(zip(entries, predictions))
     for entry, prediction in scored:
         if prediction.probabilities is None:
+            assert prediction.error is not None  # Predictor.predict gives an unread image its reason
             failed.append((prediction.path, prediction.error))
             continue
         guess = int(np.argmax(prediction.probabilities))
         truth.append(entry.label)
         guesses.append(guess)
         if guess != entry.label:
-            mistakes.append(Mistake(prediction.path, classes[entry.label], classes[guess],
-                                    float(prediction.probabilities[guess])))
+            mistakes.append(
+                Mistake(prediction.path, classes[entry.label], classes[guess], float(prediction.probabilities[guess]))
+            )
     if not truth:
         raise DatasetError(f"{text_path(folder)}: no readable images in its class folders; check the folder")
     mistakes.sort(key=lambda mistake: (-mistake.confidence, mistake.path))

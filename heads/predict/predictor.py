@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 
-from features import Backbone, WeightsError, WeightsIdentity, build_engine, load_backbone
-from features.engines.batches import Engine, ProgressCallback
-from features.folder import ImageEntry
-from features.provenance import Preprocessing, RecordError
-
-from ..checkpoint import HeadCheckpoint, HeadFileError, load_head
-from ..config import PredictConfig
-from .writer import Prediction
+from headstart.features import Backbone, WeightsError, WeightsIdentity, build_engine, load_backbone
+from headstart.features.engines.batches import Engine, ProgressCallback
+from headstart.features.folder import ImageEntry
+from headstart.features.provenance import Preprocessing, RecordError
+from headstart.heads.checkpoint import HeadCheckpoint, HeadFileError, load_head
+from headstart.heads.config import PredictConfig
+from headstart.heads.predict.writer import Prediction
 
 
 def _recorded_weights(recorded: WeightsIdentity) -> str:
@@ -47,15 +46,20 @@ class Predictor:
     engine: Engine
 
     @classmethod
-    def load(cls, head_file: str | os.PathLike, config: PredictConfig = PredictConfig(),
-             on_warning: Callable[[str], None] | None = None) -> "Predictor":
+    def load(
+        cls,
+        head_file: str | os.PathLike,
+        config: PredictConfig = PredictConfig(),
+        on_warning: Callable[[str], None] | None = None,
+    ) -> Predictor:
         """Rebuild what head_file records; weights other than those it was trained on are refused."""
         engine = build_engine(config)
         checkpoint = load_head(head_file)
         recorded = WeightsIdentity.from_dict(checkpoint.weights)
         spec = config.weights or _recorded_weights(recorded)
-        backbone = load_backbone(spec, engine.driver_device, checkpoint.precision, compile=config.compile,
-                                 on_warning=on_warning)
+        backbone = load_backbone(
+            spec, engine.driver_device, checkpoint.precision, compile=config.compile, on_warning=on_warning
+        )
         if not backbone.identity.same_weights(recorded):
             raise WeightsError(
                 f"--weights {spec} ({backbone.identity.describe()}) is not what the head was trained on "
@@ -72,20 +76,22 @@ class Predictor:
         """The share of in-distribution images the head's threshold flags; None: it has no unknown-image model."""
         return self.checkpoint.unknown.rate if self.checkpoint.unknown else None
 
-    def predict(self, entries: list[ImageEntry], on_progress: ProgressCallback | None = None) -> Iterator[Prediction]:
+    def predict(
+        self, entries: list[ImageEntry], on_progress: ProgressCallback | None = None
+    ) -> Generator[Prediction, None, None]:
         """One Prediction per entry, in the order given; ood_score and unknown too when the head has a model."""
         # closing: when the consumer stops early, the decoding workers (or the Ray pipeline) stop with it.
         with closing(self.engine.embed(entries, self.backbone, self.preprocessing, on_progress)) as batches:
             for batch in batches:
-                scored = self._score(torch.from_numpy(batch.features))
+                scored = self.score(torch.from_numpy(batch.features))
                 for entry, error in zip(batch.entries, batch.errors):
                     yield Prediction(entry.name, None, error) if error else Prediction(entry.name, *next(scored))
 
-    def _score(self, features: torch.Tensor) -> Iterator[tuple]:
+    def score(self, features: torch.Tensor) -> Iterator[tuple]:
         """(probabilities, None, ood_score, unknown) per row of a batch's readable images."""
         unknown = self.checkpoint.unknown
         with torch.inference_mode():
             probabilities = torch.softmax(self.checkpoint.head(features), dim=1).numpy()
             scores = unknown.score(features).tolist() if unknown else [None] * len(features)
         for row, score in zip(probabilities, scores):
-            yield row, None, score, None if score is None else score > unknown.threshold
+            yield row, None, score, None if unknown is None else score > unknown.threshold

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from features.engines.batches import ProgressCallback
-from features.folder import DatasetError, find_images
-
-from ..checkpoint import HEAD_FILE
-from ..config import PredictConfig
-from ..trust.unknown import drift_warning
-from .predictor import Predictor
-from .writer import write_predictions
+from headstart.features.engines.batches import ProgressCallback
+from headstart.features.folder import DatasetError, find_images
+from headstart.files.cachedir import HEAD_FILE
+from headstart.heads.config import PredictConfig
+from headstart.heads.predict.predictor import Predictor
+from headstart.heads.predict.writer import write_predictions
+from headstart.heads.trust.unknown import drift_warning
 
 
 @dataclass(frozen=True)
@@ -34,10 +33,18 @@ class PredictSummary:
         return drift_warning(self.flagged, self.predicted, self.unknown_rate) if self.unknown_rate else None
 
 
-def predict_files(paths: list[str | os.PathLike], out: str | os.PathLike, cache: str | os.PathLike,
-                  config: PredictConfig = PredictConfig(), *, output_format: str = "csv", top_k: int = 1,
-                  reject_unknown: bool = False, on_progress: ProgressCallback | None = None,
-                  on_warning: Callable[[str], None] | None = None) -> PredictSummary:
+def predict_files(
+    paths: list[str | os.PathLike],
+    out: str | os.PathLike,
+    cache: str | os.PathLike,
+    config: PredictConfig = PredictConfig(),
+    *,
+    output_format: str = "csv",
+    top_k: int = 1,
+    reject_unknown: bool = False,
+    on_progress: ProgressCallback | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> PredictSummary:
     """Label every image in paths (files, or folders searched recursively) into out ('-': stdout); with
     reject_unknown, images the head's unknown-image model flags are labelled `unknown`."""
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config, on_warning)

@@ -21,11 +21,12 @@ import csv
 import json
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Iterable, Iterator
+from typing import IO, TYPE_CHECKING
 
-from features.atomic import atomic_write
+from headstart.files.atomic import atomic_write
 
 if TYPE_CHECKING:  # the CLI imports FORMATS and STDOUT from here at start-up: no numpy for --help
     import numpy as np
@@ -50,14 +51,24 @@ class Prediction:
         """Class indices, most probable first (ties: lower index first)."""
         import numpy as np
 
+        if self.probabilities is None:  # callers rank only the images that were read
+            raise ValueError(f"{self.path} has no probabilities to rank: {self.error}")
         return list(np.argsort(-self.probabilities, kind="stable")[:top_k])
 
 
 def header(classes: list[str], top_k: int = 1) -> list[str]:
     """The CSV's column names for these classes and top_k."""
     ranks = [column for k in range(2, top_k + 1) for column in (f"label_{k}", f"confidence_{k}")]
-    return ["path", "label", "confidence", "ood_score", "unknown", *ranks, *[f"prob_{name}" for name in classes],
-            "error"]
+    return [
+        "path",
+        "label",
+        "confidence",
+        "ood_score",
+        "unknown",
+        *ranks,
+        *[f"prob_{name}" for name in classes],
+        "error",
+    ]
 
 
 def safe_path(path: str) -> str:
@@ -71,14 +82,22 @@ def _label(prediction: Prediction, classes: list[str], reject_unknown: bool) -> 
 
 def _csv_row(prediction: Prediction, classes: list[str], top_k: int, reject_unknown: bool) -> list[str]:
     if prediction.probabilities is None:
-        return [safe_path(prediction.path), "", "", "", "", *[""] * (2 * (top_k - 1) + len(classes)),
-                prediction.error or ""]
+        return [
+            safe_path(prediction.path),
+            "",
+            "",
+            "",
+            "",
+            *[""] * (2 * (top_k - 1) + len(classes)),
+            prediction.error or "",
+        ]
     ranked = [(classes[i], f"{prediction.probabilities[i]:.6f}") for i in prediction.ranked(top_k)]
     ranked += [("", "")] * (top_k - len(ranked))
     trust = ["", ""] if prediction.unknown is None else [f"{prediction.ood_score:.6g}", str(prediction.unknown).lower()]
     return [
         safe_path(prediction.path),
-        _label(prediction, classes, reject_unknown), ranked[0][1],
+        _label(prediction, classes, reject_unknown),
+        ranked[0][1],
         *trust,
         *[cell for pair in ranked[1:] for cell in pair],
         *[f"{p:.6f}" for p in prediction.probabilities],
@@ -88,12 +107,27 @@ def _csv_row(prediction: Prediction, classes: list[str], top_k: int, reject_unkn
 
 def _json_record(prediction: Prediction, classes: list[str], top_k: int, reject_unknown: bool) -> dict:
     if prediction.probabilities is None:
-        return {"path": prediction.path, "label": None, "confidence": None, "ood_score": None, "unknown": None,
-                "top_k": [], "probabilities": None, "error": prediction.error}
+        return {
+            "path": prediction.path,
+            "label": None,
+            "confidence": None,
+            "ood_score": None,
+            "unknown": None,
+            "top_k": [],
+            "probabilities": None,
+            "error": prediction.error,
+        }
     ranked = [{"label": classes[i], "confidence": float(prediction.probabilities[i])} for i in prediction.ranked(top_k)]
-    return {"path": prediction.path, "label": _label(prediction, classes, reject_unknown),
-            "confidence": ranked[0]["confidence"], "ood_score": prediction.ood_score, "unknown": prediction.unknown,
-            "top_k": ranked, "probabilities": dict(zip(classes, map(float, prediction.probabilities))), "error": None}
+    return {
+        "path": prediction.path,
+        "label": _label(prediction, classes, reject_unknown),
+        "confidence": ranked[0]["confidence"],
+        "ood_score": prediction.ood_score,
+        "unknown": prediction.unknown,
+        "top_k": ranked,
+        "probabilities": dict(zip(classes, map(float, prediction.probabilities))),
+        "error": None,
+    }
 
 
 @contextmanager
@@ -107,8 +141,14 @@ def _output(out: str | os.PathLike) -> Iterator[IO[str]]:
             yield handle
 
 
-def write_predictions(out: str | os.PathLike, classes: list[str], predictions: Iterable[Prediction],
-                      format: str = "csv", top_k: int = 1, reject_unknown: bool = False) -> dict:
+def write_predictions(
+    out: str | os.PathLike,
+    classes: list[str],
+    predictions: Iterable[Prediction],
+    format: str = "csv",
+    top_k: int = 1,
+    reject_unknown: bool = False,
+) -> dict:
     """Stream predictions into out ('-' for stdout); return counts of labelled, failed and flagged images."""
     counts = {"predicted": 0, "failed": 0, "flagged": 0}
     top_k = max(1, min(top_k, len(classes)))

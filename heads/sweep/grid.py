@@ -27,19 +27,26 @@ import math
 import tomllib
 from pathlib import Path
 
-from ..config import CLASS_WEIGHTS, TrainConfig
+from headstart.heads.config import CLASS_WEIGHTS, TrainConfig
 
 GRID_FORMAT_VERSION = 1
 
 
 def _number(low: float, low_open: bool, high: float | None = None, integer: bool = False):
     """A checker: the value as int/float when it is a number in range, else None."""
+
     def check(value):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
             return None
-        if not math.isfinite(value) or value < low or (low_open and value == low) or (high is not None and value > high):
+        if (
+            not math.isfinite(value)
+            or value < low
+            or (low_open and value == low)
+            or (high is not None and value > high)
+        ):
             return None
         return int(value) if integer else float(value)
+
     return check
 
 
@@ -56,12 +63,20 @@ _KEYS = {  # key -> (checker, what a valid value is)
     "class_weight": (_choice, " or ".join(f'"{kind}"' for kind in CLASS_WEIGHTS)),
     "c": (_number(0, True), "a number > 0"),
 }
-SECTIONS = {"sgd": ("lr", "epochs", "momentum", "weight_decay", "batch_size", "class_weight"),
-            "logreg": ("c", "class_weight")}
+SECTIONS = {
+    "sgd": ("lr", "epochs", "momentum", "weight_decay", "batch_size", "class_weight"),
+    "logreg": ("c", "class_weight"),
+}
 
 DEFAULT_GRID = {
-    "sgd": {"lr": [0.001, 0.003, 0.01], "epochs": [5, 20], "momentum": [0.0, 0.9], "weight_decay": [0.0, 0.001],
-            "batch_size": [16, 32], "class_weight": ["none", "balanced"]},
+    "sgd": {
+        "lr": [0.001, 0.003, 0.01],
+        "epochs": [5, 20],
+        "momentum": [0.0, 0.9],
+        "weight_decay": [0.0, 0.001],
+        "batch_size": [16, 32],
+        "class_weight": ["none", "balanced"],
+    },
     # lbfgs takes 10-100x an SGD head's time here (more as C grows: 195 rows in 512 dimensions are separable).
     "logreg": {"c": [0.01, 0.1, 1.0]},
 }
@@ -74,7 +89,9 @@ def expand_grid(grid: dict, seed: int = 0, source: str = "the grid") -> list[Tra
     grid = dict(grid)
     version = grid.pop("format_version", GRID_FORMAT_VERSION)
     if version != GRID_FORMAT_VERSION:
-        raise ValueError(f"{source}: format_version {version!r} is not {GRID_FORMAT_VERSION}, the one this headstart reads")
+        raise ValueError(
+            f"{source}: format_version {version!r} is not {GRID_FORMAT_VERSION}, the one this headstart reads"
+        )
     unknown = sorted(set(grid) - set(SECTIONS))
     if unknown:
         raise ValueError(f"{source}: unknown section {unknown[0]!r}; sections are {', '.join(SECTIONS)}")
@@ -125,8 +142,14 @@ def default_grid(seed: int = 0) -> list[TrainConfig]:
     return expand_grid(DEFAULT_GRID, seed, "the default grid")
 
 
-
 def describe_setting(setting: TrainConfig) -> str:
     """The head and the settings a grid gives it, e.g. "sgd lr=0.001 epochs=5 ... class_weight=none"."""
-    return " ".join([setting.head, *[f"{key}={getattr(setting, key):g}" if key != "class_weight"
-                                     else f"{key}={setting.class_weight}" for key in SECTIONS[setting.head]]])
+    return " ".join(
+        [
+            setting.head,
+            *[
+                f"{key}={getattr(setting, key):g}" if key != "class_weight" else f"{key}={setting.class_weight}"
+                for key in SECTIONS[setting.head]
+            ],
+        ]
+    )

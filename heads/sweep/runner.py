@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 
-from ..config import TrainConfig
-from ..folds import out_of_fold, stratified_folds
-from ..logreg import train_logreg
-from .stacked import group_key, train_stacked
+from headstart.heads.config import TrainConfig
+from headstart.heads.kfold import out_of_fold, stratified_folds
+from headstart.heads.logreg import train_logreg
+from headstart.heads.sweep.stacked import group_key, train_stacked
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,16 @@ class CrossValidation:
 
 
 def _simplicity(setting: TrainConfig) -> tuple:
-    return (setting.class_weight != "none", setting.head != "sgd", setting.epochs, setting.weight_decay,
-            setting.momentum, -setting.batch_size, setting.lr, setting.c)
+    return (
+        setting.class_weight != "none",
+        setting.head != "sgd",
+        setting.epochs,
+        setting.weight_decay,
+        setting.momentum,
+        -setting.batch_size,
+        setting.lr,
+        setting.c,
+    )
 
 
 def _rank_key(scores: SettingScores) -> tuple:
@@ -98,14 +106,16 @@ def _groups(settings: list[TrainConfig]) -> list[list[int]]:
     return [*stacked.values(), *alone]
 
 
-def _held_out_logits(train: tuple[torch.Tensor, torch.Tensor], held_x: torch.Tensor, num_classes: int,
-                     members: list[TrainConfig]) -> torch.Tensor:
+def _held_out_logits(
+    train: tuple[torch.Tensor, torch.Tensor], held_x: torch.Tensor, num_classes: int, members: list[TrainConfig]
+) -> torch.Tensor:
     """(held rows, members, C): the outputs on the held-out rows of the heads trained on `train`, one per member."""
     if members[0].head == "sgd":
         weight, bias = train_stacked(*train, num_classes, members)
         # One addmm per head, as each head alone computes its outputs: the same logits to the last bit.
-        return torch.baddbmm(bias.unsqueeze(1), held_x.expand(len(members), *held_x.shape),
-                             weight.transpose(1, 2)).transpose(0, 1)
+        return torch.baddbmm(
+            bias.unsqueeze(1), held_x.expand(len(members), *held_x.shape), weight.transpose(1, 2)
+        ).transpose(0, 1)
     head = train_logreg(train, None, num_classes, members[0]).head
     with torch.no_grad():
         return head(held_x).unsqueeze(1)
@@ -117,13 +127,21 @@ def _fold_scores(logits: torch.Tensor, labels: torch.Tensor, splits: list) -> tu
     correct = (logits.argmax(2) == labels.unsqueeze(1)) & finite
     picked = torch.log_softmax(logits, 2).gather(2, labels.view(-1, 1, 1).expand(-1, logits.shape[1], 1)).squeeze(2)
     loss = torch.where(finite, -picked.double(), math.inf)
-    return (torch.stack([correct[split].double().mean(0) for split in splits], 1),
-            torch.stack([loss[split].mean(0) for split in splits], 1))
+    return (
+        torch.stack([correct[split].double().mean(0) for split in splits], 1),
+        torch.stack([loss[split].mean(0) for split in splits], 1),
+    )
 
 
-def cross_validate(features: torch.Tensor, labels: torch.Tensor, num_classes: int, settings: list[TrainConfig],
-                   folds: int = 5, seed: int = 0,
-                   on_progress: Callable[[int, int], None] | None = None) -> CrossValidation:
+def cross_validate(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    settings: list[TrainConfig],
+    folds: int = 5,
+    seed: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> CrossValidation:
     """Train every setting on every fold's complement and score it on the fold; on_progress(heads done, total)."""
     if not settings:
         raise ValueError("the grid has no settings")
@@ -146,6 +164,8 @@ def cross_validate(features: torch.Tensor, labels: torch.Tensor, num_classes: in
         return logits
 
     fold_acc, fold_loss = _fold_scores(out_of_fold(features, labels, splits, fit_and_score), labels, splits)
-    scores = [SettingScores(setting, tuple(fold_acc[index].tolist()), tuple(fold_loss[index].tolist()))
-              for index, setting in enumerate(settings)]
+    scores = [
+        SettingScores(setting, tuple(fold_acc[index].tolist()), tuple(fold_loss[index].tolist()))
+        for index, setting in enumerate(settings)
+    ]
     return CrossValidation(scores, folds, seed, time.perf_counter() - started, head_seconds)

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..config import TrainConfig
-from ..train import _one_thread
-from ..weighting import class_weights
+from headstart.heads.config import TrainConfig
+from headstart.heads.train import _one_thread
+from headstart.heads.weighting import class_weights
 
 _MEAN, _NO_IGNORED = 1, -100  # nll_loss's reduction="mean" and ignore_index, as cross_entropy passes them
 
@@ -40,11 +40,18 @@ def _per_head(values: list[float]) -> torch.Tensor:
 def _batches(rows: int, setting: TrainConfig, generator: torch.Generator) -> DataLoader:
     """Row indices in the order train_sgd's DataLoader yields its rows: the same sampler, drawing from the same
     generator (the loader draws its base seed from it each epoch too), without collating the features row by row."""
-    return DataLoader(range(rows), batch_size=setting.batch_size, shuffle=True, generator=generator,
-                      collate_fn=torch.tensor)
+    return DataLoader(
+        range(rows),  # type: ignore[arg-type]  # torch accepts any sized indexable; its stub asks for a Dataset
+        batch_size=setting.batch_size,
+        shuffle=True,
+        generator=generator,
+        collate_fn=torch.tensor,
+    )
 
 
-def _log_prob_gradients(log_probs: torch.Tensor, labels: torch.Tensor, weights: list[torch.Tensor | None]) -> torch.Tensor:
+def _log_prob_gradients(
+    log_probs: torch.Tensor, labels: torch.Tensor, weights: list[torch.Tensor | None]
+) -> torch.Tensor:
     """d(mean cross-entropy)/d(log-probabilities) for each distinct class weighting: it depends on the batch's
     labels and the weighting only, not on the head, so it is computed once per weighting (K, B, C)."""
     one = torch.ones((), dtype=log_probs.dtype)
@@ -55,8 +62,9 @@ def _log_prob_gradients(log_probs: torch.Tensor, labels: torch.Tensor, weights: 
     return torch.stack(gradients)
 
 
-def train_stacked(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                  settings: list[TrainConfig]) -> tuple[torch.Tensor, torch.Tensor]:
+def train_stacked(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: int, settings: list[TrainConfig]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Train one SGD head per setting (all sharing group_key); returns weights (H, C, D) and biases (H, C)."""
     if not settings:
         raise ValueError("no settings to train")

@@ -8,17 +8,18 @@ replaced together with them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from ..config import SweepConfig, TrainConfig
-from ..fit import Choice, FitSummary, fit_head
-from .grid import default_grid, read_grid
-from .runner import CrossValidation, cross_validate
-from .table import SWEEP_FILE, write_sweep_csv
+from headstart.files.cachedir import SWEEP_FILE
+from headstart.heads.config import SweepConfig, TrainConfig
+from headstart.heads.fit import Choice, FitSummary, fit_head
+from headstart.heads.sweep.grid import default_grid, read_grid
+from headstart.heads.sweep.runner import CrossValidation, cross_validate
+from headstart.heads.sweep.table import write_sweep_csv
 
 
 @dataclass
@@ -31,34 +32,54 @@ class SweepSummary:
 def sweep_record(result: CrossValidation, grid: str) -> dict:
     """What metrics.json and head.pt keep of the sweep: how the winner was chosen and its cross-validated scores."""
     winner = result.winner
-    return {"grid": grid, "settings": len(result.scores), "folds": result.folds, "seed": result.seed,
-            "heads": result.heads, "seconds": result.seconds, "head_seconds": result.head_seconds,
-            "chosen": winner.setting.to_dict(),
-            "cv_acc_mean": winner.acc_mean, "cv_acc_std": winner.acc_std, "cv_loss_mean": winner.loss_mean,
-            "cv_loss_std": winner.loss_std, "table": SWEEP_FILE}
+    return {
+        "grid": grid,
+        "settings": len(result.scores),
+        "folds": result.folds,
+        "seed": result.seed,
+        "heads": result.heads,
+        "seconds": result.seconds,
+        "head_seconds": result.head_seconds,
+        "chosen": winner.setting.to_dict(),
+        "cv_acc_mean": winner.acc_mean,
+        "cv_acc_std": winner.acc_std,
+        "cv_loss_mean": winner.loss_mean,
+        "cv_loss_std": winner.loss_std,
+        "table": SWEEP_FILE,
+    }
 
 
 class _Chooser:
     """fit_head's `choose`: cross-validates the grid on the train rows it is given and keeps the result."""
 
-    def __init__(self, settings: list[TrainConfig], config: SweepConfig,
-                 on_progress: Callable[[int, int], None] | None):
+    def __init__(
+        self, settings: list[TrainConfig], config: SweepConfig, on_progress: Callable[[int, int], None] | None
+    ):
         self.settings, self.config, self.on_progress = settings, config, on_progress
         self.result: CrossValidation | None = None
 
     def __call__(self, train: tuple[torch.Tensor, torch.Tensor], classes: list[str]) -> Choice:
-        result = cross_validate(*train, len(classes), self.settings, self.config.folds, self.config.seed,
-                                self.on_progress)
+        result = cross_validate(
+            *train, len(classes), self.settings, self.config.folds, self.config.seed, self.on_progress
+        )
         self.result = result
-        return Choice(result.winner.setting, {"sweep": sweep_record(result, self.config.grid or "default")},
-                      {SWEEP_FILE: lambda path: write_sweep_csv(path, result)})
+        return Choice(
+            result.winner.setting,
+            {"sweep": sweep_record(result, self.config.grid or "default")},
+            {SWEEP_FILE: lambda path: write_sweep_csv(path, result)},
+        )
 
 
-def sweep_heads(cache: str | Path, config: SweepConfig = SweepConfig(),
-                on_progress: Callable[[int, int], None] | None = None,
-                on_epoch: Callable[[int, dict], None] | None = None) -> SweepSummary:
+def sweep_heads(
+    cache: str | Path,
+    config: SweepConfig = SweepConfig(),
+    on_progress: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> SweepSummary:
     """Choose a head setting by k-fold cross-validation on the train split, refit it, score it on val once, save it."""
     settings = read_grid(config.grid, config.seed) if config.grid else default_grid(config.seed)
     chooser = _Chooser(settings, config, on_progress)
     fit = fit_head(cache, on_epoch=on_epoch, choose=chooser, command="sweep")
+    if chooser.result is None:  # fit_head calls choose before it fits, or fails
+        raise RuntimeError("the sweep's cross-validation did not run")
     return SweepSummary(chooser.result, fit, Path(cache) / SWEEP_FILE)

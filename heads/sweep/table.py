@@ -21,31 +21,58 @@ from __future__ import annotations
 import csv
 import os
 
-from features import __version__
+from headstart.features import __version__
+from headstart.heads.sweep.runner import CrossValidation
 
-from .runner import CrossValidation
-
-SWEEP_FILE = "sweep.csv"
 SWEEP_FORMAT_VERSION = 1
 _SGD = ("lr", "epochs", "momentum", "weight_decay", "batch_size")
 
 
 def header(folds: int) -> list[str]:
-    return ["rank", "head", *_SGD, "c", "class_weight", "acc_mean", "acc_std", "loss_mean", "loss_std",
-            *[f"acc_fold{k}" for k in range(1, folds + 1)], *[f"loss_fold{k}" for k in range(1, folds + 1)]]
+    return [
+        "rank",
+        "head",
+        *_SGD,
+        "c",
+        "class_weight",
+        "acc_mean",
+        "acc_std",
+        "loss_mean",
+        "loss_std",
+        *[f"acc_fold{k}" for k in range(1, folds + 1)],
+        *[f"loss_fold{k}" for k in range(1, folds + 1)],
+    ]
 
 
 def write_sweep_csv(path: str | os.PathLike, result: CrossValidation) -> None:
     """Write the ranked table (the sweep step writes it to a temporary file replaced together with the head)."""
     with open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write(f"# headstart sweep.csv format {SWEEP_FORMAT_VERSION}; producer headstart {__version__}; "
-                     f"folds {result.folds}; seed {result.seed}\n")
+        handle.write(
+            f"# headstart sweep.csv format {SWEEP_FORMAT_VERSION}; producer headstart {__version__}; "
+            f"folds {result.folds}; seed {result.seed}\n"
+        )
         writer = csv.writer(handle)
         writer.writerow(header(result.folds))
         for rank, scores in enumerate(result.ranked(), 1):
             setting = scores.setting
             sgd = setting.head == "sgd"
-            writer.writerow([rank, setting.head, *[getattr(setting, key) if sgd else "" for key in _SGD],
-                             "" if sgd else setting.c, setting.class_weight,
-                             *[f"{value:.6f}" for value in (scores.acc_mean, scores.acc_std, scores.loss_mean,
-                                                            scores.loss_std, *scores.fold_acc, *scores.fold_loss)]])
+            writer.writerow(
+                [
+                    rank,
+                    setting.head,
+                    *[getattr(setting, key) if sgd else "" for key in _SGD],
+                    "" if sgd else setting.c,
+                    setting.class_weight,
+                    *[
+                        f"{value:.6f}"
+                        for value in (
+                            scores.acc_mean,
+                            scores.acc_std,
+                            scores.loss_mean,
+                            scores.loss_std,
+                            *scores.fold_acc,
+                            *scores.fold_loss,
+                        )
+                    ],
+                ]
+            )

@@ -14,17 +14,15 @@ the head stays a plain Linear(512, C).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-import numpy as np
 import torch
 
-from heads.folds import out_of_fold, stratified_folds
-from heads.linear import LinearHead
-
-from .bins import BINS, Reliability
-from .config import TrustConfig
+from headstart.heads.kfold import out_of_fold, stratified_folds
+from headstart.heads.linear import LinearHead
+from headstart.heads.trust.bins import BINS, Reliability
+from headstart.heads.trust.config import TrustConfig
 
 DEFAULT_FOLDS = TrustConfig().folds
 # T is searched in [1/20, 20]: a wider range only matters for heads that are useless either way.
@@ -85,8 +83,9 @@ def fold_temperature(head: LinearHead, temperature: float) -> LinearHead:
     return folded.eval()
 
 
-def held_out_logits(features: torch.Tensor, labels: torch.Tensor, train: Trainer, folds: int = DEFAULT_FOLDS,
-                    seed: int = 0) -> torch.Tensor:
+def held_out_logits(
+    features: torch.Tensor, labels: torch.Tensor, train: Trainer, folds: int = DEFAULT_FOLDS, seed: int = 0
+) -> torch.Tensor:
     """Every train row's logits from a head trained (by `train`, the head's own recipe) on the other folds."""
     splits = stratified_folds(labels.numpy(), folds, seed)
 
@@ -112,14 +111,23 @@ class Calibration:
     val_after: Reliability | None
 
     def to_dict(self) -> dict:
-        return {"temperature": self.temperature, "folds": self.folds, "val_ece_before": self.val_ece_before,
-                "val_ece_after": self.val_ece_after,
-                "uncalibrated": {k: v.detach().clone() for k, v in self.uncalibrated.state_dict().items()}}
+        return {
+            "temperature": self.temperature,
+            "folds": self.folds,
+            "val_ece_before": self.val_ece_before,
+            "val_ece_after": self.val_ece_after,
+            "uncalibrated": {k: v.detach().clone() for k, v in self.uncalibrated.state_dict().items()},
+        }
 
 
-def calibrate(head: LinearHead, train: tuple[torch.Tensor, torch.Tensor], trainer: Trainer,
-              val: tuple[torch.Tensor, torch.Tensor] | None = None, folds: int = DEFAULT_FOLDS,
-              seed: int = 0) -> Calibration:
+def calibrate(
+    head: LinearHead,
+    train: tuple[torch.Tensor, torch.Tensor],
+    trainer: Trainer,
+    val: tuple[torch.Tensor, torch.Tensor] | None = None,
+    folds: int = DEFAULT_FOLDS,
+    seed: int = 0,
+) -> Calibration:
     """Fit T on out-of-fold train logits (each fold's head trained by `trainer`) and fold it into `head`."""
     features, labels = train
     temperature = fit_temperature(held_out_logits(features, labels, trainer, folds, seed), labels)
@@ -129,5 +137,6 @@ def calibrate(head: LinearHead, train: tuple[torch.Tensor, torch.Tensor], traine
         with torch.inference_mode():
             before = reliability(torch.softmax(head(val[0]), 1), val[1])
             after = reliability(torch.softmax(folded(val[0]), 1), val[1])
-    return Calibration(temperature, folded, head, folds, before.ece if before else None,
-                       after.ece if after else None, before, after)
+    return Calibration(
+        temperature, folded, head, folds, before.ece if before else None, after.ece if after else None, before, after
+    )

@@ -12,7 +12,7 @@ class TrustConfig:
     """Unknown-image detection (always on) and the temperature (calibrate=False: --no-calibrate)."""
 
     unknown_rate: float = 0.05  # the share of in-distribution images the threshold may flag
-    unknown_method: str = "mahalanobis"  # chosen by bench/trust.py; see the README
+    unknown_method: str = "mahalanobis"  # chosen by bench/trust.py; see docs/trust.md
     calibrate: bool = True
     folds: int = 5  # k of the out-of-fold scores and logits (fewer when train has fewer rows)
 

@@ -7,13 +7,12 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from heads.config import TrainConfig
-from heads.linear import LinearHead
-from heads.train import _one_thread
-
-from .calibration import Calibration, Reliability, Trainer, calibrate, reliability
-from .config import TrustConfig
-from .unknown import UnknownModel, fit_unknown
+from headstart.heads.config import TrainConfig
+from headstart.heads.linear import LinearHead
+from headstart.heads.train import _one_thread
+from headstart.heads.trust.calibration import Calibration, Reliability, Trainer, calibrate, reliability
+from headstart.heads.trust.config import TrustConfig
+from headstart.heads.trust.unknown import UnknownModel, fit_unknown
 
 
 @dataclass(frozen=True)
@@ -29,11 +28,17 @@ class Trust:
 
     def metrics(self) -> dict:
         """metrics.json's `calibration` and `unknown` entries (None when not fitted)."""
-        calibration = self.calibration and {"temperature": self.calibration.temperature,
-                                            "val_ece_before": self.calibration.val_ece_before,
-                                            "val_ece_after": self.calibration.val_ece_after}
-        unknown = self.unknown and {"method": self.unknown.method, "threshold": self.unknown.threshold,
-                                    "rate": self.unknown.rate, "val_flagged_rate": self.val_flagged_rate}
+        calibration = self.calibration and {
+            "temperature": self.calibration.temperature,
+            "val_ece_before": self.calibration.val_ece_before,
+            "val_ece_after": self.calibration.val_ece_after,
+        }
+        unknown = self.unknown and {
+            "method": self.unknown.method,
+            "threshold": self.unknown.threshold,
+            "rate": self.unknown.rate,
+            "val_flagged_rate": self.val_flagged_rate,
+        }
         return {"calibration": calibration, "unknown": unknown}
 
     def records(self) -> dict:
@@ -45,8 +50,11 @@ class Trust:
         plain values: heads/plots.py draws it, maybe in its helper process."""
         calibration = self.calibration
         after = calibration and calibration.val_after
-        return {"before": self.val_reliability and asdict(self.val_reliability), "after": after and asdict(after),
-                "temperature": calibration and calibration.temperature}
+        return {
+            "before": self.val_reliability and asdict(self.val_reliability),
+            "after": after and asdict(after),
+            "temperature": calibration and calibration.temperature,
+        }
 
 
 def fold_trainer(config: TrainConfig, num_classes: int, rows: int) -> Trainer:
@@ -55,12 +63,10 @@ def fold_trainer(config: TrainConfig, num_classes: int, rows: int) -> Trainer:
     A fold holds (k-1)/k of the `rows`; at the same batch size its head would take fewer steps, and a recipe
     far from convergence (5 epochs at lr 0.001) would leave it less trained, less accurate and less confident
     than the head saved, which is not what T should be fitted to. So each epoch splits the fold into as many
-    batches as the saved head's epoch had. bench/trust.py, default recipe, generated data with each class held
-    out in turn: val ECE 0.310 before, 0.227 after (at the same batch size: 0.333, worse than before); on
-    hymenoptera 0.159 before, 0.068 after (0.062 at the same batch size).
+    batches as the saved head's epoch had. bench/trust.py measures both choices (docs/trust.md).
     """
-    from heads.logreg import train_logreg
-    from heads.train import train_sgd
+    from headstart.heads.logreg import train_logreg
+    from headstart.heads.train import train_sgd
 
     batches = math.ceil(rows / config.batch_size)
 
@@ -80,17 +86,26 @@ def _too_few_rows(labels: torch.Tensor, num_classes: int) -> str | None:
     return None
 
 
-def fit_trust(head: LinearHead, train: tuple[torch.Tensor, torch.Tensor],
-              val: tuple[torch.Tensor, torch.Tensor] | None, train_config: TrainConfig,
-              config: TrustConfig = TrustConfig()) -> Trust:
+def fit_trust(
+    head: LinearHead,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    train_config: TrainConfig,
+    config: TrustConfig = TrustConfig(),
+) -> Trust:
     """Unknown model and threshold from train's out-of-fold scores; T from out-of-fold logits of heads trained
     by `train_config` (the recipe and seed of `head`) on the other folds."""
     with _one_thread():
         return _fit_trust(head, train, val, train_config, config)
 
 
-def _fit_trust(head: LinearHead, train: tuple[torch.Tensor, torch.Tensor],
-               val: tuple[torch.Tensor, torch.Tensor] | None, train_config: TrainConfig, config: TrustConfig) -> Trust:
+def _fit_trust(
+    head: LinearHead,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    train_config: TrainConfig,
+    config: TrustConfig,
+) -> Trust:
     val_reliability = None
     if val is not None:
         with torch.inference_mode():

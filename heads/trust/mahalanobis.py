@@ -3,8 +3,8 @@
 Fitted state (plain tensors, stored in head.pt): "means" (C x D), "precision" (D x D), the inverse of the
 shared within-class covariance shrunk towards a scaled identity by the Ledoit-Wolf formula (a head trains on
 a few hundred rows of 512-d features, too few for the plain covariance to be invertible). Features are used
-as they are, not L2-normalised: their norm tells unknown images apart too (bench/trust.py measured AUROC 0.80
-raw against 0.66 normalised on hymenoptera against generated images, and equal on held-out generated classes).
+as they are, not L2-normalised: their norm tells unknown images apart too (bench/trust.py: raw features
+separated them better, docs/trust.md).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..curves import png_bytes, pyplot
-from .bins import BINS, Reliability
+from headstart.heads.curves import png_bytes, pyplot
+from headstart.heads.trust.bins import BINS, Reliability
 
 
 def reliability_png(before: Reliability | None, after: Reliability | None, temperature: float | None) -> bytes:
@@ -21,10 +21,19 @@ def reliability_png(before: Reliability | None, after: Reliability | None, tempe
     for bins, name, style in curves:
         if bins is not None:
             filled = [i for i, n in enumerate(bins.counts) if n]
-            axis.plot([bins.confidence[i] for i in filled], [bins.accuracy[i] for i in filled], style,
-                      label=f"{name}: ECE {bins.ece:.3f}")
-    axis.set(xlim=(0, 1), ylim=(0, 1), xlabel=f"mean confidence ({BINS} bins)", ylabel="val accuracy",
-             title="reliability on val" if before is not None else "reliability: no val split")
+            axis.plot(
+                [bins.confidence[i] for i in filled],
+                [bins.accuracy[i] for i in filled],
+                style,
+                label=f"{name}: ECE {bins.ece:.3f}",
+            )
+    axis.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel=f"mean confidence ({BINS} bins)",
+        ylabel="val accuracy",
+        title="reliability on val" if before is not None else "reliability: no val split",
+    )
     axis.grid(alpha=0.3)
     axis.legend(loc="upper left", fontsize=8)
     figure.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.93)

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from heads.folds import out_of_fold, stratified_folds
-
-from . import knn, mahalanobis
-from .config import TrustConfig
+from headstart.heads.kfold import out_of_fold, stratified_folds
+from headstart.heads.trust import knn, mahalanobis
+from headstart.heads.trust.config import TrustConfig
 
 METHODS = {mahalanobis.NAME: mahalanobis, knn.NAME: knn}  # the names config.UNKNOWN_METHODS lists for the CLI
 DEFAULT_METHOD = TrustConfig().unknown_method
@@ -49,11 +48,16 @@ class UnknownModel:
         return self.score(features) > self.threshold
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "state": dict(self.state), "threshold": self.threshold, "rate": self.rate,
-                "folds": self.folds}
+        return {
+            "method": self.method,
+            "state": dict(self.state),
+            "threshold": self.threshold,
+            "rate": self.rate,
+            "folds": self.folds,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "UnknownModel":
+    def from_dict(cls, data: dict) -> UnknownModel:
         """The stored record; a ValueError says what is wrong with a damaged one."""
         if not isinstance(data, dict) or data.get("method") not in METHODS:
             raise ValueError(f"the unknown model's method is not one of {sorted(METHODS)}")
@@ -63,16 +67,27 @@ class UnknownModel:
         return cls(data["method"], dict(state), float(data["threshold"]), float(data["rate"]), int(data["folds"]))
 
 
-def held_out_scores(features: torch.Tensor, labels: torch.Tensor, method: str = DEFAULT_METHOD,
-                    folds: int = DEFAULT_FOLDS, seed: int = 0) -> torch.Tensor:
+def held_out_scores(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    method: str = DEFAULT_METHOD,
+    folds: int = DEFAULT_FOLDS,
+    seed: int = 0,
+) -> torch.Tensor:
     """Every train row's score from a model fitted on the other folds."""
     fitter = METHODS[method]
     splits = stratified_folds(labels.numpy(), folds, seed)
     return out_of_fold(features, labels, splits, lambda x, y, held: fitter.score(fitter.fit(x, y), held))
 
 
-def fit_unknown(features: torch.Tensor, labels: torch.Tensor, method: str = DEFAULT_METHOD,
-                rate: float = DEFAULT_RATE, folds: int = DEFAULT_FOLDS, seed: int = 0) -> UnknownModel:
+def fit_unknown(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    method: str = DEFAULT_METHOD,
+    rate: float = DEFAULT_RATE,
+    folds: int = DEFAULT_FOLDS,
+    seed: int = 0,
+) -> UnknownModel:
     """Fit `method` on every train row; threshold at the (1 - rate) quantile of its out-of-fold scores."""
     if method not in METHODS:
         raise ValueError(f"unknown-image method {method!r} is not one of {sorted(METHODS)}")
@@ -91,5 +106,7 @@ def drift_warning(flagged: int, images: int, rate: float) -> str | None:
     """One line when far more images were flagged than the threshold was set to flag; None otherwise."""
     if images < DRIFT_MIN_IMAGES or flagged <= DRIFT_FACTOR * rate * images:
         return None
-    return (f"drift: {flagged} of {images} images ({flagged / images:.1%}) flagged as unknown, against {rate:.1%} "
-            "expected: these images are unlike the training set")
+    return (
+        f"drift: {flagged} of {images} images ({flagged / images:.1%}) flagged as unknown, against {rate:.1%} "
+        "expected: these images are unlike the training set"
+    )

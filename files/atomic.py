@@ -9,14 +9,16 @@ import shutil
 import signal
 import tempfile
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from stat import S_ISDIR
-from typing import IO, Iterator
+from typing import IO
+
+from headstart.files.cachedir import TEMPORARY_PREFIX
 
 # Temporary names are short whatever the target's name (a 255-byte name still gets one) and carry the pid
 # of their writer, so a later run can tell a killed run's leftovers from a live run's work.
-TEMPORARY_PREFIX = ".hs-"
 _TEMPORARY = re.compile(rf"^{re.escape(TEMPORARY_PREFIX)}(\d+)-\w+\.tmp$")
 _replaced: list[Path] = []  # every target this process replaced, in order: what an interrupt message must admit
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-from .files import UnsafeFileError, open_regular
-
-LOCK_FILE = ".lock"
+from headstart.files.cachedir import LOCK_FILE
+from headstart.files.regular import UnsafeFileError, open_regular
 
 
 class CacheBusyError(RuntimeError):
@@ -47,8 +46,9 @@ def cache_lock(folder: str | os.PathLike, command: str) -> Iterator[None]:
     descriptor = open_regular(path, os.O_RDWR | os.O_CREAT, follow=False)
     with os.fdopen(descriptor, "r+", encoding="utf-8", errors="replace") as handle:
         if os.fstat(descriptor).st_nlink != 1:
-            raise UnsafeFileError(f"{path} has other names (hard links), so writing it would change another file: "
-                                  "remove it and run again")
+            raise UnsafeFileError(
+                f"{path} has other names (hard links), so writing it would change another file: remove it and run again"
+            )
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -59,11 +59,14 @@ def _cell(value: str | Thumb) -> str:
     if not isinstance(value, Thumb):
         return _text(value)
     if value.jpeg is None:
-        return (f'<figure><div class="missing">not readable</div><figcaption>{_text(value.caption)}</figcaption>'
-                "</figure>")
+        return (
+            f'<figure><div class="missing">not readable</div><figcaption>{_text(value.caption)}</figcaption></figure>'
+        )
     data = base64.b64encode(value.jpeg).decode("ascii")
-    return (f'<figure><img src="data:image/jpeg;base64,{data}" alt="{_text(value.caption)}">'
-            f"<figcaption>{_text(value.caption)}</figcaption></figure>")
+    return (
+        f'<figure><img src="data:image/jpeg;base64,{data}" alt="{_text(value.caption)}">'
+        f"<figcaption>{_text(value.caption)}</figcaption></figure>"
+    )
 
 
 def _where(section: Section) -> str:
@@ -75,8 +78,11 @@ def _section(section: Section) -> str:
     if section.note:
         parts.append(f"<p>{_text(section.note)}</p>")
     if not section.rows:
-        parts.append(f'<p class="more">{section.more} found, none shown here{_where(section)}.</p>' if section.more
-                     else "<p>None found.</p>")
+        parts.append(
+            f'<p class="more">{section.more} found, none shown here{_where(section)}.</p>'
+            if section.more
+            else "<p>None found.</p>"
+        )
         return "\n".join(parts)
     header = "".join(f"<th>{_text(column)}</th>" for column in section.columns)
     body = "\n".join("<tr>" + "".join(f"<td>{_cell(cell)}</td>" for cell in row) + "</tr>" for row in section.rows)
@@ -98,7 +104,8 @@ def render_page(title: str, summary: list[str], warnings: list[str], parts: list
     body += [f'<p class="warn">{_text(line)}</p>' for line in warnings]
     body += [f"<p>{_text(line)}</p>" for line in summary]
     body += [_figure(part) if isinstance(part, Figure) else _section(part) for part in parts]
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-            f"<title>{_text(title)}</title><style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) +
-            "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        f"<title>{_text(title)}</title><style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )

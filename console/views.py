@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from .reporter import Reporter
-from .trust import show_flagged, show_trust
+from headstart.console.reporter import Reporter
+from headstart.console.trust import show_flagged, show_trust
 
 if TYPE_CHECKING:
-    from features.extract import ExtractSummary
-    from heads.fit import FitSummary
-    from heads.predict.evaluation import Evaluation
+    from headstart.features.extract import ExtractSummary
+    from headstart.heads.fit import FitSummary
+    from headstart.heads.predict.evaluation import Evaluation
 
 EPOCH_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
@@ -49,8 +49,9 @@ def scores_table(summary: dict, title: str) -> Table:
         table.add_column(column, justify="left" if column == "class" else "right")
     for name in [*summary["classes"], "macro avg", "weighted avg"]:
         row = summary["report"][name]
-        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1-score']:.3f}",
-                      str(int(row["support"])))
+        table.add_row(
+            name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1-score']:.3f}", str(int(row["support"]))
+        )
     return table
 
 
@@ -83,10 +84,14 @@ def show_training(report: Reporter, summary: FitSummary, epochs: EpochTable) -> 
     metrics = summary.metrics
     if "val_acc" in metrics:
         best = metrics["best_epoch"]
-        report.note(f"last epoch ({metrics['epoch']}): val acc {metrics['val_acc']:.4f}, "
-                    f"val loss {metrics['val_loss']:.4f} — this is the head saved")
-        report.note(f"best epoch ({best['epoch']}): val acc {best['val_acc']:.4f}, val loss {best['val_loss']:.4f}"
-                    " — chosen on val itself, so an optimistic estimate")
+        report.note(
+            f"last epoch ({metrics['epoch']}): val acc {metrics['val_acc']:.4f}, "
+            f"val loss {metrics['val_loss']:.4f} — this is the head saved"
+        )
+        report.note(
+            f"best epoch ({best['epoch']}): val acc {best['val_acc']:.4f}, val loss {best['val_loss']:.4f}"
+            " — chosen on val itself, so an optimistic estimate"
+        )
         report.table(scores_table(metrics["val_report"], "val split, last epoch"))
         report.table(confusion_table(metrics["val_report"]))
     show_trust(report, metrics)
@@ -97,8 +102,10 @@ def show_training(report: Reporter, summary: FitSummary, epochs: EpochTable) -> 
     for name in summary.untrained_classes:
         report.warn(f"class {name} has no training rows: the head never learned it (add images to train/{name})")
     counts = ", ".join(f"{n} {split}" for split, n in summary.counts.items())
-    report.note(f"trained on {counts} rows in {summary.seconds:.2f} s -> {summary.head_path}, "
-                f"{summary.metrics_path}, {summary.curves_path}, {summary.calibration_path}")
+    report.note(
+        f"trained on {counts} rows in {summary.seconds:.2f} s -> {summary.head_path}, "
+        f"{summary.metrics_path}, {summary.curves_path}, {summary.calibration_path}"
+    )
 
 
 def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show: int, out: Path) -> None:
@@ -137,7 +144,9 @@ def show_info(report: Reporter, cache: Path, described: dict) -> None:
 
 
 def _show_features(report: Reporter, cache: Path, features: dict) -> None:
-    table = Table(title=f"{cache / 'features.h5'} (created {features['created']})")
+    from headstart.files.cachedir import FEATURES_FILE
+
+    table = Table(title=f"{cache / FEATURES_FILE} (created {features['created']})")
     table.add_column("split")
     for name in features["classes"]:
         table.add_column(name, justify="right")
@@ -147,7 +156,9 @@ def _show_features(report: Reporter, cache: Path, features: dict) -> None:
         table.add_row(split, *map(str, counts["per_class"].values()), str(counts["rows"]), str(counts["skipped"]))
     report.table(table)
     weights = features["weights"]
-    report.note(f"backbone {features['backbone']}, weights {weights['name']} "
-                f"({weights['sha256'][:12] or 'random init, NOT pretrained'}), preprocessing "
-                f"{features['preprocessing']['name']}, precision {features['precision']}, "
-                f"torch {features['torch_version']}, torchvision {features['torchvision_version']}")
+    report.note(
+        f"backbone {features['backbone']}, weights {weights['name']} "
+        f"({weights['sha256'][:12] or 'random init, NOT pretrained'}), preprocessing "
+        f"{features['preprocessing']['name']}, precision {features['precision']}, "
+        f"torch {features['torch_version']}, torchvision {features['torchvision_version']}"
+    )

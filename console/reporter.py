@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
@@ -67,8 +67,13 @@ class Reporter:
     @contextmanager
     def progress(self, description: str, unit: str = "img", delay: float = 0.5) -> Iterator[Callable[[int, int], None]]:
         """A callback(done, total) driving a bar with rate and time left; shown only once a step lasts `delay` s."""
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(unit),
-                   TimeRemainingColumn()]
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(unit),
+            TimeRemainingColumn(),
+        ]
         progress = Progress(*columns, console=self.err, disable=self.err.quiet)
         task = progress.add_task(description, total=None)
         started, shown = time.monotonic(), False

@@ -11,8 +11,14 @@ class UnsafeFileError(ValueError):
     """A path headstart reads or writes is not a plain regular file (a link where none may be, a pipe, a folder)."""
 
 
-def open_regular(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int = 0o666, *, follow: bool = True,
-                 fix: str = "remove it or use another path") -> int:
+def open_regular(
+    path: str | os.PathLike,
+    flags: int = os.O_RDONLY,
+    mode: int = 0o666,
+    *,
+    follow: bool = True,
+    fix: str = "remove it or use another path",
+) -> int:
     """A descriptor for path, which must be a regular file; follow=False also refuses a symbolic link; `fix` ends
     the message.
 
@@ -24,8 +30,9 @@ def open_regular(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int = 
         descriptor = os.open(path, flags, mode)
     except OSError as error:
         if error.errno == errno.ELOOP and not follow:
-            raise UnsafeFileError(f"{path} is a symbolic link, where headstart keeps its own file: "
-                                  "remove it and run again") from None
+            raise UnsafeFileError(
+                f"{path} is a symbolic link, where headstart keeps its own file: remove it and run again"
+            ) from None
         raise
     try:
         found = os.fstat(descriptor)
@@ -44,8 +51,13 @@ def check_regular(path: str | os.PathLike, fix: str = "remove it or use another 
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+    for test, name in (
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
         if test(mode):
             return name
     return "not a plain file"

@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import click
 
-from features.interrupts import Stopped
-
-from .reporter import detach_closed_stdout
+from headstart.console.reporter import detach_closed_stdout
+from headstart.features.interrupts import Stopped
 
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 
 
 class Interrupted(click.ClickException):
-    """Ctrl-C (exit 130) or SIGTERM (exit 143), with what became of the outputs."""
+    """Ctrl-C (exit 130), with what became of the outputs; its subclass Terminated is SIGTERM (exit 143)."""
 
-    def __init__(self, signum: int, replaced: list[Path]):
-        what = "interrupted" if signum == signal.SIGINT else "terminated"
+    exit_code = EXIT_INTERRUPTED  # click declares exit_code a class variable: one class per code
+    what = "interrupted"
+
+    def __init__(self, replaced: list[Path]):
         if replaced:  # the signal came after (or while) outputs were renamed into place: say so
-            super().__init__(f"{what} after writing {', '.join(map(str, replaced))}: those are the new results")
+            super().__init__(f"{self.what} after writing {', '.join(map(str, replaced))}: those are the new results")
         else:
-            super().__init__(f"{what}: previous results are untouched")
-        self.exit_code = EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
+            super().__init__(f"{self.what}: previous results are untouched")
+
+
+class Terminated(Interrupted):
+    """SIGTERM (exit 143), with what became of the outputs."""
+
+    exit_code = EXIT_TERMINATED
+    what = "terminated"
+
+
+def interrupted(signum: int, replaced: list[Path]) -> Interrupted:
+    """The exit for a signal that stopped a command: Interrupted for SIGINT, Terminated for any other."""
+    return Interrupted(replaced) if signum == signal.SIGINT else Terminated(replaced)
 
 
 def _one_line(message: str) -> str:
@@ -36,9 +48,9 @@ def _one_line(message: str) -> str:
 @contextmanager
 def errors_as_exit_codes() -> Iterator[None]:
     """Library errors -> one-line message and exit 1; Ctrl-C -> 130; SIGTERM -> 143. Nothing else prints tracebacks."""
-    from features import CacheBusyError
-    from features.atomic import replaced_paths
-    from features.download import DownloadError
+    from headstart.features import CacheBusyError
+    from headstart.features.download import DownloadError
+    from headstart.files.atomic import replaced_paths
 
     already_replaced = len(replaced_paths())
     try:
@@ -52,6 +64,6 @@ def errors_as_exit_codes() -> Iterator[None]:
         where = f" ({error.filename})" if error.filename else ""
         raise click.ClickException(_one_line(f"{error.strerror or error}{where}")) from None
     except KeyboardInterrupt:  # the default handler: the CLI run in-process (tests, a notebook)
-        raise Interrupted(signal.SIGINT, replaced_paths()[already_replaced:]) from None
+        raise Interrupted(replaced_paths()[already_replaced:]) from None
     except Stopped as stop:
-        raise Interrupted(stop.signum, replaced_paths()[already_replaced:]) from None
+        raise interrupted(stop.signum, replaced_paths()[already_replaced:]) from None

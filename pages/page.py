@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .formats import DUPLICATES_FILE, LABEL_ISSUES_FILE, OUTLIERS_FILE
-from .html_report import Figure, Section, Thumb, render_page
-from .thumbnails import thumbnail
+from headstart.heads.audit.formats import DUPLICATES_FILE, LABEL_ISSUES_FILE, OUTLIERS_FILE
+from headstart.pages.html_report import Figure, Section, Thumb, render_page
+from headstart.pages.thumbnails import thumbnail
 
 
 class Thumbnails:
@@ -29,11 +29,23 @@ def _label_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
     issues, classes = result.label_issues, rows.classes
     shown, more = _capped(list(range(len(issues.rows))), cap)
     return Section(
-        "Label issues", ["image", "split", "given", "suggested", "self-confidence", "normalized margin"],
-        [[thumbs(rows.paths[issues.rows[i]], rows.sha256[issues.rows[i]]), rows.split[issues.rows[i]],
-          classes[rows.labels[issues.rows[i]]], classes[issues.suggested[i]], f"{issues.self_confidence[i]:.3f}",
-          f"{issues.normalized_margin[i]:.3f}"] for i in shown], more, LABEL_ISSUES_FILE,
-        "Out-of-fold probabilities disagree with the folder's class (confident learning); most suspicious first.")
+        "Label issues",
+        ["image", "split", "given", "suggested", "self-confidence", "normalized margin"],
+        [
+            [
+                thumbs(rows.paths[issues.rows[i]], rows.sha256[issues.rows[i]]),
+                rows.split[issues.rows[i]],
+                classes[rows.labels[issues.rows[i]]],
+                classes[issues.suggested[i]],
+                f"{issues.self_confidence[i]:.3f}",
+                f"{issues.normalized_margin[i]:.3f}",
+            ]
+            for i in shown
+        ],
+        more,
+        LABEL_ISSUES_FILE,
+        "Out-of-fold probabilities disagree with the folder's class (confident learning); most suspicious first.",
+    )
 
 
 def _duplicate_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
@@ -44,65 +56,108 @@ def _duplicate_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
         return thumbs(rows.paths[row], rows.sha256[row], f"{rows.split[row]}: {rows.paths[row]}")
 
     return Section(
-        "Duplicates and leakage", ["image a", "image b", "similarity", "kind"],
-        [[_side(pairs.a[i]), _side(pairs.b[i]), f"{pairs.similarity[i]:.4f}",
-          ("leakage, " if pairs.leakage[i] else "") + ("exact copy" if pairs.exact[i] else "near duplicate")]
-         for i in shown], more, DUPLICATES_FILE, "Pairs across train and val/test (leakage) first.")
+        "Duplicates and leakage",
+        ["image a", "image b", "similarity", "kind"],
+        [
+            [
+                _side(pairs.a[i]),
+                _side(pairs.b[i]),
+                f"{pairs.similarity[i]:.4f}",
+                ("leakage, " if pairs.leakage[i] else "") + ("exact copy" if pairs.exact[i] else "near duplicate"),
+            ]
+            for i in shown
+        ],
+        more,
+        DUPLICATES_FILE,
+        "Pairs across train and val/test (leakage) first.",
+    )
 
 
 def _outlier_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
     outliers, classes = result.outliers, rows.classes
     shown, more = _capped(list(range(len(outliers.rows))), cap)
     return Section(
-        "Outliers", ["image", "split", "given", "nearest class", "score"],
-        [[thumbs(rows.paths[outliers.rows[i]], rows.sha256[outliers.rows[i]]), rows.split[outliers.rows[i]],
-          classes[rows.labels[outliers.rows[i]]], classes[outliers.nearest[i]], f"{outliers.score[i]:.3f}"]
-         for i in shown], more, OUTLIERS_FILE, "Far from every class of the train images (Mahalanobis distance); farthest first.")
+        "Outliers",
+        ["image", "split", "given", "nearest class", "score"],
+        [
+            [
+                thumbs(rows.paths[outliers.rows[i]], rows.sha256[outliers.rows[i]]),
+                rows.split[outliers.rows[i]],
+                classes[rows.labels[outliers.rows[i]]],
+                classes[outliers.nearest[i]],
+                f"{outliers.score[i]:.3f}",
+            ]
+            for i in shown
+        ],
+        more,
+        OUTLIERS_FILE,
+        "Far from every class of the train images (Mahalanobis distance); farthest first.",
+    )
 
 
 def _mistakes_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
     classes = rows.classes
     shown, more = _capped(result.val_mistakes, cap)
     return Section(
-        "Most confidently wrong val images", ["image", "true", "predicted", "confidence"],
-        [[thumbs(rows.paths[row], rows.sha256[row]), classes[rows.labels[row]], classes[guess], f"{confidence:.3f}"]
-         for row, guess, confidence in shown], more, "",
-        "The head fitted on all of train, as `evaluate` on the val folder would list them (all of them: its CSV).")
+        "Most confidently wrong val images",
+        ["image", "true", "predicted", "confidence"],
+        [
+            [thumbs(rows.paths[row], rows.sha256[row]), classes[rows.labels[row]], classes[guess], f"{confidence:.3f}"]
+            for row, guess, confidence in shown
+        ],
+        more,
+        "",
+        "The head fitted on all of train, as `evaluate` on the val folder would list them (all of them: its CSV).",
+    )
 
 
 def audit_page(result, rows, cache: Path, cap: int, thumb_size: int, curve_png: bytes | None) -> str:
     """report.html of an audit: summary, label issues, duplicate pairs, outliers, learning curve, val mistakes."""
     thumbs = Thumbnails(rows.data_root, cache, thumb_size)
-    parts: list = [section(result, rows, thumbs, cap) for section in (_label_section, _duplicate_section,
-                                                                      _outlier_section)]
+    parts: list = [
+        section(result, rows, thumbs, cap) for section in (_label_section, _duplicate_section, _outlier_section)
+    ]
     if curve_png is not None:
         parts.append(Figure("Learning curve: clean or collect?", curve_png, result.curve_note))
     parts.append(_mistakes_section(result, rows, thumbs, cap))
     return render_page(f"headstart audit: {rows.data_root}", result.summary_lines, result.warnings, parts)
 
 
-def evaluation_page(folder: Path, evaluation, exemplars: dict[str, Thumb], cache: Path, cap: int,
-                    thumb_size: int) -> str:
+def evaluation_page(
+    folder: Path, evaluation, exemplars: dict[str, Thumb], cache: Path, cap: int, thumb_size: int
+) -> str:
     """evaluate --html: each mistake beside an example of the class it was taken for."""
     shown, more = _capped(evaluation.mistakes, cap)
     thumbs = Thumbnails(Path(), cache, thumb_size)
     missing = Thumb(None, "no example cached")
     section = Section(
-        "Most confidently wrong", ["image", "true", "predicted", "confidence", "an image of the predicted class"],
-        [[thumbs(mistake.path), mistake.true, mistake.predicted, f"{mistake.confidence:.3f}",
-          exemplars.get(mistake.predicted, missing)] for mistake in shown], more, "the mistakes CSV")
+        "Most confidently wrong",
+        ["image", "true", "predicted", "confidence", "an image of the predicted class"],
+        [
+            [
+                thumbs(mistake.path),
+                mistake.true,
+                mistake.predicted,
+                f"{mistake.confidence:.3f}",
+                exemplars.get(mistake.predicted, missing),
+            ]
+            for mistake in shown
+        ],
+        more,
+        "the mistakes CSV",
+    )
     summary = evaluation.summary
     lines = [f"{evaluation.images} images, accuracy {summary['accuracy']:.4f}, {len(evaluation.mistakes)} wrong."]
     return render_page(f"headstart evaluate: {folder}", lines, [], [section])
 
 
-def write_evaluation_page(out: Path, folder: Path, evaluation, cache: Path, cap: int = 50,
-                          thumb_size: int = 128) -> None:
+def write_evaluation_page(
+    out: Path, folder: Path, evaluation, cache: Path, cap: int = 50, thumb_size: int = 128
+) -> None:
     """evaluate --html: the page, written whole or not at all; examples of each class come from CACHE's features."""
-    from features import FEATURES_FILE
-    from features.atomic import atomic_write
-
-    from .rows import load_rows
+    from headstart.files.atomic import atomic_write
+    from headstart.files.cachedir import FEATURES_FILE
+    from headstart.heads.audit.rows import load_rows
 
     features = cache / FEATURES_FILE
     exemplars = class_exemplars(load_rows(features), cache, thumb_size) if features.exists() else {}
@@ -113,7 +168,7 @@ def write_evaluation_page(out: Path, folder: Path, evaluation, cache: Path, cap:
 
 def class_exemplars(rows, cache: Path, thumb_size: int) -> dict[str, Thumb]:
     """Per class, the train image nearest its centroid: what 'the class it was taken for' looks like."""
-    from .space import unit_rows
+    from headstart.heads.audit.space import unit_rows
 
     thumbs = Thumbnails(rows.data_root, cache, thumb_size)
     train = rows.where("train")

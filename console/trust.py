@@ -6,23 +6,32 @@ import functools
 
 import click
 
-from heads.trust.config import UNKNOWN_METHODS, TrustConfig
-
-from .reporter import Reporter
+from headstart.console.reporter import Reporter
+from headstart.heads.trust.config import UNKNOWN_METHODS, TrustConfig
 
 _TRUST_OPTIONS = (
-    click.option("--unknown-rate", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-                 default=TrustConfig().unknown_rate, show_default=True,
-                 help="Share of images like the training set that predict may flag as unknown (sets the threshold)."),
-    click.option("--unknown-method", type=click.Choice(UNKNOWN_METHODS), default=TrustConfig().unknown_method,
-                 show_default=True, help="mahalanobis: distance to the nearest class mean (shared covariance); "
-                                         "knn: cosine distance to the nearest training image."),
+    click.option(
+        "--unknown-rate",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        default=TrustConfig().unknown_rate,
+        show_default=True,
+        help="Share of images like the training set that predict may flag as unknown (sets the threshold).",
+    ),
+    click.option(
+        "--unknown-method",
+        type=click.Choice(UNKNOWN_METHODS),
+        default=TrustConfig().unknown_method,
+        show_default=True,
+        help="mahalanobis: distance to the nearest class mean (shared covariance); "
+        "knn: cosine distance to the nearest training image.",
+    ),
     click.option("--no-calibrate", is_flag=True, help="Keep the head as trained: no temperature folded in."),
 )
 
 
 def trust_options(command):
     """train-head's --unknown-rate, --unknown-method and --no-calibrate, handed to the command as one `trust`."""
+
     @functools.wraps(command)
     def with_trust(*args, unknown_rate: float, unknown_method: str, no_calibrate: bool, **kwargs):
         trust = TrustConfig(unknown_rate=unknown_rate, unknown_method=unknown_method, calibrate=not no_calibrate)
@@ -32,8 +41,11 @@ def trust_options(command):
         with_trust = option(with_trust)
     return with_trust
 
-NO_MODEL = ("carries no unknown model (a format 1 head file): no image is scored or flagged as unknown; "
-            "re-run train-head to add one")
+
+NO_MODEL = (
+    "carries no unknown model (a format 1 head file): no image is scored or flagged as unknown; "
+    "re-run train-head to add one"
+)
 
 
 def calibration_line(calibration: dict | None) -> str:
@@ -50,8 +62,10 @@ def unknown_line(unknown: dict | None) -> str:
     """metrics.json's `unknown` entry in words."""
     if unknown is None:
         return "unknown images: no model (too few training rows)"
-    line = (f"unknown images: {unknown['method']} distance above {unknown['threshold']:.6g} is flagged "
-            f"(set to flag {unknown['rate']:.1%} of images like the training set)")
+    line = (
+        f"unknown images: {unknown['method']} distance above {unknown['threshold']:.6g} is flagged "
+        f"(set to flag {unknown['rate']:.1%} of images like the training set)"
+    )
     if unknown["val_flagged_rate"] is not None:
         line += f"; val flagged {unknown['val_flagged_rate']:.1%}"
     return line
@@ -68,11 +82,13 @@ def show_trust(report: Reporter, metrics: dict) -> None:
 
 def show_flagged(report: Reporter, flagged: int | None, images: int, rate: float | None, drift: str | None) -> None:
     """predict and evaluate: how many images look unlike the training set, and a drift warning when far too many."""
-    if rate is None:
+    if rate is None or flagged is None:  # both are None for a head without an unknown-image model
         report.warn(f"the head {NO_MODEL}")
         return
-    report.note(f"{flagged} of {images} images flagged as unknown ({flagged / max(images, 1):.1%}; "
-                f"{rate:.1%} expected of images like the training set)")
+    report.note(
+        f"{flagged} of {images} images flagged as unknown ({flagged / max(images, 1):.1%}; "
+        f"{rate:.1%} expected of images like the training set)"
+    )
     if drift:
         report.warn(drift)
 

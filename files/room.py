@@ -21,5 +21,8 @@ def ensure_room(path: Path, written: Path, needed: int) -> None:
     if limit != resource.RLIM_INFINITY:
         room = min(room, limit - (written.stat().st_size if written.exists() else 0))
     if room < needed:
-        raise OSError(errno.ENOSPC, f"not enough free space to write {path} ({_size(max(room, 0))} left, about "
-                                    f"{_size(needed)} more needed): free some space and run again")
+        raise OSError(
+            errno.ENOSPC,
+            f"not enough free space to write {path} ({_size(max(room, 0))} left, about "
+            f"{_size(needed)} more needed): free some space and run again",
+        )

@@ -10,10 +10,9 @@ import hashlib
 import io
 from pathlib import Path
 
-from features.atomic import atomic_write
-from features.images import ImageDecodeError, decode_image, read_file
-
-THUMBNAILS_DIR = "thumbnails"
+from headstart.features.images import ImageDecodeError, decode_image, read_file
+from headstart.files.atomic import atomic_write
+from headstart.files.cachedir import THUMBNAILS_DIR
 
 
 def thumbnail(image_path: Path, sha256: str | None, cache: Path, size: int = 128) -> bytes | None:

@@ -7,7 +7,7 @@ for the train rows that do not come from a head fitted on those rows; they share
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -35,8 +35,12 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0) -> list[np.n
     return [np.flatnonzero(assigned == fold) for fold in range(folds)]
 
 
-def out_of_fold(features: torch.Tensor, labels: torch.Tensor, folds: list[np.ndarray],
-                fit_and_score: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def out_of_fold(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    folds: list[np.ndarray],
+    fit_and_score: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
     """Scores (N, ...) for every row, each from `fit_and_score(train_x, train_y, held_out_x)` on the other folds."""
     scores = None
     for held_out in folds:
@@ -48,4 +52,6 @@ def out_of_fold(features: torch.Tensor, labels: torch.Tensor, folds: list[np.nda
         if scores is None:
             scores = fold_scores.new_empty((len(labels), *fold_scores.shape[1:]))
         scores[held] = fold_scores
+    if scores is None:
+        raise ValueError("out_of_fold needs at least one fold")
     return scores

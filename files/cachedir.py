@@ -1,0 +1,82 @@
+"""The cache folder's names: every file and folder headstart writes under CACHE/, and "is this path one of ours?".
+
+Every module that reads or writes in the cache takes its names from here, and every output option asks
+`owned_by_cache` before writing, so no command can replace a file another command keeps.
+
+    CACHE/features.h5                  the features (features/store.py)
+    CACHE/features.h5.partial-<id>     an extract in progress, renamed over features.h5 when complete
+    CACHE/head.pt                      the trained head (heads/checkpoint.py)
+    CACHE/metrics.json                 train-head's metrics
+    CACHE/curves.png                   loss and accuracy per epoch
+    CACHE/calibration.png              the reliability diagram
+    CACHE/sweep.csv                    the sweep's table (heads/sweep/table.py)
+    CACHE/audit/                       the audit's CSVs, audit.json, learning_curve.png, report.html
+    CACHE/thumbnails/                  the HTML pages' thumbnails, by content hash
+    CACHE/.lock                        held by the command that is writing the cache
+    CACHE/.hs-<pid>-<random>.tmp       an output being written (files/atomic.py), renamed into place
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+FEATURES_FILE = "features.h5"
+PARTIAL_SUFFIX = ".partial"
+HEAD_FILE = "head.pt"
+METRICS_FILE = "metrics.json"
+CURVES_FILE = "curves.png"
+CALIBRATION_FILE = "calibration.png"
+SWEEP_FILE = "sweep.csv"
+AUDIT_DIR = "audit"
+THUMBNAILS_DIR = "thumbnails"
+LOCK_FILE = ".lock"
+TEMPORARY_PREFIX = ".hs-"
+
+FILES = (FEATURES_FILE, HEAD_FILE, METRICS_FILE, CURVES_FILE, CALIBRATION_FILE, SWEEP_FILE, LOCK_FILE)
+FOLDERS = (AUDIT_DIR, THUMBNAILS_DIR)
+PREFIXES = (f"{FEATURES_FILE}{PARTIAL_SUFFIX}", TEMPORARY_PREFIX)
+
+
+def _owned_name(relative: Path) -> bool:
+    parts = relative.parts
+    if not parts:
+        return True  # the cache folder itself
+    if parts[0] in FOLDERS:
+        return True
+    return len(parts) == 1 and (parts[0] in FILES or parts[0].startswith(PREFIXES))
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def cache_files(cache: Path) -> list[Path]:
+    """Every file of ours that exists in cache now (the folders' contents included)."""
+    found: list[Path] = []
+    for name in os.listdir(cache) if cache.is_dir() else ():
+        path = cache / name
+        if name in FOLDERS and path.is_dir() and not path.is_symlink():
+            found.extend(child for child in path.rglob("*") if not child.is_dir())
+        elif _owned_name(Path(name)):
+            found.append(path)
+    return found
+
+
+def owned_by_cache(path: str | os.PathLike, cache: str | os.PathLike) -> str | None:
+    """The name (relative to cache) of the cache's own file that path is, by resolved path or by inode (a hard or
+    symbolic link to it); None when path is not one of ours."""
+    target, folder = Path(path).resolve(), Path(cache).resolve()
+    if target.is_relative_to(folder) and _owned_name(target.relative_to(folder)):
+        return str(target.relative_to(folder)) or "."
+    identity = _identity(target)
+    if identity is None:
+        return None
+    for ours in cache_files(folder):
+        if _identity(ours) == identity:
+            return str(ours.relative_to(folder))
+    return None
