@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headstart.files.atomic import replace_together
-from headstart.files.cachedir import HEAD_FILE, owned_by_cache
+from headstart.files.cachedir import HEAD_FILE
+from headstart.files.outputs import Output, check_outputs
 from headstart.heads import PredictConfig, Predictor
 from headstart.heads.export.classifier import build_classifier
 from headstart.heads.export.config import ExportConfig
 from headstart.heads.export.formats import exporter_for
-from headstart.heads.export.metadata import ExportError, ExportMetadata
+from headstart.heads.export.metadata import ExportMetadata
 from headstart.heads.export.verify import (
     TOLERANCES,
     check,
@@ -38,20 +39,13 @@ class ExportSummary:
     seconds: float
 
 
-def _refuse_cache_files(targets: list[Path], cache: Path) -> None:
-    for target in targets:
-        ours = owned_by_cache(target, cache)
-        if ours is not None:
-            raise ExportError(f"--out {target} would overwrite the cache's own {ours}: write it elsewhere")
-
-
 def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = None) -> ExportSummary:
     """Write the cache's head as a whole classifier in config.format; nothing is written unless it matches predict."""
     started = time.perf_counter()
     stage = on_stage or (lambda message: None)
     exporter = exporter_for(config.format)
     targets = exporter.files(Path(config.out))
-    _refuse_cache_files(targets, Path(config.cache))
+    check_outputs(config.cache, *(Output("--out", target) for target in targets))
     # On the CPU: an export must load on any machine, and predict here is what it is checked against.
     predictor = Predictor.load(
         Path(config.cache) / HEAD_FILE, PredictConfig(weights=config.weights, device="cpu", workers=0)

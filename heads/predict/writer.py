@@ -20,20 +20,17 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
-from headstart.files.atomic import atomic_write
+from headstart.files.outputs import text_output
 
-if TYPE_CHECKING:  # the CLI imports FORMATS and STDOUT from here at start-up: no numpy for --help
+if TYPE_CHECKING:  # the CLI imports FORMATS from here at start-up: no numpy for --help
     import numpy as np
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FORMATS = ("csv", "jsonl")
-STDOUT = "-"
 UNKNOWN_LABEL = "unknown"
 
 
@@ -130,17 +127,6 @@ def _json_record(prediction: Prediction, classes: list[str], top_k: int, reject_
     }
 
 
-@contextmanager
-def _output(out: str | os.PathLike) -> Iterator[IO[str]]:
-    """stdout for '-', else a file written whole or not at all."""
-    if str(out) == STDOUT:
-        yield sys.stdout
-        sys.stdout.flush()
-    else:
-        with atomic_write(out, "w", encoding="utf-8", newline="") as handle:
-            yield handle
-
-
 def write_predictions(
     out: str | os.PathLike,
     classes: list[str],
@@ -152,7 +138,7 @@ def write_predictions(
     """Stream predictions into out ('-' for stdout); return counts of labelled, failed and flagged images."""
     counts = {"predicted": 0, "failed": 0, "flagged": 0}
     top_k = max(1, min(top_k, len(classes)))
-    with _output(out) as handle:
+    with text_output(out) as handle:
         if format == "csv":
             writer = csv.writer(handle)
             writer.writerow(header(classes, top_k))
