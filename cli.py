@@ -28,7 +28,6 @@ from headstart.console.options import (
     quiet_option,
     refuse_address_without_ray,
     refuse_output_inside_inputs,
-    refuse_output_over_cache_files,
     train_options,
     workers_option,
 )
@@ -38,10 +37,10 @@ from headstart.console.trust import TrustConfig, show_prediction, trust_options
 from headstart.features import __version__
 from headstart.features.config import ExtractConfig
 from headstart.features.provenance import PREPROCESSINGS
+from headstart.files.outputs import STDOUT
 from headstart.heads.audit.config import AuditConfig
 from headstart.heads.config import PredictConfig, SweepConfig, TrainConfig
 from headstart.heads.export.config import EXPORT_FORMATS, ExportConfig
-from headstart.heads.predict.writer import STDOUT
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -210,7 +209,6 @@ def predict(
         report.results_to_stderr()
     else:
         refuse_output_inside_inputs(out, paths)
-        refuse_output_over_cache_files(out, cache)
     with errors_as_exit_codes():
         from headstart.heads import predict_files
 
@@ -280,7 +278,6 @@ def evaluate(
     report = ctx.ensure_object(Reporter)
     out = out or cache / "evaluation_wrong.csv"
     refuse_output_inside_inputs(out, (folder,))
-    refuse_output_over_cache_files(out, cache)
     if html is not None:
         refuse_output_inside_inputs(html, (folder,))
     with errors_as_exit_codes():
@@ -340,8 +337,6 @@ def export(
     report = ctx.ensure_object(Reporter)
     if not (example or out):
         raise click.UsageError("Missing option '--out' (or --example).")
-    if out is not None:
-        refuse_output_over_cache_files(out, cache)
     with errors_as_exit_codes():
         from headstart.console.export import show_export
         from headstart.heads.export import caller_example, export_head

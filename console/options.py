@@ -196,17 +196,6 @@ def train_options(command):
     return command
 
 
-def refuse_output_over_cache_files(out: Path, cache: Path) -> None:
-    """A usage error: an output that would replace one of the files headstart keeps in the cache folder."""
-    from headstart.files.cachedir import owned_by_cache
-
-    ours = owned_by_cache(out, cache)
-    if ours is not None:
-        raise click.UsageError(
-            f"--out {out} would replace {ours}, one of headstart's own files in {cache}: write it somewhere else"
-        )
-
-
 _PREDICTION_OPTIONS = (
     click.option(
         "--format",

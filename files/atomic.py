@@ -12,10 +12,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from stat import S_ISDIR
+from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISSOCK
 from typing import IO
 
 from headstart.files.cachedir import TEMPORARY_PREFIX
+from headstart.files.regular import UnsafeFileError
 
 # Temporary names are short whatever the target's name (a 255-byte name still gets one) and carry the pid
 # of their writer, so a later run can tell a killed run's leftovers from a live run's work.
@@ -114,6 +115,16 @@ def _backup(target: Path) -> Path | None:
     return backup
 
 
+def _refuse_special(target: Path) -> None:
+    """A device, a pipe or a socket under an output's name is never renamed over: that would delete the node."""
+    try:
+        mode = os.lstat(target).st_mode
+    except OSError:
+        return
+    if S_ISCHR(mode) or S_ISBLK(mode) or S_ISFIFO(mode) or S_ISSOCK(mode):
+        raise UnsafeFileError(f"{target} is not a regular file, and headstart never replaces one: name a file instead")
+
+
 def move_into_place(pairs: list[tuple[Path, Path]]) -> None:
     """Rename each (temporary, target) in order, flushed to disk first, with Ctrl-C and SIGTERM held until all are
     done; if a rename fails, the targets already replaced get their previous content back: all or none."""
@@ -156,6 +167,8 @@ def replace_together(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     """Yield one temporary path per target; when the block succeeds all are renamed over their targets, in order
     (put the file others depend on last), and on any error all are deleted and every target is left as it was."""
     targets = [Path(path) for path in paths]
+    for target in targets:
+        _refuse_special(target)
     temporaries: list[Path] = []
     try:
         try:

@@ -15,9 +15,11 @@ import pytest
 import torch
 from cli_helpers import assert_error, assert_ok, run
 from conftest import ROOT, make_dataset, make_image
+from test_faults import command, private_mounts, run_on_tmpfs  # noqa: F401 -- private_mounts is a fixture
 
 from headstart.features.folder import ImageEntry
 from headstart.files.cachedir import HEAD_FILE
+from headstart.files.outputs import OutputError
 from headstart.heads import PredictConfig, Predictor
 from headstart.heads.export import ExportConfig, ExportError, export_head
 from headstart.heads.export.examples import caller_example
@@ -181,7 +183,7 @@ def test_a_mismatching_export_is_not_written(trained, tmp_path, monkeypatch):
 )
 def test_refuses_to_overwrite_the_caches_own_files(trained, name, export_format):
     before = {path.name: path.read_bytes() for path in trained.cache.iterdir() if path.is_file()}
-    with pytest.raises(ExportError, match="would overwrite the cache's own"):
+    with pytest.raises(OutputError, match="one of headstart's own files"):
         export_head(ExportConfig(out=trained.cache / name, format=export_format, cache=trained.cache))
     assert {path.name: path.read_bytes() for path in trained.cache.iterdir() if path.is_file()} == before
 
@@ -223,3 +225,36 @@ def test_no_images_to_verify_on(trained, tmp_path):
     with pytest.raises(ExportError, match="no images to verify the export on in .*empty: pass a folder of images"):
         export_head(ExportConfig(out=tmp_path / "x.pt", cache=trained.cache, images=tmp_path / "empty"))
     assert not (tmp_path / "x.pt").exists()
+
+
+BYPASS_ROOM_CHECK = (
+    "import sys; import headstart.heads.export.runner as runner; runner.ensure_room = lambda *args: None; "
+    "from headstart.cli import main; sys.argv = ['headstart', *sys.argv[1:]]; main()"
+)
+
+
+@pytest.mark.usefixtures("private_mounts")
+@pytest.mark.parametrize(
+    "export_format, checked",
+    [
+        ("torchscript", True),
+        ("torchscript", False),
+        ("onnx", True),
+        pytest.param("onnx", False, marks=pytest.mark.long),  # onnx.save writes from Python: an OSError already
+    ],
+    ids=["torchscript-checked", "torchscript-write-fails", "onnx-checked", "onnx-write-fails"],
+)
+def test_a_full_disk_is_one_line_and_leaves_no_file(trained, tmp_path, export_format, checked):
+    """On a 4 MiB tmpfs (the model is tens of MB): refused before writing; and were the check wrong, the failed
+    write is still one line, exit 1, the temporary file removed (TorchScript's own writer aborted the process)."""
+    if export_format == "onnx":
+        pytest.importorskip("onnxruntime")
+    args = ["export", "--cache", trained.cache, "--format", export_format, "--out", tmp_path / "mnt" / "model"]
+    argv = command(*args) if checked else [sys.executable, "-c", BYPASS_ROOM_CHECK, *map(str, args)]
+    outcome, files = run_on_tmpfs(tmp_path, {}, argv, size_kb=4096, free_kb=None)
+    assert outcome.code == 1, outcome
+    errors = [line for line in outcome.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in outcome.stderr, outcome.stderr
+    expected = "not enough free space to write" if checked else "No space left on device"
+    assert expected in errors[0] and str(tmp_path / "mnt" / "model") in errors[0], errors[0]
+    assert files == {}  # no temporary file, no half-written model

@@ -543,9 +543,12 @@ HOLD_LOCK_AND_FORK = textwrap.dedent("""
     sys.path.insert(0, sys.argv[2])
     from headstart.files.lock import cache_lock
     with cache_lock(sys.argv[1], "extract"):
+        started, running = os.pipe()
         if os.fork() == 0:   # a decoding worker that outlives its parent, as DataLoader's do for seconds
+            os.write(running, b"1")  # fork has returned here: the at-fork handler that drops the lock has run
             time.sleep(60)
             os._exit(0)
+        os.read(started, 1)  # "locked" only once the worker runs: a loaded machine may start it late
         print("locked", flush=True)
         time.sleep(60)
 """)

@@ -53,7 +53,7 @@ def test_the_winner_is_refit_and_saved_as_train_head_saves_with_the_sweep_record
     assert metrics["sweep"]["cv_acc_mean"] == winner.acc_mean and metrics["sweep"]["settings"] == 17
     assert metrics["sweep"]["heads"] == 17 * 3 and metrics["counts"] == {"train": 18, "val": 6}
     assert "val_acc" in metrics and (folder / "curves.png").stat().st_size > 0
-    assert (folder / SWEEP_FILE).read_text().count("\n") == 2 + 17
+    assert (folder / SWEEP_FILE).read_text().count("\n") == 1 + 17  # the header, then one row per setting
 
 
 def test_the_cache_is_locked_as_sweep_not_train_head(cache, tmp_path, monkeypatch):
@@ -103,7 +103,7 @@ def test_sweep_command_reports_the_ranking_and_the_one_val_score(cache, tmp_path
     chosen = metrics["sweep"]["chosen"]
     assert f"chosen: {chosen['head']} " in result.output
     assert f"val (6 rows, read once, after the choice): acc {metrics['val_acc']:.4f}" in result.output
-    rows = [line for line in (folder / SWEEP_FILE).read_text().splitlines()[2:]]
+    rows = (folder / SWEEP_FILE).read_text().splitlines()[1:]
     assert rows[0].startswith(f"1,{chosen['head']},")
 
 

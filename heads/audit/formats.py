@@ -1,8 +1,10 @@
 """The audit's output files (CACHE/audit/). This docstring is their schema; bump FORMAT_VERSION on any change.
 
 All files of one run are replaced together (features/atomic.py), audit.json last. Paths are relative to the
-features file's data_root, written as the predictions CSV writes them (heads/predict/writer.py: a path starting
-with = + - @ becomes ./<path>). Every CSV has a header row; floats have 6 decimals.
+features file's data_root. Every CSV is written by the one CSV writer (files/csvfile.py): its header row first
+(csv.reader and pandas.read_csv read it with defaults), a path starting with = + - @ written as ./<path>, any
+other text cell starting so (a class name in given, suggested, nearest) with a leading apostrophe; floats have
+6 decimals.
 
 label_issues.csv   rows flagged by confident learning (Northcutt, Jiang & Chuang, "Confident Learning:
                    Estimating Uncertainty in Dataset Labels", JAIR 70, 2021): a row whose out-of-fold
@@ -46,12 +48,11 @@ report.html        one self-contained page (heads/audit/html_report.py), thumbna
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Iterable
 
-from headstart.heads.predict.writer import safe_path
+from headstart.files.csvfile import CsvWriter, safe_path
 
 FORMAT_VERSION = 1
 LABEL_ISSUES_FILE = "label_issues.csv"
@@ -80,8 +81,7 @@ def _cell(column: str, value) -> str:
 def write_csv(path: str | os.PathLike, columns: list[str], rows: Iterable[dict]) -> None:
     """One of the audit CSVs, to an open temporary path (the caller replaces the files together)."""
     with open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
+        writer = CsvWriter(handle, columns)
         for row in rows:
             writer.writerow([_cell(column, row[column]) for column in columns])
 

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headstart.files.atomic import replace_together
-from headstart.files.cachedir import HEAD_FILE, owned_by_cache
+from headstart.files.cachedir import HEAD_FILE
+from headstart.files.outputs import Output, check_outputs
+from headstart.files.room import ensure_room
 from headstart.heads import PredictConfig, Predictor
-from headstart.heads.export.classifier import build_classifier
+from headstart.heads.export.classifier import ExportedClassifier, build_classifier
 from headstart.heads.export.config import ExportConfig
 from headstart.heads.export.formats import exporter_for
-from headstart.heads.export.metadata import ExportError, ExportMetadata
+from headstart.heads.export.metadata import ExportMetadata
 from headstart.heads.export.verify import (
     TOLERANCES,
     check,
@@ -38,11 +40,12 @@ class ExportSummary:
     seconds: float
 
 
-def _refuse_cache_files(targets: list[Path], cache: Path) -> None:
-    for target in targets:
-        ours = owned_by_cache(target, cache)
-        if ours is not None:
-            raise ExportError(f"--out {target} would overwrite the cache's own {ours}: write it elsewhere")
+ROOM_MARGIN = 1 << 20  # the graph, the metadata and the container's own records, beside the weights
+
+
+def _weights_bytes(classifier: ExportedClassifier) -> int:
+    tensors = [*classifier.parameters(), *classifier.buffers()]
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
 
 
 def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = None) -> ExportSummary:
@@ -51,7 +54,7 @@ def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = N
     stage = on_stage or (lambda message: None)
     exporter = exporter_for(config.format)
     targets = exporter.files(Path(config.out))
-    _refuse_cache_files(targets, Path(config.cache))
+    check_outputs(config.cache, *(Output("--out", target) for target in targets))
     # On the CPU: an export must load on any machine, and predict here is what it is checked against.
     predictor = Predictor.load(
         Path(config.cache) / HEAD_FILE, PredictConfig(weights=config.weights, device="cpu", workers=0)
@@ -70,9 +73,12 @@ def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = N
         if head_precision == "bf16" and not bf16
         else ""
     )
+    classifier = build_classifier(predictor, bf16, exporter.PLAIN_BACKBONE)
     with replace_together(*targets) as temporaries:
+        # A full disk is refused before writing: the file is about the size of the weights it holds.
+        ensure_room(targets[0], temporaries[0], _weights_bytes(classifier) + ROOM_MARGIN)
         stage(f"writing {config.format}")
-        exporter.write(build_classifier(predictor, bf16, exporter.PLAIN_BACKBONE), metadata, temporaries)
+        exporter.write(classifier, metadata, temporaries)
         stage(f"verifying the written file on {len(entries)} images")
         difference = largest_difference(exporter.load(temporaries), inputs, expected)
         check(difference, tolerance, len(entries), config.out, hint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,7 +37,11 @@ def write(classifier: ExportedClassifier, metadata: ExportMetadata, paths: list[
     example = torch.rand(2, 3, *input_size(metadata.preprocessing), generator=torch.Generator().manual_seed(0))
     with _jit_deprecation_silenced(), torch.no_grad():
         frozen = torch.jit.freeze(torch.jit.trace(classifier, example))
-        frozen.save(str(paths[0]), _extra_files={METADATA_NAME: metadata.to_json()})
+        # Serialised in memory, then written from Python: torch's own file writer aborts the process on a full
+        # disk (a C++ exception while closing); a Python write raises OSError, which removes the temporary file.
+        buffer = io.BytesIO()
+        torch.jit.save(frozen, buffer, _extra_files={METADATA_NAME: metadata.to_json()})
+    paths[0].write_bytes(buffer.getbuffer())
 
 
 def load(paths: list[Path]) -> Callable[[np.ndarray], np.ndarray]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -12,11 +11,11 @@ import numpy as np
 
 from headstart.features.engines.batches import ProgressCallback
 from headstart.features.folder import DatasetError, find_labeled_images, text_path
-from headstart.files.atomic import atomic_write
 from headstart.files.cachedir import HEAD_FILE
+from headstart.files.csvfile import CsvWriter, safe_path
+from headstart.files.outputs import Output, check_outputs, text_output
 from headstart.heads.config import PredictConfig
 from headstart.heads.predict.predictor import Predictor
-from headstart.heads.predict.writer import safe_path
 from headstart.heads.report import classification_summary
 
 WRONG_COLUMNS = ["path", "true", "predicted", "confidence"]
@@ -53,6 +52,8 @@ def evaluate_head(
     html: str | os.PathLike | None = None,
 ) -> Evaluation:
     """The evaluate step in one call: score the head in cache on folder and write its mistakes to out (and html)."""
+    pages = [Output("--html", Path(html))] if html is not None else []
+    check_outputs(cache, Output("--out", Path(out), streamed=True), *pages)
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config)
     evaluation = evaluate_folder(folder, predictor, on_progress)
     write_mistakes(out, evaluation.mistakes)
@@ -94,9 +95,9 @@ def evaluate_folder(
 
 
 def write_mistakes(out: str | os.PathLike, mistakes: list[Mistake]) -> None:
-    """The wrong images as CSV, most confident first; paths guarded as in the predictions CSV."""
-    with atomic_write(Path(out), "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(WRONG_COLUMNS)
+    """The wrong images as CSV, most confident first, through the one CSV writer (files/csvfile.py): columns path,
+    true, predicted (class names), confidence."""
+    with text_output(out) as handle:
+        writer = CsvWriter(handle, WRONG_COLUMNS)
         for mistake in mistakes:
             writer.writerow([safe_path(mistake.path), mistake.true, mistake.predicted, f"{mistake.confidence:.6f}"])

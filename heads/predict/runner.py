@@ -11,6 +11,7 @@ from pathlib import Path
 from headstart.features.engines.batches import ProgressCallback
 from headstart.features.folder import DatasetError, find_images
 from headstart.files.cachedir import HEAD_FILE
+from headstart.files.outputs import Output, check_outputs
 from headstart.heads.config import PredictConfig
 from headstart.heads.predict.predictor import Predictor
 from headstart.heads.predict.writer import write_predictions
@@ -47,6 +48,7 @@ def predict_files(
 ) -> PredictSummary:
     """Label every image in paths (files, or folders searched recursively) into out ('-': stdout); with
     reject_unknown, images the head's unknown-image model flags are labelled `unknown`."""
+    check_outputs(cache, Output("--out", Path(out), streamed=True))
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config, on_warning)
     entries = find_images(list(paths))
     if not entries:

@@ -7,9 +7,11 @@ the training set) and unknown ("true"/"false", the score above the head's thresh
 head carries no unknown-image model (format 1 files); with reject_unknown, a flagged image's label is
 "unknown" (its confidence and probabilities stay the head's). The csv module quotes fields as needed, so
 commas, quotes, newlines and non-ASCII round-trip.
-Spreadsheet formula injection: a relative path that starts with = + - @ (or a tab or carriage return)
-is written as ./<path>, the same file, so no cell of the path column starts a formula. Class names
-are written as they are.
+Spreadsheet formula injection (files/csvfile.py, the one CSV writer): a relative path that starts with
+= + - @ (or a tab or carriage return) is written as ./<path>, the same file; any other text cell starting
+so (a class name in label or label_<k>, an error message) is written with a leading apostrophe, which
+spreadsheets show as text and never run. The header is the first line: csv.reader and pandas.read_csv read
+the file with their default options.
 
 JSON Lines: {"path", "label", "confidence", "ood_score", "unknown", "top_k": [{"label", "confidence"}, ...],
 "probabilities": {class: p}, "error"} with the exact path and null for what a failed image lacks.
@@ -17,23 +19,19 @@ JSON Lines: {"path", "label", "confidence", "ood_score", "unknown", "top_k": [{"
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
-from headstart.files.atomic import atomic_write
+from headstart.files.csvfile import CsvWriter, safe_path
+from headstart.files.outputs import text_output
 
-if TYPE_CHECKING:  # the CLI imports FORMATS and STDOUT from here at start-up: no numpy for --help
+if TYPE_CHECKING:  # the CLI imports FORMATS from here at start-up: no numpy for --help
     import numpy as np
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FORMATS = ("csv", "jsonl")
-STDOUT = "-"
 UNKNOWN_LABEL = "unknown"
 
 
@@ -69,11 +67,6 @@ def header(classes: list[str], top_k: int = 1) -> list[str]:
         *[f"prob_{name}" for name in classes],
         "error",
     ]
-
-
-def safe_path(path: str) -> str:
-    """The path as written in a CSV cell: ./ before a formula-like start, the same file."""
-    return f"./{path}" if path.startswith(FORMULA_STARTS) else path
 
 
 def _label(prediction: Prediction, classes: list[str], reject_unknown: bool) -> str:
@@ -130,17 +123,6 @@ def _json_record(prediction: Prediction, classes: list[str], top_k: int, reject_
     }
 
 
-@contextmanager
-def _output(out: str | os.PathLike) -> Iterator[IO[str]]:
-    """stdout for '-', else a file written whole or not at all."""
-    if str(out) == STDOUT:
-        yield sys.stdout
-        sys.stdout.flush()
-    else:
-        with atomic_write(out, "w", encoding="utf-8", newline="") as handle:
-            yield handle
-
-
 def write_predictions(
     out: str | os.PathLike,
     classes: list[str],
@@ -152,10 +134,9 @@ def write_predictions(
     """Stream predictions into out ('-' for stdout); return counts of labelled, failed and flagged images."""
     counts = {"predicted": 0, "failed": 0, "flagged": 0}
     top_k = max(1, min(top_k, len(classes)))
-    with _output(out) as handle:
+    with text_output(out) as handle:
         if format == "csv":
-            writer = csv.writer(handle)
-            writer.writerow(header(classes, top_k))
+            writer = CsvWriter(handle, header(classes, top_k))
         for prediction in predictions:
             if format == "csv":
                 writer.writerow(_csv_row(prediction, classes, top_k, reject_unknown))

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import torch
 
+from headstart.features import __version__
 from headstart.files.cachedir import SWEEP_FILE
 from headstart.heads.config import SweepConfig, TrainConfig
 from headstart.heads.fit import Choice, FitSummary, fit_head
 from headstart.heads.sweep.grid import default_grid, read_grid
 from headstart.heads.sweep.runner import CrossValidation, cross_validate
-from headstart.heads.sweep.table import write_sweep_csv
+from headstart.heads.sweep.table import SWEEP_FORMAT_VERSION, write_sweep_csv
 
 
 @dataclass
@@ -46,6 +47,8 @@ def sweep_record(result: CrossValidation, grid: str) -> dict:
         "cv_loss_mean": winner.loss_mean,
         "cv_loss_std": winner.loss_std,
         "table": SWEEP_FILE,
+        "table_format": SWEEP_FORMAT_VERSION,
+        "producer": f"headstart {__version__}",
     }
 
 

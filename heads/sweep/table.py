@@ -1,10 +1,10 @@
-"""sweep.csv, format 1: every setting's cross-validated scores, best first, as the sweep ranked them.
+"""sweep.csv, format 2: every setting's cross-validated scores, best first, as the sweep ranked them.
 
-The first line is a comment naming the format and its producer, the folds and the seed:
-
-    # headstart sweep.csv format 1; producer headstart <version>; folds 5; seed 0
-
-then a CSV header and one row per setting (read it with pandas.read_csv(path, comment="#")):
+A CSV header, then one row per setting, written by the one CSV writer (files/csvfile.py), so csv.reader and
+pandas.read_csv read it with their default options. Its format version, producer, folds and seed are in
+metrics.json's (and head.pt's) "sweep" record: "table": "sweep.csv", "table_format": 2, "producer",
+"folds", "seed" (heads/sweep/step.py). Format 1 began with a "# headstart sweep.csv format 1; ..." comment line,
+which pandas.read_csv read as data without comment="#".
 
     rank            1 = the winner, the setting refit on the whole train split and scored on val
     head            "sgd" | "logreg"
@@ -18,13 +18,12 @@ then a CSV header and one row per setting (read it with pandas.read_csv(path, co
 
 from __future__ import annotations
 
-import csv
 import os
 
-from headstart.features import __version__
+from headstart.files.csvfile import CsvWriter
 from headstart.heads.sweep.runner import CrossValidation
 
-SWEEP_FORMAT_VERSION = 1
+SWEEP_FORMAT_VERSION = 2
 _SGD = ("lr", "epochs", "momentum", "weight_decay", "batch_size")
 
 
@@ -47,12 +46,7 @@ def header(folds: int) -> list[str]:
 def write_sweep_csv(path: str | os.PathLike, result: CrossValidation) -> None:
     """Write the ranked table (the sweep step writes it to a temporary file replaced together with the head)."""
     with open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write(
-            f"# headstart sweep.csv format {SWEEP_FORMAT_VERSION}; producer headstart {__version__}; "
-            f"folds {result.folds}; seed {result.seed}\n"
-        )
-        writer = csv.writer(handle)
-        writer.writerow(header(result.folds))
+        writer = CsvWriter(handle, header(result.folds))
         for rank, scores in enumerate(result.ranked(), 1):
             setting = scores.setting
             sgd = setting.head == "sgd"
