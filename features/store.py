@@ -20,6 +20,9 @@
         sha256             ASCII strings (N,) content hash     } a file changed
         attribute skipped  JSON list of [path, reason] for files that could not be decoded
 
+Everything read back is untrusted (features/untrusted.py): links, external storage and virtual datasets are refused,
+each column's declared size is checked against the file's, and every path, hash, label and feature is checked as read.
+
 The file is written as DIR/features.h5.partial-<id>, flushed per batch, renamed over DIR/features.h5 when complete: a
 reader never sees a half-written file. An interrupted run leaves its partial file (same layout; its last split may lack
 rows and `skipped`); the next extract reuses its rows and deletes it once a complete file is written.
@@ -39,6 +42,17 @@ import h5py
 import numpy as np
 
 from headstart.features.provenance import Preprocessing, WeightsIdentity
+from headstart.features.untrusted import (
+    UntrustedValueError,
+    check_classes,
+    check_declared_size,
+    check_features,
+    check_labels,
+    check_row_path,
+    check_sha256,
+    read_block_rows,
+    refuse_outside_pointers,
+)
 from headstart.files.atomic import move_into_place, signals_held
 from headstart.files.cachedir import PARTIAL_SUFFIX
 from headstart.files.regular import check_regular
@@ -157,9 +171,16 @@ class FeatureStore:
             )
         try:
             self.header = FeaturesHeader.from_dict(attrs)
+            check_classes(self.header.classes)
         except (KeyError, TypeError, ValueError) as error:
             self.close()
             raise _damaged(self.path, f"header: {error}") from None
+        try:
+            refuse_outside_pointers(self._file)
+            self.width = _check_columns(self._file, self.path.stat().st_size)
+        except (UntrustedValueError, OSError, KeyError, TypeError) as error:
+            self.close()
+            raise _damaged(self.path, error) from None
 
     def __enter__(self) -> FeatureStore:
         return self
@@ -185,24 +206,24 @@ class FeatureStore:
         """What HDF5 raises on a damaged file becomes one StoreError that says to re-run extract."""
         try:
             yield
-        except (OSError, KeyError, ValueError) as error:
+        except (OSError, KeyError, ValueError, TypeError) as error:
             raise _damaged(self.path, f"{where}{error}") from None
 
     def stamps(self, split: str) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
         """Paths, sizes, mtimes and hashes of a split, without its features: what the incremental cache compares."""
         group = self._group(split)
-        with self._reading():
+        with self._reading(f"split '{split}': "):
             return (
-                list(group["paths"].asstr()[:]),
-                group["sizes"][:],
-                group["mtimes_ns"][:],
-                list(group["sha256"].asstr()[:]),
+                [check_row_path(path) for path in group["paths"].asstr()[:]],
+                group["sizes"][:].astype(np.int64, copy=False),
+                group["mtimes_ns"][:].astype(np.int64, copy=False),
+                [check_sha256(digest) for digest in group["sha256"].asstr()[:]],
             )
 
     def labels(self, split: str) -> np.ndarray:
         group = self._group(split)
-        with self._reading():
-            return group["labels"][:].astype(np.int64, copy=False)
+        with self._reading(f"split '{split}': "):
+            return check_labels(group["labels"][:], len(self.header.classes))
 
     def _group(self, split: str) -> h5py.Group:
         """A split's group, checked whole: every column present and of one length."""
@@ -218,15 +239,57 @@ class FeatureStore:
     def read(self, split: str, rows: np.ndarray | slice = slice(None)) -> Rows:
         """Rows of a split; `rows` is a slice or increasing row numbers."""
         group = self._group(split)
-        with self._reading():
+        with self._reading(f"split '{split}': "):
             return Rows(
-                group["features"][rows].astype(np.float32, copy=False),
-                group["labels"][rows].astype(np.int64, copy=False),
-                list(group["paths"].asstr()[rows]),
-                group["sizes"][rows],
-                group["mtimes_ns"][rows],
-                list(group["sha256"].asstr()[rows]),
+                _read_features(group["features"], rows),
+                check_labels(group["labels"][rows], len(self.header.classes)),
+                [check_row_path(path) for path in group["paths"].asstr()[rows]],
+                group["sizes"][rows].astype(np.int64, copy=False),
+                group["mtimes_ns"][rows].astype(np.int64, copy=False),
+                [check_sha256(digest) for digest in group["sha256"].asstr()[rows]],
             )
+
+
+# The kind and rank each column must have; a file that declares anything else was not written by headstart.
+_COLUMN_KINDS = {"features": "f", "labels": "iu", "sizes": "iu", "mtimes_ns": "iu", "paths": "OSU", "sha256": "OSU"}
+
+
+def _check_columns(file: h5py.File, file_size: int) -> int | None:
+    """Every split's columns of the right kind and rank, no larger than the file, features of one width: the width."""
+    widths = set()
+    for split in file:
+        if not isinstance(file[split], h5py.Group):
+            raise UntrustedValueError(f"'/{split}' is not a split group")
+        for name, kinds in _COLUMN_KINDS.items():
+            column = file[split].get(name)
+            if column is None:
+                continue  # _group names the missing column when the split is used
+            at = f"/{split}/{name}"
+            rank = 2 if name == "features" else 1
+            string = h5py.check_string_dtype(column.dtype) is not None
+            if column.ndim != rank or column.dtype.kind not in kinds or (kinds == "OSU") != string:
+                raise UntrustedValueError(f"'{at}' is {column.dtype} of shape {column.shape}, not headstart's column")
+            check_declared_size(column, file_size, at)
+            if name == "features":
+                widths.add(column.shape[1])
+    if len(widths) > 1 or 0 in widths:
+        raise UntrustedValueError(f"the splits' features have widths {sorted(widths)}, not one width")
+    return widths.pop() if widths else None
+
+
+def _read_features(column: h5py.Dataset, rows: np.ndarray | slice) -> np.ndarray:
+    """The features of rows, read a bounded block at a time and checked finite."""
+    if not isinstance(rows, slice):
+        return check_features(column[rows])
+    start, stop, step = rows.indices(column.shape[0])
+    if step != 1:
+        return check_features(column[rows])
+    out = np.empty((max(0, stop - start), column.shape[1]), np.float32)
+    block = read_block_rows(column)
+    for first in range(start, stop, block):
+        last = min(stop, first + block)
+        out[first - start : last - start] = check_features(column[first:last])
+    return out
 
 
 def partial_files(path: str | os.PathLike) -> list[Path]:

@@ -75,6 +75,8 @@ def _read_rows(store: FeatureStore, given: Choice, choose: Callable | None):
     train = _tensors(store, "train")
     if not len(train[1]):
         raise StoreError(f"{store.path} has no training rows: check the dataset and re-run `extract`")
+    if len(train[1]) > 1 and not bool((train[0] != train[0][:1]).any()):  # nothing to learn, nor a covariance
+        raise StoreError(f"{store.path}: every training row has the same features (all zero?): re-run `extract`")
     choice = choose(train, list(store.header.classes)) if choose else given
     val = _tensors(store, "val") if "val" in store.splits and store.count("val") else None
     return train, val, choice

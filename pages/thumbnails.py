@@ -11,12 +11,15 @@ import io
 from pathlib import Path
 
 from headstart.features.images import ImageDecodeError, decode_image, read_file
+from headstart.features.untrusted import SHA256
 from headstart.files.atomic import atomic_write
 from headstart.files.cachedir import THUMBNAILS_DIR
 
 
 def thumbnail(image_path: Path, sha256: str | None, cache: Path, size: int = 128) -> bytes | None:
     """The JPEG thumbnail (longest side `size`) of image_path, from the cache when its hash is known there."""
+    if sha256 is not None and not SHA256.fullmatch(sha256):
+        sha256 = None  # a file name is built from it: only a digest is believed, never a path
     if sha256:
         cached = cache / THUMBNAILS_DIR / str(size) / sha256[:2] / f"{sha256}.jpg"
         if cached.is_file():

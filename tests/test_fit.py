@@ -57,12 +57,21 @@ def test_without_val_there_are_no_val_scores(tmp_path):
     assert "val_acc" not in summary.metrics and summary.metrics["val_report"] is None
 
 
-def test_a_non_finite_val_loss_is_blamed_on_val_not_on_the_learning_rate(cache):
+def test_a_non_finite_val_feature_is_blamed_on_the_file_not_on_the_learning_rate(cache):
     with h5py.File(cache / "features.h5", "r+") as raw:
         raw["val/features"][0, 0] = float("inf")
-    with pytest.raises(ValueError, match="the val loss is not finite while training's is") as caught:
+    with pytest.raises(StoreError, match="split 'val': features hold 1 non-finite values.*re-run `extract`") as caught:
         fit_head(cache, TrainConfig(epochs=2))
-    assert "--lr" not in str(caught.value)
+    assert "--lr" not in str(caught.value) and str(cache / "features.h5") in str(caught.value)
+    assert not (cache / "head.pt").exists()
+
+
+@pytest.mark.parametrize("value", [0.0, 3.0])
+def test_training_rows_all_alike_are_one_line_not_a_cholesky_traceback(cache, value):
+    with h5py.File(cache / "features.h5", "r+") as raw:
+        raw["train/features"][...] = value
+    with pytest.raises(StoreError, match="every training row has the same features.*re-run `extract`"):
+        fit_head(cache, TrainConfig(epochs=1))
     assert not (cache / "head.pt").exists()
 
 
