@@ -242,6 +242,7 @@ class StoreWriter:
         self.path = Path(path)
         self.partial = self.path.with_name(f"{self.path.name}{PARTIAL_SUFFIX}-{os.getpid()}-{time.time_ns()}")
         self._dim = dim
+        self.dim = dim  # the features' width
         self._chunk_rows = chunk_rows
         self._group: h5py.Group | None = None
         self._ensure_room(0)
