@@ -128,10 +128,9 @@ def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show
 
 def show_info(report: Reporter, cache: Path, described: dict) -> None:
     """describe_cache's dict as a table of rows per split and class, the provenance line and the head's scores."""
-    features = described["features"]
-    if features is None:
+    if not described["backbones"]:
         report.note(f"{cache} holds no features.h5: run `extract`")
-    else:
+    for features in described["backbones"].values():
         _show_features(report, cache, features)
     head = described["head"]
     if head is None:
@@ -144,9 +143,7 @@ def show_info(report: Reporter, cache: Path, described: dict) -> None:
 
 
 def _show_features(report: Reporter, cache: Path, features: dict) -> None:
-    from headstart.files.cachedir import FEATURES_FILE
-
-    table = Table(title=f"{cache / FEATURES_FILE} (created {features['created']})")
+    table = Table(title=f"{cache / features['file']} (created {features['created']})")
     table.add_column("split")
     for name in features["classes"]:
         table.add_column(name, justify="right")

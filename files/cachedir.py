@@ -58,6 +58,24 @@ def features_files(cache: str | os.PathLike) -> dict[str, Path]:
     return found
 
 
+class BackboneChoiceError(ValueError):
+    """A cache holding several backbones' features, and a command not told which; the message lists them."""
+
+
+def chosen_features(cache: str | os.PathLike, backbone: str | None = None) -> Path:
+    """The features file a command reads: the named backbone's, else the only one the cache holds (the default's
+    name when it holds none, for the caller's "run extract first"); several and none named is a
+    BackboneChoiceError."""
+    if backbone is not None:
+        return Path(cache) / features_file(backbone)
+    found = features_files(cache)
+    if len(found) > 1:
+        raise BackboneChoiceError(
+            f"{cache} holds the features of several backbones ({', '.join(found)}): pass --backbone NAME"
+        )
+    return next(iter(found.values()), Path(cache) / FEATURES_FILE)
+
+
 def _owned_name(relative: Path) -> bool:
     parts = relative.parts
     if not parts:
