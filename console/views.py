@@ -159,3 +159,20 @@ def _show_features(report: Reporter, cache: Path, features: dict) -> None:
         f"{features['preprocessing']['name']}, precision {features['precision']}, "
         f"torch {features['torch_version']}, torchvision {features['torchvision_version']}"
     )
+
+
+def show_backbones(report: Reporter, described: list[dict]) -> None:
+    """describe_backbones' list as one table, a row per backbone."""
+    table = Table(title="backbones (extract --backbone NAME)")
+    for column in ("name", "width", "input", "GFLOPs", "default weights", "cached"):
+        table.add_column(column, justify="right" if column in ("width", "input", "GFLOPs") else "left", overflow="fold")
+    for entry in described:
+        table.add_row(
+            entry["name"],
+            str(entry["width"]),
+            str(entry["input_size"]),
+            f"{entry['gflops']:.2f}",
+            entry["weights"],
+            "yes" if entry["weights_cached"] else "no",
+        )
+    report.table(table)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from headstart.backbones.registry import DEFAULT_BACKBONE
+from headstart.backbones.registry import DEFAULT_BACKBONE, backbone_entry
 
 FEATURES_FILE = "features.h5"  # the default backbone's, as every cache before the registry named it
 BACKBONE_FEATURES = ("features-", ".h5")  # features-<backbone>.h5: another backbone's features
@@ -67,7 +67,7 @@ def chosen_features(cache: str | os.PathLike, backbone: str | None = None) -> Pa
     name when it holds none, for the caller's "run extract first"); several and none named is a
     BackboneChoiceError."""
     if backbone is not None:
-        return Path(cache) / features_file(backbone)
+        return Path(cache) / features_file(backbone_entry(backbone).name)
     found = features_files(cache)
     if len(found) > 1:
         raise BackboneChoiceError(
