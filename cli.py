@@ -421,20 +421,14 @@ def audit(
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@quiet_option
 @click.pass_context
 def backbones(ctx: click.Context, as_json: bool) -> None:
     """Every backbone extract --backbone takes: feature width, input size, GFLOPs, default weights, whether cached."""
-    report = ctx.ensure_object(Reporter)
-    with errors_as_exit_codes():
-        from headstart.backbones.listing import describe_backbones
-        from headstart.console.views import show_backbones
+    from headstart.backbones.listing import describe_backbones
+    from headstart.console.views import show_backbones
 
-        described = describe_backbones()
-        if as_json:
-            click.echo(json.dumps(described, indent=2, allow_nan=False))
-        else:
-            show_backbones(report, described)
+    with errors_as_exit_codes():
+        show_backbones(ctx.ensure_object(Reporter), describe_backbones(), as_json)
 
 
 def main() -> None:

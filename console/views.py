@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import click
 from rich.table import Table
 
 from headstart.console.reporter import Reporter
@@ -161,8 +163,11 @@ def _show_features(report: Reporter, cache: Path, features: dict) -> None:
     )
 
 
-def show_backbones(report: Reporter, described: list[dict]) -> None:
-    """describe_backbones' list as one table, a row per backbone."""
+def show_backbones(report: Reporter, described: list[dict], as_json: bool = False) -> None:
+    """describe_backbones' list as one table, a row per backbone (or as JSON)."""
+    if as_json:
+        click.echo(json.dumps(described, indent=2, allow_nan=False))
+        return
     table = Table(title="backbones (extract --backbone NAME)")
     for column in ("name", "width", "input", "GFLOPs", "default weights", "cached"):
         table.add_column(column, justify="right" if column in ("width", "input", "GFLOPs") else "left", overflow="fold")

@@ -85,7 +85,7 @@ class Preprocessing:
             resize = record["resize"]
             rebuilt = cls(
                 str(record["name"]),
-                tuple(int(side) for side in resize) if isinstance(resize, list) else int(resize),
+                tuple(int(side) for side in resize) if isinstance(resize, list) else int(resize),  # type: ignore[arg-type]
                 None if record["crop"] is None else int(record["crop"]),
                 tuple(float(value) for value in record["mean"]),  # type: ignore[arg-type]  # length checked below
                 tuple(float(value) for value in record["std"]),  # type: ignore[arg-type]

@@ -168,3 +168,16 @@ def test_train_predict_export_on_another_backbone(small_inputs, tmp_path):
         summary = export_head(ExportConfig(out=target, format=export_format, cache=cache))
         assert summary.difference < 1e-4 and target.is_file()
     assert json.loads((tmp_path / "model.torchvision.json").read_text())["backbone"] == SMALL_ENTRY
+
+
+def test_the_backbones_command_lists_every_entry():
+    result = run("backbones", "--json")
+    assert_ok(result)
+    listed = {row["name"]: row for row in json.loads(result.stdout)}
+    assert list(listed) == list(ENTRIES)
+    assert listed["resnet50"]["width"] == 2048 and listed["resnet50"]["weights"] == "ResNet50_Weights.IMAGENET1K_V2"
+    assert listed["efficientnet_v2_s"]["input_size"] == 384 and listed["vit_b_16"]["gflops"] == 17.564
+    assert all(isinstance(row["weights_cached"], bool) for row in listed.values())
+    table = run("backbones")
+    assert_ok(table)
+    assert "swin_t" in table.output and "888" in table.output
