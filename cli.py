@@ -24,6 +24,7 @@ from headstart.console.options import (
     engine_option,
     head_run_options,
     head_weights_option,
+    pick_backbone_option,
     prediction_options,
     quiet_option,
     refuse_address_without_ray,
@@ -61,10 +62,16 @@ def cli() -> None:
 )
 @cache_option
 @click.option(
+    "--backbone",
+    default=ExtractConfig().backbone,
+    show_default=True,
+    help="The frozen network (`headstart backbones` lists them); each backbone's features are kept in CACHE.",
+)
+@click.option(
     "--weights",
     default=ExtractConfig().weights,
     show_default=True,
-    help="imagenet (torchvision's ResNet18_Weights.IMAGENET1K_V1), a ResNet18 state_dict file, "
+    help="imagenet (the backbone's torchvision ImageNet weights), a state_dict file of the backbone, "
     "or none (random init, for offline tests).",
 )
 @click.option(
@@ -72,7 +79,7 @@ def cli() -> None:
     type=click.Choice(list(PREPROCESSINGS)),
     default=ExtractConfig().preprocess,
     show_default=True,
-    help="imagenet: resize 256, crop 224, ImageNet mean/std (the weights' own); "
+    help="imagenet: the backbone's weights' own resize, crop, interpolation and mean/std; "
     "notebook: the tutorial's Resize((224, 224)) and Normalize(0.5, 0.5).",
 )
 @device_option
@@ -94,6 +101,7 @@ def extract(
     ctx: click.Context,
     data: Path,
     cache: Path,
+    backbone: str,
     weights: str,
     preprocess: str,
     device: str,
@@ -104,7 +112,7 @@ def extract(
     address: str | None,
     compile_backbone: bool,
 ) -> None:
-    """Run the frozen backbone over every image once and cache the features in CACHE/features.h5."""
+    """Run the frozen backbone over every image once and cache its features in CACHE (features.h5 for resnet18)."""
     report = ctx.ensure_object(Reporter)
     refuse_address_without_ray(ctx, engine)
     with errors_as_exit_codes():
@@ -119,6 +127,7 @@ def extract(
         config = ExtractConfig(
             data=data,
             cache=cache,
+            backbone=backbone,
             weights=weights,
             preprocess=preprocess,
             device=device,
@@ -138,11 +147,12 @@ def extract(
 
 @cli.command("train-head")
 @train_options
+@pick_backbone_option
 @trust_options
 @quiet_option
 @click.pass_context
-def train_head(ctx: click.Context, cache: Path, trust: TrustConfig, **settings) -> None:
-    """Train the linear head on CACHE/features.h5; write head.pt, metrics.json, curves.png and calibration.png."""
+def train_head(ctx: click.Context, cache: Path, trust: TrustConfig, backbone: str | None, **settings) -> None:
+    """Train the linear head on CACHE's features; write head.pt, metrics.json, curves.png and calibration.png."""
     from headstart.heads.plots import PlotsAhead
 
     report = ctx.ensure_object(Reporter)
@@ -151,7 +161,7 @@ def train_head(ctx: click.Context, cache: Path, trust: TrustConfig, **settings) 
         from headstart.heads import fit_head
 
         epochs_table = EpochTable(settings["head"])
-        summary = fit_head(cache, TrainConfig(**settings), epochs_table, trust=trust, plots=plots)
+        summary = fit_head(cache, TrainConfig(**settings), epochs_table, trust=trust, plots=plots, backbone=backbone)
         show_training(report, summary, epochs_table)
 
 
@@ -402,6 +412,18 @@ def audit(
         with stage_progress(report) as on_progress:
             result = audit_cache(config, on_progress)
         show_audit(report, result)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def backbones(ctx: click.Context, as_json: bool) -> None:
+    """Every backbone extract --backbone takes: feature width, input size, GFLOPs, default weights, whether cached."""
+    from headstart.backbones.listing import describe_backbones
+    from headstart.console.views import show_backbones
+
+    with errors_as_exit_codes():
+        show_backbones(ctx.ensure_object(Reporter), describe_backbones(), as_json)
 
 
 def main() -> None:

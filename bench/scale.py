@@ -26,8 +26,8 @@ import torch
 
 from bench import measure_and_save
 from bench.run import extract_in_subprocess, generate_images, timed
+from headstart.backbones.registry import DEFAULT_BACKBONE, backbone_entry
 from headstart.features import ExtractConfig, extract_features, find_dataset
-from headstart.features.backbone import FEATURE_DIM
 from headstart.features.engines.batches import EmbeddedBatch
 from headstart.features.images import read_file
 from headstart.features.reuse import PreviousRows
@@ -68,7 +68,12 @@ class _ZeroEngine:
         for start in range(0, len(entries), self.batch_size):
             chunk = entries[start : start + self.batch_size]
             stamps = [read_file(entry.path)[1] for entry in chunk]
-            yield EmbeddedBatch(chunk, stamps, [None] * len(chunk), np.zeros((len(chunk), FEATURE_DIM), np.float32))
+            yield EmbeddedBatch(
+                chunk,
+                stamps,
+                [None] * len(chunk),
+                np.zeros((len(chunk), backbone_entry(DEFAULT_BACKBONE).width), np.float32),
+            )
 
 
 def growth_at(base: Path, work: Path, count: int, weights: str) -> dict:

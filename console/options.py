@@ -189,6 +189,15 @@ _TRAIN_OPTIONS = [
 ]
 
 
+def pick_backbone_option(command):
+    """--backbone for commands that read a cache's features: whose, when the cache holds several backbones'."""
+    return click.option(
+        "--backbone",
+        default=None,
+        help="Whose features to use when CACHE holds several backbones' (`headstart info` lists them).",
+    )(command)
+
+
 def train_options(command):
     """train-head's options: --cache, and one per TrainConfig field (defaulting to it), passed on by its name."""
     for option in reversed(_TRAIN_OPTIONS):

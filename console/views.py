@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import click
 from rich.table import Table
 
 from headstart.console.reporter import Reporter
@@ -128,10 +130,9 @@ def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show
 
 def show_info(report: Reporter, cache: Path, described: dict) -> None:
     """describe_cache's dict as a table of rows per split and class, the provenance line and the head's scores."""
-    features = described["features"]
-    if features is None:
+    if not described["backbones"]:
         report.note(f"{cache} holds no features.h5: run `extract`")
-    else:
+    for features in described["backbones"].values():
         _show_features(report, cache, features)
     head = described["head"]
     if head is None:
@@ -144,9 +145,7 @@ def show_info(report: Reporter, cache: Path, described: dict) -> None:
 
 
 def _show_features(report: Reporter, cache: Path, features: dict) -> None:
-    from headstart.files.cachedir import FEATURES_FILE
-
-    table = Table(title=f"{cache / FEATURES_FILE} (created {features['created']})")
+    table = Table(title=f"{cache / features['file']} (created {features['created']})")
     table.add_column("split")
     for name in features["classes"]:
         table.add_column(name, justify="right")
@@ -162,3 +161,23 @@ def _show_features(report: Reporter, cache: Path, features: dict) -> None:
         f"{features['preprocessing']['name']}, precision {features['precision']}, "
         f"torch {features['torch_version']}, torchvision {features['torchvision_version']}"
     )
+
+
+def show_backbones(report: Reporter, described: list[dict], as_json: bool = False) -> None:
+    """describe_backbones' list as one table, a row per backbone (or as JSON)."""
+    if as_json:
+        click.echo(json.dumps(described, indent=2, allow_nan=False))
+        return
+    table = Table(title="backbones (extract --backbone NAME)")
+    for column in ("name", "width", "input", "GFLOPs", "default weights", "cached"):
+        table.add_column(column, justify="right" if column in ("width", "input", "GFLOPs") else "left", overflow="fold")
+    for entry in described:
+        table.add_row(
+            entry["name"],
+            str(entry["width"]),
+            str(entry["input_size"]),
+            f"{entry['gflops']:.2f}",
+            entry["weights"],
+            "yes" if entry["weights_cached"] else "no",
+        )
+    report.table(table)

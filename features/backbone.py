@@ -1,4 +1,4 @@
-"""The frozen ResNet18: where its weights come from, what identifies them, and the 512-d feature forward pass."""
+"""The frozen backbone of a registry entry: where its weights come from, what identifies them, its forward pass."""
 
 from __future__ import annotations
 
@@ -13,14 +13,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from headstart.backbones.network import build_network, state_mismatch, weights_path, weights_url, without_head
+from headstart.backbones.registry import BF16_PREPACKED, DEFAULT_BACKBONE, FOLD_CONV_BN, BackboneEntry, backbone_entry
 from headstart.features.batchnorm import fold_batchnorm
 from headstart.features.compiled import CompiledForward, first_line
 from headstart.features.prepacked import PrepackedResNet, prepacking_available
 from headstart.features.provenance import IMAGENET, RANDOM, RANDOM_INIT_SEED, WeightsIdentity
 
-BACKBONE = "resnet18"
-FEATURE_DIM = 512
-TORCHVISION_WEIGHTS = "ResNet18_Weights.IMAGENET1K_V1"
 FOLDED = "batchnorm folded"
 
 
@@ -40,12 +39,9 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _imagenet_weights_file(progress: bool) -> tuple[Path, str]:
+def _imagenet_weights_file(entry: BackboneEntry, progress: bool) -> tuple[Path, str]:
     """torchvision's cached ImageNet file, downloaded (with torch's hash check) when absent, re-checked when present."""
-    from torchvision.models import ResNet18_Weights
-
-    url = ResNet18_Weights.IMAGENET1K_V1.url
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    url, path = weights_url(entry), weights_path(entry)
     found = re.search(r"-([a-f0-9]+)\.", path.name)
     if found is None:
         raise WeightsError(f"torchvision's ImageNet weights URL {url} carries no hash to check the file against")
@@ -57,7 +53,7 @@ def _imagenet_weights_file(progress: bool) -> tuple[Path, str]:
         except (OSError, RuntimeError) as error:
             raise WeightsError(
                 f"cannot download the ImageNet weights from {url} ({error}); offline, pass a local "
-                "ResNet18 state_dict with --weights FILE, or --weights none for random (untrained) features"
+                f"{entry.name} state_dict with --weights FILE, or --weights none for random (untrained) features"
             ) from None
     # torch checks the hash only while downloading: a cached file altered later would pass silently.
     sha256 = file_sha256(path)
@@ -69,57 +65,35 @@ def _imagenet_weights_file(progress: bool) -> tuple[Path, str]:
     return path, sha256
 
 
-def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def _load_state_dict(path: Path, mmap: bool = False) -> dict[str, torch.Tensor]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError:  # a file in torch's legacy format cannot be memory-mapped: read it
+            if not mmap:
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for foreign or damaged files
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise WeightsError(f"cannot read weights file {path}: {first_line}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"weights file {path} is not a state_dict (a dict of tensors saved with torch.save)")
-    return {key: value for key, value in state.items() if not key.startswith("fc.")}
+    return state
 
 
-def _check_resnet18(state: dict[str, torch.Tensor], source: str) -> None:
-    """Refuse a file that is not a ResNet18 state_dict before any work starts, without building the network."""
-    from torchvision.models import resnet18
-
-    with torch.device("meta"):
-        expected = {k: v.shape for k, v in resnet18().state_dict().items() if not k.startswith("fc.")}
-    # torch fills in BatchNorm's num_batches_tracked when a file (like torchvision's own) lacks it.
-    missing = sorted(k for k in set(expected) - set(state) if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(k for k in set(expected) & set(state) if state[k].shape != expected[k])
-    if missing or unexpected or wrong_shape:
-        detail = "; ".join(
-            f"{what}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
-            for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
-            if keys
-        )
-        raise WeightsError(f"{source} is not a ResNet18 state_dict ({detail})")
-
-
-def _frozen_resnet18(state: dict[str, torch.Tensor] | None) -> nn.Module:
-    from torchvision.models import resnet18
-
-    if state is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_INIT_SEED)
-            model = resnet18(weights=None)
-    else:
-        model = resnet18(weights=None)
-        model.fc = nn.Identity()
-        model.load_state_dict(state, strict=True)
-    model.fc = nn.Identity()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    return model.eval()
+def _checked(state: dict[str, torch.Tensor], entry: BackboneEntry, source: str) -> dict[str, torch.Tensor]:
+    """state without the final Linear; a file of another network (or width) is refused, naming what it is."""
+    problem = state_mismatch(entry, state, source)
+    if problem:
+        raise WeightsError(problem)
+    return without_head(state, entry)
 
 
 class Backbone:
-    """The frozen network for a set of weights, BatchNorm folded; built on first use, so a run with nothing to
-    compute skips it. compile=True runs it through torch.compile, falling back to the folded eager network (and
-    telling on_warning why) if compiling fails. bf16 on a CPU runs it with prepacked oneDNN weights (prepacked.py)."""
+    """The frozen network of a registry entry for a set of weights, BatchNorm folded; built on first use, so a run
+    with nothing to compute skips it. compile=True runs it through torch.compile, falling back to the folded eager
+    network (and telling on_warning why) if compiling fails. bf16 on a CPU runs it with prepacked oneDNN weights
+    (prepacked.py) where the entry says so, under autocast otherwise."""
 
     forward = FOLDED  # recorded in the features file (its `forward` attribute)
 
@@ -131,7 +105,9 @@ class Backbone:
         precision: str = "fp32",
         compile: bool = False,
         on_warning: Callable[[str], None] | None = None,
+        entry: BackboneEntry | None = None,
     ):
+        self.entry = entry or backbone_entry(DEFAULT_BACKBONE)
         self.identity = identity
         self.device = device
         self.precision = precision
@@ -150,16 +126,25 @@ class Backbone:
         """Build the network now rather than on first use (an engine does it while images decode); return it."""
         if self._model is not None:
             return self._model
-        model = _frozen_resnet18(self._state)
-        fold_batchnorm(model)
+        model = build_network(self.entry, self._state)
+        if self.entry.fold == FOLD_CONV_BN:
+            fold_batchnorm(model)
         model = model.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
         self._model = model
         self._state = None
         if self.compile:
             self._compiled = CompiledForward(model)
-        elif self.device.type == "cpu" and self.precision == "bf16" and prepacking_available():
+        elif self.device.type == "cpu" and self.precision == "bf16" and self._prepacks():
             self._prepacked = PrepackedResNet(model)
         return model
+
+    def _prepacks(self) -> bool:
+        return self.entry.bf16 == BF16_PREPACKED and prepacking_available()
+
+    @property
+    def width(self) -> int:
+        """The width of the features this backbone computes."""
+        return self.entry.width
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         model = self.model
@@ -176,7 +161,7 @@ class Backbone:
         return model(batch)
 
     def features(self, batch: torch.Tensor) -> torch.Tensor:
-        """512-d avgpool features, float32 on the CPU, whatever the compute precision."""
+        """The entry's pooled pre-logit features, float32 on the CPU, whatever the compute precision."""
         self.build()
         if self._prepacked is not None:
             return self._prepacked(batch)
@@ -210,29 +195,44 @@ class LocatedWeights:
     identity: WeightsIdentity
 
 
-def locate_weights(spec: str, progress: bool = True) -> LocatedWeights:
-    """'imagenet', 'none' or a file path -> where the weights are and what they are, found and hashed, not loaded."""
+def locate_weights(spec: str, progress: bool = True, entry: BackboneEntry | None = None) -> LocatedWeights:
+    """'imagenet', 'none' or a file path -> where the entry's weights are and what they are, found and hashed, not
+    loaded."""
+    entry = entry or backbone_entry(DEFAULT_BACKBONE)
     if spec == RANDOM:
         return LocatedWeights(spec, None, WeightsIdentity(RANDOM, f"random init, seed {RANDOM_INIT_SEED}", ""))
     if spec == IMAGENET:
-        path, sha256 = _imagenet_weights_file(progress)
-        return LocatedWeights(spec, path, WeightsIdentity("torchvision", TORCHVISION_WEIGHTS, sha256))
+        path, sha256 = _imagenet_weights_file(entry, progress)
+        return LocatedWeights(spec, path, WeightsIdentity("torchvision", entry.weights, sha256))
     path = Path(spec).expanduser().resolve()
     if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist (use imagenet, none, or a ResNet18 state_dict file)")
+        raise WeightsError(
+            f"weights file {path} does not exist (use imagenet, none, or a {entry.name} state_dict file)"
+        )
     return LocatedWeights(spec, path, WeightsIdentity("file", str(path), file_sha256(path)))
 
 
-def resolve_weights(spec: str, progress: bool = True) -> tuple[dict[str, torch.Tensor] | None, WeightsIdentity]:
-    """'imagenet', 'none' or a file path -> (state_dict without fc, identity)."""
-    located = locate_weights(spec, progress)
-    return (None if located.path is None else _load_state_dict(located.path)), located.identity
+def resolve_weights(
+    spec: str, progress: bool = True, entry: BackboneEntry | None = None
+) -> tuple[dict[str, torch.Tensor] | None, WeightsIdentity]:
+    """'imagenet', 'none' or a file path -> (the entry's state_dict without its final Linear, identity)."""
+    entry = entry or backbone_entry(DEFAULT_BACKBONE)
+    located = locate_weights(spec, progress, entry)
+    state = None if located.path is None else _checked(_load_state_dict(located.path), entry, located.spec)
+    return state, located.identity
 
 
-def plain_resnet18(spec: str) -> nn.Module:
-    """torchvision's frozen ResNet18 for a --weights value, its layers as torchvision names them (fc an Identity):
-    what a state_dict for torchvision.models.resnet18 is taken from (heads/export)."""
-    return _frozen_resnet18(resolve_weights(spec, progress=False)[0])
+def check_weights(located: LocatedWeights, entry: BackboneEntry) -> None:
+    """Refuse a weights file of another network or feature width now, before any image is read; torchvision's own
+    file is the entry's by construction. The file is memory-mapped, not read."""
+    if located.path is not None and located.identity.kind == "file":
+        _checked(_load_state_dict(located.path, mmap=True), entry, located.spec)
+
+
+def plain_network(entry: BackboneEntry, spec: str) -> nn.Module:
+    """torchvision's frozen network for a --weights value, its layers as torchvision names them (the final Linear an
+    Identity): what a state_dict for torchvision's builder is taken from (heads/export)."""
+    return build_network(entry, resolve_weights(spec, progress=False, entry=entry)[0])
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -252,11 +252,11 @@ def load_backbone(
     progress: bool = True,
     compile: bool = False,
     on_warning: Callable[[str], None] | None = None,
+    backbone: str | BackboneEntry = DEFAULT_BACKBONE,
 ) -> Backbone:
-    """The frozen ResNet18 for a --weights value (or weights a run already located), BatchNorm folded, ready for
-    inference on device."""
-    located = spec if isinstance(spec, LocatedWeights) else locate_weights(spec, progress)
-    state = None if located.path is None else _load_state_dict(located.path)
-    if state is not None:
-        _check_resnet18(state, located.spec)
-    return Backbone(state, located.identity, device, precision, compile, on_warning)
+    """The frozen backbone (a registry name or entry) for a --weights value (or weights a run already located),
+    BatchNorm folded where it has any, ready for inference on device."""
+    entry = backbone if isinstance(backbone, BackboneEntry) else backbone_entry(backbone)
+    located = spec if isinstance(spec, LocatedWeights) else locate_weights(spec, progress, entry)
+    state = None if located.path is None else _checked(_load_state_dict(located.path), entry, located.spec)
+    return Backbone(state, located.identity, device, precision, compile, on_warning, entry)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from headstart.backbones.registry import DEFAULT_BACKBONE
+
 
 @dataclass(frozen=True, kw_only=True)
 class EngineConfig:
@@ -24,6 +26,7 @@ class ExtractConfig(EngineConfig):
 
     data: Path = Path("hymenoptera_data")
     cache: Path = Path("cache")
+    backbone: str = DEFAULT_BACKBONE  # a name in backbones/registry.py
     weights: str = "imagenet"
     preprocess: str = "imagenet"
     precision: str = "fp32"

@@ -10,16 +10,17 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from headstart.features.backbone import BACKBONE, Backbone, load_backbone, locate_weights
+from headstart.backbones.registry import BackboneEntry, backbone_entry
+from headstart.features.backbone import Backbone, check_weights, load_backbone, locate_weights
 from headstart.features.config import ExtractConfig
 from headstart.features.engines import build_engine
 from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback
 from headstart.features.folder import Dataset, find_dataset, text_path
 from headstart.features.merge import SplitSummary, write_features
-from headstart.features.provenance import PREPROCESSINGS, WeightsIdentity
+from headstart.features.provenance import WeightsIdentity
 from headstart.features.reuse import PreviousRows
 from headstart.features.store import FeaturesHeader, partial_files
-from headstart.files.cachedir import FEATURES_FILE
+from headstart.files.cachedir import features_file
 from headstart.files.lock import cache_lock
 
 
@@ -37,7 +38,7 @@ class ExtractSummary:
     resumed: int = 0  # rows reused from interrupted runs' partial files
 
 
-def _header(config: ExtractConfig, dataset: Dataset, weights: WeightsIdentity) -> FeaturesHeader:
+def _header(config: ExtractConfig, entry: BackboneEntry, dataset: Dataset, weights: WeightsIdentity) -> FeaturesHeader:
     import torch
 
     from headstart.features import __version__
@@ -46,9 +47,9 @@ def _header(config: ExtractConfig, dataset: Dataset, weights: WeightsIdentity) -
         producer=f"headstart {__version__}",
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         classes=dataset.classes,
-        backbone=BACKBONE,
+        backbone=entry.name,
         weights=weights,
-        preprocessing=PREPROCESSINGS[config.preprocess],
+        preprocessing=entry.preprocessing_for(config.preprocess),
         precision=config.precision,
         data_root=text_path(dataset.root.resolve()),
         torch_version=torch.__version__,
@@ -70,14 +71,16 @@ def extract_features(
     on_start: Callable[[ExtractSummary], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> ExtractSummary:
-    """Write config.cache/features.h5 for the dataset in config.data; return what was done."""
+    """Write the backbone's features file in config.cache for the dataset in config.data; return what was done."""
     started = time.perf_counter()
+    entry = backbone_entry(config.backbone)
     engine = build_engine(config)
     dataset = find_dataset(config.data)
-    located = locate_weights(config.weights)  # found and hashed once: the identity and the network both use it
+    located = locate_weights(config.weights, entry=entry)  # found and hashed once: the identity and the network use it
+    check_weights(located, entry)  # a file of another network is refused before any image is read
     weights = located.identity
-    header = _header(config, dataset, weights)
-    path = Path(config.cache) / FEATURES_FILE
+    header = _header(config, entry, dataset, weights)
+    path = Path(config.cache) / features_file(entry.name)
     with cache_lock(config.cache, "extract"):
         with closing(PreviousRows(path, header)) as previous:
             plan = previous.plan(dataset.splits)
@@ -93,12 +96,17 @@ def extract_features(
             )
             if on_start:
                 on_start(summary)
-            # The weights are loaded (and checked to be a ResNet18) only when there is something to compute: a
+            # The weights are loaded only when there is something to compute: a
             # warm run needs neither their tensors nor torchvision.
             batches = _no_batches()
             if plan.todo:
                 backbone = load_backbone(
-                    located, engine.driver_device, config.precision, compile=config.compile, on_warning=on_warning
+                    located,
+                    engine.driver_device,
+                    config.precision,
+                    compile=config.compile,
+                    on_warning=on_warning,
+                    backbone=entry,
                 )
                 batches = engine.embed(plan.todo, backbone, header.preprocessing, on_progress)
             # closing: the decoding workers (or the Ray pipeline) stop whatever ends the run.

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from headstart.features.provenance import Preprocessing
+from headstart.features.provenance import BICUBIC, Preprocessing
 from headstart.files.regular import UnsafeFileError, open_regular
 
 MAX_FILE_BYTES = 1 << 30  # more than any image Pillow would decode: its pixel limit is ~720 MB even as raw 16-bit RGBA
@@ -131,7 +131,9 @@ def pixel_transform(preprocessing: Preprocessing) -> Callable[[Image.Image], tor
     it. Decoding threads stop here: a quarter of the bytes of floats, and the float work is done once per batch."""
     from torchvision import transforms
 
-    steps = [transforms.Resize(preprocessing.resize, antialias=True)]
+    mode = transforms.InterpolationMode
+    interpolation = mode.BICUBIC if preprocessing.interpolation == BICUBIC else mode.BILINEAR
+    steps = [transforms.Resize(preprocessing.resize, interpolation=interpolation, antialias=True)]
     if preprocessing.crop:
         steps.append(transforms.CenterCrop(preprocessing.crop))
     steps.append(transforms.PILToTensor())

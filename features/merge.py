@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from headstart.features.backbone import FEATURE_DIM
+from headstart.backbones.registry import backbone_entry
 from headstart.features.engines.batches import EmbeddedBatch
 from headstart.features.reuse import CachedRow, PreviousRows, ReusePlan
 from headstart.features.store import FeaturesHeader, Rows, StoreWriter
@@ -32,7 +32,8 @@ def write_features(
 ) -> list[SplitSummary]:
     """Write path from the plan: reused rows from previous, the rest from batches (the plan's todo, in order)."""
     computed = _computed(batches)
-    with StoreWriter(path, header, FEATURE_DIM, BLOCK_ROWS) as writer:
+    width = backbone_entry(header.backbone).width
+    with StoreWriter(path, header, width, BLOCK_ROWS) as writer:
         summaries = [_write_split(writer, split, entries, previous, computed) for split, entries in plan.splits.items()]
         writer.commit()
     return summaries
@@ -82,7 +83,7 @@ def _write_block(writer: StoreWriter, previous: PreviousRows, block: list) -> No
     features = [cached[source] if isinstance(source, CachedRow) else source for _, _, source in block]
     writer.append(
         Rows(
-            np.stack(features).astype(np.float32) if features else np.zeros((0, FEATURE_DIM), np.float32),
+            np.stack(features).astype(np.float32) if features else np.zeros((0, writer.dim), np.float32),
             np.asarray([entry.label for entry, _, _ in block], np.int64),
             [entry.name for entry, _, _ in block],
             np.asarray([stamp.size for _, stamp, _ in block], np.int64),

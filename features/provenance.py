@@ -11,6 +11,8 @@ IMAGENET = "imagenet"
 RANDOM = "none"
 RANDOM_INIT_SEED = 0
 INTERPOLATION = "bilinear, antialias"
+BICUBIC = "bicubic, antialias"
+INTERPOLATIONS = (INTERPOLATION, BICUBIC)  # what features/images.py's resize can do
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -57,6 +59,7 @@ class Preprocessing:
     crop: int | None
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    interpolation: str = INTERPOLATION
 
     @property
     def draft_size(self) -> int:
@@ -71,26 +74,28 @@ class Preprocessing:
             "crop": self.crop,
             "mean": list(self.mean),
             "std": list(self.std),
-            "interpolation": INTERPOLATION,
+            "interpolation": self.interpolation,
         }
 
     @classmethod
     def from_description(cls, record: dict) -> Preprocessing:
-        """Rebuild a preprocessing from its record; one this headstart does not know is a RecordError."""
+        """Rebuild a preprocessing from its record; a named one (PREPROCESSINGS) must match its name, any other must
+        be one this headstart can run (a backbone's own); else a RecordError."""
         try:
             resize = record["resize"]
             rebuilt = cls(
                 str(record["name"]),
-                tuple(resize) if isinstance(resize, list) else resize,
-                record["crop"],
-                tuple(record["mean"]),
-                tuple(record["std"]),
+                tuple(int(side) for side in resize) if isinstance(resize, list) else int(resize),  # type: ignore[arg-type]
+                None if record["crop"] is None else int(record["crop"]),
+                tuple(float(value) for value in record["mean"]),  # type: ignore[arg-type]  # length checked below
+                tuple(float(value) for value in record["std"]),  # type: ignore[arg-type]
+                str(record["interpolation"]),
             )
-            known = PREPROCESSINGS.get(rebuilt.name)
-            interpolation = record["interpolation"]
-        except (KeyError, TypeError) as error:
-            raise RecordError(f"a damaged preprocessing record (no {error}): {record}") from None
-        if rebuilt != known or interpolation != INTERPOLATION:
+        except (KeyError, TypeError, ValueError) as error:
+            raise RecordError(f"a damaged preprocessing record ({error}): {record}") from None
+        known = PREPROCESSINGS.get(rebuilt.name, rebuilt)
+        runnable = len(rebuilt.mean) == len(rebuilt.std) == 3 and rebuilt.interpolation in INTERPOLATIONS
+        if rebuilt != known or not runnable or (isinstance(rebuilt.resize, tuple) and len(rebuilt.resize) != 2):
             raise RecordError(f"a preprocessing this headstart does not know: {record}")
         return rebuilt
 

@@ -5,14 +5,14 @@
         producer           "headstart <version>"
         created            ISO 8601 time, UTC
         classes            JSON list of class names; a label is an index into it
-        backbone           "resnet18"
+        backbone           a name in backbones/registry.py (format 1 and 2 files: always "resnet18")
         weights            JSON {"kind": "torchvision"|"file"|"none", "name": str, "sha256": str}
         preprocessing      JSON {"name", "resize", "crop", "mean", "std", "interpolation"}
         precision          "fp32" | "bf16"
         data_root          the --data folder the paths are relative to
         torch_version, torchvision_version; forward: "batchnorm folded" (absent: "torchvision eager"; not a reuse key)
     /<split>               one group per split: train, val (and test)
-        features           float32 (N, 512), chunked and resizable
+        features           float32 (N, width), the backbone's width (512 for resnet18), chunked and resizable
         labels             int64 (N,); it, features, sizes, mtimes_ns: Fletcher32 per chunk (older files: none)
         paths              UTF-8 strings (N,), relative to data_root (undecodable bytes as \\xNN)
         sizes              int64 (N,) file size in bytes       } what the incremental cache
@@ -58,7 +58,9 @@ from headstart.files.cachedir import PARTIAL_SUFFIX
 from headstart.files.regular import check_regular
 from headstart.files.room import ensure_room
 
-FORMAT_VERSION, READABLE_VERSIONS = 2, (1, 2)  # 2 added `forward` and Fletcher32; format 1 files load as before
+# 2 added `forward` and Fletcher32; 3: `backbone` names any registry entry (files named per backbone,
+# files/cachedir.py). Older files, all resnet18's, load as before.
+FORMAT_VERSION, READABLE_VERSIONS = 3, (1, 2, 3)
 JSON_ATTRS = ("classes", "weights", "preprocessing")
 ROW_FIELDS = ("features", "labels", "paths", "sizes", "mtimes_ns", "sha256")
 _STR = h5py.string_dtype("utf-8")
@@ -305,6 +307,7 @@ class StoreWriter:
         self.path = Path(path)
         self.partial = self.path.with_name(f"{self.path.name}{PARTIAL_SUFFIX}-{os.getpid()}-{time.time_ns()}")
         self._dim = dim
+        self.dim = dim  # the features' width
         self._chunk_rows = chunk_rows
         self._group: h5py.Group | None = None
         self._ensure_room(0)

@@ -5,6 +5,7 @@ Every module that reads or writes in the cache takes its names from here, and ev
 
     CACHE/features.h5                  the features (features/store.py)
     CACHE/features.h5.partial-<id>     an extract in progress, renamed over features.h5 when complete
+    CACHE/features-<backbone>.h5       the features of another backbone than the default (and its .partial-<id>)
     CACHE/head.pt                      the trained head (heads/checkpoint.py)
     CACHE/metrics.json                 train-head's metrics
     CACHE/curves.png                   loss and accuracy per epoch
@@ -21,7 +22,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-FEATURES_FILE = "features.h5"
+from headstart.backbones.registry import DEFAULT_BACKBONE, backbone_entry
+
+FEATURES_FILE = "features.h5"  # the default backbone's, as every cache before the registry named it
+BACKBONE_FEATURES = ("features-", ".h5")  # features-<backbone>.h5: another backbone's features
 PARTIAL_SUFFIX = ".partial"
 HEAD_FILE = "head.pt"
 METRICS_FILE = "metrics.json"
@@ -35,7 +39,41 @@ TEMPORARY_PREFIX = ".hs-"
 
 FILES = (FEATURES_FILE, HEAD_FILE, METRICS_FILE, CURVES_FILE, CALIBRATION_FILE, SWEEP_FILE, LOCK_FILE)
 FOLDERS = (AUDIT_DIR, THUMBNAILS_DIR)
-PREFIXES = (f"{FEATURES_FILE}{PARTIAL_SUFFIX}", TEMPORARY_PREFIX)
+PREFIXES = (f"{FEATURES_FILE}{PARTIAL_SUFFIX}", BACKBONE_FEATURES[0], TEMPORARY_PREFIX)
+
+
+def features_file(backbone: str) -> str:
+    """The name of a backbone's features file in the cache folder."""
+    return FEATURES_FILE if backbone == DEFAULT_BACKBONE else f"{BACKBONE_FEATURES[0]}{backbone}{BACKBONE_FEATURES[1]}"
+
+
+def features_files(cache: str | os.PathLike) -> dict[str, Path]:
+    """Every backbone's complete features file in cache, by backbone name (the name the file is called by)."""
+    folder = Path(cache)
+    found = {DEFAULT_BACKBONE: folder / FEATURES_FILE} if (folder / FEATURES_FILE).is_file() else {}
+    start, end = BACKBONE_FEATURES
+    for name in sorted(os.listdir(folder)) if folder.is_dir() else ():
+        if name.startswith(start) and name.endswith(end) and len(name) > len(start) + len(end):
+            found[name[len(start) : -len(end)]] = folder / name
+    return found
+
+
+class BackboneChoiceError(ValueError):
+    """A cache holding several backbones' features, and a command not told which; the message lists them."""
+
+
+def chosen_features(cache: str | os.PathLike, backbone: str | None = None) -> Path:
+    """The features file a command reads: the named backbone's, else the only one the cache holds (the default's
+    name when it holds none, for the caller's "run extract first"); several and none named is a
+    BackboneChoiceError."""
+    if backbone is not None:
+        return Path(cache) / features_file(backbone_entry(backbone).name)
+    found = features_files(cache)
+    if len(found) > 1:
+        raise BackboneChoiceError(
+            f"{cache} holds the features of several backbones ({', '.join(found)}): pass --backbone NAME"
+        )
+    return next(iter(found.values()), Path(cache) / FEATURES_FILE)
 
 
 def _owned_name(relative: Path) -> bool:

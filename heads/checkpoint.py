@@ -1,14 +1,15 @@
-"""The head file (head.pt), format version 2: plain types only, so it loads with torch.load(weights_only=True).
+"""The head file (head.pt), format version 3: plain types only, so it loads with torch.load(weights_only=True).
 
     format_version  int, FORMAT_VERSION
     producer        "headstart <version>"
     torch_version   the torch that trained and saved the head
     created         ISO 8601 time, UTC
     head_type       "linear"
-    head_args       {"in_features": int, "num_classes": int}: LinearHead(**head_args)
+    head_args       {"in_features": int, "num_classes": int}: LinearHead(**head_args); in_features is the backbone's
+                    feature width
     state_dict      {"weight": tensor, "bias": tensor}
     classes         list of class names; output i is classes[i]
-    backbone        "resnet18"
+    backbone        a name in backbones/registry.py, rebuilt by predict, evaluate, export (format 1, 2: "resnet18")
     weights         {"kind", "name", "sha256"} of the backbone the features came from
     preprocessing   {"name", "resize", "crop", "mean", "std", "interpolation"}
     precision       "fp32" | "bf16"
@@ -26,7 +27,8 @@
                     the class names and of the unknown model (its tensors the same way, then its numbers):
                     checked on load, so a flipped byte is a clear error, never wrong labels.
 
-Format 1 files (no unknown, no calibration, no digest) still load, with unknown and calibration None.
+Format 1 files (no unknown, no calibration, no digest) still load, with unknown and calibration None. Format 3 is
+format 2 whose backbone may be any registry entry; format 1 and 2 files are resnet18 heads and load as before.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ from headstart.files.regular import UnsafeFileError, open_regular
 from headstart.heads.linear import LinearHead
 from headstart.heads.trust.unknown import UnknownModel
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 _REQUIRED = ("head_type", "head_args", "state_dict", "classes", "backbone", "weights", "preprocessing", "precision")
 

@@ -13,7 +13,7 @@ import torch
 
 from headstart.features import FeaturesHeader, FeatureStore, StoreError, cache_lock
 from headstart.files.atomic import replace_together
-from headstart.files.cachedir import CALIBRATION_FILE, CURVES_FILE, FEATURES_FILE, HEAD_FILE, METRICS_FILE
+from headstart.files.cachedir import CALIBRATION_FILE, CURVES_FILE, HEAD_FILE, METRICS_FILE, chosen_features
 from headstart.heads.checkpoint import HeadCheckpoint, save_head
 from headstart.heads.config import TrainConfig
 from headstart.heads.logreg import train_logreg
@@ -155,17 +155,19 @@ def fit_head(
     trust: TrustConfig = TrustConfig(),
     command: str = "train-head",
     plots: Plots = PlotsHere(),
+    backbone: str | None = None,
 ) -> FitSummary:
     """Train on the cached train split, score on val each epoch, fit the unknown-image model and the temperature
     (heads/trust), save the head, its metrics and its plots (drawn by `plots`). With `choose` (the sweep), the setting
     is choose(train rows, classes)'s, decided before val is read; `command` names the lock's holder to a concurrent
-    command."""
+    command. `backbone` picks the features file when the cache holds several (files/cachedir.py)."""
     started = time.perf_counter()
     cache = Path(cache)
+    features = chosen_features(cache, backbone)
     if not cache.is_dir():  # checked before taking the lock, which would create the folder
-        raise StoreError(f"{cache / FEATURES_FILE} does not exist: run `extract` first")
+        raise StoreError(f"{features} does not exist: run `extract` first")
     with cache_lock(cache, command):
-        with FeatureStore(cache / FEATURES_FILE) as store:
+        with FeatureStore(features) as store:
             header = store.header
             train, val, choice = _read_rows(store, Choice(config, {}, {}), choose)
         classes, config = list(header.classes), choice.config

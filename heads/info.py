@@ -7,44 +7,57 @@ from pathlib import Path
 import numpy as np
 
 from headstart.features import FeatureStore
-from headstart.files.cachedir import FEATURES_FILE, HEAD_FILE
+from headstart.files.cachedir import HEAD_FILE, features_files
 from headstart.heads.checkpoint import load_head
 
 
 def describe_cache(cache: str | Path) -> dict:
-    """A plain dict (JSON-ready) of the cache's contents; a missing file is reported as None, a damaged one raises."""
+    """A plain dict (JSON-ready) of the cache's contents; a missing file is reported as None, a damaged one raises.
+    "features" describes the only (or the default backbone's) features file, "backbones" every backbone's by name."""
     cache = Path(cache)
-    info: dict = {"cache": str(cache), "features": None, "head": None}
-    if (cache / FEATURES_FILE).exists():
-        with FeatureStore(cache / FEATURES_FILE) as store:
-            header = store.header.to_dict()
-            classes = header["classes"]
-            splits = {}
-            for split in store.splits:
-                labels = store.labels(split)
-                counts = np.bincount(labels, minlength=len(classes)) if len(labels) else np.zeros(len(classes), int)
-                splits[split] = {
-                    "rows": int(len(labels)),
-                    "per_class": dict(zip(classes, map(int, counts))),
-                    "skipped": len(store.skipped(split)),
-                }
-        info["features"] = {
-            key: header.get(key)
-            for key in (
-                "created",
-                "producer",
-                "classes",
-                "backbone",
-                "weights",
-                "preprocessing",
-                "precision",
-                "data_root",
-                "torch_version",
-                "torchvision_version",
-                "forward",
-                "format_version",
-            )
-        } | {"splits": splits}
+    info: dict = {"cache": str(cache), "features": None, "head": None, "backbones": {}}
+    for backbone, path in features_files(cache).items():
+        info["backbones"][backbone] = _describe_features(path)
+    if info["backbones"]:
+        info["features"] = next(iter(info["backbones"].values()))
+    _describe_head(cache, info)
+    return info
+
+
+def _describe_features(path: Path) -> dict:
+    """A features file's provenance and per-split counts."""
+    with FeatureStore(path) as store:
+        header = store.header.to_dict()
+        classes = header["classes"]
+        splits = {}
+        for split in store.splits:
+            labels = store.labels(split)
+            counts = np.bincount(labels, minlength=len(classes)) if len(labels) else np.zeros(len(classes), int)
+            splits[split] = {
+                "rows": int(len(labels)),
+                "per_class": dict(zip(classes, map(int, counts))),
+                "skipped": len(store.skipped(split)),
+            }
+    return {"file": path.name} | {key: header.get(key) for key in _FEATURE_KEYS} | {"splits": splits}
+
+
+_FEATURE_KEYS = (
+    "created",
+    "producer",
+    "classes",
+    "backbone",
+    "weights",
+    "preprocessing",
+    "precision",
+    "data_root",
+    "torch_version",
+    "torchvision_version",
+    "forward",
+    "format_version",
+)
+
+
+def _describe_head(cache: Path, info: dict) -> None:
     if (cache / HEAD_FILE).exists():
         checkpoint = load_head(cache / HEAD_FILE)
         metrics = {
@@ -55,9 +68,9 @@ def describe_cache(cache: str | Path) -> dict:
         }
         info["head"] = {
             "classes": checkpoint.classes,
+            "backbone": checkpoint.backbone,
             "weights": checkpoint.weights,
             "preprocessing": checkpoint.preprocessing["name"],
             "train_config": checkpoint.train_config,
             "metrics": metrics,
         }
-    return info

@@ -92,7 +92,7 @@ def test_saved_weights_are_a_copy(tmp_path):
 def test_file_is_plain_data_for_weights_only_load(saved):
     path, original = saved
     data = torch.load(path, map_location="cpu", weights_only=True)
-    assert data["format_version"] == FORMAT_VERSION == 2
+    assert data["format_version"] == FORMAT_VERSION == 3
     assert data["head_type"] == "linear"
     assert data["head_args"] == {"in_features": 512, "num_classes": 3}
     assert set(data["state_dict"]) == {"weight", "bias"}

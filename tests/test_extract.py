@@ -185,7 +185,7 @@ def test_second_run_reuses_everything_without_building_the_network(tiny_dataset,
     def no_network(*args, **kwargs):
         raise AssertionError("the backbone was built although every row was cached")
 
-    monkeypatch.setattr(backbone_module, "_frozen_resnet18", no_network)
+    monkeypatch.setattr(backbone_module, "build_network", no_network)
     summary = run(tiny_dataset, cache)
     assert summary.rebuild_reason is None
     assert counts(summary) == {"train": (0, 8, 0), "val": (0, 4, 0)}

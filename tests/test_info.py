@@ -14,7 +14,7 @@ from headstart.heads.info import describe_cache
 
 
 def test_an_empty_cache_holds_nothing(tmp_path):
-    assert describe_cache(tmp_path) == {"cache": str(tmp_path), "features": None, "head": None}
+    assert describe_cache(tmp_path) == {"cache": str(tmp_path), "features": None, "head": None, "backbones": {}}
 
 
 def test_features_and_head_are_described(tmp_path):

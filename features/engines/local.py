@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from headstart.features.backbone import FEATURE_DIM, Backbone, pick_device
+from headstart.features.backbone import Backbone, pick_device
 from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, load_image
 from headstart.features.folder import ImageEntry
 from headstart.features.images import FileStamp, normalize_pixels, pixel_transform
@@ -56,7 +56,7 @@ def _features(decoded: Decoded, backbone: Backbone, preprocessing: Preprocessing
     """The features of the decoded images, in one forward pass."""
     tensors = [tensor for tensor, _, _ in decoded if tensor is not None]
     if not tensors:
-        return torch.zeros(0, FEATURE_DIM)
+        return torch.zeros(0, backbone.width)
     pixels = torch.stack(tensors).to(backbone.device, non_blocking=True)
     return backbone.features(normalize_pixels(pixels, preprocessing))
 

@@ -25,7 +25,8 @@ import ray
 import ray.data
 import torch
 
-from headstart.features.backbone import FEATURE_DIM, Backbone, DeviceError, WeightsError, load_backbone, pick_device
+from headstart.backbones.registry import DEFAULT_BACKBONE
+from headstart.features.backbone import Backbone, DeviceError, WeightsError, load_backbone, pick_device
 from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, load_image
 from headstart.features.folder import ImageEntry
 from headstart.features.images import FileStamp, build_transform
@@ -86,9 +87,19 @@ def _decode(
 class _Embed:
     """A Ray actor's callable: builds the frozen backbone once, then turns pixel batches into feature batches."""
 
-    def __init__(self, weights: str, identity: dict, device: str, precision: str, compile: bool = False):
+    def __init__(  # noqa: PLR0913  Ray passes the options by keyword
+        self,
+        weights: str,
+        identity: dict,
+        device: str,
+        precision: str,
+        compile: bool = False,
+        backbone: str = DEFAULT_BACKBONE,
+    ):
         # A failed --compile falls back to the folded network here too; the actor has no one to warn.
-        self.backbone = load_backbone(weights, torch.device(device), precision, progress=False, compile=compile)
+        self.backbone = load_backbone(
+            weights, torch.device(device), precision, progress=False, compile=compile, backbone=backbone
+        )
         expected = WeightsIdentity.from_dict(identity)
         if not self.backbone.identity.same_weights(expected):
             raise WeightsError(
@@ -99,7 +110,7 @@ class _Embed:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = batch["ok"]
-        features = np.zeros((len(ok), FEATURE_DIM), np.float32)
+        features = np.zeros((len(ok), self.backbone.width), np.float32)
         if ok.any():
             features[ok] = self.backbone.features(torch.from_numpy(batch["pixels"][ok])).numpy()
         return {**{key: value for key, value in batch.items() if key != "pixels"}, "features": features}
@@ -175,6 +186,7 @@ def _in_order(
     batches: Iterable[dict[str, np.ndarray]],
     batch_size: int,
     on_progress: ProgressCallback | None,
+    width: int,
 ) -> Iterator[EmbeddedBatch]:
     """Rows arrive as Ray finishes them; yield them as EmbeddedBatches of at most batch_size, in input order."""
     arrived: dict[int, tuple] = {}
@@ -191,7 +203,7 @@ def _in_order(
                 entries[done : done + count],
                 list(stamps),
                 list(errors),
-                np.stack(ok_features) if ok_features else np.zeros((0, FEATURE_DIM), np.float32),
+                np.stack(ok_features) if ok_features else np.zeros((0, width), np.float32),
             )
             done += count
             if on_progress:
@@ -232,9 +244,8 @@ class RayEngine:
             _quiet_ray_data()
             dataset = _pipeline(entries, backbone, preprocessing, shape, self.device, self.batch_size)
             try:
-                yield from _in_order(
-                    entries, dataset.iter_batches(batch_size=None, batch_format="numpy"), self.batch_size, on_progress
-                )
+                batches = dataset.iter_batches(batch_size=None, batch_format="numpy")
+                yield from _in_order(entries, batches, self.batch_size, on_progress, backbone.width)
             except ray.exceptions.RayError as error:
                 raise RayEngineError(f"on Ray: {_reason(error)}") from None
 
@@ -268,6 +279,7 @@ def _pipeline(
                 "device": "cuda" if gpus_per_actor else "cpu",
                 "precision": backbone.precision,
                 "compile": backbone.compile,
+                "backbone": backbone.entry.name,
             },
             batch_size=batch_size,
             batch_format="numpy",

@@ -15,6 +15,7 @@ class AuditConfig:
     """What `audit` computes and how much of it the report shows; the CLI's defaults come from here."""
 
     cache: Path = Path("cache")
+    backbone: str | None = None  # whose features, when the cache holds several backbones'
     # train-head --head logreg: a converged fit whatever the number of rows, so out-of-fold probabilities and a
     # learning-curve point at 1 image per class are fitted heads, not a few SGD steps (docs/audit.md).
     train: TrainConfig = TrainConfig(head="logreg")

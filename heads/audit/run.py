@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from headstart.features import StoreError, cache_lock
-from headstart.files.cachedir import AUDIT_DIR, FEATURES_FILE
+from headstart.files.cachedir import AUDIT_DIR, chosen_features
 from headstart.heads.audit.config import AuditConfig
 from headstart.heads.audit.duplicates import find_duplicates
 from headstart.heads.audit.label_issues import class_thresholds, find_label_issues
@@ -76,10 +76,11 @@ def _val_mistakes(rows: CachedRows, probabilities: np.ndarray) -> list[tuple[int
 
 
 def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | None = None) -> AuditResult:
-    """Audit CACHE/features.h5 and write CACHE/audit/ (its files replaced together, audit.json last)."""
+    """Audit the cache's features (config.backbone's when it holds several) and write CACHE/audit/ (its files
+    replaced together, audit.json last)."""
     started = time.perf_counter()
     cache = Path(config.cache)
-    features_path = cache / FEATURES_FILE
+    features_path = chosen_features(cache, config.backbone)
     if not cache.is_dir():  # checked before taking the lock, which would create the folder
         raise StoreError(f"{features_path} does not exist: run `extract` first")
     with cache_lock(cache, "audit"):

@@ -1,4 +1,4 @@
-"""The whole classifier as one module: normalise -> frozen ResNet18 -> trained head -> softmax, for export."""
+"""The whole classifier as one module: normalise -> frozen backbone -> trained head -> softmax, for export."""
 
 from __future__ import annotations
 
@@ -32,12 +32,13 @@ class ExportedClassifier(nn.Module):
 
 
 def build_classifier(predictor, bf16: bool = False, plain: bool = False) -> ExportedClassifier:
-    """The Predictor's own backbone (plain=True: rebuilt with torchvision's layers, for a resnet18 state_dict) and
-    head, on the CPU, behind its preprocessing's mean and std."""
-    from headstart.features.backbone import plain_resnet18
+    """The Predictor's own backbone (plain=True: rebuilt with torchvision's layers, for a state_dict of torchvision's
+    builder) and head, on the CPU, behind its preprocessing's mean and std."""
+    from headstart.features.backbone import plain_network
 
     preprocessing = predictor.preprocessing
-    backbone = plain_resnet18(predictor.backbone.identity.spec()) if plain else predictor.backbone.model
+    own = predictor.backbone
+    backbone = plain_network(own.entry, own.identity.spec()) if plain else own.model
     model = ExportedClassifier(
         backbone, predictor.checkpoint.head, list(preprocessing.mean), list(preprocessing.std), bf16
     )

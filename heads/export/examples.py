@@ -19,7 +19,8 @@ if isinstance(pre["resize"], int):  # the shorter side to `side`, the aspect rat
     size = (side, int(side * height / width)) if width <= height else (int(side * width / height), side)
 else:
     size = (pre["resize"][1], pre["resize"][0])
-image = image.resize(size, Image.Resampling.BILINEAR)
+bicubic = pre["interpolation"].startswith("bicubic")
+image = image.resize(size, Image.Resampling.BICUBIC if bicubic else Image.Resampling.BILINEAR)
 if pre["crop"]:  # the centre crop x crop
     left, top = round((image.width - pre["crop"]) / 2), round((image.height - pre["crop"]) / 2)
     image = image.crop((left, top, left + pre["crop"], top + pre["crop"]))
@@ -59,10 +60,13 @@ from PIL import Image, ImageOps
 from torchvision import models, transforms
 
 meta = json.load(open(sys.argv[1] + ".json"))
-model = models.resnet18(num_classes=len(meta["classes"]))
+model = models.get_model(meta["backbone"], num_classes=len(meta["classes"]))
 model.load_state_dict(torch.load(sys.argv[1], weights_only=True))
 model.eval()
-{_DECODE}steps = [transforms.Resize(pre["resize"] if isinstance(pre["resize"], int) else tuple(pre["resize"]))]
+{_DECODE}mode = transforms.InterpolationMode
+interpolation = mode.BICUBIC if pre["interpolation"].startswith("bicubic") else mode.BILINEAR
+size = pre["resize"] if isinstance(pre["resize"], int) else tuple(pre["resize"])
+steps = [transforms.Resize(size, interpolation=interpolation)]
 steps += [transforms.CenterCrop(pre["crop"])] if pre["crop"] else []
 steps += [transforms.ToTensor(), transforms.Normalize(pre["mean"], pre["std"])]
 with torch.inference_mode():

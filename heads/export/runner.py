@@ -59,7 +59,7 @@ def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = N
     predictor = Predictor.load(
         Path(config.cache) / HEAD_FILE, PredictConfig(weights=config.weights, device="cpu", workers=0)
     )
-    entries = verification_images(Path(config.cache), config.images, config.sample)
+    entries = verification_images(Path(config.cache), config.images, config.sample, predictor.checkpoint.backbone)
     entries, inputs = model_inputs(entries, predictor.preprocessing)
     stage(f"predicting {len(entries)} images the usual way")
     expected = predicted(predictor, entries)

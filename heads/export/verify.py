@@ -13,7 +13,7 @@ from headstart.features import FeatureStore, StoreError, find_images
 from headstart.features.engines.batches import load_image
 from headstart.features.folder import ImageEntry
 from headstart.features.images import build_transform
-from headstart.files.cachedir import FEATURES_FILE
+from headstart.files.cachedir import features_file
 from headstart.heads.export.metadata import ExportError
 
 # The largest difference in any probability allowed between the export and predict: fp32 heads agree to
@@ -29,25 +29,27 @@ def _spread(entries: list[ImageEntry], sample: int) -> list[ImageEntry]:
     return [entries[index * len(entries) // sample] for index in range(sample)]
 
 
-def _cache_images(cache: Path) -> list[ImageEntry]:
+def _cache_images(features: Path) -> list[ImageEntry]:
     """The images of the first split of val, test, train that the features file records."""
-    with FeatureStore(cache / FEATURES_FILE) as store:
+    with FeatureStore(features) as store:
         split = next(name for name in _SPLITS if name in store.splits)
         root = Path(store.header.data_root)
         paths = store.stamps(split)[0]
     return [ImageEntry(root / path, path) for path in paths if (root / path).is_file()]
 
 
-def verification_images(cache: Path, images: Path | None, sample: int) -> list[ImageEntry]:
-    """The images to verify on: those given, else the val images the cache was extracted from."""
+def verification_images(cache: Path, images: Path | None, sample: int, backbone: str) -> list[ImageEntry]:
+    """The images to verify on: those given, else the val images the cache's features of backbone (the head's) were
+    extracted from."""
+    features = cache / features_file(backbone)
     if images is not None:
         entries, where = find_images([images]), str(images)
     else:
         try:
-            entries = _cache_images(cache)
+            entries = _cache_images(features)
         except (StoreError, StopIteration):
             entries = []
-        where = f"the images {cache / FEATURES_FILE} records"
+        where = f"the images {features} records"
     if not entries:
         raise ExportError(f"no images to verify the export on in {where}: pass a folder of images with --images")
     return _spread(entries, sample)

@@ -58,8 +58,18 @@ class Predictor:
         recorded = WeightsIdentity.from_dict(checkpoint.weights)
         spec = config.weights or _recorded_weights(recorded)
         backbone = load_backbone(
-            spec, engine.driver_device, checkpoint.precision, compile=config.compile, on_warning=on_warning
+            spec,
+            engine.driver_device,
+            checkpoint.precision,
+            compile=config.compile,
+            on_warning=on_warning,
+            backbone=checkpoint.backbone,
         )
+        if backbone.width != checkpoint.head.in_features:
+            raise HeadFileError(
+                f"{head_file} takes {checkpoint.head.in_features}-d features, but its backbone {checkpoint.backbone} "
+                f"computes {backbone.width}-d ones: re-run train-head"
+            )
         if not backbone.identity.same_weights(recorded):
             raise WeightsError(
                 f"--weights {spec} ({backbone.identity.describe()}) is not what the head was trained on "
