@@ -57,8 +57,27 @@ def cli() -> None:
     type=click.Path(path_type=Path),
     default=ExtractConfig().data,
     show_default=True,
-    help="Dataset folder with train/ and val/ (and test/), one sub-folder per class; "
-    "downloaded from the PyTorch tutorial when the default is missing.",
+    help="Dataset folder with train/ and val/ (and test/), one sub-folder per class, or only class sub-folders "
+    "(split for you by --val-fraction); downloaded from the PyTorch tutorial when the default is missing.",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="A folder without train/: the share of each class drawn into val, by content  [default: 0.2]",
+)
+@click.option(
+    "--test-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="A folder without train/: the share of each class drawn into test, never used to choose  [default: 0]",
+)
+@click.option(
+    "--split-seed",
+    type=int,
+    default=ExtractConfig().split_seed,
+    show_default=True,
+    help="A folder without train/: the seed of the content split; the same seed keeps every image where it was.",
 )
 @cache_option
 @click.option(
@@ -104,6 +123,9 @@ def extract(
     engine: str,
     address: str | None,
     compile_backbone: bool,
+    val_fraction: float | None,
+    test_fraction: float | None,
+    split_seed: int,
 ) -> None:
     """Run the frozen backbone over every image once and cache the features in CACHE/features.h5."""
     report = ctx.ensure_object(Reporter)
@@ -129,6 +151,9 @@ def extract(
             engine=engine,
             address=address,
             compile=compile_backbone,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
         )
         with report.progress("extract") as on_progress:
             summary = extract_features(

@@ -14,13 +14,16 @@ from headstart.features.backbone import BACKBONE, Backbone, load_backbone, locat
 from headstart.features.config import ExtractConfig
 from headstart.features.engines import build_engine
 from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback
-from headstart.features.folder import Dataset, find_dataset, text_path
+from headstart.features.folder import Dataset, text_path
 from headstart.features.merge import SplitSummary, write_features
 from headstart.features.provenance import PREPROCESSINGS, WeightsIdentity
 from headstart.features.reuse import PreviousRows
 from headstart.features.store import FeaturesHeader, partial_files
 from headstart.files.cachedir import FEATURES_FILE
 from headstart.files.lock import cache_lock
+from headstart.sources.choose import find_source, split_rule
+from headstart.sources.rule import SplitRule
+from headstart.sources.split import assign_splits
 
 
 @dataclass
@@ -35,9 +38,12 @@ class ExtractSummary:
     rebuild_reason: str | None
     seconds: float
     resumed: int = 0  # rows reused from interrupted runs' partial files
+    split: SplitRule | None = None  # how a folder without train/ was split
 
 
-def _header(config: ExtractConfig, dataset: Dataset, weights: WeightsIdentity) -> FeaturesHeader:
+def _header(
+    config: ExtractConfig, dataset: Dataset, weights: WeightsIdentity, rule: SplitRule | None
+) -> FeaturesHeader:
     import torch
 
     from headstart.features import __version__
@@ -56,6 +62,7 @@ def _header(config: ExtractConfig, dataset: Dataset, weights: WeightsIdentity) -
         # (torchvision.ops imports torch._dynamo), and a run with nothing to compute never needs torchvision.
         torchvision_version=metadata.version("torchvision"),
         forward=Backbone.forward,
+        split=rule,
     )
 
 
@@ -73,14 +80,16 @@ def extract_features(
     """Write config.cache/features.h5 for the dataset in config.data; return what was done."""
     started = time.perf_counter()
     engine = build_engine(config)
-    dataset = find_dataset(config.data)
+    rule = split_rule(config)
+    dataset = find_source(config, rule)
     located = locate_weights(config.weights)  # found and hashed once: the identity and the network both use it
     weights = located.identity
-    header = _header(config, dataset, weights)
+    header = _header(config, dataset, weights, rule)
     path = Path(config.cache) / FEATURES_FILE
     with cache_lock(config.cache, "extract"):
         with closing(PreviousRows(path, header)) as previous:
             plan = previous.plan(dataset.splits)
+            plan = assign_splits(plan, rule) if rule else plan
             summary = ExtractSummary(
                 path,
                 dataset.classes,
@@ -90,6 +99,7 @@ def extract_features(
                 previous.rebuild_reason,
                 0.0,
                 previous.resumed_rows(plan),
+                rule,
             )
             if on_start:
                 on_start(summary)

@@ -24,6 +24,7 @@ class SplitSummary:
     found: int = 0
     extracted: int = 0
     reused: int = 0
+    relabelled: int = 0  # reused rows whose class or split changed: their features stay, their labels are the source's
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -33,7 +34,10 @@ def write_features(
     """Write path from the plan: reused rows from previous, the rest from batches (the plan's todo, in order)."""
     computed = _computed(batches)
     with StoreWriter(path, header, FEATURE_DIM, BLOCK_ROWS) as writer:
-        summaries = [_write_split(writer, split, entries, previous, computed) for split, entries in plan.splits.items()]
+        summaries = [
+            _write_split(writer, split, entries, previous, computed, header.classes)
+            for split, entries in plan.splits.items()
+        ]
         writer.commit()
     return summaries
 
@@ -48,7 +52,7 @@ def _computed(batches: Iterator[EmbeddedBatch]) -> Iterator[tuple]:
 
 
 def _write_split(
-    writer: StoreWriter, split: str, plan: list, previous: PreviousRows, computed: Iterator
+    writer: StoreWriter, split: str, plan: list, previous: PreviousRows, computed: Iterator, classes: list[str]
 ) -> SplitSummary:
     summary = SplitSummary(split, found=len(plan))
     writer.begin_split(split)
@@ -59,6 +63,7 @@ def _write_split(
             cached, stamp = reuse
             block.append((entry, stamp, cached))
             summary.reused += 1
+            summary.relabelled += (cached.split, cached.class_name) != (split, _class_name(classes, entry.label))
         else:
             stamp, error, feature, batch_done = next(computed)
             if error is not None:
@@ -74,6 +79,10 @@ def _write_split(
     _write_block(writer, previous, block)
     writer.end_split(summary.skipped)
     return summary
+
+
+def _class_name(classes: list[str], label: int) -> str:
+    return classes[label] if 0 <= label < len(classes) else ""
 
 
 def _write_block(writer: StoreWriter, previous: PreviousRows, block: list) -> None:

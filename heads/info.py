@@ -42,6 +42,7 @@ def describe_cache(cache: str | Path) -> dict:
                 "torch_version",
                 "torchvision_version",
                 "forward",
+                "split",
                 "format_version",
             )
         } | {"splits": splits}
