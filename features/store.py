@@ -41,11 +41,11 @@ import h5py
 import numpy as np
 
 from headstart.features.provenance import Preprocessing, WeightsIdentity
-from headstart.sources.rule import SplitRule
 from headstart.files.atomic import move_into_place, signals_held
 from headstart.files.cachedir import PARTIAL_SUFFIX
 from headstart.files.regular import check_regular
 from headstart.files.room import ensure_room
+from headstart.sources.rule import SplitRule
 
 # 2 added `forward` and Fletcher32, 3 the optional `split`; older files load as before
 FORMAT_VERSION, READABLE_VERSIONS = 3, (1, 2, 3)
