@@ -102,6 +102,15 @@ def show_training(report: Reporter, summary: FitSummary, epochs: EpochTable) -> 
         )
         report.table(scores_table(metrics["val_report"], "val split, last epoch"))
         report.table(confusion_table(metrics["val_report"]))
+    else:
+        report.warn(
+            "no val rows: nothing held out scores this head; run `headstart sweep` to choose and score it by "
+            "cross-validation on train, or extract with a val split (--val-fraction for a folder without train/)"
+        )
+    if metrics.get("test_report"):
+        test = metrics["test_report"]
+        report.table(scores_table(test, "test split, scored once, never used to choose"))
+        report.note(f"test accuracy {test['accuracy']:.4f} (the head saved; test chose nothing)")
     show_trust(report, metrics)
     if summary.trust.skipped:
         report.warn(f"no unknown-image model and no temperature: {summary.trust.skipped}")

@@ -91,12 +91,29 @@ def test_flat_folder_goes_extract_train_predict_evaluate_audit(tmp_path):
     assert "split by content" in info.output
     trained = run("train-head", "--cache", cache, "--epochs", "2")
     assert_ok(trained)
+    metrics = json.loads((cache / "metrics.json").read_text())
+    tested = sum(split == "test" for split, _ in rows.values())
+    assert metrics["counts"]["test"] == tested and metrics["test_report"]["report"]["macro avg"]["support"] == tested
+    assert f"test accuracy {metrics['test_report']['accuracy']:.4f}" in trained.output
     predicted = run("predict", data / "ants", "--cache", cache, "--out", tmp_path / "p.csv", "--device", "cpu")
     assert_ok(predicted)
     assert len(read_csv(tmp_path / "p.csv")) == 12
     assert_ok(run("evaluate", data, "--cache", cache, "--device", "cpu", "--out", tmp_path / "wrong.csv"))
     assert_ok(run("audit", "--cache", cache, "--curve-seeds", "1", "--folds", "2"))
     assert (cache / "audit" / "audit.json").exists()
+
+
+def test_train_only_says_val_is_absent_and_points_to_sweep(tmp_path):
+    data, cache = make_flat(tmp_path / "flat", per_class=6), tmp_path / "cache"
+    assert_ok(run("extract", "--data", data, "--cache", cache, "--val-fraction", "0", *FAST))
+    rows, _ = stored(cache)
+    assert {split for split, _ in rows.values()} == {"train"}
+    trained = run("train-head", "--cache", cache, "--epochs", "2")
+    assert_ok(trained)
+    assert "no val rows" in trained.output and "headstart sweep" in trained.output
+    assert json.loads((cache / "metrics.json").read_text())["counts"] == {"train": 12, "val": 0}
+    assert_ok(run("predict", data, "--cache", cache, "--out", tmp_path / "p.csv", "--device", "cpu"))
+    assert len(read_csv(tmp_path / "p.csv")) == 12
 
 
 def test_adding_images_moves_no_old_image(tmp_path):
