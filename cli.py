@@ -33,6 +33,7 @@ from headstart.console.options import (
     workers_option,
 )
 from headstart.console.reporter import Reporter
+from headstart.console.sources import split_options
 from headstart.console.sweep import show_sweep, sweep_options
 from headstart.console.trust import TrustConfig, show_prediction, trust_options
 from headstart.features import __version__
@@ -60,25 +61,7 @@ def cli() -> None:
     help="Dataset folder with train/ and val/ (and test/), one sub-folder per class, or only class sub-folders "
     "(split for you by --val-fraction); downloaded from the PyTorch tutorial when the default is missing.",
 )
-@click.option(
-    "--val-fraction",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=None,
-    help="A folder without train/: the share of each class drawn into val, by content  [default: 0.2]",
-)
-@click.option(
-    "--test-fraction",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=None,
-    help="A folder without train/: the share of each class drawn into test, never used to choose  [default: 0]",
-)
-@click.option(
-    "--split-seed",
-    type=int,
-    default=ExtractConfig().split_seed,
-    show_default=True,
-    help="A folder without train/: the seed of the content split; the same seed keeps every image where it was.",
-)
+@split_options
 @cache_option
 @click.option(
     "--weights",
