@@ -33,11 +33,19 @@ def show_extract_start(report: Reporter, summary: ExtractSummary) -> None:
 def show_extract(report: Reporter, summary: ExtractSummary) -> None:
     """Rows per split, the skipped files and their reasons, the classes and the time taken."""
     table = Table(title=f"{summary.path}  ({summary.weights.describe()}, {summary.device})")
-    for column in ("split", "images", "extracted", "reused", "skipped"):
+    for column in ("split", "images", "extracted", "reused", "relabelled", "skipped"):
         table.add_column(column, justify="left" if column == "split" else "right")
     for split in summary.splits:
-        table.add_row(split.split, str(split.found), str(split.extracted), str(split.reused), str(len(split.skipped)))
+        counts = (split.found, split.extracted, split.reused, split.relabelled, len(split.skipped))
+        table.add_row(split.split, *map(str, counts))
     report.table(table)
+    if summary.split:
+        report.note(summary.split.describe())
+    relabelled = sum(split.relabelled for split in summary.splits)
+    if relabelled:
+        report.note(
+            f"{relabelled} cached image(s) changed class or split: their labels are updated, nothing recomputed"
+        )
     for split in summary.splits:
         for name, reason in split.skipped:
             report.warn(f"skipped {name}: {reason}")
@@ -96,6 +104,15 @@ def show_training(report: Reporter, summary: FitSummary, epochs: EpochTable) -> 
         )
         report.table(scores_table(metrics["val_report"], "val split, last epoch"))
         report.table(confusion_table(metrics["val_report"]))
+    else:
+        report.warn(
+            "no val rows: nothing held out scores this head; run `headstart sweep` to choose and score it by "
+            "cross-validation on train, or extract with a val split (--val-fraction for a folder without train/)"
+        )
+    if metrics.get("test_report"):
+        test = metrics["test_report"]
+        report.table(scores_table(test, "test split, scored once, never used to choose"))
+        report.note(f"test accuracy {test['accuracy']:.4f} (the head saved; test chose nothing)")
     show_trust(report, metrics)
     if summary.trust.skipped:
         report.warn(f"no unknown-image model and no temperature: {summary.trust.skipped}")
@@ -154,6 +171,10 @@ def _show_features(report: Reporter, cache: Path, features: dict) -> None:
     for split, counts in features["splits"].items():
         table.add_row(split, *map(str, counts["per_class"].values()), str(counts["rows"]), str(counts["skipped"]))
     report.table(table)
+    if features.get("split"):
+        from headstart.sources.rule import SplitRule
+
+        report.note(SplitRule.from_dict(features["split"]).describe())
     weights = features["weights"]
     report.note(
         f"backbone {features['backbone']}, weights {weights['name']} "

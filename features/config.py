@@ -30,3 +30,7 @@ class ExtractConfig(EngineConfig):
     weights: str = "imagenet"
     preprocess: str = "imagenet"
     precision: str = "fp32"
+    # A folder of class folders without train/ is split by content (headstart.sources.rule); None: 0.2 val, 0 test.
+    val_fraction: float | None = None
+    test_fraction: float | None = None
+    split_seed: int = 0

@@ -15,13 +15,16 @@ from headstart.features.backbone import Backbone, check_weights, load_backbone, 
 from headstart.features.config import ExtractConfig
 from headstart.features.engines import build_engine
 from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback
-from headstart.features.folder import Dataset, find_dataset, text_path
+from headstart.features.folder import Dataset, text_path
 from headstart.features.merge import SplitSummary, write_features
 from headstart.features.provenance import WeightsIdentity
 from headstart.features.reuse import PreviousRows
 from headstart.features.store import FeaturesHeader, partial_files
 from headstart.files.cachedir import features_file
 from headstart.files.lock import cache_lock
+from headstart.sources.choose import find_source, split_rule
+from headstart.sources.rule import SplitRule
+from headstart.sources.split import assign_splits
 
 
 @dataclass
@@ -36,9 +39,12 @@ class ExtractSummary:
     rebuild_reason: str | None
     seconds: float
     resumed: int = 0  # rows reused from interrupted runs' partial files
+    split: SplitRule | None = None  # how a folder without train/ was split
 
 
-def _header(config: ExtractConfig, entry: BackboneEntry, dataset: Dataset, weights: WeightsIdentity) -> FeaturesHeader:
+def _header(
+    config: ExtractConfig, entry: BackboneEntry, dataset: Dataset, weights: WeightsIdentity, rule: SplitRule | None
+) -> FeaturesHeader:
     import torch
 
     from headstart.features import __version__
@@ -57,6 +63,7 @@ def _header(config: ExtractConfig, entry: BackboneEntry, dataset: Dataset, weigh
         # (torchvision.ops imports torch._dynamo), and a run with nothing to compute never needs torchvision.
         torchvision_version=metadata.version("torchvision"),
         forward=Backbone.forward,
+        split=rule,
     )
 
 
@@ -75,15 +82,17 @@ def extract_features(
     started = time.perf_counter()
     entry = backbone_entry(config.backbone)
     engine = build_engine(config)
-    dataset = find_dataset(config.data)
+    rule = split_rule(config)
+    dataset = find_source(config, rule)
     located = locate_weights(config.weights, entry=entry)  # found and hashed once: the identity and the network use it
     check_weights(located, entry)  # a file of another network is refused before any image is read
     weights = located.identity
-    header = _header(config, entry, dataset, weights)
+    header = _header(config, entry, dataset, weights, rule)
     path = Path(config.cache) / features_file(entry.name)
     with cache_lock(config.cache, "extract"):
         with closing(PreviousRows(path, header)) as previous:
             plan = previous.plan(dataset.splits)
+            plan = assign_splits(plan, rule) if rule else plan
             summary = ExtractSummary(
                 path,
                 dataset.classes,
@@ -93,6 +102,7 @@ def extract_features(
                 previous.rebuild_reason,
                 0.0,
                 previous.resumed_rows(plan),
+                rule,
             )
             if on_start:
                 on_start(summary)

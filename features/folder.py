@@ -82,7 +82,7 @@ def find_classes(split_dir: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
 
 
-def _scan_classes(folder: Path, classes: list[str], names_relative_to: Path | None) -> list[ImageEntry]:
+def scan_classes(folder: Path, classes: list[str], names_relative_to: Path | None) -> list[ImageEntry]:
     """Images under folder/<class>/ for each class present, labelled by the class's index in `classes`."""
     entries = []
     for label, class_name in enumerate(classes):
@@ -117,7 +117,7 @@ def find_dataset(root: str | os.PathLike, split_names: tuple[str, ...] = SPLIT_N
                 f"{text_path(split_dir)} has classes {split_classes} but train has {classes}: "
                 "every split needs the same class folders"
             )
-        splits[split] = _scan_classes(split_dir, classes, names_relative_to=root)
+        splits[split] = scan_classes(split_dir, classes, names_relative_to=root)
         empty = [name for index, name in enumerate(classes) if not any(e.label == index for e in splits[split])]
         if empty:
             raise DatasetError(
@@ -159,4 +159,4 @@ def find_labeled_images(folder: str | os.PathLike, classes: list[str]) -> list[I
         )
     if not found:
         raise DatasetError(f"{text_path(folder)} has no class sub-folders: give a folder with one sub-folder per class")
-    return _scan_classes(folder, classes, names_relative_to=None)
+    return scan_classes(folder, classes, names_relative_to=None)

@@ -24,6 +24,7 @@ class SplitSummary:
     found: int = 0
     extracted: int = 0
     reused: int = 0
+    relabelled: int = 0  # reused rows whose class or split changed: their features stay, their labels are the source's
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -34,7 +35,10 @@ def write_features(
     computed = _computed(batches)
     width = backbone_entry(header.backbone).width
     with StoreWriter(path, header, width, BLOCK_ROWS) as writer:
-        summaries = [_write_split(writer, split, entries, previous, computed) for split, entries in plan.splits.items()]
+        summaries = [
+            _write_split(writer, split, entries, previous, computed, header.classes)
+            for split, entries in plan.splits.items()
+        ]
         writer.commit()
     return summaries
 
@@ -49,7 +53,7 @@ def _computed(batches: Iterator[EmbeddedBatch]) -> Iterator[tuple]:
 
 
 def _write_split(
-    writer: StoreWriter, split: str, plan: list, previous: PreviousRows, computed: Iterator
+    writer: StoreWriter, split: str, plan: list, previous: PreviousRows, computed: Iterator, classes: list[str]
 ) -> SplitSummary:
     summary = SplitSummary(split, found=len(plan))
     writer.begin_split(split)
@@ -60,6 +64,7 @@ def _write_split(
             cached, stamp = reuse
             block.append((entry, stamp, cached))
             summary.reused += 1
+            summary.relabelled += (cached.split, cached.class_name) != (split, _class_name(classes, entry.label))
         else:
             stamp, error, feature, batch_done = next(computed)
             if error is not None:
@@ -75,6 +80,10 @@ def _write_split(
     _write_block(writer, previous, block)
     writer.end_split(summary.skipped)
     return summary
+
+
+def _class_name(classes: list[str], label: int) -> str:
+    return classes[label] if 0 <= label < len(classes) else ""
 
 
 def _write_block(writer: StoreWriter, previous: PreviousRows, block: list) -> None:

@@ -28,6 +28,7 @@ class CachedRow:
     size: int
     mtime_ns: int
     sha256: str
+    class_name: str = ""  # the label the row was stored with, by name ("" unlabeled): counts relabelled rows
 
 
 # Per scanned entry: the cached row that stands for it with the file's current stamp, or None to compute it.
@@ -86,6 +87,7 @@ class PreviousRows:
         self.rebuild_reason: str | None = None
         self.resumed_from: list[Path] = []
         self._candidates: dict[str, list[CachedRow]] = {}
+        self._by_content: dict[str, CachedRow] = {}  # an image moved or renamed keeps its features
         self._partial_sources: set[int] = set()
         if path.exists():
             self.rebuild_reason = self._add(path, header)
@@ -117,6 +119,7 @@ class PreviousRows:
         self.stores.append(store)
         for name, rows in found.items():
             self._candidates.setdefault(name, []).extend(rows)
+            self._by_content.update((row.sha256, row) for row in rows)
         return None
 
     @staticmethod
@@ -124,11 +127,13 @@ class PreviousRows:
         found: dict[str, list[CachedRow]] = {}
         for split in store.splits:
             paths, sizes, mtimes_ns, sha256 = store.stamps(split)
+            classes = store.header.classes
+            names = [classes[label] if 0 <= label < len(classes) else "" for label in store.labels(split).tolist()]
             damaged = _damaged_rows(store, split, len(paths))  # computed again, never copied
             for row, name in enumerate(paths):
                 if damaged[row]:
                     continue
-                cached = CachedRow(source, split, row, int(sizes[row]), int(mtimes_ns[row]), sha256[row])
+                cached = CachedRow(source, split, row, int(sizes[row]), int(mtimes_ns[row]), sha256[row], names[row])
                 found.setdefault(name, []).append(cached)
         return found
 
@@ -139,15 +144,17 @@ class PreviousRows:
         )
 
     def reusable(self, entry: ImageEntry) -> Reuse:
-        """A cached row whose file is unchanged (same size and mtime, or same content), with the file's stamp."""
+        """A cached row whose file is unchanged (same size and mtime, or same content), with the file's stamp; a
+        file under a name the cache does not hold (moved to another class folder, renamed) is found by its content."""
         candidates = self._candidates.get(entry.name)
-        if not candidates:
-            return None
         try:
             stat = os.stat(entry.path)
         except OSError:
             return None
         mtime_ns = stored_mtime_ns(stat.st_mtime_ns)
+        if not candidates:
+            moved = self._by_content.get(_sha256(entry.path) or "") if self._by_content else None
+            return (moved, FileStamp(stat.st_size, mtime_ns, moved.sha256)) if moved else None
         same_size = [cached for cached in candidates if cached.size == stat.st_size]
         for cached in same_size:
             if cached.mtime_ns == mtime_ns:

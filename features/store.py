@@ -11,6 +11,8 @@
         precision          "fp32" | "bf16"
         data_root          the --data folder the paths are relative to
         torch_version, torchvision_version; forward: "batchnorm folded" (absent: "torchvision eager"; not a reuse key)
+        split              JSON null, or for a folder split by content (format 3; absent before: null)
+                           {"val_fraction", "test_fraction", "seed", "rule": "sha256-seed-v1"} (sources/rule.py)
     /<split>               one group per split: train, val (and test)
         features           float32 (N, width), the backbone's width (512 for resnet18), chunked and resizable
         labels             int64 (N,); it, features, sizes, mtimes_ns: Fletcher32 per chunk (older files: none)
@@ -57,16 +59,18 @@ from headstart.files.atomic import move_into_place, signals_held
 from headstart.files.cachedir import PARTIAL_SUFFIX
 from headstart.files.regular import check_regular
 from headstart.files.room import ensure_room
+from headstart.sources.rule import SplitRule
 
 # 2 added `forward` and Fletcher32; 3: `backbone` names any registry entry (files named per backbone,
-# files/cachedir.py). Older files, all resnet18's, load as before.
+# files/cachedir.py) and the optional `split`. Older files, all resnet18's and unsplit, load as before.
 FORMAT_VERSION, READABLE_VERSIONS = 3, (1, 2, 3)
-JSON_ATTRS = ("classes", "weights", "preprocessing")
+JSON_ATTRS = ("classes", "weights", "preprocessing", "split")
 ROW_FIELDS = ("features", "labels", "paths", "sizes", "mtimes_ns", "sha256")
 _STR = h5py.string_dtype("utf-8")
 METADATA_MARGIN = 256 << 10  # room kept for HDF5 metadata (a 2-split file has ~40 kB), so closing always succeeds
 ROW_OVERHEAD = 512  # bytes per row of the variable-length columns: path and hash on the heap, their references
 CHECKSUMMED = ("features", "labels", "sizes", "mtimes_ns")  # HDF5 cannot checksum variable-length strings
+_OPTIONAL = ("forward", "split")  # attributes older files lack
 
 
 class StoreError(ValueError):
@@ -107,11 +111,16 @@ class FeaturesHeader:
     torch_version: str
     torchvision_version: str
     forward: str = "torchvision eager"  # what files written before BatchNorm folding (which lack it) ran
+    split: SplitRule | None = None  # how a folder without train/ was split; None: by its folders
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:
         """Plain values (the weights and preprocessing records as dicts), in the order the attributes are written."""
-        records = {"weights": self.weights.to_dict(), "preprocessing": self.preprocessing.describe()}
+        records = {
+            "weights": self.weights.to_dict(),
+            "preprocessing": self.preprocessing.describe(),
+            "split": self.split.to_dict() if self.split else None,
+        }
         return {field.name: records.get(field.name, getattr(self, field.name)) for field in fields(self)}
 
     @classmethod
@@ -119,8 +128,9 @@ class FeaturesHeader:
         """Rebuild the header from plain values; a missing or malformed one raises KeyError, TypeError or ValueError."""
         return cls(
             **{
-                **{field.name: values[field.name] for field in fields(cls) if field.name != "forward"},
+                **{field.name: values[field.name] for field in fields(cls) if field.name not in _OPTIONAL},
                 "forward": values.get("forward", cls.forward),
+                "split": SplitRule.from_dict(values["split"]) if values.get("split") is not None else None,
                 "weights": WeightsIdentity.from_dict(values["weights"]),
                 "preprocessing": Preprocessing.from_description(values["preprocessing"]),
             }

@@ -170,6 +170,7 @@ def fit_head(
         with FeatureStore(features) as store:
             header = store.header
             train, val, choice = _read_rows(store, Choice(config, {}, {}), choose)
+            test = _tensors(store, "test") if "test" in store.splits and store.count("test") else None
         classes, config = list(header.classes), choice.config
         result = _train(train, val, len(classes), config, on_epoch)
         untrained = _check_trained(result, config, train[1], classes)
@@ -178,6 +179,9 @@ def fit_head(
         calibration_png = plots.start("calibration", trusted.reliability_plot())
         counts = {"train": len(train[1]), "val": len(val[1]) if val is not None else 0}
         metrics = _metrics(result, val, classes, choice, trusted)
+        if test is not None:  # scored once, after everything is chosen: reported, never used to choose
+            counts["test"] = len(test[1])
+            metrics["test_report"] = _val_summary(result, test, classes)
         checkpoint = HeadCheckpoint(
             trusted.head,
             classes,

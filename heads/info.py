@@ -53,6 +53,7 @@ _FEATURE_KEYS = (
     "torch_version",
     "torchvision_version",
     "forward",
+    "split",
     "format_version",
 )
 

@@ -105,10 +105,12 @@ def assert_error(outcome: Outcome, code: int, *fragments: str) -> str:
 
 
 def split_counts(output: str) -> dict[str, tuple[int, int, int, int]]:
-    """split -> (images, extracted, reused, skipped), from extract's summary table."""
+    """split -> (images, extracted, reused, skipped), from extract's summary table (its relabelled column left out)."""
     return {
-        split: tuple(map(int, numbers))
-        for split, *numbers in re.findall(r"(train|val|test)\W+(\d+)\W+(\d+)\W+(\d+)\W+(\d+)\W", output)
+        split: (int(images), int(extracted), int(reused), int(skipped))
+        for split, images, extracted, reused, _, skipped in re.findall(
+            r"(train|val|test)\W+(\d+)\W+(\d+)\W+(\d+)\W+(\d+)\W+(\d+)\W", output
+        )
     }
 
 
