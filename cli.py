@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from headstart.console.audit import audit_options
+from headstart.console.embeddings import embeddings_options, show_embeddings
 from headstart.console.errors import errors_as_exit_codes, interrupted
 from headstart.console.options import (
     address_option,
@@ -407,6 +408,24 @@ def audit(
         with stage_progress(report) as on_progress:
             result = audit_cache(config, on_progress)
         show_audit(report, result)
+
+
+@cli.command()
+@embeddings_options
+@cache_option
+@quiet_option
+@click.pass_context
+def embeddings(ctx: click.Context, output_format: str, out: Path, cache: Path) -> None:
+    """Write every cached row (path, split, label, the features) as Parquet or .npy, for other tools."""
+    report = ctx.ensure_object(Reporter)
+    refuse_output_over_cache_files(out, cache)
+    with errors_as_exit_codes():
+        from headstart.vectors import EmbeddingsConfig, write_embeddings
+
+        config = EmbeddingsConfig(out=out, cache=cache, format=output_format)
+        with report.progress("embeddings", unit="row") as on_progress:
+            summary = write_embeddings(config, on_progress)
+        show_embeddings(report, summary)
 
 
 def main() -> None:
