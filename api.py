@@ -1,10 +1,10 @@
 """The Python API for notebooks: extract, train a head, load it as a Classifier, predict paths, PIL images or arrays.
 
 Every step the command line has is one function here, named alike (`extract`, `train_head`, `sweep`, `evaluate`,
-`audit`, `export`), taking the command's options as keyword arguments and returning the summary the command
-prints. Nothing prints unless asked: pass `progress=True` (a line on stderr) or a callable `progress(done, total)`.
-Errors are the typed exceptions `headstart` exports (DatasetError, StoreError, ...), the ones the CLI
-turns into one-line messages.
+`audit`, `export`, `embeddings`), taking the command's options as keyword arguments and returning the summary the
+command prints. Nothing prints unless asked: pass `progress=True` (a line on stderr) or a callable
+`progress(done, total)`. Errors are the typed exceptions `headstart` exports (DatasetError, StoreError, ...), the
+ones the CLI turns into one-line messages.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from headstart.heads.predict.predictor import Predictor
     from headstart.heads.predict.writer import Prediction
     from headstart.heads.sweep.step import SweepSummary
+    from headstart.vectors.step import EmbeddingsSummary
 
 Progress = bool | Callable[[int, int], None]
 
@@ -133,6 +134,19 @@ def export(
     from headstart.heads.export.runner import export_head
 
     return export_head(_config(ExportConfig, options, out=Path(out), cache=Path(cache), format=format))
+
+
+def embeddings(
+    out: str | os.PathLike, cache: str | os.PathLike = "cache", *, format: str = "parquet", progress: Progress = False
+) -> EmbeddingsSummary:
+    """Write every cached row (path, split, label, sha256, the features) to out: Parquet (needs pyarrow) or .npy
+    with OUT.csv and OUT.json beside it; the features file's header (backbone, weights, preprocessing) goes in its
+    metadata."""
+    from headstart.vectors.config import EmbeddingsConfig
+    from headstart.vectors.step import write_embeddings
+
+    config = EmbeddingsConfig(out=Path(out), cache=Path(cache), format=format)
+    return write_embeddings(config, _on_progress(progress, "embeddings"))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from headstart.console.audit import audit_options
+from headstart.console.embeddings import embeddings_options, show_embeddings
 from headstart.console.errors import errors_as_exit_codes, interrupted
 from headstart.console.options import (
     address_option,
@@ -432,6 +433,24 @@ def backbones(ctx: click.Context, as_json: bool) -> None:
 
     with errors_as_exit_codes():
         show_backbones(ctx.ensure_object(Reporter), describe_backbones(), as_json)
+
+
+@cli.command()
+@embeddings_options
+@cache_option
+@pick_backbone_option
+@quiet_option
+@click.pass_context
+def embeddings(ctx: click.Context, output_format: str, out: Path, cache: Path, backbone: str | None) -> None:
+    """Write every cached row (path, split, label, the features) as Parquet or .npy, for other tools."""
+    report = ctx.ensure_object(Reporter)
+    with errors_as_exit_codes():
+        from headstart.vectors import EmbeddingsConfig, write_embeddings
+
+        config = EmbeddingsConfig(out=out, cache=cache, format=output_format, backbone=backbone)
+        with report.progress("embeddings", unit="row") as on_progress:
+            summary = write_embeddings(config, on_progress)
+        show_embeddings(report, summary)
 
 
 def main() -> None:
