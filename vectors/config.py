@@ -11,7 +11,7 @@ CHUNK_ROWS = 16384  # rows read from HDF5 and written (one Parquet row group) at
 
 @dataclass(frozen=True, kw_only=True)
 class EmbeddingsConfig:
-    """Where the features come from (the cache's features file of the chosen backbone), where they go, and in which format."""
+    """Where the features come from (the chosen backbone's features file), where they go, and in which format."""
 
     out: Path
     cache: Path = Path("cache")

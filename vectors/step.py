@@ -1,4 +1,4 @@
-"""The embeddings step: CACHE's features file -> chunks of rows -> a Parquet file, or an .npy with its table and record."""
+"""The embeddings step: the features file -> chunks of rows -> a Parquet file, or an .npy with its table and record."""
 
 from __future__ import annotations
 
