@@ -20,9 +20,9 @@ _PUBLIC = {
     "DownloadError": "headstart.features.download",
     "HeadFileError": "headstart.heads.checkpoint",
     "ExportError": "headstart.heads.export.metadata",
-    "EmbeddingsError": "headstart.vectors.formats",
-    "CacheBusyError": "headstart.files.lock",
-    "UnsafeFileError": "headstart.files.regular",
+    "EmbeddingsError": "headstart.features.vectors.formats",
+    "CacheBusyError": "headstart.features.files.lock",
+    "UnsafeFileError": "headstart.features.files.regular",
 }
 __all__ = ["__version__", *_PUBLIC]
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import pandas
 
     from headstart.features.extract import ExtractSummary
+    from headstart.features.vectors.step import EmbeddingsSummary
     from headstart.heads.audit.result import AuditResult
     from headstart.heads.export.runner import ExportSummary
     from headstart.heads.fit import FitSummary
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from headstart.heads.predict.predictor import Predictor
     from headstart.heads.predict.writer import Prediction
     from headstart.heads.sweep.step import SweepSummary
-    from headstart.vectors.step import EmbeddingsSummary
 
 Progress = bool | Callable[[int, int], None]
 
@@ -142,8 +142,8 @@ def embeddings(
     """Write every cached row (path, split, label, sha256, the features) to out: Parquet (needs pyarrow) or .npy
     with OUT.csv and OUT.json beside it; the features file's header (backbone, weights, preprocessing) goes in its
     metadata."""
-    from headstart.vectors.config import EmbeddingsConfig
-    from headstart.vectors.step import write_embeddings
+    from headstart.features.vectors.config import EmbeddingsConfig
+    from headstart.features.vectors.step import write_embeddings
 
     config = EmbeddingsConfig(out=Path(out), cache=Path(cache), format=format)
     return write_embeddings(config, _on_progress(progress, "embeddings"))
@@ -196,7 +196,7 @@ class Classifier:
         cls, cache_or_head_file: str | os.PathLike = "cache", *, weights: str | None = None, device: str = "auto"
     ) -> Classifier:
         """The head in a cache folder (its head.pt) or a head file; weights default to those the head records."""
-        from headstart.files.cachedir import HEAD_FILE
+        from headstart.features.files.cachedir import HEAD_FILE
         from headstart.heads.config import PredictConfig
         from headstart.heads.predict.predictor import Predictor
 

@@ -1,4 +1,4 @@
-"""headstart: cache frozen ResNet18 features once, train a linear head in seconds, predict folders to CSV."""
+"""headstart: cache a frozen backbone's features once, train a head in seconds, predict folders to CSV."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 
 from headstart.console.audit import audit_options
-from headstart.console.embeddings import embeddings_options, show_embeddings
+from headstart.console.backbones import backbones_command
+from headstart.console.embeddings import embeddings_command
 from headstart.console.errors import errors_as_exit_codes, interrupted
 from headstart.console.options import (
     address_option,
@@ -39,8 +40,8 @@ from headstart.console.sweep import show_sweep, sweep_options
 from headstart.console.trust import TrustConfig, show_prediction, trust_options
 from headstart.features import __version__
 from headstart.features.config import ExtractConfig
+from headstart.features.files.outputs import STDOUT
 from headstart.features.provenance import PREPROCESSINGS
-from headstart.files.outputs import STDOUT
 from headstart.heads.audit.config import AuditConfig
 from headstart.heads.config import PredictConfig, SweepConfig, TrainConfig
 from headstart.heads.export.config import EXPORT_FORMATS, ExportConfig
@@ -423,34 +424,9 @@ def audit(
         show_audit(report, result)
 
 
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.pass_context
-def backbones(ctx: click.Context, as_json: bool) -> None:
-    """Every backbone extract --backbone takes: feature width, input size, GFLOPs, default weights, whether cached."""
-    from headstart.backbones.listing import describe_backbones
-    from headstart.console.views import show_backbones
-
-    with errors_as_exit_codes():
-        show_backbones(ctx.ensure_object(Reporter), describe_backbones(), as_json)
-
-
-@cli.command()
-@embeddings_options
-@cache_option
-@pick_backbone_option
-@quiet_option
-@click.pass_context
-def embeddings(ctx: click.Context, output_format: str, out: Path, cache: Path, backbone: str | None) -> None:
-    """Write every cached row (path, split, label, the features) as Parquet or .npy, for other tools."""
-    report = ctx.ensure_object(Reporter)
-    with errors_as_exit_codes():
-        from headstart.vectors import EmbeddingsConfig, write_embeddings
-
-        config = EmbeddingsConfig(out=out, cache=cache, format=output_format, backbone=backbone)
-        with report.progress("embeddings", unit="row") as on_progress:
-            summary = write_embeddings(config, on_progress)
-        show_embeddings(report, summary)
+# Commands added since the first round live beside their presentation in console/, one line each here.
+cli.add_command(backbones_command)
+cli.add_command(embeddings_command)
 
 
 def main() -> None:
@@ -459,7 +435,7 @@ def main() -> None:
     try:
         cli(prog_name="headstart")
     except Stopped as stop:  # outside a command's body: while click parsed the options, or printed and exited
-        from headstart.files.atomic import replaced_paths
+        from headstart.features.files.atomic import replaced_paths
 
         error = interrupted(stop.signum, replaced_paths())
         error.show()

@@ -21,8 +21,8 @@ import torch
 from bench import measure_and_save
 from bench.run import generate_images
 from headstart.features import ExtractConfig, extract_features
+from headstart.features.files.cachedir import HEAD_FILE
 from headstart.features.folder import ImageEntry
-from headstart.files.cachedir import HEAD_FILE
 from headstart.heads import PredictConfig, Predictor, TrainConfig, fit_head
 from headstart.heads.export import ExportConfig, export_head
 from headstart.heads.export.formats import exporter_for

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from headstart.features import ExtractConfig, extract_features, find_images
-from headstart.files.cachedir import HEAD_FILE
+from headstart.features.files.cachedir import HEAD_FILE
 from headstart.heads import PredictConfig, Predictor, write_predictions
 
 

@@ -25,7 +25,7 @@ from bench.run import generate_images
 from bench.scale import linked_dataset
 from headstart.features import PREPROCESSINGS, ExtractConfig, extract_features, find_images
 from headstart.features.engines.local import LocalEngine, default_workers
-from headstart.files.cachedir import HEAD_FILE
+from headstart.features.files.cachedir import HEAD_FILE
 from headstart.heads import PredictConfig, Predictor, TrainConfig, fit_head, write_predictions
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,7 +29,7 @@ from bench.forward import compile_break_even, decoded_batch, eager_forward, fold
 from bench.notebook import notebook_epochs
 from headstart.features import ExtractConfig, FeatureStore, extract_features, find_dataset, find_images, pick_device
 from headstart.features.engines.local import default_batch_size, default_workers
-from headstart.files.cachedir import FEATURES_FILE, HEAD_FILE
+from headstart.features.files.cachedir import FEATURES_FILE, HEAD_FILE
 from headstart.heads import PredictConfig, Predictor, TrainConfig, fit_head, train_sgd, write_predictions
 
 ROOT = Path(__file__).resolve().parents[1]

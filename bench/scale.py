@@ -26,13 +26,13 @@ import torch
 
 from bench import measure_and_save
 from bench.run import extract_in_subprocess, generate_images, timed
-from headstart.backbones.registry import DEFAULT_BACKBONE, backbone_entry
 from headstart.features import ExtractConfig, extract_features, find_dataset
+from headstart.features.backbones.registry import DEFAULT_BACKBONE, backbone_entry
 from headstart.features.engines.batches import EmbeddedBatch
+from headstart.features.files.cachedir import FEATURES_FILE
 from headstart.features.images import read_file
 from headstart.features.reuse import PreviousRows
 from headstart.features.store import FeatureStore
-from headstart.files.cachedir import FEATURES_FILE
 from headstart.heads import TrainConfig, fit_head
 
 ROOT = Path(__file__).resolve().parents[1]

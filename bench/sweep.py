@@ -24,7 +24,7 @@ import torch
 
 from bench import measure_and_save
 from headstart.features import ExtractConfig, FeatureStore, extract_features
-from headstart.files.cachedir import FEATURES_FILE
+from headstart.features.files.cachedir import FEATURES_FILE
 from headstart.heads import TrainConfig, train_sgd
 from headstart.heads.config import SweepConfig
 from headstart.heads.kfold import out_of_fold, stratified_folds

@@ -79,7 +79,7 @@ def generate_classes(root: Path, kinds: tuple[str, ...], per_split: dict[str, in
 def _split_tensors(data: Path, cache: Path, weights: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Extract a dataset and return {split: (features, labels)}."""
     from headstart.features import ExtractConfig, FeatureStore, extract_features
-    from headstart.files.cachedir import FEATURES_FILE
+    from headstart.features.files.cachedir import FEATURES_FILE
 
     extract_features(ExtractConfig(data=data, cache=cache, weights=weights))
     with FeatureStore(cache / FEATURES_FILE) as store:

@@ -1,4 +1,4 @@
-"""The embeddings command's options, and what it prints: the files written, the rows per split, the width."""
+"""The embeddings command, its options, and what it prints: the files written, the rows per split, the width."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from headstart.console.errors import errors_as_exit_codes
+from headstart.console.options import cache_option, pick_backbone_option, quiet_option
 from headstart.console.reporter import Reporter
-from headstart.vectors.config import EMBEDDING_FORMATS, EmbeddingsConfig
+from headstart.features.vectors.config import EMBEDDING_FORMATS, EmbeddingsConfig
 
 _EMBEDDINGS_OPTIONS = (
     click.option(
@@ -41,3 +43,21 @@ def show_embeddings(report: Reporter, summary) -> None:
     report.note(f"{summary.total} rows ({counts}), {summary.dim} values each")
     for path in summary.files:
         report.note(f"-> {path}")
+
+
+@click.command("embeddings")
+@embeddings_options
+@cache_option
+@pick_backbone_option
+@quiet_option
+@click.pass_context
+def embeddings_command(ctx: click.Context, output_format: str, out: Path, cache: Path, backbone: str | None) -> None:
+    """Write every cached row (path, split, label, the features) as Parquet or .npy, for other tools."""
+    report = ctx.ensure_object(Reporter)
+    with errors_as_exit_codes():
+        from headstart.features.vectors import write_embeddings
+
+        config = EmbeddingsConfig(out=out, cache=cache, format=output_format, backbone=backbone)
+        with report.progress("embeddings", unit="row") as on_progress:
+            summary = write_embeddings(config, on_progress)
+        show_embeddings(report, summary)

@@ -50,7 +50,7 @@ def errors_as_exit_codes() -> Iterator[None]:
     """Library errors -> one-line message and exit 1; Ctrl-C -> 130; SIGTERM -> 143. Nothing else prints tracebacks."""
     from headstart.features import CacheBusyError
     from headstart.features.download import DownloadError
-    from headstart.files.atomic import replaced_paths
+    from headstart.features.files.atomic import replaced_paths
 
     already_replaced = len(replaced_paths())
     try:

@@ -172,7 +172,7 @@ def _show_features(report: Reporter, cache: Path, features: dict) -> None:
         table.add_row(split, *map(str, counts["per_class"].values()), str(counts["rows"]), str(counts["skipped"]))
     report.table(table)
     if features.get("split"):
-        from headstart.sources.rule import SplitRule
+        from headstart.features.sources.rule import SplitRule
 
         report.note(SplitRule.from_dict(features["split"]).describe())
     weights = features["weights"]

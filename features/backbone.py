@@ -13,8 +13,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from headstart.backbones.network import build_network, state_mismatch, weights_path, weights_url, without_head
-from headstart.backbones.registry import BF16_PREPACKED, DEFAULT_BACKBONE, FOLD_CONV_BN, BackboneEntry, backbone_entry
+from headstart.features.backbones.network import build_network, state_mismatch, weights_path, weights_url, without_head
+from headstart.features.backbones.registry import (
+    BF16_PREPACKED,
+    DEFAULT_BACKBONE,
+    FOLD_CONV_BN,
+    BackboneEntry,
+    backbone_entry,
+)
 from headstart.features.batchnorm import fold_batchnorm
 from headstart.features.compiled import CompiledForward, first_line
 from headstart.features.prepacked import PrepackedResNet, prepacking_available

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from headstart.backbones.registry import DEFAULT_BACKBONE
+from headstart.features.backbones.registry import DEFAULT_BACKBONE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,11 +26,11 @@ class ExtractConfig(EngineConfig):
 
     data: Path = Path("hymenoptera_data")
     cache: Path = Path("cache")
-    backbone: str = DEFAULT_BACKBONE  # a name in backbones/registry.py
+    backbone: str = DEFAULT_BACKBONE  # a name in features/backbones/registry.py
     weights: str = "imagenet"
     preprocess: str = "imagenet"
     precision: str = "fp32"
-    # A folder of class folders without train/ is split by content (headstart.sources.rule); None: 0.2 val, 0 test.
+    # A folder of class folders without train/ is split by content (features/sources/rule.py); None: 0.2 val, 0 test.
     val_fraction: float | None = None
     test_fraction: float | None = None
     split_seed: int = 0

@@ -10,21 +10,21 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from headstart.backbones.registry import BackboneEntry, backbone_entry
 from headstart.features.backbone import Backbone, check_weights, load_backbone, locate_weights
+from headstart.features.backbones.registry import BackboneEntry, backbone_entry
 from headstart.features.config import ExtractConfig
 from headstart.features.engines import build_engine
 from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback
+from headstart.features.files.cachedir import features_file
+from headstart.features.files.lock import cache_lock
 from headstart.features.folder import Dataset, text_path
 from headstart.features.merge import SplitSummary, write_features
 from headstart.features.provenance import WeightsIdentity
 from headstart.features.reuse import PreviousRows
+from headstart.features.sources.choose import find_source, split_rule
+from headstart.features.sources.rule import SplitRule
+from headstart.features.sources.split import assign_splits
 from headstart.features.store import FeaturesHeader, partial_files
-from headstart.files.cachedir import features_file
-from headstart.files.lock import cache_lock
-from headstart.sources.choose import find_source, split_rule
-from headstart.sources.rule import SplitRule
-from headstart.sources.split import assign_splits
 
 
 @dataclass

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from headstart.features.files.regular import UnsafeFileError, open_regular
 from headstart.features.provenance import BICUBIC, Preprocessing
-from headstart.files.regular import UnsafeFileError, open_regular
 
 MAX_FILE_BYTES = 1 << 30  # more than any image Pillow would decode: its pixel limit is ~720 MB even as raw 16-bit RGBA
 INT64 = (-(1 << 63), (1 << 63) - 1)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from headstart.backbones.registry import backbone_entry
+from headstart.features.backbones.registry import backbone_entry
 from headstart.features.engines.batches import EmbeddedBatch
 from headstart.features.reuse import CachedRow, PreviousRows, ReusePlan
 from headstart.features.store import FeaturesHeader, Rows, StoreWriter

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from headstart.features.backbone import file_sha256
+from headstart.features.files.regular import UnsafeFileError
 from headstart.features.folder import ImageEntry
 from headstart.features.images import FileStamp, stored_mtime_ns
 from headstart.features.store import FeaturesHeader, FeatureStore, StoreBusyError, StoreError, partial_files
-from headstart.files.regular import UnsafeFileError
 
 
 @dataclass(frozen=True)

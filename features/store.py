@@ -5,7 +5,7 @@
         producer           "headstart <version>"
         created            ISO 8601 time, UTC
         classes            JSON list of class names; a label is an index into it
-        backbone           a name in backbones/registry.py (format 1 and 2 files: always "resnet18")
+        backbone           a name in features/backbones/registry.py (format 1 and 2 files: always "resnet18")
         weights            JSON {"kind": "torchvision"|"file"|"none", "name": str, "sha256": str}
         preprocessing      JSON {"name", "resize", "crop", "mean", "std", "interpolation"}
         precision          "fp32" | "bf16"
@@ -43,7 +43,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from headstart.features.files.atomic import move_into_place, signals_held
+from headstart.features.files.cachedir import PARTIAL_SUFFIX
+from headstart.features.files.regular import check_regular
+from headstart.features.files.room import ensure_room
 from headstart.features.provenance import Preprocessing, WeightsIdentity
+from headstart.features.sources.rule import SplitRule
 from headstart.features.untrusted import (
     UntrustedValueError,
     check_classes,
@@ -55,14 +60,9 @@ from headstart.features.untrusted import (
     read_block_rows,
     refuse_outside_pointers,
 )
-from headstart.files.atomic import move_into_place, signals_held
-from headstart.files.cachedir import PARTIAL_SUFFIX
-from headstart.files.regular import check_regular
-from headstart.files.room import ensure_room
-from headstart.sources.rule import SplitRule
 
 # 2 added `forward` and Fletcher32; 3: `backbone` names any registry entry (files named per backbone,
-# files/cachedir.py) and the optional `split`. Older files, all resnet18's and unsplit, load as before.
+# features/files/cachedir.py) and the optional `split`. Older files, all resnet18's and unsplit, load as before.
 FORMAT_VERSION, READABLE_VERSIONS = 3, (1, 2, 3)
 JSON_ATTRS = ("classes", "weights", "preprocessing", "split")
 ROW_FIELDS = ("features", "labels", "paths", "sizes", "mtimes_ns", "sha256")

@@ -9,7 +9,7 @@
                     feature width
     state_dict      {"weight": tensor, "bias": tensor}
     classes         list of class names; output i is classes[i]
-    backbone        a name in backbones/registry.py, rebuilt by predict, evaluate, export (format 1, 2: "resnet18")
+    backbone        a name in features/backbones/registry.py, rebuilt by predict, evaluate, export (1, 2: "resnet18")
     weights         {"kind", "name", "sha256"} of the backbone the features came from
     preprocessing   {"name", "resize", "crop", "mean", "std", "interpolation"}
     precision       "fp32" | "bf16"
@@ -44,8 +44,8 @@ from pathlib import Path
 import torch
 
 from headstart.features import __version__
-from headstart.files.atomic import atomic_write
-from headstart.files.regular import UnsafeFileError, open_regular
+from headstart.features.files.atomic import atomic_write
+from headstart.features.files.regular import UnsafeFileError, open_regular
 from headstart.heads.linear import LinearHead
 from headstart.heads.trust.unknown import UnknownModel
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from headstart.features import FeaturesHeader, FeatureStore, StoreError, cache_lock
-from headstart.files.atomic import replace_together
-from headstart.files.cachedir import CALIBRATION_FILE, CURVES_FILE, HEAD_FILE, METRICS_FILE, chosen_features
+from headstart.features.files.atomic import replace_together
+from headstart.features.files.cachedir import CALIBRATION_FILE, CURVES_FILE, HEAD_FILE, METRICS_FILE, chosen_features
 from headstart.heads.checkpoint import HeadCheckpoint, save_head
 from headstart.heads.config import TrainConfig
 from headstart.heads.logreg import train_logreg
@@ -160,7 +160,7 @@ def fit_head(
     """Train on the cached train split, score on val each epoch, fit the unknown-image model and the temperature
     (heads/trust), save the head, its metrics and its plots (drawn by `plots`). With `choose` (the sweep), the setting
     is choose(train rows, classes)'s, decided before val is read; `command` names the lock's holder to a concurrent
-    command. `backbone` picks the features file when the cache holds several (files/cachedir.py)."""
+    command. `backbone` picks the features file when the cache holds several (features/files/cachedir.py)."""
     started = time.perf_counter()
     cache = Path(cache)
     features = chosen_features(cache, backbone)

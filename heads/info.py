@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from headstart.features import FeatureStore
-from headstart.files.cachedir import HEAD_FILE, features_files
+from headstart.features.files.cachedir import HEAD_FILE, features_files
 from headstart.heads.checkpoint import load_head
 
 

@@ -60,9 +60,9 @@ def real_data() -> Path:
 
 def write_features(cache: Path, splits: dict, classes=("ants", "bees"), skipped: dict | None = None) -> Path:
     """cache/features.h5 holding splits {name: (features, labels)}, as extract would write it, without the backbone."""
+    from headstart.features.files.cachedir import FEATURES_FILE
     from headstart.features.provenance import PREPROCESSINGS, WeightsIdentity
     from headstart.features.store import FeaturesHeader, Rows, StoreWriter
-    from headstart.files.cachedir import FEATURES_FILE
 
     header = FeaturesHeader(
         producer="headstart test",

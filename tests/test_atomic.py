@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from headstart.files.atomic import atomic_write, replace_together, signals_held
+from headstart.features.files.atomic import atomic_write, replace_together, signals_held
 
 
 def leftovers(folder) -> list[str]:

@@ -191,8 +191,8 @@ def test_report_opens_in_chromium_with_every_picture(audited, tmp_path):
 
 
 def test_evaluation_page_shows_each_mistake_beside_its_predicted_class(audited, tmp_path):
+    from headstart.heads.pages.page import write_evaluation_page
     from headstart.heads.predict.evaluation import Evaluation, Mistake
-    from headstart.pages.page import write_evaluation_page
 
     planted, cache, _ = audited
     wrong = planted.root / "val" / "class_0" / "val_0_000.jpg"

@@ -1,5 +1,5 @@
-"""backbones/: every registry entry matches torchvision's weights, computes its own pre-logit features, and a cache
-keeps several backbones' features side by side; bad names and foreign weights files are one-line errors."""
+"""features/backbones/: every registry entry matches torchvision's weights, computes its own pre-logit features, and
+a cache keeps several backbones' features side by side; bad names and foreign weights files are one-line errors."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import torch
 from cli_helpers import assert_error, assert_ok, run
 from conftest import make_dataset
 
-from headstart.backbones.registry import DEFAULT_BACKBONE, ENTRIES, UnknownBackboneError, backbone_entry
 from headstart.features import ExtractConfig, FeatureStore, extract_features
 from headstart.features.backbone import WeightsError, load_backbone
+from headstart.features.backbones.registry import DEFAULT_BACKBONE, ENTRIES, UnknownBackboneError, backbone_entry
+from headstart.features.files.cachedir import FEATURES_FILE, features_file
 from headstart.features.provenance import IMAGENET_MEAN, IMAGENET_STD, PREPROCESSINGS, Preprocessing
-from headstart.files.cachedir import FEATURES_FILE, features_file
 
 CPU = torch.device("cpu")
 # Slow on a small CPU even at batch 2 (tens of GFLOPs each, or a long random init): run with -m long.

@@ -13,7 +13,7 @@ import pytest
 from cli_helpers import assert_ok, run
 from conftest import make_dataset
 
-from headstart.files.csvfile import FORMULA_STARTS, CsvWriter, safe_cell, safe_path
+from headstart.features.files.csvfile import FORMULA_STARTS, CsvWriter, safe_cell, safe_path
 from headstart.heads.sweep.table import SWEEP_FORMAT_VERSION
 
 FORMULA_CLASS = '=HYPERLINK("evil.example","x")'  # a class folder's name (no slash)

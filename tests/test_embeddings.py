@@ -11,8 +11,8 @@ from cli_helpers import assert_error, assert_ok, read_csv, run
 from conftest import separable, write_features
 
 from headstart.features.store import FeatureStore
-from headstart.vectors import EmbeddingsConfig, EmbeddingsError, write_embeddings
-from headstart.vectors.formats import FORMAT_VERSION, METADATA_KEY
+from headstart.features.vectors import EmbeddingsConfig, EmbeddingsError, write_embeddings
+from headstart.features.vectors.formats import FORMAT_VERSION, METADATA_KEY
 
 
 @pytest.fixture
@@ -132,6 +132,6 @@ def test_a_missing_cache_is_one_line(tmp_path):
 
 def test_headstart_embeddings_stays_the_function_once_its_room_is_imported():
     import headstart
-    import headstart.vectors.step  # noqa: F401  (a room named `embeddings` would replace the function here)
+    import headstart.features.vectors.step  # noqa: F401  (a room named `embeddings` would replace the function here)
 
     assert callable(headstart.embeddings) and headstart.embeddings.__module__ == "headstart.api"

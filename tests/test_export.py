@@ -17,9 +17,9 @@ from cli_helpers import assert_error, assert_ok, run
 from conftest import ROOT, make_dataset, make_image
 from test_faults import command, private_mounts, run_on_tmpfs  # noqa: F401 -- private_mounts is a fixture
 
+from headstart.features.files.cachedir import HEAD_FILE
+from headstart.features.files.outputs import OutputError
 from headstart.features.folder import ImageEntry
-from headstart.files.cachedir import HEAD_FILE
-from headstart.files.outputs import OutputError
 from headstart.heads import PredictConfig, Predictor
 from headstart.heads.export import ExportConfig, ExportError, export_head
 from headstart.heads.export.examples import caller_example

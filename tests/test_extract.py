@@ -18,10 +18,10 @@ import headstart.features.reuse as reuse_module
 from headstart.features.backbone import Backbone, load_backbone
 from headstart.features.config import ExtractConfig
 from headstart.features.extract import extract_features
+from headstart.features.files.cachedir import FEATURES_FILE
 from headstart.features.images import build_transform, decode_image, read_file
 from headstart.features.provenance import IMAGENET_MEAN, IMAGENET_STD, PREPROCESSINGS, Preprocessing
 from headstart.features.store import FeatureStore, partial_files
-from headstart.files.cachedir import FEATURES_FILE
 
 CPU = torch.device("cpu")
 

@@ -45,8 +45,8 @@ from test_faults import (
     write_previous_csv,
 )
 
+from headstart.features.files.atomic import replace_together
 from headstart.features.images import ImageDecodeError, read_file
-from headstart.files.atomic import replace_together
 from headstart.heads.checkpoint import load_head
 
 INJECT = ROOT / "tests" / "signal_at_import"
@@ -541,7 +541,7 @@ def test_unreachable_ray_address_is_a_clear_error(trained, tmp_path):
 HOLD_LOCK_AND_FORK = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, sys.argv[2])
-    from headstart.files.lock import cache_lock
+    from headstart.features.files.lock import cache_lock
     with cache_lock(sys.argv[1], "extract"):
         started, running = os.pipe()
         if os.fork() == 0:   # a decoding worker that outlives its parent, as DataLoader's do for seconds

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from headstart.files.cachedir import LOCK_FILE
-from headstart.files.lock import CacheBusyError, cache_lock
+from headstart.features.files.cachedir import LOCK_FILE
+from headstart.features.files.lock import CacheBusyError, cache_lock
 
 
 def test_the_lock_creates_the_folder_and_records_its_holder(tmp_path):

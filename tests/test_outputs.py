@@ -13,9 +13,9 @@ import pytest
 from cli_helpers import assert_error, assert_ok, run
 from conftest import make_dataset
 
-from headstart.files.atomic import atomic_write
-from headstart.files.outputs import Output, OutputError, check_outputs
-from headstart.files.regular import UnsafeFileError
+from headstart.features.files.atomic import atomic_write
+from headstart.features.files.outputs import Output, OutputError, check_outputs
+from headstart.features.files.regular import UnsafeFileError
 
 UNUSED_DEVICE = os.makedev(240, 77)  # a number in the "local/experimental" range: no driver behind it here
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from conftest import make_image
 
+from headstart.features.files.cachedir import FEATURES_FILE
 from headstart.features.folder import ImageEntry
 from headstart.features.provenance import PREPROCESSINGS, WeightsIdentity
 from headstart.features.reuse import PreviousRows, incompatibility
 from headstart.features.store import FeaturesHeader, Rows, StoreWriter
-from headstart.files.cachedir import FEATURES_FILE
 
 HEADER = FeaturesHeader(
     producer="headstart test",

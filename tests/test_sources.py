@@ -1,4 +1,5 @@
-"""sources/: a folder of class folders without train/ split by content, stably; relabelling recomputes nothing."""
+"""features/sources/: a folder of class folders without train/ split by content, stably; relabelling recomputes
+nothing."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import pytest
 from cli_helpers import assert_error, assert_ok, read_csv, run
 from conftest import make_image, write_features
 
+from headstart.features.files.cachedir import FEATURES_FILE
 from headstart.features.provenance import IMAGENET_MEAN, IMAGENET_STD, PREPROCESSINGS, Preprocessing
+from headstart.features.sources.rule import SplitRule, SplitRuleError
 from headstart.features.store import FeatureStore
-from headstart.files.cachedir import FEATURES_FILE
-from headstart.sources.rule import SplitRule, SplitRuleError
 
 FAST = ("--weights", "none", "--device", "cpu", "--workers", "0", "--batch-size", "8")
 

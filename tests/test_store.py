@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
+from headstart.features.files.cachedir import FEATURES_FILE, PARTIAL_SUFFIX
 from headstart.features.store import (
     FORMAT_VERSION,
     FeaturesHeader,
@@ -17,7 +18,6 @@ from headstart.features.store import (
     StoreWriter,
     partial_files,
 )
-from headstart.files.cachedir import FEATURES_FILE, PARTIAL_SUFFIX
 
 DIM = 8
 HEADER = {

@@ -13,7 +13,7 @@ from conftest import make_image, separable, write_features
 from headstart.features.store import FeatureStore, StoreError
 from headstart.features.untrusted import check_row_path, check_sha256
 from headstart.heads.audit import AuditConfig, audit_cache
-from headstart.pages.thumbnails import thumbnail
+from headstart.heads.pages.thumbnails import thumbnail
 
 
 @pytest.fixture

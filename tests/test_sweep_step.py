@@ -11,8 +11,8 @@ import pytest
 from cli_helpers import assert_error, assert_ok, run
 from conftest import make_dataset
 
+from headstart.features.files.cachedir import SWEEP_FILE
 from headstart.features.store import FeatureStore
-from headstart.files.cachedir import SWEEP_FILE
 from headstart.heads.checkpoint import load_head
 from headstart.heads.config import SweepConfig
 from headstart.heads.sweep import sweep_heads

@@ -25,8 +25,8 @@ import ray
 import ray.data
 import torch
 
-from headstart.backbones.registry import DEFAULT_BACKBONE
 from headstart.features.backbone import Backbone, DeviceError, WeightsError, load_backbone, pick_device
+from headstart.features.backbones.registry import DEFAULT_BACKBONE
 from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, load_image
 from headstart.features.folder import ImageEntry
 from headstart.features.images import FileStamp, build_transform

@@ -1,7 +1,7 @@
 """The audit's output files (CACHE/audit/). This docstring is their schema; bump FORMAT_VERSION on any change.
 
 All files of one run are replaced together (features/atomic.py), audit.json last. Paths are relative to the
-features file's data_root. Every CSV is written by the one CSV writer (files/csvfile.py): its header row first
+features file's data_root. Every CSV is written by the one CSV writer (features/files/csvfile.py): its header row first
 (csv.reader and pandas.read_csv read it with defaults), a path starting with = + - @ written as ./<path>, any
 other text cell starting so (a class name in given, suggested, nearest) with a leading apostrophe; floats have
 6 decimals.
@@ -52,7 +52,7 @@ import json
 import os
 from collections.abc import Iterable
 
-from headstart.files.csvfile import CsvWriter, safe_path
+from headstart.features.files.csvfile import CsvWriter, safe_path
 
 FORMAT_VERSION = 1
 LABEL_ISSUES_FILE = "label_issues.csv"

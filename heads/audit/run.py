@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from headstart.features import StoreError, cache_lock
-from headstart.files.cachedir import AUDIT_DIR, chosen_features
+from headstart.features.files.cachedir import AUDIT_DIR, chosen_features
 from headstart.heads.audit.config import AuditConfig
 from headstart.heads.audit.duplicates import find_duplicates
 from headstart.heads.audit.label_issues import class_thresholds, find_label_issues

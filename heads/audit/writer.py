@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from headstart.files.atomic import replace_together
+from headstart.features.files.atomic import replace_together
 from headstart.heads.audit import formats
 from headstart.heads.audit.config import AuditConfig
 from headstart.heads.audit.duplicates import Pairs
 from headstart.heads.audit.learning_curve import plot_learning_curve
 from headstart.heads.audit.result import AuditResult, Outliers
 from headstart.heads.audit.rows import CachedRows
-from headstart.pages.page import audit_page
+from headstart.heads.pages.page import audit_page
 
 
 def _label_issue_rows(result: AuditResult, rows: CachedRows):

@@ -17,7 +17,7 @@ beside a torchvision state_dict as FILE.json. Bump FORMAT_VERSION on any change.
     preprocessing      the head's record {"name", "resize", "crop", "mean", "std", "interpolation"}: resize (an
                        int: the shorter side to that, keeping the aspect ratio; [h, w]: exactly), then centre-crop
                        to crop x crop when crop is not null; bilinear with antialiasing (Pillow's resize)
-    backbone           a name in backbones/registry.py ("resnet18" in files written before the registry)
+    backbone           a name in features/backbones/registry.py ("resnet18" in files written before the registry)
     weights            {"kind", "name", "sha256"} of the backbone weights the head was trained on
     head_precision     "fp32" | "bf16": the backbone precision of the head's features (and of predict)
     compute_precision  "fp32" | "bf16": the backbone precision of this export (bf16: torchscript of a bf16 head)
@@ -30,8 +30,8 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from headstart.backbones.registry import DEFAULT_BACKBONE
 from headstart.features import __version__
+from headstart.features.backbones.registry import DEFAULT_BACKBONE
 
 FORMAT_VERSION = 1
 METADATA_NAME = "headstart.json"  # the TorchScript extra file

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from headstart.files.atomic import replace_together
-from headstart.files.cachedir import HEAD_FILE
-from headstart.files.outputs import Output, check_outputs
-from headstart.files.room import ensure_room
+from headstart.features.files.atomic import replace_together
+from headstart.features.files.cachedir import HEAD_FILE
+from headstart.features.files.outputs import Output, check_outputs
+from headstart.features.files.room import ensure_room
 from headstart.heads import PredictConfig, Predictor
 from headstart.heads.export.classifier import ExportedClassifier, build_classifier
 from headstart.heads.export.config import ExportConfig

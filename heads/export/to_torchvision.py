@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from headstart.backbones.registry import backbone_entry
+from headstart.features.backbones.registry import backbone_entry
 from headstart.heads.export.classifier import ExportedClassifier
 from headstart.heads.export.metadata import ExportError, ExportMetadata
 

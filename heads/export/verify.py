@@ -11,9 +11,9 @@ import numpy as np
 
 from headstart.features import FeatureStore, StoreError, find_images
 from headstart.features.engines.batches import load_image
+from headstart.features.files.cachedir import features_file
 from headstart.features.folder import ImageEntry
 from headstart.features.images import build_transform
-from headstart.files.cachedir import features_file
 from headstart.heads.export.metadata import ExportError
 
 # The largest difference in any probability allowed between the export and predict: fp32 heads agree to

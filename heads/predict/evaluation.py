@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from headstart.features.engines.batches import ProgressCallback
+from headstart.features.files.cachedir import HEAD_FILE
+from headstart.features.files.csvfile import CsvWriter, safe_path
+from headstart.features.files.outputs import Output, check_outputs, text_output
 from headstart.features.folder import DatasetError, find_labeled_images, text_path
-from headstart.files.cachedir import HEAD_FILE
-from headstart.files.csvfile import CsvWriter, safe_path
-from headstart.files.outputs import Output, check_outputs, text_output
 from headstart.heads.config import PredictConfig
 from headstart.heads.predict.predictor import Predictor
 from headstart.heads.report import classification_summary
@@ -58,7 +58,7 @@ def evaluate_head(
     evaluation = evaluate_folder(folder, predictor, on_progress)
     write_mistakes(out, evaluation.mistakes)
     if html is not None:
-        from headstart.pages.page import write_evaluation_page
+        from headstart.heads.pages.page import write_evaluation_page
 
         write_evaluation_page(Path(html), Path(folder), evaluation, Path(cache))
     return evaluation
@@ -95,8 +95,8 @@ def evaluate_folder(
 
 
 def write_mistakes(out: str | os.PathLike, mistakes: list[Mistake]) -> None:
-    """The wrong images as CSV, most confident first, through the one CSV writer (files/csvfile.py): columns path,
-    true, predicted (class names), confidence."""
+    """The wrong images as CSV, most confident first, through the one CSV writer (features/files/csvfile.py):
+    columns path, true, predicted (class names), confidence."""
     with text_output(out) as handle:
         writer = CsvWriter(handle, WRONG_COLUMNS)
         for mistake in mistakes:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headstart.features.engines.batches import ProgressCallback
+from headstart.features.files.cachedir import HEAD_FILE
+from headstart.features.files.outputs import Output, check_outputs
 from headstart.features.folder import DatasetError, find_images
-from headstart.files.cachedir import HEAD_FILE
-from headstart.files.outputs import Output, check_outputs
 from headstart.heads.config import PredictConfig
 from headstart.heads.predict.predictor import Predictor
 from headstart.heads.predict.writer import write_predictions

@@ -7,7 +7,7 @@ the training set) and unknown ("true"/"false", the score above the head's thresh
 head carries no unknown-image model (format 1 files); with reject_unknown, a flagged image's label is
 "unknown" (its confidence and probabilities stay the head's). The csv module quotes fields as needed, so
 commas, quotes, newlines and non-ASCII round-trip.
-Spreadsheet formula injection (files/csvfile.py, the one CSV writer): a relative path that starts with
+Spreadsheet formula injection (features/files/csvfile.py, the one CSV writer): a relative path that starts with
 = + - @ (or a tab or carriage return) is written as ./<path>, the same file; any other text cell starting
 so (a class name in label or label_<k>, an error message) is written with a leading apostrophe, which
 spreadsheets show as text and never run. The header is the first line: csv.reader and pandas.read_csv read
@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from headstart.files.csvfile import CsvWriter, safe_path
-from headstart.files.outputs import text_output
+from headstart.features.files.csvfile import CsvWriter, safe_path
+from headstart.features.files.outputs import text_output
 
 if TYPE_CHECKING:  # the CLI imports FORMATS from here at start-up: no numpy for --help
     import numpy as np

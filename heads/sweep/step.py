@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from headstart.features import __version__
-from headstart.files.cachedir import SWEEP_FILE
+from headstart.features.files.cachedir import SWEEP_FILE
 from headstart.heads.config import SweepConfig, TrainConfig
 from headstart.heads.fit import Choice, FitSummary, fit_head
 from headstart.heads.sweep.grid import default_grid, read_grid

@@ -1,6 +1,6 @@
 """sweep.csv, format 2: every setting's cross-validated scores, best first, as the sweep ranked them.
 
-A CSV header, then one row per setting, written by the one CSV writer (files/csvfile.py), so csv.reader and
+A CSV header, then one row per setting, written by the one CSV writer (features/files/csvfile.py), so csv.reader and
 pandas.read_csv read it with their default options. Its format version, producer, folds and seed are in
 metrics.json's (and head.pt's) "sweep" record: "table": "sweep.csv", "table_format": 2, "producer",
 "folds", "seed" (heads/sweep/step.py). Format 1 began with a "# headstart sweep.csv format 1; ..." comment line,
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from headstart.files.csvfile import CsvWriter
+from headstart.features.files.csvfile import CsvWriter
 from headstart.heads.sweep.runner import CrossValidation
 
 SWEEP_FORMAT_VERSION = 2

@@ -10,10 +10,10 @@ import hashlib
 import io
 from pathlib import Path
 
+from headstart.features.files.atomic import atomic_write
+from headstart.features.files.cachedir import THUMBNAILS_DIR
 from headstart.features.images import ImageDecodeError, decode_image, read_file
 from headstart.features.untrusted import SHA256
-from headstart.files.atomic import atomic_write
-from headstart.files.cachedir import THUMBNAILS_DIR
 
 
 def thumbnail(image_path: Path, sha256: str | None, cache: Path, size: int = 128) -> bytes | None:

@@ -3,8 +3,8 @@ whether those weights are already in torchvision's cache on this machine."""
 
 from __future__ import annotations
 
-from headstart.backbones.network import weights_cached, weights_path
-from headstart.backbones.registry import ENTRIES
+from headstart.features.backbones.network import weights_cached, weights_path
+from headstart.features.backbones.registry import ENTRIES
 
 
 def describe_backbones() -> list[dict]:

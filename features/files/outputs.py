@@ -3,7 +3,7 @@
 Before a command writes anything, each of its outputs (`predict --out`, `evaluate --out` and `--html`, export's
 files, and any option added later) goes through `check_outputs`:
 
-- an output may not be one of the cache's own files (files/cachedir.py's `owned_by_cache`: by resolved path and
+- an output may not be one of the cache's own files (features/files/cachedir.py's `owned_by_cache`: by resolved path and
   by inode, so a hard or symbolic link to head.pt is refused too);
 - two outputs of one command may not be the same file (the same resolved path, or the same inode);
 - a special file (a character device, a FIFO) is never unlinked or replaced: write-then-rename is for regular
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from headstart.files.atomic import atomic_write
-from headstart.files.cachedir import owned_by_cache
+from headstart.features.files.atomic import atomic_write
+from headstart.features.files.cachedir import owned_by_cache
 
 STDOUT = "-"
 
@@ -129,7 +129,7 @@ def _in_place(path: str | os.PathLike) -> Iterator[IO[str]]:
 @contextmanager
 def text_output(path: str | os.PathLike) -> Iterator[IO[str]]:
     """A text handle for a streamed output: stdout for '-', a character device or FIFO written in place, else a
-    regular file written whole or not at all (files/atomic.py)."""
+    regular file written whole or not at all (features/files/atomic.py)."""
     if str(path) == STDOUT:
         yield sys.stdout
         sys.stdout.flush()

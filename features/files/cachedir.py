@@ -14,7 +14,7 @@ Every module that reads or writes in the cache takes its names from here, and ev
     CACHE/audit/                       the audit's CSVs, audit.json, learning_curve.png, report.html
     CACHE/thumbnails/                  the HTML pages' thumbnails, by content hash
     CACHE/.lock                        held by the command that is writing the cache
-    CACHE/.hs-<pid>-<random>.tmp       an output being written (files/atomic.py), renamed into place
+    CACHE/.hs-<pid>-<random>.tmp       an output being written (features/files/atomic.py), renamed into place
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from headstart.backbones.registry import DEFAULT_BACKBONE, backbone_entry
+from headstart.features.backbones.registry import DEFAULT_BACKBONE, backbone_entry
 
 FEATURES_FILE = "features.h5"  # the default backbone's, as every cache before the registry named it
 BACKBONE_FEATURES = ("features-", ".h5")  # features-<backbone>.h5: another backbone's features

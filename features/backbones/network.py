@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from headstart.backbones.registry import ENTRIES, BackboneEntry
+from headstart.features.backbones.registry import ENTRIES, BackboneEntry
 from headstart.features.provenance import RANDOM_INIT_SEED
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISSOCK
 from typing import IO
 
-from headstart.files.cachedir import TEMPORARY_PREFIX
-from headstart.files.regular import UnsafeFileError
+from headstart.features.files.cachedir import TEMPORARY_PREFIX
+from headstart.features.files.regular import UnsafeFileError
 
 # Temporary names are short whatever the target's name (a 255-byte name still gets one) and carry the pid
 # of their writer, so a later run can tell a killed run's leftovers from a live run's work.

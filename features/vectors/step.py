@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from headstart.features.files.atomic import replace_together
+from headstart.features.files.cachedir import chosen_features
+from headstart.features.files.outputs import Output, check_outputs
 from headstart.features.store import FeatureStore
-from headstart.files.atomic import replace_together
-from headstart.files.cachedir import chosen_features
-from headstart.files.outputs import Output, check_outputs
-from headstart.vectors.config import EMBEDDING_FORMATS, EmbeddingsConfig
-from headstart.vectors.formats import EmbeddingsError, npy_sidecars, read_chunks, record
+from headstart.features.vectors.config import EMBEDDING_FORMATS, EmbeddingsConfig
+from headstart.features.vectors.formats import EmbeddingsError, npy_sidecars, read_chunks, record
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def write_embeddings(
     if config.chunk_rows < 1:
         raise EmbeddingsError(f"chunk_rows is {config.chunk_rows}: give at least 1")
     if config.format == "parquet":
-        from headstart.vectors.parquet import require_pyarrow
+        from headstart.features.vectors.parquet import require_pyarrow
 
         require_pyarrow()  # before the features file is opened: the one-line hint comes first
     with FeatureStore(chosen_features(config.cache, config.backbone)) as store:
@@ -69,11 +69,11 @@ def write_embeddings(
         chunks = read_chunks(store, config.chunk_rows)
         with replace_together(*targets) as temporaries:
             if config.format == "parquet":
-                from headstart.vectors.parquet import write_parquet
+                from headstart.features.vectors.parquet import write_parquet
 
                 write_parquet(temporaries[0], chunks, dim, record(store, dim), on_chunk)
             else:
-                from headstart.vectors.npy import write_npy
+                from headstart.features.vectors.npy import write_npy
 
                 write_npy(
                     (temporaries[0], temporaries[1], temporaries[2]), chunks, (total, dim), record(store, dim), on_chunk

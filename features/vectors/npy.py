@@ -1,5 +1,5 @@
 """The npy writer: the array streamed chunk by chunk after its header, the table and record beside it
-(vectors/formats.py)."""
+(features/vectors/formats.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from headstart.vectors.formats import Chunk, SidecarTable, write_record
+from headstart.features.vectors.formats import Chunk, SidecarTable, write_record
 
 
 def write_npy(

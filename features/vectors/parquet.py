@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from headstart.vectors.formats import METADATA_KEY, Chunk, EmbeddingsError
+from headstart.features.vectors.formats import METADATA_KEY, Chunk, EmbeddingsError
 
 INSTALL_HINT = "pip install 'headstart[embeddings]' (or pip install pyarrow)"
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from headstart.features.backbone import file_sha256
 from headstart.features.folder import ImageEntry
 from headstart.features.reuse import Reuse, ReusePlan
-from headstart.sources.choose import UNSPLIT
-from headstart.sources.rule import SplitRule
+from headstart.features.sources.choose import UNSPLIT
+from headstart.features.sources.rule import SplitRule
 
 
 @dataclass

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from headstart.heads.audit.formats import DUPLICATES_FILE, LABEL_ISSUES_FILE, OUTLIERS_FILE
-from headstart.pages.html_report import Figure, Section, Thumb, render_page
-from headstart.pages.thumbnails import thumbnail
+from headstart.heads.pages.html_report import Figure, Section, Thumb, render_page
+from headstart.heads.pages.thumbnails import thumbnail
 
 
 class Thumbnails:
@@ -155,8 +155,8 @@ def write_evaluation_page(
     out: Path, folder: Path, evaluation, cache: Path, cap: int = 50, thumb_size: int = 128
 ) -> None:
     """evaluate --html: the page, written whole or not at all; examples of each class come from CACHE's features."""
-    from headstart.files.atomic import atomic_write
-    from headstart.files.cachedir import FEATURES_FILE
+    from headstart.features.files.atomic import atomic_write
+    from headstart.features.files.cachedir import FEATURES_FILE
     from headstart.heads.audit.rows import load_rows
 
     features = cache / FEATURES_FILE

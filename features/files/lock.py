@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from headstart.files.cachedir import LOCK_FILE
-from headstart.files.regular import UnsafeFileError, open_regular
+from headstart.features.files.cachedir import LOCK_FILE
+from headstart.features.files.regular import UnsafeFileError, open_regular
 
 
 class CacheBusyError(RuntimeError):

@@ -1,5 +1,5 @@
 """The one place a data folder's shape is decided: train/ val/ test/ folders as they are, or class folders split for
-you by content (sources/rule.py)."""
+you by content (features/sources/rule.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from headstart.features.folder import (
     scan_classes,
     text_path,
 )
-from headstart.sources.rule import DEFAULT_VAL_FRACTION, SplitRule
+from headstart.features.sources.rule import DEFAULT_VAL_FRACTION, SplitRule
 
 UNSPLIT = "unsplit"  # the plan's name for entries whose split is drawn once their content hash is known
 
