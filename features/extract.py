@@ -85,7 +85,6 @@ def extract_features(
     rule = split_rule(config)
     dataset = find_source(config, rule)
     located = locate_weights(config.weights, entry=entry)  # found and hashed once: the identity and the network use it
-    check_weights(located, entry)  # a file of another network is refused before any image is read
     weights = located.identity
     header = _header(config, entry, dataset, weights, rule)
     path = Path(config.cache) / features_file(entry.name)
@@ -110,6 +109,7 @@ def extract_features(
             # warm run needs neither their tensors nor torchvision.
             batches = _no_batches()
             if plan.todo:
+                check_weights(located, entry)  # a file of another network is refused before any image is decoded
                 backbone = load_backbone(
                     located,
                     engine.driver_device,

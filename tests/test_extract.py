@@ -281,7 +281,7 @@ def test_a_deleted_file_loses_its_row(tiny_dataset, tmp_path, small_inputs):
 def test_a_new_class_relabels_reused_rows(tiny_dataset, tmp_path, small_inputs):
     cache = tmp_path / "cache"
     run(tiny_dataset, cache)
-    make_dataset(tiny_dataset, classes=("aardvarks",), per_class={"train": 2, "val": 1})
+    make_dataset(tiny_dataset, classes=("aardvarks",), per_class={"train": 2, "val": 1}, first_seed=1000)
     summary = run(tiny_dataset, cache)
     assert summary.classes == ["aardvarks", "ants", "bees"]
     assert counts(summary) == {"train": (2, 8, 0), "val": (1, 4, 0)}

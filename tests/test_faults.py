@@ -37,6 +37,7 @@ from PIL import Image
 
 from headstart import cli
 from headstart.features.store import ROW_FIELDS, FeatureStore
+from headstart.heads.checkpoint import FORMAT_VERSION as HEAD_FORMAT
 from headstart.heads.checkpoint import load_head
 
 CLASSES = ["ants", "bees"]
@@ -531,7 +532,7 @@ def _missing_data(tmp, trained):
 
 def _empty_data(tmp, trained):
     (tmp / "empty").mkdir()
-    return _extract(tmp / "empty", tmp), 1, [str(tmp / "empty" / "train"), "does not exist"]
+    return _extract(tmp / "empty", tmp), 1, [str(tmp / "empty"), "0 class folder(s) and no train/"]
 
 
 def _data_is_a_file(tmp, trained):
@@ -1099,7 +1100,7 @@ DAMAGED_HEADS = {
     "malicious-pickle-raw": lambda p: _malicious(p, torch_format=False),
     "plain-state-dict": lambda p: torch.save(load_head(p).head.state_dict(), p),
     "a-tensor": lambda p: torch.save(torch.zeros(3), p),
-    "future-format-version": _head_edit(lambda data: data.update(format_version=3)),
+    "future-format-version": _head_edit(lambda data: data.update(format_version=HEAD_FORMAT + 1)),
     "wrong-weight-shape": _head_edit(lambda data: data["state_dict"].update(weight=torch.zeros(2, 7))),
     "a-folder": _replace_with_folder,
 }

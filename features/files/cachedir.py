@@ -50,7 +50,8 @@ def features_file(backbone: str) -> str:
 def features_files(cache: str | os.PathLike) -> dict[str, Path]:
     """Every backbone's complete features file in cache, by backbone name (the name the file is called by)."""
     folder = Path(cache)
-    found = {DEFAULT_BACKBONE: folder / FEATURES_FILE} if (folder / FEATURES_FILE).is_file() else {}
+    # exists(), not is_file(): a pipe or a folder under the name is found here and refused by the reader, in one line
+    found = {DEFAULT_BACKBONE: folder / FEATURES_FILE} if (folder / FEATURES_FILE).exists() else {}
     start, end = BACKBONE_FEATURES
     for name in sorted(os.listdir(folder)) if folder.is_dir() else ():
         if name.startswith(start) and name.endswith(end) and len(name) > len(start) + len(end):

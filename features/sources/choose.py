@@ -39,7 +39,7 @@ def split_rule(config: ExtractConfig) -> SplitRule | None:
 def find_source(config: ExtractConfig, rule: SplitRule | None) -> Dataset:
     """The dataset of config.data: split folders (rule None), or every class folder's images under UNSPLIT."""
     root = Path(config.data)
-    if rule is None or not root.is_dir():
+    if rule is None or not root.is_dir() or (root / "train").exists():  # train/ not a folder: find_dataset says so
         return find_dataset(root)
     present = [name for name in SPLIT_NAMES[1:] if (root / name).is_dir()]
     if present:
