@@ -584,7 +584,7 @@ def _predict_missing_path(tmp, trained):
 def _predict_folder_without_images(tmp, trained):
     (tmp / "docs").mkdir()
     (tmp / "docs" / "readme.txt").write_text("no pictures")
-    (tmp / "docs" / "clip.gif").write_bytes(b"GIF89a")  # a .gif is not an image here, as in ImageFolder
+    (tmp / "docs" / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")  # a video is not an image
     return ["predict", tmp / "docs", "--out", tmp / "p.csv", "--cache", trained.cache], 1, ["no images found"]
 
 
