@@ -95,6 +95,8 @@ def show_flagged(report: Reporter, flagged: int | None, images: int, rate: float
 
 def show_prediction(report: Reporter, summary) -> None:
     """predict: how many images were labelled and failed, how many were flagged as unknown, and drift."""
+    if summary.resumed:
+        report.note(f"resumed: {summary.resumed} predictions an interrupted run had finished were reused")
     skipped = f", {len(summary.skipped)} other file(s) skipped" if summary.skipped else ""
     report.note(f"{summary.predicted} images labelled, {summary.failed} could not be read{skipped} -> {summary.out}")
     if summary.not_read:

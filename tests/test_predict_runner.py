@@ -124,3 +124,30 @@ def test_a_folder_of_files_that_are_not_images_says_what_they_are(cache, tmp_pat
     (tmp_path / "docs" / "readme.txt").write_text("no pictures")
     with pytest.raises(DatasetError, match=r"no images found in .*1 other file\(s\): not an image: \.txt extension"):
         predict_files([tmp_path / "docs"], tmp_path / "p.csv", cache)
+
+
+def test_an_interrupted_predict_resumes_from_the_rows_it_had_done(cache, tmp_path, monkeypatch):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index in range(10):
+        (folder / f"{index}.jpg").write_bytes(bytes([index, 9 - index]))
+    clean = predict_files([folder], tmp_path / "clean.csv", cache)
+    given = []
+
+    class Interrupted(StubEngine):
+        def embed(self, entries, backbone, preprocessing, on_progress=None):
+            given.append(len(entries))
+            for start in range(0, len(entries), 3):
+                if start == 6 and len(given) == 1:
+                    raise KeyboardInterrupt
+                yield from super().embed(entries[start : start + 3], backbone, preprocessing)
+
+    monkeypatch.setattr(predictor_module, "build_engine", lambda config: Interrupted())
+    out = tmp_path / "p.csv"
+    with pytest.raises(KeyboardInterrupt):
+        predict_files([folder], out, cache)
+    assert not out.exists() and (tmp_path / ".p.csv.headstart-partial").is_file()
+    summary = predict_files([folder], out, cache)
+    assert given == [10, 4] and summary.resumed == 6 and clean.resumed == 0
+    assert out.read_bytes() == (tmp_path / "clean.csv").read_bytes()
+    assert not (tmp_path / ".p.csv.headstart-partial").exists()
