@@ -769,8 +769,9 @@ def test_stopped_halfway(trained, big_data, tmp_path, step, signum):
     else:
         assert stopped.code == EXIT_CODE[signum]
     assert hashes(*map(Path, before)) == before
-    if step == "extract":  # the partial file is kept on purpose, for the next run to resume from
-        assert [name for name in leftovers(stoppable.folder) if ".partial-" not in name] == []
+    if step in ("extract", "predict"):  # the partial file is kept on purpose, for the next run to resume from
+        kept = (".partial-", ".headstart-partial")
+        assert [name for name in leftovers(stoppable.folder) if not any(mark in name for mark in kept)] == []
     elif signum != signal.SIGKILL:
         assert leftovers(stoppable.folder) == []
 

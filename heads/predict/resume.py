@@ -26,7 +26,6 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from headstart.features.files.atomic import atomic_write
 from headstart.features.files.outputs import STDOUT, special_kind
 from headstart.features.files.regular import UnsafeFileError, open_regular
 from headstart.features.folder import ImageEntry
@@ -128,14 +127,16 @@ class PartialRows:
     """The partial file of one run: the rows done before, then each new row appended as it comes."""
 
     def __init__(self, path: Path, key: str, producer: str, done: list[Prediction]) -> None:
-        # Rewritten whole first: only the valid rows of the previous run stay, under this run's header.
-        with atomic_write(path, "w", encoding="utf-8") as handle:
-            header = {"format": FORMAT, "format_version": FORMAT_VERSION, "producer": producer, "key": key}
-            handle.write(json.dumps(header) + "\n")
-            handle.writelines(json.dumps(_record(row), ensure_ascii=False) + "\n" for row in done)
+        # Rewritten first: only the valid rows of the previous run stay, under this run's header. Not through
+        # atomic.py: a partial file is never a result (the reader checks every line, so a cut one costs nothing).
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+        self._handle = os.fdopen(open_regular(path, flags, 0o600, follow=False), "w", encoding="utf-8")
+        header = {"format": FORMAT, "format_version": FORMAT_VERSION, "producer": producer, "key": key}
+        self._handle.write(json.dumps(header) + "\n")
+        self._handle.writelines(json.dumps(_record(row), ensure_ascii=False) + "\n" for row in done)
+        self._handle.flush()
         self.path = path
         self.done = done
-        self._handle = os.fdopen(open_regular(path, os.O_WRONLY | os.O_APPEND, follow=False), "w", encoding="utf-8")
 
     def chain(self, fresh: Iterable[Prediction]) -> Iterator[Prediction]:
         """The rows done before, then fresh ones, each written to the partial file as it passes."""
