@@ -11,6 +11,7 @@ from rich.table import Table
 
 from headstart.console.reporter import Reporter
 from headstart.console.trust import show_flagged, show_trust
+from headstart.features.folder import count_kinds
 
 if TYPE_CHECKING:
     from headstart.features.extract import ExtractSummary
@@ -49,6 +50,9 @@ def show_extract(report: Reporter, summary: ExtractSummary) -> None:
     for split in summary.splits:
         for name, reason in split.skipped:
             report.warn(f"skipped {name}: {reason}")
+    kinds = count_kinds([item for split in summary.splits for item in split.skipped])
+    if kinds:
+        report.note("skipped, by kind: " + ", ".join(f"{count} {kind}" for kind, count in kinds.items()))
     report.note(f"classes: {', '.join(summary.classes)}; done in {summary.seconds:.1f} s")
 
 
@@ -171,6 +175,10 @@ def _show_features(report: Reporter, cache: Path, features: dict) -> None:
     for split, counts in features["splits"].items():
         table.add_row(split, *map(str, counts["per_class"].values()), str(counts["rows"]), str(counts["skipped"]))
     report.table(table)
+    for split, counts in features["splits"].items():
+        if counts.get("skipped_by_kind"):
+            kinds = ", ".join(f"{count} {kind}" for kind, count in counts["skipped_by_kind"].items())
+            report.note(f"{split} skipped, by kind: {kinds}")
     if features.get("split"):
         from headstart.features.sources.rule import SplitRule
 

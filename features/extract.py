@@ -121,7 +121,7 @@ def extract_features(
                 batches = engine.embed(plan.todo, backbone, header.preprocessing, on_progress)
             # closing: the decoding workers (or the Ray pipeline) stop whatever ends the run.
             with closing(batches) as batches:
-                summary.splits = write_features(path, header, plan, previous, batches)
+                summary.splits = write_features(path, header, plan, previous, batches, dataset.skipped)
         for partial in partial_files(path):  # resumed from, or unusable: the complete file supersedes them all
             partial.unlink(missing_ok=True)
     summary.seconds = time.perf_counter() - started

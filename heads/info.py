@@ -8,6 +8,7 @@ import numpy as np
 
 from headstart.features import FeatureStore
 from headstart.features.files.cachedir import HEAD_FILE, features_files
+from headstart.features.folder import count_kinds
 from headstart.heads.checkpoint import load_head
 
 
@@ -37,6 +38,7 @@ def _describe_features(path: Path) -> dict:
                 "rows": int(len(labels)),
                 "per_class": dict(zip(classes, map(int, counts))),
                 "skipped": len(store.skipped(split)),
+                "skipped_by_kind": count_kinds(store.skipped(split)),
             }
     return {"file": path.name} | {key: header.get(key) for key in _FEATURE_KEYS} | {"splits": splits}
 

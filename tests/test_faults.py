@@ -585,7 +585,7 @@ def _predict_missing_path(tmp, trained):
 def _predict_folder_without_images(tmp, trained):
     (tmp / "docs").mkdir()
     (tmp / "docs" / "readme.txt").write_text("no pictures")
-    (tmp / "docs" / "clip.gif").write_bytes(b"GIF89a")  # a .gif is not an image here, as in ImageFolder
+    (tmp / "docs" / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")  # a video is not an image
     return ["predict", tmp / "docs", "--out", tmp / "p.csv", "--cache", trained.cache], 1, ["no images found"]
 
 
@@ -770,8 +770,9 @@ def test_stopped_halfway(trained, big_data, tmp_path, step, signum):
     else:
         assert stopped.code == EXIT_CODE[signum]
     assert hashes(*map(Path, before)) == before
-    if step == "extract":  # the partial file is kept on purpose, for the next run to resume from
-        assert [name for name in leftovers(stoppable.folder) if ".partial-" not in name] == []
+    if step in ("extract", "predict"):  # the partial file is kept on purpose, for the next run to resume from
+        kept = (".partial-", ".headstart-partial")
+        assert [name for name in leftovers(stoppable.folder) if not any(mark in name for mark in kept)] == []
     elif signum != signal.SIGKILL:
         assert leftovers(stoppable.folder) == []
 

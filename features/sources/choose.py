@@ -12,7 +12,7 @@ from headstart.features.folder import (
     DatasetError,
     find_classes,
     find_dataset,
-    scan_classes,
+    scan_class_files,
     text_path,
 )
 from headstart.features.sources.rule import DEFAULT_VAL_FRACTION, SplitRule
@@ -53,8 +53,8 @@ def find_source(config: ExtractConfig, rule: SplitRule | None) -> Dataset:
             f"{text_path(root)} holds {len(classes)} class folder(s) and no train/: a classifier needs at least 2 "
             "(one sub-folder of images per class), or train/ and val/ folders"
         )
-    entries = scan_classes(root, classes, names_relative_to=root)
+    entries, skipped = scan_class_files(root, classes, names_relative_to=root)
     empty = [name for index, name in enumerate(classes) if not any(entry.label == index for entry in entries)]
     if empty:
         raise DatasetError(f"{text_path(root)}: no images in class folder(s) {empty}: add images or remove them")
-    return Dataset(root, classes, {UNSPLIT: entries})
+    return Dataset(root, classes, {UNSPLIT: entries}, {UNSPLIT: skipped})
