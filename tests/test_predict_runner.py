@@ -22,7 +22,7 @@ from headstart.heads.predict.runner import predict_files
 
 
 class StubEngine:
-    """Embeds a file as its first two bytes; a file starting with 'x' is unreadable."""
+    """Embeds a file as its first two bytes (then zeros, resnet18's width); a file starting with 'x' is unreadable."""
 
     batch_size = 32
     driver_device = torch.device("cpu")
@@ -34,16 +34,19 @@ class StubEngine:
         if on_progress:
             on_progress(len(entries), len(entries))
         yield EmbeddedBatch(
-            entries, [None if error else FileStamp(1, 1, "") for error in errors], errors, features.reshape(-1, 2)
+            entries,
+            [None if error else FileStamp(1, 1, "") for error in errors],
+            errors,
+            np.pad(features.reshape(-1, 2), ((0, 0), (0, 510))),
         )
 
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setattr(predictor_module, "build_engine", lambda config: StubEngine())
-    head = LinearHead(2, 2)
+    head = LinearHead(512, 2)  # resnet18's width: head.pt is checked against its backbone on load
     with torch.no_grad():
-        head.weight.copy_(torch.eye(2))
+        head.weight.copy_(torch.eye(2, 512))
         head.bias.zero_()
     save_head(
         tmp_path / "cache" / "head.pt",
