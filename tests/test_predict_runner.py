@@ -23,7 +23,7 @@ from headstart.heads.predict.runner import predict_files
 
 
 class StubEngine:
-    """Embeds a file as its first two bytes; a file starting with 'x' is unreadable."""
+    """Embeds a file as its first two bytes (then zeros, resnet18's width); a file starting with 'x' is unreadable."""
 
     batch_size = 32
     driver_device = torch.device("cpu")
@@ -35,7 +35,10 @@ class StubEngine:
         if on_progress:
             on_progress(len(entries), len(entries))
         yield EmbeddedBatch(
-            entries, [None if error else FileStamp(1, 1, "") for error in errors], errors, features.reshape(-1, 2)
+            entries,
+            [None if error else FileStamp(1, 1, "") for error in errors],
+            errors,
+            np.pad(features.reshape(-1, 2), ((0, 0), (0, 510))),
         )
 
 
@@ -45,12 +48,12 @@ RANDOM_INIT = {"kind": "none", "name": "random init, seed 0", "sha256": ""}
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setattr(predictor_module, "build_engine", lambda config: StubEngine())
-    # The stub's features are 2-d: a backbone of that width with the head's weights stands in for ResNet18.
-    stub_backbone = SimpleNamespace(width=2, identity=WeightsIdentity.from_dict(RANDOM_INIT))
+    # A stand-in backbone of resnet18's width: head.pt is checked against its backbone on load.
+    stub_backbone = SimpleNamespace(width=512, identity=WeightsIdentity.from_dict(RANDOM_INIT))
     monkeypatch.setattr(predictor_module, "load_backbone", lambda *args, **kwargs: stub_backbone)
-    head = LinearHead(2, 2)
+    head = LinearHead(512, 2)
     with torch.no_grad():
-        head.weight.copy_(torch.eye(2))
+        head.weight.copy_(torch.eye(2, 512))
         head.bias.zero_()
     save_head(
         tmp_path / "cache" / "head.pt",
