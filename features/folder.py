@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # torchvision.datasets.folder.IMG_EXTENSIONS: a .gif is deliberately not an image here.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SPLIT_NAMES = ("train", "val", "test")
+POOL = "pool"  # the split of unlabeled images (extract --pool), every label UNLABELED
 UNLABELED = -1
 
 
@@ -32,6 +33,7 @@ class Dataset:
     root: Path
     classes: list[str]
     splits: dict[str, list[ImageEntry]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # a label table's rows skipped: (path, why)
 
 
 def text_path(path: str | os.PathLike) -> str:
