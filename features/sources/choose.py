@@ -42,6 +42,10 @@ def split_rule(config: ExtractConfig) -> SplitRule | None:
 def find_source(config: ExtractConfig, rule: SplitRule | None) -> tuple[Dataset, SplitRule | None]:
     """The dataset config names (entries to split by content under UNSPLIT) with its pools' images under POOL, and
     the rule that splits it (None: nothing to split)."""
+    if config.pool:  # checked before any scan, so a wrong --pool is said first
+        from headstart.features.sources.pool import pool_folders
+
+        pool_folders(Path(config.data), config.pool)
     if config.labels is not None:
         dataset = _table_source(config)
         if UNSPLIT not in dataset.splits:
@@ -61,11 +65,12 @@ def _table_source(config: ExtractConfig) -> Dataset:
     from headstart.features.sources.labels import table_dataset
     from headstart.features.sources.tables import TableColumns, TableError
 
+    table = Path(config.labels or "")
     columns = TableColumns(path=config.path_column, label=config.label_column, split=config.split_column)
-    dataset = table_dataset(Path(config.labels), Path(config.data), columns, strict=config.strict)
+    dataset = table_dataset(table, Path(config.data), columns, strict=config.strict)
     if UNSPLIT not in dataset.splits and (config.val_fraction is not None or config.test_fraction is not None):
         raise TableError(
-            f"{text_path(config.labels)} names every row's split: drop --val-fraction/--test-fraction, or leave "
+            f"{text_path(table)} names every row's split: drop --val-fraction/--test-fraction, or leave "
             "split cells empty to have those rows split by content"
         )
     return dataset

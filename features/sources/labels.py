@@ -1,15 +1,28 @@
-"""A label table's rows -> a dataset: each path checked inside the data folder, each file found, the classes and
-splits checked; a bad row is one line naming the table, the row and the fix, or a counted, listed skip."""
+"""A label table read by its format (features/sources/tables.py) -> a dataset: each path checked inside the data
+folder, each file found, the classes and splits checked; a bad row is one line naming the table, the row and the fix,
+or a counted, listed skip."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from headstart.features.folder import SPLIT_NAMES, Dataset, ImageEntry, text_path
 from headstart.features.sources.rule import UNSPLIT
-from headstart.features.sources.tables import TableColumns, TableError, TableRow, read_table, row_word
+from headstart.features.sources.tables import (
+    JSONL_SUFFIXES,
+    PARQUET_SUFFIXES,
+    TEXT_SUFFIXES,
+    TableColumns,
+    TableError,
+    TableRow,
+    check_suffix,
+    jsonl_rows,
+    row_word,
+    text_rows,
+)
 
 
 @dataclass
@@ -32,6 +45,18 @@ class _Table:
 
     def error(self, number: int, what: str) -> TableError:
         return TableError(f"{text_path(self.path)}: {self.word} {number}: {what}")
+
+
+def read_table(table: Path, columns: TableColumns) -> Iterator[TableRow]:
+    """The table's rows, one at a time, in file order, read by its format (its suffix)."""
+    suffix = check_suffix(table)
+    if suffix in PARQUET_SUFFIXES:
+        from headstart.features.sources.parquet_table import parquet_rows
+
+        return parquet_rows(table, columns)
+    if suffix in JSONL_SUFFIXES:
+        return jsonl_rows(table, columns)
+    return text_rows(table, columns, TEXT_SUFFIXES[suffix])
 
 
 def table_dataset(table: Path, root: Path, columns: TableColumns, strict: bool = False) -> Dataset:

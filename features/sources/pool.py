@@ -36,7 +36,8 @@ def pool_entries(root: Path, pools: tuple[Path, ...], labelled: set[str]) -> lis
     """The pools' images, unlabeled, named relative to root, each once and sorted; images in labelled left out."""
     base = os.path.normpath(os.path.abspath(root))
     entries = {}
-    for entry in find_images(pool_folders(root, pools)):
+    folders: list[str | os.PathLike] = list(pool_folders(root, pools))
+    for entry in find_images(folders):
         name = text_path(os.path.relpath(entry.path, base)).replace(os.sep, "/")
         if name not in labelled:
             entries[name] = ImageEntry(entry.path, name)

@@ -5,8 +5,8 @@ A label table names one image per row: a path, a label and, optionally, a split.
 - Formats, by the file's suffix: `.csv` and `.txt` (the separator sniffed from the header line among `,` `;` and
   tab, so Excel's `;` files read as they are), `.tsv` and `.tab` (tab), `.jsonl` and `.ndjson` (one JSON object per
   line), `.parquet` and `.pq` (pyarrow, the `.[parquet]` extra; features/sources/parquet_table.py).
-- Text is UTF-8; a UTF-8 byte order mark (Excel's "CSV UTF-8") is dropped. Other encodings are refused, naming the
-  line.
+- Text is UTF-8, decoded a line at a time; a UTF-8 byte order mark (Excel's "CSV UTF-8") is dropped. Other encodings
+  are refused, naming the line.
 - Columns are found by name: `path` and `label` (`--path-column`, `--label-column`), and `split` when the table has
   one (`--split-column` names another, and is then required). Cells are trimmed; a JSON or Parquet value that is not
   text (a number) is read as its text.
@@ -17,7 +17,6 @@ A label table names one image per row: a path, a label and, optionally, a split.
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,23 +71,17 @@ def cell(value: Any) -> str:
     return "" if value is None else (value if isinstance(value, str) else str(value)).strip()
 
 
-def row_word(table: Path) -> str:
-    """How a table's rows are named in messages: lines of a text table, rows of a Parquet one."""
-    return "row" if table.suffix.lower() in PARQUET_SUFFIXES else "line"
-
-
-def read_table(table: Path, columns: TableColumns) -> Iterator[TableRow]:
-    """The table's rows, one at a time, in file order; an unreadable table raises TableError naming file and row."""
+def check_suffix(table: Path) -> str:
+    """The table's suffix, lowercased; one no format has raises TableError."""
     suffix = table.suffix.lower()
     if suffix not in SUFFIXES:
         raise TableError(f"{text_path(table)}: a label table ends in {', '.join(SUFFIXES)}: rename it after its format")
-    if suffix in PARQUET_SUFFIXES:
-        from headstart.features.sources.parquet_table import parquet_rows
+    return suffix
 
-        return parquet_rows(table, columns)
-    if suffix in JSONL_SUFFIXES:
-        return _jsonl_rows(table, columns)
-    return _text_rows(table, columns, TEXT_SUFFIXES[suffix])
+
+def row_word(table: Path) -> str:
+    """How a table's rows are named in messages: lines of a text table, rows of a Parquet one."""
+    return "row" if table.suffix.lower() in PARQUET_SUFFIXES else "line"
 
 
 def _not_utf8(table: Path, line: int) -> TableError:
@@ -97,38 +90,32 @@ def _not_utf8(table: Path, line: int) -> TableError:
     )
 
 
-def _open_text(table: Path) -> IO[str]:
-    """The table as UTF-8 text, a byte order mark dropped, line endings left to the csv module."""
+def _open_bytes(table: Path) -> IO[bytes]:
     try:
-        return io.TextIOWrapper(open(table, "rb"), encoding="utf-8-sig", errors="strict", newline="")
+        return open(table, "rb")
     except OSError as error:
         raise TableError(f"{text_path(table)} cannot be read ({error.strerror}): check the path") from None
 
 
-def _lines(text: IO[str], table: Path) -> Iterator[str]:
-    """The text's lines; bytes that are not UTF-8 raise TableError naming their line."""
-    number = 0
-    while True:
+def _lines(file: IO[bytes], table: Path) -> Iterator[str]:
+    """The file's lines as text, decoded one at a time (so an error names its line), a byte order mark dropped."""
+    for number, raw in enumerate(file, start=1):
         try:
-            line = text.readline()
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError:
-            raise _not_utf8(table, number + 1) from None
-        if not line:
-            return
-        number += 1
-        yield line
+            raise _not_utf8(table, number) from None
 
 
-def _text_rows(table: Path, columns: TableColumns, delimiter: str | None) -> Iterator[TableRow]:
+def text_rows(table: Path, columns: TableColumns, delimiter: str | None) -> Iterator[TableRow]:
     """Rows of a CSV or TSV table: the header first, its separator sniffed unless the suffix fixes it."""
-    with _open_text(table) as text:
-        lines = _lines(text, table)
+    with _open_bytes(table) as file:
+        lines = _lines(file, table)
         header_line = next(lines, "")
         if not header_line.strip():
             raise TableError(f"{text_path(table)} is empty: its first line names the columns (path,label[,split])")
         if delimiter is None:
             delimiter = max(SNIFFED, key=header_line.count)  # ties: the first, a comma
-        reader = csv.reader(_chain(header_line, lines), delimiter=delimiter)
+        reader = csv.reader(_chain(header_line, lines), delimiter=delimiter, strict=True)
         try:
             names = [name.strip() for name in next(reader)]
             path, label, split = columns.pick(table, names)
@@ -153,11 +140,11 @@ def _text_row(table: Path, number: int, cells: list[str], where: list[int | None
     return TableRow(number, path.strip(), label.strip(), split.strip())
 
 
-def _jsonl_rows(table: Path, columns: TableColumns) -> Iterator[TableRow]:
+def jsonl_rows(table: Path, columns: TableColumns) -> Iterator[TableRow]:
     """Rows of a JSON Lines table: one object per line, its keys the columns (checked on the first object)."""
-    with _open_text(table) as text:
+    with _open_bytes(table) as file:
         picked = None
-        for number, line in enumerate(_lines(text, table), start=1):
+        for number, line in enumerate(_lines(file, table), start=1):
             if not line.strip():
                 continue
             try:
