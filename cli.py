@@ -35,7 +35,7 @@ from headstart.console.options import (
     workers_option,
 )
 from headstart.console.reporter import Reporter
-from headstart.console.sources import split_options
+from headstart.console.sources import source_options
 from headstart.console.sweep import show_sweep, sweep_options
 from headstart.console.trust import TrustConfig, show_prediction, trust_options
 from headstart.features import __version__
@@ -61,9 +61,10 @@ def cli() -> None:
     default=ExtractConfig().data,
     show_default=True,
     help="Dataset folder with train/ and val/ (and test/), one sub-folder per class, or only class sub-folders "
-    "(split for you by --val-fraction); downloaded from the PyTorch tutorial when the default is missing.",
+    "(split for you by --val-fraction), or the folder a --labels table's paths are relative to; downloaded from the "
+    "PyTorch tutorial when the default is missing.",
 )
-@split_options
+@source_options
 @cache_option
 @click.option(
     "--backbone",
@@ -115,9 +116,7 @@ def extract(
     engine: str,
     address: str | None,
     compile_backbone: bool,
-    val_fraction: float | None,
-    test_fraction: float | None,
-    split_seed: int,
+    sources: dict,
 ) -> None:
     """Run the frozen backbone over every image once and cache its features in CACHE (features.h5 for resnet18)."""
     report = ctx.ensure_object(Reporter)
@@ -144,9 +143,7 @@ def extract(
             engine=engine,
             address=address,
             compile=compile_backbone,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            split_seed=split_seed,
+            **sources,
         )
         with report.progress("extract") as on_progress:
             summary = extract_features(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +40,7 @@ class ExtractSummary:
     seconds: float
     resumed: int = 0  # rows reused from interrupted runs' partial files
     split: SplitRule | None = None  # how a folder without train/ was split
+    table_skipped: list[tuple[str, str]] = field(default_factory=list)  # a label table's rows skipped: (path, why)
 
 
 def _header(
@@ -82,8 +83,7 @@ def extract_features(
     started = time.perf_counter()
     entry = backbone_entry(config.backbone)
     engine = build_engine(config)
-    rule = split_rule(config)
-    dataset = find_source(config, rule)
+    dataset, rule = find_source(config, split_rule(config))
     located = locate_weights(config.weights, entry=entry)  # found and hashed once: the identity and the network use it
     weights = located.identity
     header = _header(config, entry, dataset, weights, rule)
@@ -102,6 +102,7 @@ def extract_features(
                 0.0,
                 previous.resumed_rows(plan),
                 rule,
+                dataset.table_skipped,
             )
             if on_start:
                 on_start(summary)

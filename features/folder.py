@@ -19,6 +19,7 @@ NEEDS_PLUGIN = "needs a plugin"
 UNREADABLE = "unreadable"
 SKIP_KINDS = (NOT_AN_IMAGE, NOT_IMAGEFOLDER, NEEDS_PLUGIN, UNREADABLE)
 SPLIT_NAMES = ("train", "val", "test")
+POOL = "pool"  # the split of unlabeled images (extract --pool), every label UNLABELED
 UNLABELED = -1
 
 
@@ -43,6 +44,7 @@ class Dataset:
     classes: list[str]
     splits: dict[str, list[ImageEntry]]
     skipped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # per split: files not read, why
+    table_skipped: list[tuple[str, str]] = field(default_factory=list)  # a label table's rows skipped: (path, why)
 
 
 def text_path(path: str | os.PathLike) -> str:

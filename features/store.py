@@ -13,14 +13,19 @@
         torch_version, torchvision_version; forward: "batchnorm folded" (absent: "torchvision eager"; not a reuse key)
         split              JSON null, or for a folder split by content (format 3; absent before: null)
                            {"val_fraction", "test_fraction", "seed", "rule": "sha256-seed-v1"} (sources/rule.py)
-    /<split>               one group per split: train, val (and test)
+    /<split>               one group per split: train, val (and test, and pool)
         features           float32 (N, width), the backbone's width (512 for resnet18), chunked and resizable
-        labels             int64 (N,); it, features, sizes, mtimes_ns: Fletcher32 per chunk (older files: none)
+        labels             int64 (N,), an index into classes (-1 in pool); it, features, sizes, mtimes_ns: Fletcher32
+                           per chunk (older files: none)
         paths              UTF-8 strings (N,), relative to data_root (undecodable bytes as \\xNN)
         sizes              int64 (N,) file size in bytes       } what the incremental cache
         mtimes_ns          int64 (N,) modification time, ns    } compares to decide whether
         sha256             ASCII strings (N,) content hash     } a file changed
         attribute skipped  JSON list of [path, reason] for files that could not be decoded
+
+The `pool` split (format 4; extract --pool) holds unlabeled images: every label -1, its paths relative to data_root
+like the others'. Fitting reads train (and val, test) by name and never sees it; `FeatureStore.labelled_splits` lists
+the splits without it, and `FeatureStore.pool()` is the one way to read its rows (empty Rows when there is none).
 
 Everything read back is untrusted (features/untrusted.py): links, external storage and virtual datasets are refused,
 each column's declared size is checked against the file's, and every path, hash, label and feature is checked as read.
@@ -47,6 +52,7 @@ from headstart.features.files.atomic import move_into_place, signals_held
 from headstart.features.files.cachedir import PARTIAL_SUFFIX
 from headstart.features.files.regular import check_regular
 from headstart.features.files.room import ensure_room
+from headstart.features.folder import POOL
 from headstart.features.provenance import Preprocessing, WeightsIdentity
 from headstart.features.sources.rule import SplitRule
 from headstart.features.untrusted import (
@@ -62,8 +68,9 @@ from headstart.features.untrusted import (
 )
 
 # 2 added `forward` and Fletcher32; 3: `backbone` names any registry entry (files named per backbone,
-# features/files/cachedir.py) and the optional `split`. Older files, all resnet18's and unsplit, load as before.
-FORMAT_VERSION, READABLE_VERSIONS = 3, (1, 2, 3)
+# features/files/cachedir.py) and the optional `split`; 4: the optional `pool` split of unlabeled rows (label -1),
+# which an older reader would refuse as damaged. Older files, all without a pool, load as before.
+FORMAT_VERSION, READABLE_VERSIONS = 4, (1, 2, 3, 4)
 JSON_ATTRS = ("classes", "weights", "preprocessing", "split")
 ROW_FIELDS = ("features", "labels", "paths", "sizes", "mtimes_ns", "sha256")
 _STR = h5py.string_dtype("utf-8")
@@ -205,7 +212,21 @@ class FeatureStore:
 
     @property
     def splits(self) -> list[str]:
+        """Every split in the file, the unlabeled pool included."""
         return list(self._file.keys())
+
+    @property
+    def labelled_splits(self) -> list[str]:
+        """The splits whose rows carry a class: every split but the pool."""
+        return [split for split in self.splits if split != POOL]
+
+    def pool(self) -> Rows:
+        """The unlabeled pool's rows (label -1 each), or no rows when the file has no pool."""
+        if POOL in self.splits:
+            return self.read(POOL)
+        width = self.width or 0
+        empty = np.zeros(0, np.int64)
+        return Rows(np.zeros((0, width), np.float32), empty, [], empty, empty.copy(), [])
 
     def count(self, split: str) -> int:
         return self._group(split)["labels"].shape[0]
@@ -235,7 +256,7 @@ class FeatureStore:
     def labels(self, split: str) -> np.ndarray:
         group = self._group(split)
         with self._reading(f"split '{split}': "):
-            return check_labels(group["labels"][:], len(self.header.classes))
+            return check_labels(group["labels"][:], len(self.header.classes), unlabeled=split == POOL)
 
     def _group(self, split: str) -> h5py.Group:
         """A split's group, checked whole: every column present and of one length."""
@@ -254,7 +275,7 @@ class FeatureStore:
         with self._reading(f"split '{split}': "):
             return Rows(
                 _read_features(group["features"], rows),
-                check_labels(group["labels"][rows], len(self.header.classes)),
+                check_labels(group["labels"][rows], len(self.header.classes), unlabeled=split == POOL),
                 [check_row_path(path) for path in group["paths"].asstr()[rows]],
                 group["sizes"][rows].astype(np.int64, copy=False),
                 group["mtimes_ns"][rows].astype(np.int64, copy=False),

@@ -9,7 +9,7 @@ or build a path out of its strings. So, on open:
 and on every read:
 - a row path is relative, without `..` or a NUL, so it stays inside the data folder it is joined to;
 - a sha256 is 64 lowercase hexadecimal digits (the thumbnail cache builds a file name from it);
-- labels are integers indexing `classes`; features are finite, of one width.
+- labels are integers indexing `classes` (in the unlabeled `pool` split: -1 each); features are finite, of one width.
 """
 
 from __future__ import annotations
@@ -99,11 +99,14 @@ def check_sha256(digest: str) -> str:
     return digest
 
 
-def check_labels(labels: np.ndarray, classes: int) -> np.ndarray:
-    """Labels as int64, refused unless integers in [0, classes)."""
+def check_labels(labels: np.ndarray, classes: int, unlabeled: bool = False) -> np.ndarray:
+    """Labels as int64, refused unless integers in [0, classes), or every one -1 in an unlabeled split (the pool)."""
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise UntrustedValueError(f"labels are {labels.dtype} of shape {labels.shape}, not integers (N,)")
-    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+    if unlabeled:
+        if len(labels) and (labels != -1).any():
+            raise UntrustedValueError(f"the unlabeled pool holds {int((labels != -1).sum())} labels other than -1")
+    elif len(labels) and (labels.min() < 0 or labels.max() >= classes):
         raise UntrustedValueError(f"labels run from {labels.min()} to {labels.max()}; {classes} classes allow 0..")
     return labels.astype(np.int64, copy=False)
 
