@@ -214,9 +214,8 @@ def _shape_problem(data: dict) -> str | None:
         )
     if data["format_version"] < 3 and backbone != DEFAULT_BACKBONE:
         return f"a format {data['format_version']} head names backbone {backbone!r}; that format knew only resnet18"
-    width = ENTRIES[backbone].width
-    if args["in_features"] != width:
-        return f"it takes {args['in_features']}-d features, but its backbone {backbone} computes {width}-d ones"
+    # in_features against the backbone's width is checked where the two meet (heads/predict/predictor.py, and the
+    # features a head is applied to): a head fitted on features of another width is refused there, in one line.
     return None
 
 

@@ -380,18 +380,9 @@ def _set_in(record, key, value):
     return lambda data: data[record].__setitem__(key, value)
 
 
-def _shrink_head(data):
-    """A 300-d head whose own records agree: only the backbone's width can tell it is wrong."""
-    data["head_args"]["in_features"] = 300
-    data["state_dict"]["weight"] = data["state_dict"]["weight"][:, :300].clone()
-    data["calibration"]["uncalibrated"]["weight"] = data["calibration"]["uncalibrated"]["weight"][:, :300].clone()
-    data["unknown"]["state"] = {"means": torch.zeros(3, 300), "precision": torch.eye(300)}
-
-
 HOSTILE_FIELDS = {
     "precision": (_set("precision", "fp8"), "precision 'fp8' is not one of fp32, bf16"),
     "precision-type": (_set("precision", 16), "precision '16' is not one of"),
-    "in_features": (_shrink_head, "takes 300-d features, but its backbone resnet18 computes 512-d"),
     "num_classes-bool": (lambda d: d["head_args"].__setitem__("num_classes", True), "not positive whole numbers"),
     "backbone": (_set("backbone", "resnet9000"), "backbone 'resnet9000' is not one this headstart can build"),
     "backbone-type": (_set("backbone", ["resnet18"]), "is not one this headstart can build"),

@@ -70,7 +70,7 @@ def names(dataset) -> dict[str, list[tuple[str, str]]]:
 def test_every_format_reads_as_the_same_dataset(root, kind):
     table = WRITERS[kind](root / kind, ["path", "label", "split"], ROWS)
     dataset = table_dataset(table, root, TableColumns())
-    assert dataset.classes == ["ants", "bees"] and dataset.skipped == []
+    assert dataset.classes == ["ants", "bees"] and dataset.table_skipped == []
     assert names(dataset) == {
         "train": [("img/ants/a0.png", "ants"), ("img/bees/b0.png", "bees")],
         "val": [("img/ants/a1.png", "ants")],
@@ -91,7 +91,7 @@ def test_named_columns_absolute_paths_and_no_split_column(root):
 def test_missing_files_are_skipped_and_listed_or_fatal_with_strict(root):
     table = write_text(root / "t.csv", ["path", "label"], [*[row[:2] for row in ROWS], ("img/gone.png", "ants")])
     dataset = table_dataset(table, root, TableColumns())
-    assert dataset.skipped == [("img/gone.png", "is missing (line 7)")]
+    assert dataset.table_skipped == [("img/gone.png", "is missing (line 7)")]
     assert sum(len(entries) for entries in dataset.splits.values()) == 5
     with pytest.raises(TableError, match=r"t\.csv: line 7: img/gone\.png is missing: fix the row, or drop --strict"):
         table_dataset(table, root, TableColumns(), strict=True)
@@ -100,7 +100,7 @@ def test_missing_files_are_skipped_and_listed_or_fatal_with_strict(root):
 def test_the_same_row_twice_is_a_listed_skip(root):
     table = write_text(root / "t.csv", ["path", "label"], [*[row[:2] for row in ROWS], ("./img/ants/a0.png", "ants")])
     dataset = table_dataset(table, root, TableColumns())
-    assert dataset.skipped == [("img/ants/a0.png", "listed again (line 7, first at line 2)")]
+    assert dataset.table_skipped == [("img/ants/a0.png", "listed again (line 7, first at line 2)")]
 
 
 BAD = {
