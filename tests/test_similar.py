@@ -115,3 +115,56 @@ def test_no_images_in_the_queries_is_one_clean_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images found"):
         find_similar(SimilarConfig(queries=(tmp_path / "empty",), cache=tmp_path / "cache"))
+
+
+def clustered(rows: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    """Rows around 20 random centres: what an index's lists are made for."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((20, dim)) * 3
+    return (centres[rng.integers(0, 20, rows)] + rng.standard_normal((rows, dim))).astype(np.float32)
+
+
+def test_above_the_size_the_cached_index_answers_as_exact_search_does(tmp_path):
+    pytest.importorskip("faiss")
+    from headstart.features.neighbours.space import IndexedSearch, read_rows
+    from headstart.features.neighbours.step import searcher
+    from headstart.features.store import FeatureStore
+
+    features = write_features(tmp_path / "cache", {"train": (clustered(2000), np.arange(2000) % 2)})
+    config = SimilarConfig(queries=(), cache=tmp_path / "cache", index_min_rows=1000)
+    with FeatureStore(features) as store:
+        rows, header = read_rows(store, ["train"]), store.header
+    search = searcher(rows, config, features, header)
+    assert isinstance(search, IndexedSearch) and (tmp_path / "cache" / "index" / "features.h5.centred.faiss").is_file()
+    queries = rows.features[:50] + 0.1
+    found, _ = search.nearest(queries, 10, [None] * 50)
+    exact, _ = ExactSearch(rows.features).nearest(queries, 10, [None] * 50)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)])
+    assert recall >= 0.95
+    assert not isinstance(
+        searcher(rows, SimilarConfig(queries=(), cache=tmp_path / "cache"), features, header), IndexedSearch
+    )  # below the default size: exact
+
+
+def test_the_index_file_is_reused_rebuilt_when_its_features_change_and_never_trusted(tmp_path):
+    pytest.importorskip("faiss")
+    import os
+
+    from headstart.features.neighbours.index import IndexKey, cached_index, read_index
+
+    features = write_features(tmp_path / "cache", {"train": (clustered(800), np.arange(800) % 2)})
+    unit = ExactSearch(clustered(800)).unit(clustered(800))
+    key = IndexKey.of(features, "resnet18", "centred", unit, ["train"])
+    _, built = cached_index(tmp_path / "cache", key, unit)
+    assert built and not cached_index(tmp_path / "cache", key, unit)[1]  # the second time: read back
+    path = tmp_path / "cache" / "index" / "features.h5.centred.faiss"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF  # one byte of the faiss payload
+    path.write_bytes(bytes(data))
+    assert read_index(path, key) is None  # its digest no longer matches: never deserialised
+    assert cached_index(tmp_path / "cache", key, unit)[1] and read_index(path, key) is not None  # rebuilt
+    path.write_bytes(b"not an index at all")
+    assert cached_index(tmp_path / "cache", key, unit)[1]
+    os.utime(features, ns=(1, 1))  # the features file changed: its key with it
+    changed = IndexKey.of(features, "resnet18", "centred", unit, ["train"])
+    assert read_index(path, changed) is None and cached_index(tmp_path / "cache", changed, unit)[1]

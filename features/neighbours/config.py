@@ -8,6 +8,7 @@ from pathlib import Path
 from headstart.features.config import EngineConfig
 
 SIMILAR_FORMATS = ("csv", "jsonl")
+INDEX_MIN_ROWS = 50_000  # searched rows from which the approximate index serves (features/neighbours/index.py)
 POOL_SPLIT = "pool"  # the unlabeled pool's split: searched only when asked for (--pool)
 
 
@@ -25,3 +26,4 @@ class SimilarConfig(EngineConfig):
     format: str = "csv"
     html: Path | None = None
     thumb_size: int = 128
+    index_min_rows: int = INDEX_MIN_ROWS  # exact search below it, or without faiss

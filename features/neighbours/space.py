@@ -7,6 +7,7 @@ ReLU are all positive, so raw cosines of unrelated images crowd near 1 and rank 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -83,6 +84,25 @@ class ExactSearch:
             rows = np.broadcast_to(np.arange(start, start + sims.shape[1]), sims.shape)
             best_rows, best_sims = _top(np.hstack([best_rows, rows]), np.hstack([best_sims, sims]), k)
         return best_rows, best_sims
+
+
+class IndexedSearch(ExactSearch):
+    """The same search answered by an approximate index over the searched rows (features/neighbours/index.py)."""
+
+    def __init__(self, features: np.ndarray, index: Any):
+        super().__init__(features)
+        self.index = index
+
+    def nearest(self, queries: np.ndarray, k: int, exclude: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
+        """As ExactSearch.nearest, from the rows the index finds (one more than k, for the excluded row)."""
+        from headstart.features.neighbours.index import search_index
+
+        k = min(k, len(self.rows))
+        rows, sims = search_index(self.index, self.unit(queries), min(k + 1, len(self.rows)))
+        for query, row in enumerate(exclude):
+            if row is not None:
+                sims[query, rows[query] == row] = -np.inf
+        return _top(rows, sims, k)
 
 
 def _top(rows: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,9 +15,10 @@ from headstart.features.files.outputs import Output, check_outputs
 from headstart.features.folder import DatasetError, find_images
 from headstart.features.neighbours.config import POOL_SPLIT, SIMILAR_FORMATS, SimilarConfig
 from headstart.features.neighbours.formats import Neighbour, SimilarError, write_neighbours
+from headstart.features.neighbours.index import IndexKey, cached_index, use_index
 from headstart.features.neighbours.queries import Queries, query_features
-from headstart.features.neighbours.space import CachedRows, ExactSearch, read_rows
-from headstart.features.store import FeatureStore
+from headstart.features.neighbours.space import CachedRows, ExactSearch, IndexedSearch, read_rows
+from headstart.features.store import FeaturesHeader, FeatureStore
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,20 @@ def searched_splits(available: list[str], config: SimilarConfig) -> list[str]:
     return [split for split in available if split in named]
 
 
-def neighbours(rows: CachedRows, queries: Queries, k: int) -> list[list[Neighbour]]:
+def searcher(rows: CachedRows, config: SimilarConfig, features: Path, header: FeaturesHeader) -> ExactSearch:
+    """Exact search, or above config.index_min_rows rows (with faiss installed) the index cached in CACHE/index/."""
+    searched = rows.features[rows.searched]
+    if not use_index(len(searched), config.index_min_rows):
+        return ExactSearch(searched)
+    search = ExactSearch(searched)
+    unit = search.unit(searched)
+    splits = sorted({rows.split[row] for row in rows.searched.tolist()})
+    index, _ = cached_index(config.cache, IndexKey.of(features, header.backbone, "centred", unit, splits), unit)
+    return IndexedSearch(searched, index)
+
+
+def neighbours(rows: CachedRows, queries: Queries, k: int, search: ExactSearch) -> list[list[Neighbour]]:
     """Per query, its k nearest searched rows (the query's own cached row left out), nearest first."""
-    search = ExactSearch(rows.features[rows.searched])
     exclude = []
     for row in queries.cached_row:
         position = int(np.searchsorted(rows.searched, row)) if row is not None else len(rows.searched)
@@ -95,7 +107,7 @@ def find_similar(
     if not len(rows.searched):
         raise SimilarError(f"{features} holds no rows in {', '.join(splits) or 'any split'}: choose other splits")
     queries = query_features(entries, rows, header, config, features, on_progress, on_warning)
-    answers = neighbours(rows, queries, config.k) if queries.names else []
+    answers = neighbours(rows, queries, config.k, searcher(rows, config, features, header)) if queries.names else []
     records = write_neighbours(config.out, (record for answer in answers for record in answer), config.format)
     files = [str(config.out)]
     if config.html is not None:
