@@ -35,6 +35,7 @@ from headstart.console.options import (
     workers_option,
 )
 from headstart.console.reporter import Reporter
+from headstart.console.similar import similar_command
 from headstart.console.sources import source_options
 from headstart.console.sweep import show_sweep, sweep_options
 from headstart.console.trust import TrustConfig, show_prediction, trust_options
@@ -424,6 +425,7 @@ def audit(
 # Commands added since the first round live beside their presentation in console/, one line each here.
 cli.add_command(backbones_command)
 cli.add_command(embeddings_command)
+cli.add_command(similar_command)
 
 
 def main() -> None:

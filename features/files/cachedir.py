@@ -13,6 +13,7 @@ Every module that reads or writes in the cache takes its names from here, and ev
     CACHE/sweep.csv                    the sweep's table (heads/sweep/table.py)
     CACHE/audit/                       the audit's CSVs, audit.json, learning_curve.png, report.html
     CACHE/thumbnails/                  the HTML pages' thumbnails, by content hash
+    CACHE/index/<features>.<space>.faiss  a nearest-neighbour index over a features file (features/neighbours/index.py)
     CACHE/.lock                        held by the command that is writing the cache
     CACHE/.hs-<pid>-<random>.tmp       an output being written (features/files/atomic.py), renamed into place
 """
@@ -34,17 +35,24 @@ CALIBRATION_FILE = "calibration.png"
 SWEEP_FILE = "sweep.csv"
 AUDIT_DIR = "audit"
 THUMBNAILS_DIR = "thumbnails"
+INDEX_DIR = "index"
+INDEX_SUFFIX = ".faiss"
 LOCK_FILE = ".lock"
 TEMPORARY_PREFIX = ".hs-"
 
 FILES = (FEATURES_FILE, HEAD_FILE, METRICS_FILE, CURVES_FILE, CALIBRATION_FILE, SWEEP_FILE, LOCK_FILE)
-FOLDERS = (AUDIT_DIR, THUMBNAILS_DIR)
+FOLDERS = (AUDIT_DIR, THUMBNAILS_DIR, INDEX_DIR)
 PREFIXES = (f"{FEATURES_FILE}{PARTIAL_SUFFIX}", BACKBONE_FEATURES[0], TEMPORARY_PREFIX)
 
 
 def features_file(backbone: str) -> str:
     """The name of a backbone's features file in the cache folder."""
     return FEATURES_FILE if backbone == DEFAULT_BACKBONE else f"{BACKBONE_FEATURES[0]}{backbone}{BACKBONE_FEATURES[1]}"
+
+
+def index_file(features: str, space: str) -> str:
+    """The name (relative to the cache) of the nearest-neighbour index over a features file in a space."""
+    return f"{INDEX_DIR}/{features}.{space}{INDEX_SUFFIX}"
 
 
 def features_files(cache: str | os.PathLike) -> dict[str, Path]:
