@@ -13,12 +13,13 @@ within the 1e-4 feature tolerance of today's decoding (docs/benchmark.md, "Decod
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import json
 import os
-import time
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -97,16 +98,18 @@ def decoders() -> dict[str, Decoder]:
         raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
         return decode_jpeg(raw, mode=ImageReadMode.RGB, apply_exif_orientation=True)
 
-    return {
+    ways: dict[str, Decoder] = {
         "pil_draft (today)": lambda data: transform(decode_image(data, draft)),
         "pil_draft + reduce()": draft_then_reduce,
         "pil_draft + resize(reducing_gap=3)": draft_reducing_gap,
-        "simplejpeg scaled + PIL resize": lambda data: transform(Image.fromarray(_simplejpeg_pixels(data))),
-        "simplejpeg scaled + tensor resize": lambda data: _tensor_finish(
-            torch.from_numpy(_simplejpeg_pixels(data)).permute(2, 0, 1)
-        ),
         "torchvision decode_jpeg + tensor resize": lambda data: _tensor_finish(jpeg_pixels(data)),
     }
+    if importlib.util.find_spec("simplejpeg"):  # pip install -e '.[bench]'
+        ways["simplejpeg scaled + PIL resize"] = lambda data: transform(Image.fromarray(_simplejpeg_pixels(data)))
+        ways["simplejpeg scaled + tensor resize"] = lambda data: _tensor_finish(
+            torch.from_numpy(_simplejpeg_pixels(data)).permute(2, 0, 1)
+        )
+    return ways
 
 
 def cpu_ms_per_image(ways: dict[str, Decoder], blobs: Sequence[bytes], rounds: int) -> dict[str, float]:
@@ -176,7 +179,8 @@ def phone_photo(index: int, seed: int = 0) -> bytes:
     coarse = rng.integers(0, 256, (height // 64, width // 64, 3), dtype=np.uint8)
     image = Image.fromarray(coarse).resize((width, height), Image.BICUBIC)
     grain = rng.integers(-12, 13, (256, 256, 1), dtype=np.int16)
-    pixels = np.asarray(image, dtype=np.int16) + np.tile(grain, (-(-height // 256), -(-width // 256), 3))[:height, :width]
+    tiled = np.tile(grain, (-(-height // 256), -(-width // 256), 3))[:height, :width]
+    pixels = np.asarray(image, dtype=np.int16) + tiled
     buffer = io.BytesIO()
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=92)
     return buffer.getvalue()
