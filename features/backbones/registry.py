@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from importlib import import_module
 
 from headstart.features.provenance import (
     BICUBIC,
@@ -101,9 +102,8 @@ def backbone_entry(name: str) -> BackboneEntry:
     """The registry's entry for name (`timm:MODEL`: timm's model, features/backbones/timm_models.py); an unknown name
     is an UnknownBackboneError listing the choices."""
     if name.startswith(TIMM_PREFIX):
-        from headstart.features.backbones.timm_models import timm_entry
-
-        return timm_entry(name)
+        # Loaded by name, as features/lazy.py does: timm_models builds on this module's entries.
+        return import_module("headstart.features.backbones.timm_models").timm_entry(name)
     if name in ENTRIES:
         return ENTRIES[name]
     close = difflib.get_close_matches(name, list(ENTRIES), n=1)
