@@ -5,8 +5,8 @@
         producer           "headstart <version>"
         created            ISO 8601 time, UTC
         classes            JSON list of class names; a label is an index into it
-        backbone           a name in features/backbones/registry.py (format 1 and 2 files: always "resnet18")
-        weights            JSON {"kind": "torchvision"|"file"|"none", "name": str, "sha256": str}
+        backbone           a name in features/backbones/registry.py, or timm:MODEL (format 1 and 2 files: "resnet18")
+        weights            JSON {"kind": "torchvision"|"timm"|"file"|"none", "name": str, "sha256": str}
         preprocessing      JSON {"name", "resize", "crop", "mean", "std", "interpolation"}
         precision          "fp32" | "bf16"
         data_root          the --data folder the paths are relative to
