@@ -54,7 +54,7 @@ _SIMILAR_OPTIONS = (
         "--html",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="Also write a self-contained page: each query's thumbnail beside its neighbours'.",
+        help="Also write a self-contained page: each query's thumbnail beside its neighbours'  [default: no page]",
     ),
 )
 

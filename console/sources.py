@@ -59,7 +59,8 @@ def _table_options() -> tuple:
             type=click.Path(dir_okay=False, path_type=Path),
             default=None,
             help="A label table (path,label[,split]): CSV (`,` or `;`, Excel's UTF-8 too), TSV, JSON Lines or "
-            "Parquet. Its paths are relative to --data, or to the table's folder when --data is not given.",
+            "Parquet. Its paths are relative to --data, or to the table's folder when --data is not given  "
+            "[default: the class folders under --data]",
         ),
         click.option("--path-column", default=defaults.path_column, show_default=True, help="The table's path column."),
         click.option(
@@ -80,7 +81,7 @@ def _table_options() -> tuple:
             type=click.Path(file_okay=False, path_type=Path),
             multiple=True,
             help="A folder of unlabeled images inside --data, cached in the `pool` split (never trained on); "
-            "repeatable.",
+            "repeatable  [default: no pool]",
         ),
     )
 

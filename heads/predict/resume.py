@@ -1,6 +1,7 @@
 """The rows an interrupted predict had done, kept beside its output so the next run resumes from them.
 
-File: `.<OUT's name>.headstart-partial`, in OUT's folder (only for an --out that is a regular file: stdout, a
+File: `.<OUT's name>.headstart-partial` (`.<sha256 of the name, 32 hex>.headstart-partial` when that would be
+longer than a file name may be), in OUT's folder (only for an --out that is a regular file: stdout, a
 device or a pipe is a stream, and a stream cannot be resumed). JSON Lines, UTF-8:
 
     line 1   {"format": "headstart-predict-partial", "format_version": 1, "producer": "headstart X.Y",
@@ -13,7 +14,8 @@ device or a pipe is a stream, and a stream cannot be resumed). JSON Lines, UTF-8
 and preprocessing, and every input image's name, size and modification time, in order. A run whose key differs
 starts from zero (and writes its own partial over the old one). The file is untrusted input: reading stops at the
 first line that is not a complete, valid record for the next image (an interrupt may cut the last line short), and
-only those rows are reused. The partial is removed once OUT is complete; the rows are written the moment they
+only those rows are reused. The partial is removed once OUT is complete, or when the
+run fails (an error, not an interrupt: a full disk must not keep it); the rows are written the moment they
 are computed, so an interrupt (or a kill) loses at most the batch in flight.
 """
 
@@ -34,6 +36,7 @@ from headstart.heads.predict.writer import Prediction
 FORMAT = "headstart-predict-partial"
 FORMAT_VERSION = 1
 SUFFIX = ".headstart-partial"
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
 MAX_LINE = 1 << 20  # a record is a path and one float per class: a longer line is not one of ours
 
 
@@ -42,7 +45,10 @@ def partial_path(out: str | os.PathLike) -> Path | None:
     if str(out) == STDOUT or special_kind(out) is not None:
         return None
     out = Path(out)
-    return out.parent / f".{out.name}{SUFFIX}"
+    name = f".{out.name}{SUFFIX}"
+    if len(os.fsencode(name)) > NAME_MAX:  # an output name near the limit: a fixed-length name derived from it
+        name = f".{hashlib.sha256(os.fsencode(out.name)).hexdigest()[:32]}{SUFFIX}"
+    return out.parent / name
 
 
 def resume_key(out: str | os.PathLike, head_file: Path, backbone: dict, entries: list[ImageEntry]) -> str:
@@ -132,9 +138,14 @@ class PartialRows:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
         self._handle = os.fdopen(open_regular(path, flags, 0o600, follow=False), "w", encoding="utf-8")
         header = {"format": FORMAT, "format_version": FORMAT_VERSION, "producer": producer, "key": key}
-        self._handle.write(json.dumps(header) + "\n")
-        self._handle.writelines(json.dumps(_record(row), ensure_ascii=False) + "\n" for row in done)
-        self._handle.flush()
+        try:
+            self._handle.write(json.dumps(header) + "\n")
+            self._handle.writelines(json.dumps(_record(row), ensure_ascii=False) + "\n" for row in done)
+            self._handle.flush()
+        except OSError:
+            self.path = path
+            self.close(complete=True)
+            raise
         self.path = path
         self.done = done
 
@@ -148,7 +159,10 @@ class PartialRows:
 
     def close(self, complete: bool) -> None:
         """Close the file; once the output is complete it is removed, else kept for the next run."""
-        self._handle.close()
+        try:
+            self._handle.close()
+        except OSError:  # the last rows could not be flushed (a full disk): the rows before them still count
+            pass
         if complete:
             self.path.unlink(missing_ok=True)
 
@@ -164,4 +178,8 @@ def open_partial(
     if path is None or not path.parent.is_dir():
         return None
     key = resume_key(out, head_file, backbone, entries)
-    return PartialRows(path, key, f"headstart {__version__}", read_partial(path, key, entries, classes))
+    done = read_partial(path, key, entries, classes)
+    try:
+        return PartialRows(path, key, f"headstart {__version__}", done)
+    except (OSError, UnsafeFileError):  # no room for it (a full disk, a read-only folder): predict runs without
+        return None

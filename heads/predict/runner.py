@@ -69,15 +69,18 @@ def predict_files(
     backbone = {"weights": predictor.backbone.identity.to_dict(), "preprocessing": predictor.preprocessing.describe()}
     partial = open_partial(out, Path(cache) / HEAD_FILE, backbone, entries, len(predictor.classes))
     done = partial.done if partial else []
-    complete = False
+    keep = True
     try:
         with closing(predictor.predict(entries[len(done) :], on_progress)) as fresh:
             predictions = partial.chain(fresh) if partial else fresh
             counts = write_predictions(out, predictor.classes, predictions, output_format, top_k, reject_unknown)
-        complete = True
+        keep = False
+    except Exception:
+        keep = False  # a failed run (a full disk, say) leaves nothing behind; only an interrupted one is resumed
+        raise
     finally:
-        if partial:  # kept when the run did not finish: the next one resumes from its rows
-            partial.close(complete)
+        if partial:  # kept when the run was interrupted (a signal, Ctrl-C): the next one resumes from its rows
+            partial.close(complete=not keep)
     return PredictSummary(
         str(out),
         counts["predicted"],
