@@ -59,14 +59,21 @@ def read_table(table: Path, columns: TableColumns) -> Iterator[TableRow]:
     return text_rows(table, columns, TEXT_SUFFIXES[suffix])
 
 
-def table_dataset(table: Path, root: Path, columns: TableColumns, strict: bool = False) -> Dataset:
-    """The dataset a label table names, its paths relative to root; rows without a split go under UNSPLIT."""
+def _opened(table: Path, root: Path, strict: bool, option: str = "--data") -> _Table:
+    """The table and its base folder, both checked to exist."""
     if not table.is_file():
         what = "does not exist" if not table.exists() else "is not a file"
         raise TableError(f"label table {text_path(table)} {what}: give a CSV, TSV, JSON Lines or Parquet file")
     if not root.is_dir():
-        raise TableError(f"--data {text_path(root)} is not a folder: give the folder the table's paths are relative to")
-    where = _Table(table, row_word(table), os.path.normpath(os.path.abspath(root)), strict)
+        raise TableError(
+            f"{option} {text_path(root)} is not a folder: give the folder the table's paths are relative to"
+        )
+    return _Table(table, row_word(table), os.path.normpath(os.path.abspath(root)), strict)
+
+
+def table_dataset(table: Path, root: Path, columns: TableColumns, strict: bool = False) -> Dataset:
+    """The dataset a label table names, its paths relative to root; rows without a split go under UNSPLIT."""
+    where = _opened(table, root, strict)
     kept = _Kept()
     for row in read_table(table, columns):
         _keep(where, kept, row)
@@ -87,6 +94,28 @@ def table_dataset(table: Path, root: Path, columns: TableColumns, strict: bool =
     return Dataset(
         root, classes, {name: entries for name, entries in splits.items() if entries}, table_skipped=kept.skipped
     )
+
+
+def scored_entries(
+    table: Path, root: Path, columns: TableColumns, classes: list[str], strict: bool = False
+) -> tuple[list[ImageEntry], list[tuple[str, str]]]:
+    """evaluate --labels: every row of a label table as an image to score, labelled by its index in `classes` (the
+    head's), in table order, with the rows skipped (missing files, repeats: (path, why)); any split is ignored. A
+    label the head does not know is a TableError naming the row."""
+    where = _opened(table, root, strict, option="FOLDER")
+    kept = _Kept(labels={name: index for index, name in enumerate(classes)})
+    for row in read_table(table, columns):
+        if row.label and row.label not in kept.labels:
+            raise where.error(
+                row.number, f"label {row.label!r} is not a class the head knows ({', '.join(classes)}): fix the row"
+            )
+        _keep(where, kept, row)
+    if not kept.rows and not kept.skipped:
+        raise TableError(f"{text_path(table)} has no rows: add one row per image (path, label)")
+    entries = [
+        ImageEntry(Path(where.root, name), text_path(root / name), label) for name, (_, label, _) in kept.rows.items()
+    ]
+    return entries, kept.skipped
 
 
 def _keep(where: _Table, kept: _Kept, row: TableRow) -> None:
