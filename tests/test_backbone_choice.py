@@ -74,9 +74,10 @@ def test_audit_reads_the_backbone_named(work):
     cache = work / "cache"
     assert_error(run("audit", "--cache", cache), SEVERAL, "--backbone")
     assert not (cache / "audit").exists()
-    assert_ok(run("audit", "--cache", cache, "--backbone", SMALL, "--folds", 2, "--curve-seeds", 1, "--quiet"))
+    audit = ("audit", "--cache", cache, "--backbone", DEFAULT_BACKBONE, "--head", "sgd", "--folds", 2)
+    assert_ok(run(*audit, "--curve-seeds", 1, "--quiet"))
     record = json.loads((cache / "audit" / "audit.json").read_text())
-    assert Path(record["features"]).name == f"features-{SMALL}.h5"
+    assert Path(record["features"]).name == "features.h5"
 
 
 def test_sweep_trains_on_the_backbone_named(work):
@@ -125,11 +126,12 @@ def test_evaluate_page_takes_class_examples_from_the_heads_backbone(work):
 
 
 def test_export_refuses_a_head_of_another_backbone(work):
-    cache, target = work / "cache", work / "model.pt"
+    cache, target = work / "cache", work / "model.pth"
     assert_error(
         run("export", "--cache", cache, "--out", target, "--backbone", DEFAULT_BACKBONE),
         f"was trained on {SMALL}'s features",
     )
     assert not target.exists()
-    assert_ok(run("export", "--cache", cache, "--out", target, "--backbone", SMALL, "--sample", 2, "-q"))
-    assert target.is_file()
+    export = ("export", "--cache", cache, "--out", target, "--format", "torchvision", "--backbone", SMALL)
+    assert_ok(run(*export, "--sample", 2, "-q"))
+    assert json.loads(target.with_name("model.pth.json").read_text())["backbone"] == SMALL
