@@ -211,20 +211,35 @@ def _show_features(report: Reporter, cache: Path, features: dict) -> None:
 
 
 def show_backbones(report: Reporter, described: list[dict], as_json: bool = False) -> None:
-    """describe_backbones' list as one table, a row per backbone (or as JSON)."""
+    """describe_backbones' list as one table, a row per backbone and one for the timm form (or as JSON)."""
     if as_json:
         click.echo(json.dumps(described, indent=2, allow_nan=False))
         return
     table = Table(title="backbones (extract --backbone NAME)")
-    for column in ("name", "width", "input", "GFLOPs", "default weights", "cached"):
+    for column in ("name", "width", "input", "GFLOPs", "preprocessing", "default weights", "cached"):
         table.add_column(column, justify="right" if column in ("width", "input", "GFLOPs") else "left", overflow="fold")
     for entry in described:
+        if entry["source"] == "timm":
+            state = f"timm {entry['timm_version']} installed" if entry["installed"] else f"no timm: {entry['install']}"
+            table.add_row(entry["name"], "model's", "model's", "-", "timm's data config", "timm's cache", state)
+            continue
         table.add_row(
             entry["name"],
             str(entry["width"]),
             str(entry["input_size"]),
             f"{entry['gflops']:.2f}",
+            _preprocessing_cell(entry["preprocessing"]),
             entry["weights"],
             "yes" if entry["weights_cached"] else "no",
         )
     report.table(table)
+
+
+def _preprocessing_cell(preprocessing: dict) -> str:
+    """resize -> crop, interpolation, and mean/std when they are not ImageNet's."""
+    from headstart.features.provenance import IMAGENET_MEAN, IMAGENET_STD
+
+    cell = f"{preprocessing['resize']}->{preprocessing['crop']} {preprocessing['interpolation'].split(',')[0]}"
+    if (tuple(preprocessing["mean"]), tuple(preprocessing["std"])) != (IMAGENET_MEAN, IMAGENET_STD):
+        cell += f", mean {preprocessing['mean']}, std {preprocessing['std']}"
+    return cell
