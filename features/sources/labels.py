@@ -4,7 +4,9 @@ or a counted, listed skip."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,7 +137,7 @@ def _keep(where: _Table, kept: _Kept, row: TableRow) -> None:
     if before is not None:
         _same_path(where, kept, row, name, before, (label, split))
         return
-    problem = _unusable(Path(where.root, name))
+    problem = _unusable(os.path.join(where.root, name))
     if problem:
         if where.strict:
             raise where.error(row.number, f"{name} {problem}: fix the row, or drop --strict to skip such rows")
@@ -153,7 +155,7 @@ def _inside(where: _Table, row: TableRow) -> str:
             f"{row.path!r} is outside {text_path(where.root)}: give paths inside --data (or put the table in the "
             "images' folder and leave --data out)",
         )
-    return text_path(os.path.relpath(full, where.root)).replace(os.sep, "/")
+    return text_path(full[len(where.root.rstrip(os.sep) + os.sep) :]).replace(os.sep, "/")  # relpath, less work
 
 
 def _same_path(where: _Table, kept: _Kept, row: TableRow, name: str, before: tuple, now: tuple) -> None:
@@ -172,13 +174,18 @@ def _same_path(where: _Table, kept: _Kept, row: TableRow, name: str, before: tup
     )
 
 
-def _unusable(path: Path) -> str | None:
-    """Why a named file cannot be read, or None."""
+def _unusable(path: str) -> str | None:
+    """Why a named file cannot be read, or None; one stat, as a 100,000-row table makes 100,000 of them."""
     try:
-        if not path.is_file():
-            return "is not a file" if path.exists() else "is missing"
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "is missing"
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "is missing"
         return f"cannot be read ({error.strerror})"
+    if not stat.S_ISREG(mode):
+        return "is not a file"
     return None if os.access(path, os.R_OK) else "cannot be read (permission denied)"
 
 
