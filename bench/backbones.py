@@ -6,9 +6,9 @@ onnxruntime is installed, its CPU session on the same folded network and batches
                                                                    # writes bench/results/backbones.json
 
 The images are read where they are (../shared/data/hymenoptera_data, never copied): a label table in the scratch
-folder names the first --images of them, train and val as the dataset splits them. The ImageNet weights are not
-available here: random-init features have the pretrained ones' cost, not their use. A cold extract is timed from
-its first batch on (the network's build excluded); the forward figures are the median of --repeats batches of
+folder names --images of them, spread evenly over train and val. The ImageNet weights are not available here:
+random-init features have the pretrained ones' cost, not their use. A cold extract is timed whole (the network's
+build included) and from its second decoding group on; the forward figures are the median of --repeats batches of
 random input at the entry's crop size, after one warm-up batch.
 """
 
@@ -66,9 +66,13 @@ def timed_extract(config: ExtractConfig) -> dict:
     return {
         "images": images,
         "extract_s": ended - started,
-        "img_s": (images - first_done) / (ended - first_at) if images > first_done else None,
+        "extract_img_s": images / (ended - started),  # the network's build included
+        # None when one decoding group held every image (too few --images to see a second)
+        "extract_img_s_after_first_group": (images - first_done) / (ended - first_at) if images > first_done else None,
         "width": int(width),
-        "file_mib_per_1000_rows": size / rows * 1000 / 2**20,
+        "file_mib": size / 2**20,
+        "file_mib_per_1000_rows": size / rows * 1000 / 2**20,  # at this many rows: the file's fixed part included
+        "features_mib_per_1000_rows": int(width) * 4 * 1000 / 2**20,  # float32 features alone
     }
 
 
