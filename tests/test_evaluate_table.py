@@ -95,3 +95,12 @@ def test_scored_entries_keep_the_tables_order_and_the_heads_class_numbers(tmp_pa
     entries, skipped = scored_entries(table, tmp_path, TableColumns(), ["cat", "dog", "eel"])
     assert [(Path(entry.path).name, entry.label) for entry in entries] == [("b.png", 1), ("a.png", 0), ("c.png", 1)]
     assert skipped == []
+
+
+def test_the_python_api_takes_a_label_table(work, tmp_path):
+    import headstart
+
+    table = tmp_path / "t.csv"
+    table.write_text("path,label\nval/ants/ants_0.jpg,ants\nval/bees/bees_1.jpg,bees\n")
+    evaluation = headstart.evaluate(work / "data", tmp_path / "w.csv", work / "cache", labels=table, workers=0)
+    assert evaluation.images == 2 and evaluation.skipped == []
