@@ -103,15 +103,18 @@ def evaluate(
     cache: str | os.PathLike = "cache",
     *,
     html: str | os.PathLike | None = None,
+    labels: str | os.PathLike | None = None,
     progress: Progress = False,
     **options: Any,
 ) -> Evaluation:
-    """Score the cache's head on folder (one sub-folder per class); write its mistakes to out (and a page to html)."""
-    from headstart.heads.config import PredictConfig
+    """Score the cache's head on folder (one sub-folder per class; with labels, a label table whose paths are relative
+    to folder); write its mistakes to out (and a page to html). options are PredictConfig's (backbone, weights, ...)."""
+    from headstart.heads.config import EvaluateTable, PredictConfig
     from headstart.heads.predict.evaluation import evaluate_head
 
     config = _config(PredictConfig, options)
-    return evaluate_head(folder, cache, out, config, _on_progress(progress, "evaluate"), html=html)
+    table = EvaluateTable(path=Path(labels)) if labels is not None else None
+    return evaluate_head(folder, cache, out, config, _on_progress(progress, "evaluate"), html=html, table=table)
 
 
 def audit(cache: str | os.PathLike = "cache", *, progress: Progress = False, **options: Any) -> AuditResult:

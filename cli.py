@@ -7,7 +7,6 @@ from headstart.features.interrupts import Stopped, ignore_late_signals, install_
 if __name__ == "__main__":  # first of all: a Ctrl-C while the libraries below import is then handled like any other
     install_handlers()
 
-import json
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from headstart.console.audit import audit_options
 from headstart.console.backbones import backbones_command
 from headstart.console.embeddings import embeddings_command
 from headstart.console.errors import errors_as_exit_codes, interrupted
+from headstart.console.info import info_command
 from headstart.console.options import (
     address_option,
     batch_option,
@@ -36,7 +36,7 @@ from headstart.console.options import (
 )
 from headstart.console.reporter import Reporter
 from headstart.console.similar import similar_command
-from headstart.console.sources import source_options
+from headstart.console.sources import evaluate_table_options, source_options
 from headstart.console.sweep import show_sweep, sweep_options
 from headstart.console.trust import TrustConfig, show_prediction, trust_options
 from headstart.features import __version__
@@ -44,7 +44,7 @@ from headstart.features.config import ExtractConfig
 from headstart.features.files.outputs import STDOUT
 from headstart.features.provenance import PREPROCESSINGS
 from headstart.heads.audit.config import AuditConfig
-from headstart.heads.config import PredictConfig, SweepConfig, TrainConfig
+from headstart.heads.config import EvaluateTable, PredictConfig, SweepConfig, TrainConfig
 from headstart.heads.export.config import EXPORT_FORMATS, ExportConfig
 
 
@@ -278,6 +278,8 @@ def predict(
     "was taken for  [default: no page]",
 )
 @head_run_options
+@evaluate_table_options
+@pick_backbone_option
 @quiet_option
 @click.pass_context
 def evaluate(
@@ -291,8 +293,11 @@ def evaluate(
     device: str,
     batch_size: int,
     workers: int | None,
+    table: EvaluateTable | None,
+    backbone: str | None,
 ) -> None:
-    """Score the head on FOLDER (one sub-folder per class): accuracy, per-class report, confusion, mistakes."""
+    """Score the head on FOLDER (one sub-folder per class; with --labels, the folder the table's paths are relative
+    to): accuracy, per-class report, confusion, mistakes."""
     report = ctx.ensure_object(Reporter)
     out = out or cache / "evaluation_wrong.csv"
     refuse_output_inside_inputs(out, (folder,))
@@ -302,9 +307,11 @@ def evaluate(
         from headstart.console.views import show_evaluation
         from headstart.heads import evaluate_head
 
-        config = PredictConfig(weights=weights, device=device, batch_size=batch_size, workers=workers)
+        config = PredictConfig(
+            weights=weights, device=device, batch_size=batch_size, workers=workers, backbone=backbone
+        )
         with report.progress("evaluate") as on_progress:
-            evaluation = evaluate_head(folder, cache, out, config, on_progress, html=html)
+            evaluation = evaluate_head(folder, cache, out, config, on_progress, html=html, table=table)
         show_evaluation(report, folder, evaluation, show, out)
         if html is not None:
             report.note(f"page of the mistakes -> {html}")
@@ -338,6 +345,7 @@ def evaluate(
     help="Verify on at most this many images, spread evenly.",
 )
 @head_weights_option
+@pick_backbone_option
 @click.option("--example", is_flag=True, help="Print a script that runs the exported file alone, and exit.")
 @quiet_option
 @click.pass_context
@@ -349,6 +357,7 @@ def export(
     images: Path | None,
     sample: int,
     weights: str | None,
+    backbone: str | None,
     example: bool,
 ) -> None:
     """Write backbone, head and softmax as one file that runs without headstart, checked against predict first."""
@@ -362,27 +371,10 @@ def export(
         if example:
             return click.echo(caller_example(export_format), nl=False)
         assert out is not None  # without --example, a missing --out was refused above
-        config = ExportConfig(out=out, format=export_format, cache=cache, images=images, sample=sample, weights=weights)
+        config = ExportConfig(
+            out=out, format=export_format, cache=cache, images=images, sample=sample, weights=weights, backbone=backbone
+        )
         show_export(report, export_head(config, on_stage=report.note))
-
-
-@cli.command()
-@cache_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-@quiet_option
-@click.pass_context
-def info(ctx: click.Context, cache: Path, as_json: bool) -> None:
-    """What CACHE holds: splits, counts per class, backbone, weights, preprocessing, head metrics."""
-    report = ctx.ensure_object(Reporter)
-    with errors_as_exit_codes():
-        from headstart.console.views import show_info
-        from headstart.heads.info import describe_cache
-
-        described = describe_cache(cache)
-        if as_json:
-            click.echo(json.dumps(described, indent=2, allow_nan=False))
-        else:
-            show_info(report, cache, described)
 
 
 @cli.command()
@@ -400,6 +392,7 @@ def audit(
     outlier_quantile: float,
     curve_seeds: int,
     report_rows: int,
+    backbone: str | None,
 ) -> None:
     """Audit CACHE/features.h5: label issues, duplicates and leakage, outliers, learning curve -> CACHE/audit/."""
     report = ctx.ensure_object(Reporter)
@@ -409,6 +402,7 @@ def audit(
 
         config = AuditConfig(
             cache=cache,
+            backbone=backbone,
             train=TrainConfig(head=head_kind),
             folds=folds,
             score=score,
@@ -426,6 +420,7 @@ def audit(
 cli.add_command(backbones_command)
 cli.add_command(embeddings_command)
 cli.add_command(similar_command)
+cli.add_command(info_command)
 
 
 def main() -> None:

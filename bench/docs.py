@@ -22,6 +22,8 @@ COMMANDS = {
     "trust": "python -m bench.trust",
     "export": "python -m bench.export",
     "audit": "python -m bench.audit",
+    "tables": "python -m bench.tables",
+    "backbones": "python -m bench.backbones",
     "ray_compare": "python -m bench.ray_compare",
     "gpu": "bench/gpu.sh",
     "gpu-dry-run": "bench/gpu.sh --dry-run",

@@ -7,6 +7,7 @@ from contextlib import ExitStack, contextmanager
 
 import click
 
+from headstart.console.options import pick_backbone_option
 from headstart.console.reporter import Reporter
 from headstart.heads.audit.config import SCORES, AuditConfig
 
@@ -62,6 +63,7 @@ _OPTIONS = [
         show_default=True,
         help="Rows per section of report.html; the CSVs hold every row.",
     ),
+    pick_backbone_option,
 ]
 
 

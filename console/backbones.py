@@ -12,7 +12,8 @@ from headstart.console.reporter import Reporter
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def backbones_command(ctx: click.Context, as_json: bool) -> None:
-    """Every backbone extract --backbone takes: feature width, input size, GFLOPs, default weights, whether cached."""
+    """Every backbone extract --backbone takes: feature width, input size, GFLOPs, preprocessing, default weights,
+    whether cached; and timm:MODEL, with whether timm is installed."""
     from headstart.console.views import show_backbones
     from headstart.features.backbones.listing import describe_backbones
 

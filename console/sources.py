@@ -1,6 +1,8 @@
-"""extract's options for the data's shape: the content split of a folder without train/, a label table, pools.
+"""extract's options for the data's shape: the content split of a folder without train/, a label table, pools; and
+evaluate's label table.
 
-`source_options` adds them all and hands the command one `sources` dict of ExtractConfig's fields."""
+`source_options` adds extract's and hands the command one `sources` dict of ExtractConfig's fields;
+`evaluate_table_options` hands evaluate one EvaluateTable (or None)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import click
 from click.core import ParameterSource
 
 from headstart.features.config import ExtractConfig
+from headstart.heads.config import EvaluateTable
 
 SOURCE_FIELDS = (
     "val_fraction",
@@ -100,5 +103,42 @@ def source_options(command):
         return command(*args, sources=sources, **kwargs)
 
     for option in reversed((*_split_options(), *_table_options())):
+        collect = option(collect)
+    return collect
+
+
+_EVALUATE_TABLE_OPTIONS = (
+    click.option(
+        "--labels",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Score the images a label table names (path,label; CSV, TSV, JSON Lines or Parquet, as extract reads), "
+        "its paths relative to FOLDER  [default: FOLDER's class folders]",
+    ),
+    click.option(
+        "--path-column", default=EvaluateTable.path_column, show_default=True, help="The table's path column."
+    ),
+    click.option(
+        "--label-column", default=EvaluateTable.label_column, show_default=True, help="The table's label column."
+    ),
+    click.option(
+        "--strict",
+        is_flag=True,
+        help="A table row naming a missing or unreadable file stops evaluate (default: skipped and listed).",
+    ),
+)
+
+
+def evaluate_table_options(command):
+    """evaluate's --labels and its columns and --strict, handed to the command as one `table` (None: no --labels)."""
+
+    @functools.wraps(command)
+    def collect(*args, labels: Path | None, path_column: str, label_column: str, strict: bool, **kwargs):
+        table = None
+        if labels is not None:
+            table = EvaluateTable(path=labels, path_column=path_column, label_column=label_column, strict=strict)
+        return command(*args, table=table, **kwargs)
+
+    for option in reversed(_EVALUATE_TABLE_OPTIONS):
         collect = option(collect)
     return collect

@@ -6,7 +6,7 @@ import click
 from rich import box
 from rich.table import Table
 
-from headstart.console.options import cache_option
+from headstart.console.options import cache_option, pick_backbone_option
 from headstart.console.reporter import Reporter
 from headstart.console.views import confusion_table, scores_table
 from headstart.heads.config import SweepConfig
@@ -35,6 +35,7 @@ _OPTIONS = [
         show_default=True,
         help="Seeds the folds and every head: the same seed gives the same choice.",
     ),
+    pick_backbone_option,
 ]
 _COLUMNS = {
     "lr": "lr",

@@ -54,14 +54,7 @@ def show_extract(report: Reporter, summary: ExtractSummary) -> None:
     kinds = count_kinds([item for split in summary.splits for item in split.skipped])
     if kinds:
         report.note("skipped, by kind: " + ", ".join(f"{count} {kind}" for kind, count in kinds.items()))
-    for name, reason in summary.table_skipped[:SKIPS_LISTED]:
-        report.warn(f"skipped {name}: {reason}")
-    if summary.table_skipped:
-        more = len(summary.table_skipped) - SKIPS_LISTED
-        report.warn(
-            f"{len(summary.table_skipped)} table row(s) skipped{f' ({more} more not listed)' if more > 0 else ''}; "
-            "--strict makes such a row fatal"
-        )
+    show_table_skipped(report, summary.table_skipped)
     report.note(f"classes: {', '.join(summary.classes)}; done in {summary.seconds:.1f} s")
 
 
@@ -140,6 +133,18 @@ def show_training(report: Reporter, summary: FitSummary, epochs: EpochTable) -> 
     )
 
 
+def show_table_skipped(report: Reporter, skipped: list[tuple[str, str]]) -> None:
+    """A label table's skipped rows: the first few listed, then the count."""
+    for name, reason in skipped[:SKIPS_LISTED]:
+        report.warn(f"skipped {name}: {reason}")
+    if skipped:
+        more = len(skipped) - SKIPS_LISTED
+        report.warn(
+            f"{len(skipped)} table row(s) skipped{f' ({more} more not listed)' if more > 0 else ''}; "
+            "--strict makes such a row fatal"
+        )
+
+
 def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show: int, out: Path) -> None:
     """Accuracy, the per-class report, the confusion matrix and the `show` most confidently wrong images."""
     summary, mistakes = evaluation.summary, evaluation.mistakes
@@ -154,6 +159,7 @@ def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show
         report.table(table)
     for path, reason in evaluation.failed:
         report.warn(f"could not read {path}: {reason}")
+    show_table_skipped(report, evaluation.skipped)
     show_flagged(report, evaluation.flagged, evaluation.images - len(evaluation.failed), evaluation.unknown_rate, None)
     report.note(f"{evaluation.images} images, accuracy {summary['accuracy']:.4f}; {len(mistakes)} wrong -> {out}")
 
@@ -205,20 +211,35 @@ def _show_features(report: Reporter, cache: Path, features: dict) -> None:
 
 
 def show_backbones(report: Reporter, described: list[dict], as_json: bool = False) -> None:
-    """describe_backbones' list as one table, a row per backbone (or as JSON)."""
+    """describe_backbones' list as one table, a row per backbone and one for the timm form (or as JSON)."""
     if as_json:
         click.echo(json.dumps(described, indent=2, allow_nan=False))
         return
     table = Table(title="backbones (extract --backbone NAME)")
-    for column in ("name", "width", "input", "GFLOPs", "default weights", "cached"):
+    for column in ("name", "width", "input", "GFLOPs", "preprocessing", "default weights", "cached"):
         table.add_column(column, justify="right" if column in ("width", "input", "GFLOPs") else "left", overflow="fold")
     for entry in described:
+        if entry["source"] == "timm":
+            state = f"timm {entry['timm_version']} installed" if entry["installed"] else f"no timm: {entry['install']}"
+            table.add_row(entry["name"], "model's", "model's", "-", "timm's data config", "timm's cache", state)
+            continue
         table.add_row(
             entry["name"],
             str(entry["width"]),
             str(entry["input_size"]),
             f"{entry['gflops']:.2f}",
+            _preprocessing_cell(entry["preprocessing"]),
             entry["weights"],
             "yes" if entry["weights_cached"] else "no",
         )
     report.table(table)
+
+
+def _preprocessing_cell(preprocessing: dict) -> str:
+    """resize -> crop, interpolation, and mean/std when they are not ImageNet's."""
+    from headstart.features.provenance import IMAGENET_MEAN, IMAGENET_STD
+
+    cell = f"{preprocessing['resize']}->{preprocessing['crop']} {preprocessing['interpolation'].split(',')[0]}"
+    if (tuple(preprocessing["mean"]), tuple(preprocessing["std"])) != (IMAGENET_MEAN, IMAGENET_STD):
+        cell += f", mean {preprocessing['mean']}, std {preprocessing['std']}"
+    return cell

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from headstart.features.config import EngineConfig
 
@@ -29,9 +30,22 @@ class TrainConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PredictConfig(EngineConfig):
-    """Options of the predict and evaluate steps; weights=None means the weights the head records."""
+    """Options of the predict and evaluate steps; weights=None means the weights the head records, backbone=None
+    whichever backbone it records (a name: the head must record that one)."""
 
     weights: str | None = None
+    backbone: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateTable:
+    """evaluate --labels: a label table (features/sources/tables.py) naming the images to score and their classes,
+    its paths relative to the folder evaluate is given; --strict makes a row naming a missing file fatal."""
+
+    path: Path
+    path_column: str = "path"
+    label_column: str = "label"
+    strict: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,3 +55,4 @@ class SweepConfig:
     folds: int = 5
     grid: str | None = None  # a .toml or .json grid file; None: heads.sweep.grid's default grid
     seed: int = 0  # the folds' and every head's
+    backbone: str | None = None  # whose features, when the cache holds several backbones'

@@ -7,18 +7,20 @@ from pathlib import Path
 import numpy as np
 
 from headstart.features import FeatureStore
-from headstart.features.files.cachedir import HEAD_FILE, features_files
+from headstart.features.files.cachedir import HEAD_FILE, features_files, present_features
 from headstart.features.folder import POOL, count_kinds
 from headstart.heads.checkpoint import load_head
 
 
-def describe_cache(cache: str | Path) -> dict:
+def describe_cache(cache: str | Path, backbone: str | None = None) -> dict:
     """A plain dict (JSON-ready) of the cache's contents; a missing file is reported as None, a damaged one raises.
-    "features" describes the only (or the default backbone's) features file, "backbones" every backbone's by name."""
+    "features" describes the only (or the default backbone's) features file, "backbones" every backbone's by name;
+    with `backbone`, that backbone's alone (its file must exist)."""
     cache = Path(cache)
     info: dict = {"cache": str(cache), "features": None, "head": None, "backbones": {}}
-    for backbone, path in features_files(cache).items():
-        info["backbones"][backbone] = _describe_features(path)
+    found = {backbone: present_features(cache, backbone)} if backbone is not None else features_files(cache)
+    for name, path in found.items():
+        info["backbones"][name] = _describe_features(path)
     if info["backbones"]:
         info["features"] = next(iter(info["backbones"].values()))
     _describe_head(cache, info)

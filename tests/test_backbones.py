@@ -174,10 +174,33 @@ def test_the_backbones_command_lists_every_entry():
     result = run("backbones", "--json")
     assert_ok(result)
     listed = {row["name"]: row for row in json.loads(result.stdout)}
-    assert list(listed) == list(ENTRIES)
+    assert list(listed) == [*ENTRIES, "timm:MODEL"]
     assert listed["resnet50"]["width"] == 2048 and listed["resnet50"]["weights"] == "ResNet50_Weights.IMAGENET1K_V2"
     assert listed["efficientnet_v2_s"]["input_size"] == 384 and listed["vit_b_16"]["gflops"] == 17.564
-    assert all(isinstance(row["weights_cached"], bool) for row in listed.values())
+    assert all(isinstance(listed[name]["weights_cached"], bool) for name in ENTRIES)
     table = run("backbones")
     assert_ok(table)
     assert "swin_t" in table.output and "888" in table.output
+
+
+def test_the_backbones_command_shows_preprocessing_and_the_timm_form_installed_or_not(monkeypatch):
+    import headstart.features.backbones.listing as listing
+
+    listed = {row["name"]: row for row in json.loads(run("backbones", "--json").stdout)}
+    assert listed["efficientnet_b0"]["preprocessing"] == {
+        "resize": 256,
+        "crop": 224,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "interpolation": "bicubic, antialias",
+    }
+    assert listed["resnet50"]["preprocessing"]["resize"] == 232 and listed["resnet50"]["source"] == "torchvision"
+    timm_row = listed["timm:MODEL"]
+    assert timm_row["source"] == "timm" and timm_row["installed"] is True and timm_row["install"] is None
+    assert "256->224 bicubic" in run("backbones", env={"COLUMNS": "200"}).output
+    monkeypatch.setattr(listing, "find_spec", lambda name: None)
+    missing = {row["name"]: row for row in json.loads(run("backbones", "--json").stdout)}["timm:MODEL"]
+    assert missing["installed"] is False and missing["install"] == "pip install 'headstart[timm]'"
+    table = run("backbones", env={"COLUMNS": "200"})
+    assert_ok(table)
+    assert "timm:MODEL" in table.output and "no timm: pip install 'headstart[timm]'" in table.output

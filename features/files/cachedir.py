@@ -95,6 +95,27 @@ def chosen_features(cache: str | os.PathLike, backbone: str | None = None) -> Pa
     return next(iter(found.values()), Path(cache) / FEATURES_FILE)
 
 
+def present_features(cache: str | os.PathLike, backbone: str) -> Path:
+    """The named backbone's features file, which must exist; else a BackboneChoiceError naming what cache holds."""
+    name = backbone_entry(backbone).name
+    path = Path(cache) / features_file(name)
+    if not path.exists():
+        held = ", ".join(features_files(cache)) or "none"
+        raise BackboneChoiceError(
+            f"{cache} holds no features of {name} (it holds: {held}): run `extract --backbone {name}` first"
+        )
+    return path
+
+
+def check_head_backbone(head_file: str | os.PathLike, recorded: str, asked: str | None) -> None:
+    """--backbone on a command that runs the head: the head must have been trained on that backbone's features."""
+    if asked is not None and backbone_entry(asked).name != recorded:
+        raise BackboneChoiceError(
+            f"{head_file} was trained on {recorded}'s features, not {asked}'s: run `train-head --backbone {asked}` "
+            "first, or leave --backbone out"
+        )
+
+
 def _owned_name(relative: Path) -> bool:
     parts = relative.parts
     if not parts:

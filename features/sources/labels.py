@@ -4,7 +4,9 @@ or a counted, listed skip."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,14 +61,21 @@ def read_table(table: Path, columns: TableColumns) -> Iterator[TableRow]:
     return text_rows(table, columns, TEXT_SUFFIXES[suffix])
 
 
-def table_dataset(table: Path, root: Path, columns: TableColumns, strict: bool = False) -> Dataset:
-    """The dataset a label table names, its paths relative to root; rows without a split go under UNSPLIT."""
+def _opened(table: Path, root: Path, strict: bool, option: str = "--data") -> _Table:
+    """The table and its base folder, both checked to exist."""
     if not table.is_file():
         what = "does not exist" if not table.exists() else "is not a file"
         raise TableError(f"label table {text_path(table)} {what}: give a CSV, TSV, JSON Lines or Parquet file")
     if not root.is_dir():
-        raise TableError(f"--data {text_path(root)} is not a folder: give the folder the table's paths are relative to")
-    where = _Table(table, row_word(table), os.path.normpath(os.path.abspath(root)), strict)
+        raise TableError(
+            f"{option} {text_path(root)} is not a folder: give the folder the table's paths are relative to"
+        )
+    return _Table(table, row_word(table), os.path.normpath(os.path.abspath(root)), strict)
+
+
+def table_dataset(table: Path, root: Path, columns: TableColumns, strict: bool = False) -> Dataset:
+    """The dataset a label table names, its paths relative to root; rows without a split go under UNSPLIT."""
+    where = _opened(table, root, strict)
     kept = _Kept()
     for row in read_table(table, columns):
         _keep(where, kept, row)
@@ -89,6 +98,28 @@ def table_dataset(table: Path, root: Path, columns: TableColumns, strict: bool =
     )
 
 
+def scored_entries(
+    table: Path, root: Path, columns: TableColumns, classes: list[str], strict: bool = False
+) -> tuple[list[ImageEntry], list[tuple[str, str]]]:
+    """evaluate --labels: every row of a label table as an image to score, labelled by its index in `classes` (the
+    head's), in table order, with the rows skipped (missing files, repeats: (path, why)); any split is ignored. A
+    label the head does not know is a TableError naming the row."""
+    where = _opened(table, root, strict, option="FOLDER")
+    kept = _Kept(labels={name: index for index, name in enumerate(classes)})
+    for row in read_table(table, columns):
+        if row.label and row.label not in kept.labels:
+            raise where.error(
+                row.number, f"label {row.label!r} is not a class the head knows ({', '.join(classes)}): fix the row"
+            )
+        _keep(where, kept, row)
+    if not kept.rows and not kept.skipped:
+        raise TableError(f"{text_path(table)} has no rows: add one row per image (path, label)")
+    entries = [
+        ImageEntry(Path(where.root, name), text_path(root / name), label) for name, (_, label, _) in kept.rows.items()
+    ]
+    return entries, kept.skipped
+
+
 def _keep(where: _Table, kept: _Kept, row: TableRow) -> None:
     """Check one row and keep it, skip it (listed), or raise TableError."""
     if not row.path:
@@ -106,7 +137,7 @@ def _keep(where: _Table, kept: _Kept, row: TableRow) -> None:
     if before is not None:
         _same_path(where, kept, row, name, before, (label, split))
         return
-    problem = _unusable(Path(where.root, name))
+    problem = _unusable(os.path.join(where.root, name))
     if problem:
         if where.strict:
             raise where.error(row.number, f"{name} {problem}: fix the row, or drop --strict to skip such rows")
@@ -124,7 +155,7 @@ def _inside(where: _Table, row: TableRow) -> str:
             f"{row.path!r} is outside {text_path(where.root)}: give paths inside --data (or put the table in the "
             "images' folder and leave --data out)",
         )
-    return text_path(os.path.relpath(full, where.root)).replace(os.sep, "/")
+    return text_path(full[len(where.root.rstrip(os.sep) + os.sep) :]).replace(os.sep, "/")  # relpath, less work
 
 
 def _same_path(where: _Table, kept: _Kept, row: TableRow, name: str, before: tuple, now: tuple) -> None:
@@ -143,13 +174,18 @@ def _same_path(where: _Table, kept: _Kept, row: TableRow, name: str, before: tup
     )
 
 
-def _unusable(path: Path) -> str | None:
-    """Why a named file cannot be read, or None."""
+def _unusable(path: str) -> str | None:
+    """Why a named file cannot be read, or None; one stat, as a 100,000-row table makes 100,000 of them."""
     try:
-        if not path.is_file():
-            return "is not a file" if path.exists() else "is missing"
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "is missing"
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "is missing"
         return f"cannot be read ({error.strerror})"
+    if not stat.S_ISREG(mode):
+        return "is not a file"
     return None if os.access(path, os.R_OK) else "cannot be read (permission denied)"
 
 

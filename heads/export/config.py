@@ -18,3 +18,4 @@ class ExportConfig:
     images: Path | None = None  # verify on these images; None: the val images the cache was extracted from
     sample: int = 64  # at most this many verification images, spread evenly
     weights: str | None = None  # None: the weights the head records (as predict)
+    backbone: str | None = None  # None: the head's; a name: the head must record that one

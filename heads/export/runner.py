@@ -58,7 +58,8 @@ def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = N
     check_outputs(config.cache, *(Output("--out", target) for target in targets))
     # On the CPU: an export must load on any machine, and predict here is what it is checked against.
     predictor = Predictor.load(
-        Path(config.cache) / HEAD_FILE, PredictConfig(weights=config.weights, device="cpu", workers=0)
+        Path(config.cache) / HEAD_FILE,
+        PredictConfig(weights=config.weights, backbone=config.backbone, device="cpu", workers=0),
     )
     if exporter.PLAIN_BACKBONE and predictor.checkpoint.backbone.startswith(TIMM_PREFIX):
         raise ExportError(

@@ -152,14 +152,15 @@ def evaluation_page(
 
 
 def write_evaluation_page(
-    out: Path, folder: Path, evaluation, cache: Path, cap: int = 50, thumb_size: int = 128
+    out: Path, folder: Path, evaluation, cache: Path, cap: int = 50, thumb_size: int = 128, features: Path | None = None
 ) -> None:
-    """evaluate --html: the page, written whole or not at all; examples of each class come from CACHE's features."""
+    """evaluate --html: the page, written whole or not at all; examples of each class come from CACHE's features
+    (the features file given: the head's backbone's; None: the default backbone's)."""
     from headstart.features.files.atomic import atomic_write
     from headstart.features.files.cachedir import FEATURES_FILE
     from headstart.heads.audit.rows import load_rows
 
-    features = cache / FEATURES_FILE
+    features = features or cache / FEATURES_FILE
     exemplars = class_exemplars(load_rows(features), cache, thumb_size) if features.exists() else {}
     page = evaluation_page(folder, evaluation, exemplars, cache, cap, thumb_size)
     with atomic_write(out, "w", encoding="utf-8") as handle:

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from headstart.features.engines.batches import ProgressCallback
-from headstart.features.files.cachedir import HEAD_FILE
+from headstart.features.files.cachedir import HEAD_FILE, features_file
 from headstart.features.files.csvfile import CsvWriter, safe_path
 from headstart.features.files.outputs import Output, check_outputs, text_output
-from headstart.features.folder import DatasetError, find_labeled_images, text_path
-from headstart.heads.config import PredictConfig
+from headstart.features.folder import DatasetError, ImageEntry, find_labeled_images, text_path
+from headstart.heads.config import EvaluateTable, PredictConfig
 from headstart.heads.predict.predictor import Predictor
 from headstart.heads.report import classification_summary
 
@@ -41,6 +41,7 @@ class Evaluation:
     failed: list[tuple[str, str]] = field(default_factory=list)
     flagged: int | None = None  # images the unknown-image model flags; None: the head has none (format 1)
     unknown_rate: float | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # evaluate --labels: table rows not scored, why
 
 
 def evaluate_head(
@@ -50,26 +51,47 @@ def evaluate_head(
     config: PredictConfig = PredictConfig(),
     on_progress: ProgressCallback | None = None,
     html: str | os.PathLike | None = None,
+    table: EvaluateTable | None = None,
 ) -> Evaluation:
-    """The evaluate step in one call: score the head in cache on folder and write its mistakes to out (and html)."""
+    """The evaluate step in one call: score the head in cache on folder and write its mistakes to out (and html).
+    With `table`, the images and classes are the label table's rows, its paths relative to folder."""
     pages = [Output("--html", Path(html))] if html is not None else []
     check_outputs(cache, Output("--out", Path(out), streamed=True), *pages)
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config)
-    evaluation = evaluate_folder(folder, predictor, on_progress)
+    if table is None:
+        evaluation = evaluate_folder(folder, predictor, on_progress)
+    else:
+        entries, skipped = _table_entries(table, Path(folder), predictor.classes)
+        evaluation = evaluate_folder(folder, predictor, on_progress, entries=entries)
+        evaluation.skipped = skipped
     write_mistakes(out, evaluation.mistakes)
     if html is not None:
         from headstart.heads.pages.page import write_evaluation_page
 
-        write_evaluation_page(Path(html), Path(folder), evaluation, Path(cache))
+        features = Path(cache) / features_file(predictor.checkpoint.backbone)  # the head's backbone's
+        write_evaluation_page(Path(html), Path(folder), evaluation, Path(cache), features=features)
     return evaluation
 
 
+def _table_entries(table: EvaluateTable, root: Path, classes: list[str]) -> tuple[list[ImageEntry], list]:
+    from headstart.features.sources.labels import scored_entries
+    from headstart.features.sources.tables import TableColumns
+
+    columns = TableColumns(path=table.path_column, label=table.label_column)
+    return scored_entries(table.path, root, columns, classes, table.strict)
+
+
 def evaluate_folder(
-    folder: str | os.PathLike, predictor: Predictor, on_progress: ProgressCallback | None = None
+    folder: str | os.PathLike,
+    predictor: Predictor,
+    on_progress: ProgressCallback | None = None,
+    entries: list[ImageEntry] | None = None,
 ) -> Evaluation:
-    """Label every image of folder/<class>/ with the predictor and score it against its folder's class."""
+    """Label every image of folder/<class>/ (or the labelled `entries` given) with the predictor and score it
+    against its class."""
     classes = predictor.classes
-    entries = find_labeled_images(folder, classes)
+    where = "in its class folders" if entries is None else "named by the label table"
+    entries = find_labeled_images(folder, classes) if entries is None else entries
     truth, guesses, mistakes, failed = [], [], [], []
     with closing(predictor.predict(entries, on_progress)) as predictions:
         scored = list(zip(entries, predictions))
@@ -86,7 +108,7 @@ def evaluate_folder(
                 Mistake(prediction.path, classes[entry.label], classes[guess], float(prediction.probabilities[guess]))
             )
     if not truth:
-        raise DatasetError(f"{text_path(folder)}: no readable images in its class folders; check the folder")
+        raise DatasetError(f"{text_path(folder)}: no readable images {where}; check the folder")
     mistakes.sort(key=lambda mistake: (-mistake.confidence, mistake.path))
     summary = classification_summary(np.asarray(truth, np.int64), np.asarray(guesses, np.int64), classes)
     rate = predictor.unknown_rate

@@ -12,6 +12,7 @@ import torch
 
 from headstart.features import Backbone, WeightsError, WeightsIdentity, build_engine, load_backbone
 from headstart.features.engines.batches import Engine, ProgressCallback
+from headstart.features.files.cachedir import check_head_backbone
 from headstart.features.folder import ImageEntry
 from headstart.features.provenance import Preprocessing, RecordError
 from headstart.heads.checkpoint import HeadCheckpoint, HeadFileError, load_head
@@ -55,6 +56,7 @@ class Predictor:
         """Rebuild what head_file records; weights other than those it was trained on are refused."""
         engine = build_engine(config)
         checkpoint = load_head(head_file)
+        check_head_backbone(head_file, checkpoint.backbone, config.backbone)
         recorded = WeightsIdentity.from_dict(checkpoint.weights)
         spec = config.weights or _recorded_weights(recorded)
         backbone = load_backbone(

@@ -82,7 +82,7 @@ def sweep_heads(
     """Choose a head setting by k-fold cross-validation on the train split, refit it, score it on val once, save it."""
     settings = read_grid(config.grid, config.seed) if config.grid else default_grid(config.seed)
     chooser = _Chooser(settings, config, on_progress)
-    fit = fit_head(cache, on_epoch=on_epoch, choose=chooser, command="sweep")
+    fit = fit_head(cache, on_epoch=on_epoch, choose=chooser, command="sweep", backbone=config.backbone)
     if chooser.result is None:  # fit_head calls choose before it fits, or fails
         raise RuntimeError("the sweep's cross-validation did not run")
     return SweepSummary(chooser.result, fit, Path(cache) / SWEEP_FILE)
