@@ -115,9 +115,7 @@ def extract(
     engine: str,
     address: str | None,
     compile_backbone: bool,
-    val_fraction: float | None,
-    test_fraction: float | None,
-    split_seed: int,
+    **source,
 ) -> None:
     """Run the frozen backbone over every image once and cache its features in CACHE (features.h5 for resnet18)."""
     report = ctx.ensure_object(Reporter)
@@ -144,9 +142,7 @@ def extract(
             engine=engine,
             address=address,
             compile=compile_backbone,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            split_seed=split_seed,
+            **source,
         )
         with report.progress("extract") as on_progress:
             summary = extract_features(

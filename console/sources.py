@@ -1,4 +1,5 @@
-"""extract's options for the data's shape: how a folder of class folders without train/ is split."""
+"""extract's options for the data's shape: how a folder of class folders without train/ is split, and whether an
+image may carry several labels."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from headstart.features.config import ExtractConfig
 
 
 def split_options(command):
-    """--val-fraction, --test-fraction, --split-seed: the content split of a folder without train/."""
+    """--val-fraction, --test-fraction, --split-seed: the content split of a folder without train/; --multi-label.
+    Passed on by their ExtractConfig names."""
     for option in reversed(
         (
             click.option(
@@ -31,6 +33,12 @@ def split_options(command):
                 show_default=True,
                 help="A folder without train/: the seed of the content split; the same seed keeps every image in "
                 "its split.",
+            ),
+            click.option(
+                "--multi-label",
+                is_flag=True,
+                help="Images may carry several labels: the same file content in several class folders is one image "
+                "with each of their labels; train-head then trains one sigmoid per label.",
             ),
         )
     ):

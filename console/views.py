@@ -41,6 +41,8 @@ def show_extract(report: Reporter, summary: ExtractSummary) -> None:
     report.table(table)
     if summary.split:
         report.note(summary.split.describe())
+    if summary.merged:
+        report.note(f"multi-label: {summary.merged} copies in other class folders merged into their images' label sets")
     relabelled = sum(split.relabelled for split in summary.splits)
     if relabelled:
         report.note(

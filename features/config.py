@@ -34,3 +34,4 @@ class ExtractConfig(EngineConfig):
     val_fraction: float | None = None
     test_fraction: float | None = None
     split_seed: int = 0
+    multi_label: bool = False  # the same content in several class folders is one image with several labels

@@ -9,7 +9,8 @@ or build a path out of its strings. So, on open:
 and on every read:
 - a row path is relative, without `..` or a NUL, so it stays inside the data folder it is joined to;
 - a sha256 is 64 lowercase hexadecimal digits (the thumbnail cache builds a file name from it);
-- labels are integers indexing `classes`; features are finite, of one width.
+- labels are integers indexing `classes`; features are finite, of one width;
+- a multi-label file's label sets are 0/1, one column per class, and each row's `labels` is its set's lowest.
 """
 
 from __future__ import annotations
@@ -106,6 +107,19 @@ def check_labels(labels: np.ndarray, classes: int) -> np.ndarray:
     if len(labels) and (labels.min() < 0 or labels.max() >= classes):
         raise UntrustedValueError(f"labels run from {labels.min()} to {labels.max()}; {classes} classes allow 0..")
     return labels.astype(np.int64, copy=False)
+
+
+def check_label_sets(label_sets: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """A multi-label file's (N, classes) label sets as uint8, refused unless 0/1 and agreeing with `labels` (the lowest
+    label of each non-empty set)."""
+    if label_sets.ndim != 2 or label_sets.shape[1] != classes or label_sets.dtype != np.uint8:
+        raise UntrustedValueError(f"label_sets are {label_sets.dtype} {label_sets.shape}, not uint8 (N, {classes})")
+    if label_sets.shape[0] != len(labels) or (len(label_sets) and label_sets.max() > 1):
+        raise UntrustedValueError("label_sets hold values other than 0 and 1, or a row count unlike labels'")
+    marked = label_sets.any(1)
+    if not np.array_equal(label_sets[marked].argmax(1), np.asarray(labels)[marked]):
+        raise UntrustedValueError("a row's label is not the lowest label of its label set")
+    return label_sets
 
 
 def check_features(features: np.ndarray) -> np.ndarray:
