@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
+from headstart.console.multilabel import show_multilabel_training
 from headstart.console.reporter import Reporter
 from headstart.console.trust import show_flagged, show_trust
 
@@ -94,6 +95,8 @@ def show_training(report: Reporter, summary: FitSummary, epochs: EpochTable) -> 
     """The epochs, the last and best epoch on val, val's report and confusion matrix, and the files written."""
     report.table(epochs.table)
     metrics = summary.metrics
+    if metrics.get("task") == "multi-label":
+        return show_multilabel_training(report, summary)
     if "val_acc" in metrics:
         best = metrics["best_epoch"]
         report.note(

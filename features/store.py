@@ -55,12 +55,13 @@ from headstart.features.sources.rule import SplitRule
 from headstart.features.untrusted import (
     UntrustedValueError,
     check_classes,
-    check_declared_size,
+    check_columns,
     check_features,
     check_label_sets,
     check_labels,
     check_row_path,
     check_sha256,
+    check_task,
     read_block_rows,
     refuse_outside_pointers,
 )
@@ -148,7 +149,7 @@ class FeaturesHeader:
             **{
                 **{field.name: values[field.name] for field in fields(cls) if field.name not in _OPTIONAL},
                 "forward": values.get("forward", cls.forward),
-                "task": _task(values),
+                "task": check_task(values.get("task", SINGLE_LABEL), values["format_version"]),
                 "split": SplitRule.from_dict(values["split"]) if values.get("split") is not None else None,
                 "weights": WeightsIdentity.from_dict(values["weights"]),
                 "preprocessing": Preprocessing.from_description(values["preprocessing"]),
@@ -161,14 +162,6 @@ class FeaturesHeader:
             name: json.dumps(value) if name in JSON_ATTRS else value if name == "format_version" else str(value)
             for name, value in self.to_dict().items()
         }
-
-
-def _task(values: dict) -> str:
-    """The recorded task; only a format 4 file may be multi-label."""
-    task = values.get("task", SINGLE_LABEL)
-    if task not in (SINGLE_LABEL, MULTI_LABEL) or (task == MULTI_LABEL and values["format_version"] < 4):
-        raise ValueError(f"task {str(task)[:40]!r} in a format {values['format_version']} file")
-    return task
 
 
 def _decode_attrs(attrs: h5py.AttributeManager) -> dict:
@@ -216,7 +209,7 @@ class FeatureStore:
             raise _damaged(self.path, f"header: {error}") from None
         try:
             refuse_outside_pointers(self._file)
-            self.width = _check_columns(self._file, self.path.stat().st_size)
+            self.width = check_columns(self._file, self.path.stat().st_size)
         except (UntrustedValueError, OSError, KeyError, TypeError) as error:
             self.close()
             raise _damaged(self.path, error) from None
@@ -297,37 +290,6 @@ class FeatureStore:
                 [check_sha256(digest) for digest in group["sha256"].asstr()[rows]],
                 self.label_sets(split, rows),
             )
-
-
-# The kind and rank each column must have; a file that declares anything else was not written by headstart.
-_COLUMN_KINDS = {
-    **{"features": "f", "labels": "iu", "sizes": "iu", "mtimes_ns": "iu", "paths": "OSU", "sha256": "OSU"},
-    "label_sets": "u",
-}
-_MATRICES = ("features", "label_sets")
-
-
-def _check_columns(file: h5py.File, file_size: int) -> int | None:
-    """Every split's columns of the right kind and rank, no larger than the file, features of one width: the width."""
-    widths = set()
-    for split in file:
-        if not isinstance(file[split], h5py.Group):
-            raise UntrustedValueError(f"'/{split}' is not a split group")
-        for name, kinds in _COLUMN_KINDS.items():
-            column = file[split].get(name)
-            if column is None:
-                continue  # _group names the missing column when the split is used
-            at = f"/{split}/{name}"
-            rank = 2 if name in _MATRICES else 1
-            string = h5py.check_string_dtype(column.dtype) is not None
-            if column.ndim != rank or column.dtype.kind not in kinds or (kinds == "OSU") != string:
-                raise UntrustedValueError(f"'{at}' is {column.dtype} of shape {column.shape}, not headstart's column")
-            check_declared_size(column, file_size, at)
-            if name == "features":
-                widths.add(column.shape[1])
-    if len(widths) > 1 or 0 in widths:
-        raise UntrustedValueError(f"the splits' features have widths {sorted(widths)}, not one width")
-    return widths.pop() if widths else None
 
 
 def _read_features(column: h5py.Dataset, rows: np.ndarray | slice) -> np.ndarray:

@@ -138,3 +138,41 @@ def check_classes(classes: object) -> list[str]:
     if len(set(classes)) != len(classes):
         raise UntrustedValueError(f"classes {str(classes)[:80]} name a class twice")
     return classes
+
+
+# The kind and rank each column must have; a file that declares anything else was not written by headstart.
+_COLUMN_KINDS = {
+    **{"features": "f", "labels": "iu", "sizes": "iu", "mtimes_ns": "iu", "paths": "OSU", "sha256": "OSU"},
+    "label_sets": "u",
+}
+_MATRICES = ("features", "label_sets")
+
+
+def check_columns(file: h5py.File, file_size: int) -> int | None:
+    """Every split's columns of the right kind and rank, no larger than the file, features of one width: the width."""
+    widths = set()
+    for split in file:
+        if not isinstance(file[split], h5py.Group):
+            raise UntrustedValueError(f"'/{split}' is not a split group")
+        for name, kinds in _COLUMN_KINDS.items():
+            column = file[split].get(name)
+            if column is None:
+                continue  # the store names the missing column when the split is used
+            at = f"/{split}/{name}"
+            rank = 2 if name in _MATRICES else 1
+            string = h5py.check_string_dtype(column.dtype) is not None
+            if column.ndim != rank or column.dtype.kind not in kinds or (kinds == "OSU") != string:
+                raise UntrustedValueError(f"'{at}' is {column.dtype} of shape {column.shape}, not headstart's column")
+            check_declared_size(column, file_size, at)
+            if name == "features":
+                widths.add(column.shape[1])
+    if len(widths) > 1 or 0 in widths:
+        raise UntrustedValueError(f"the splits' features have widths {sorted(widths)}, not one width")
+    return widths.pop() if widths else None
+
+
+def check_task(task: object, version: int) -> str:
+    """The recorded task, refused unless single-label, or multi-label in a format 4 (or later) file."""
+    if task not in ("single-label", "multi-label") or (task == "multi-label" and version < 4):
+        raise UntrustedValueError(f"task {str(task)[:40]!r} in a format {version} file")
+    return str(task)
