@@ -374,7 +374,7 @@ class StoreWriter:
         self._ensure_room(len(rows))
         start = group["labels"].shape[0]
         end = start + len(rows)
-        names = ROW_FIELDS
+        names: tuple[str, ...] = ROW_FIELDS
         if self.label_count:
             if rows.label_sets is None or rows.label_sets.shape != (len(rows), self.label_count):
                 raise StoreError(f"{self.partial}: a multi-label file's rows need label_sets of {self.label_count}")
