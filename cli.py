@@ -35,7 +35,8 @@ from headstart.console.options import (
     workers_option,
 )
 from headstart.console.reporter import Reporter
-from headstart.console.sources import split_options
+from headstart.console.similar import similar_command
+from headstart.console.sources import source_options
 from headstart.console.sweep import show_sweep, sweep_options
 from headstart.console.trust import TrustConfig, show_prediction, trust_options
 from headstart.features import __version__
@@ -61,9 +62,10 @@ def cli() -> None:
     default=ExtractConfig().data,
     show_default=True,
     help="Dataset folder with train/ and val/ (and test/), one sub-folder per class, or only class sub-folders "
-    "(split for you by --val-fraction); downloaded from the PyTorch tutorial when the default is missing.",
+    "(split for you by --val-fraction), or the folder a --labels table's paths are relative to; downloaded from the "
+    "PyTorch tutorial when the default is missing.",
 )
-@split_options
+@source_options
 @cache_option
 @click.option(
     "--backbone",
@@ -115,7 +117,7 @@ def extract(
     engine: str,
     address: str | None,
     compile_backbone: bool,
-    **source,
+    sources: dict,
 ) -> None:
     """Run the frozen backbone over every image once and cache its features in CACHE (features.h5 for resnet18)."""
     report = ctx.ensure_object(Reporter)
@@ -142,7 +144,7 @@ def extract(
             engine=engine,
             address=address,
             compile=compile_backbone,
-            **source,
+            **sources,
         )
         with report.progress("extract") as on_progress:
             summary = extract_features(
@@ -423,6 +425,7 @@ def audit(
 # Commands added since the first round live beside their presentation in console/, one line each here.
 cli.add_command(backbones_command)
 cli.add_command(embeddings_command)
+cli.add_command(similar_command)
 
 
 def main() -> None:

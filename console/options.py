@@ -202,6 +202,7 @@ def pick_backbone_option(command):
     return click.option(
         "--backbone",
         default=None,
+        show_default="the only one CACHE holds",
         help="Whose features to use when CACHE holds several backbones' (`headstart info` lists them).",
     )(command)
 

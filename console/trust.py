@@ -95,5 +95,12 @@ def show_flagged(report: Reporter, flagged: int | None, images: int, rate: float
 
 def show_prediction(report: Reporter, summary) -> None:
     """predict: how many images were labelled and failed, how many were flagged as unknown, and drift."""
-    report.note(f"{summary.predicted} images labelled, {summary.failed} could not be read -> {summary.out}")
+    if summary.resumed:
+        report.note(f"resumed: {summary.resumed} predictions an interrupted run had finished were reused")
+    skipped = f", {len(summary.skipped)} other file(s) skipped" if summary.skipped else ""
+    report.note(f"{summary.predicted} images labelled, {summary.failed} could not be read{skipped} -> {summary.out}")
+    if summary.not_read:
+        report.note("not read, by kind: " + ", ".join(f"{count} {kind}" for kind, count in summary.not_read.items()))
+    for name, reason in summary.skipped:
+        report.warn(f"skipped {name}: {reason}")
     show_flagged(report, summary.flagged, summary.predicted, summary.unknown_rate, summary.drift)

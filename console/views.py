@@ -12,6 +12,7 @@ from rich.table import Table
 from headstart.console.multilabel import show_multilabel_training
 from headstart.console.reporter import Reporter
 from headstart.console.trust import show_flagged, show_trust
+from headstart.features.folder import count_kinds
 
 if TYPE_CHECKING:
     from headstart.features.extract import ExtractSummary
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from headstart.heads.predict.evaluation import Evaluation
 
 EPOCH_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc")
+SKIPS_LISTED = 50  # a label table's skipped rows listed one per line; the rest counted
 
 
 def show_extract_start(report: Reporter, summary: ExtractSummary) -> None:
@@ -52,6 +54,17 @@ def show_extract(report: Reporter, summary: ExtractSummary) -> None:
     for split in summary.splits:
         for name, reason in split.skipped:
             report.warn(f"skipped {name}: {reason}")
+    kinds = count_kinds([item for split in summary.splits for item in split.skipped])
+    if kinds:
+        report.note("skipped, by kind: " + ", ".join(f"{count} {kind}" for kind, count in kinds.items()))
+    for name, reason in summary.table_skipped[:SKIPS_LISTED]:
+        report.warn(f"skipped {name}: {reason}")
+    if summary.table_skipped:
+        more = len(summary.table_skipped) - SKIPS_LISTED
+        report.warn(
+            f"{len(summary.table_skipped)} table row(s) skipped{f' ({more} more not listed)' if more > 0 else ''}; "
+            "--strict makes such a row fatal"
+        )
     report.note(f"classes: {', '.join(summary.classes)}; done in {summary.seconds:.1f} s")
 
 
@@ -175,7 +188,14 @@ def _show_features(report: Reporter, cache: Path, features: dict) -> None:
     table.add_column("skipped", justify="right")
     for split, counts in features["splits"].items():
         table.add_row(split, *map(str, counts["per_class"].values()), str(counts["rows"]), str(counts["skipped"]))
+    if features.get("pool"):
+        pool = features["pool"]
+        table.add_row("pool (unlabeled)", *["-"] * len(features["classes"]), str(pool["rows"]), str(pool["skipped"]))
     report.table(table)
+    for split, counts in features["splits"].items():
+        if counts.get("skipped_by_kind"):
+            kinds = ", ".join(f"{count} {kind}" for kind, count in counts["skipped_by_kind"].items())
+            report.note(f"{split} skipped, by kind: {kinds}")
     if features.get("split"):
         from headstart.features.sources.rule import SplitRule
 

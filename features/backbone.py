@@ -18,9 +18,11 @@ from headstart.features.backbones.registry import (
     BF16_PREPACKED,
     DEFAULT_BACKBONE,
     FOLD_CONV_BN,
+    SOURCE_TIMM,
     BackboneEntry,
     backbone_entry,
 )
+from headstart.features.backbones.timm_models import timm_state, timm_weights_file
 from headstart.features.batchnorm import fold_batchnorm
 from headstart.features.compiled import CompiledForward, first_line
 from headstart.features.prepacked import PrepackedResNet, prepacking_available
@@ -207,6 +209,12 @@ def locate_weights(spec: str, progress: bool = True, entry: BackboneEntry | None
     entry = entry or backbone_entry(DEFAULT_BACKBONE)
     if spec == RANDOM:
         return LocatedWeights(spec, None, WeightsIdentity(RANDOM, f"random init, seed {RANDOM_INIT_SEED}", ""))
+    if spec == IMAGENET and entry.source == SOURCE_TIMM:
+        try:
+            path = timm_weights_file(entry)
+        except FileNotFoundError as error:
+            raise WeightsError(str(error)) from None
+        return LocatedWeights(spec, path, WeightsIdentity(SOURCE_TIMM, entry.weights, file_sha256(path)))
     if spec == IMAGENET:
         path, sha256 = _imagenet_weights_file(entry, progress)
         return LocatedWeights(spec, path, WeightsIdentity("torchvision", entry.weights, sha256))
@@ -224,8 +232,16 @@ def resolve_weights(
     """'imagenet', 'none' or a file path -> (the entry's state_dict without its final Linear, identity)."""
     entry = entry or backbone_entry(DEFAULT_BACKBONE)
     located = locate_weights(spec, progress, entry)
-    state = None if located.path is None else _checked(_load_state_dict(located.path), entry, located.spec)
-    return state, located.identity
+    return _located_state(located, entry), located.identity
+
+
+def _located_state(located: LocatedWeights, entry: BackboneEntry) -> dict[str, torch.Tensor] | None:
+    """The state_dict of located weights (without the final Linear); timm's own checkpoint is read through timm."""
+    if located.path is None:
+        return None
+    if located.identity.kind == SOURCE_TIMM:
+        return timm_state(entry, located.path)
+    return _checked(_load_state_dict(located.path), entry, located.spec)
 
 
 def check_weights(located: LocatedWeights, entry: BackboneEntry) -> None:
@@ -264,5 +280,4 @@ def load_backbone(
     BatchNorm folded where it has any, ready for inference on device."""
     entry = backbone if isinstance(backbone, BackboneEntry) else backbone_entry(backbone)
     located = spec if isinstance(spec, LocatedWeights) else locate_weights(spec, progress, entry)
-    state = None if located.path is None else _checked(_load_state_dict(located.path), entry, located.spec)
-    return Backbone(state, located.identity, device, precision, compile, on_warning, entry)
+    return Backbone(_located_state(located, entry), located.identity, device, precision, compile, on_warning, entry)

@@ -35,3 +35,11 @@ class ExtractConfig(EngineConfig):
     test_fraction: float | None = None
     split_seed: int = 0
     multi_label: bool = False  # the same content in several class folders is one image with several labels
+    # A label table (features/sources/tables.py): its paths relative to `data`, its columns by name; --strict makes
+    # a row naming a missing or unreadable file fatal instead of a listed skip. None: `data` is a folder.
+    labels: Path | None = None
+    path_column: str = "path"
+    label_column: str = "label"
+    split_column: str | None = None  # None: the column `split` when the table has it
+    strict: bool = False
+    pool: tuple[Path, ...] = ()  # folders of unlabeled images inside `data`, cached in the `pool` split

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -41,6 +41,7 @@ class ExtractSummary:
     seconds: float
     resumed: int = 0  # rows reused from interrupted runs' partial files
     split: SplitRule | None = None  # how a folder without train/ was split
+    table_skipped: list[tuple[str, str]] = field(default_factory=list)  # a label table's rows skipped: (path, why)
     merged: int = 0  # --multi-label: copies of one content in other class folders, merged into one image
 
 
@@ -85,10 +86,8 @@ def extract_features(
     started = time.perf_counter()
     entry = backbone_entry(config.backbone)
     engine = build_engine(config)
-    rule = split_rule(config)
-    dataset = find_source(config, rule)
+    dataset, rule = find_source(config, split_rule(config))
     located = locate_weights(config.weights, entry=entry)  # found and hashed once: the identity and the network use it
-    check_weights(located, entry)  # a file of another network is refused before any image is read
     weights = located.identity
     header = _header(config, entry, dataset, weights, rule)
     path = Path(config.cache) / features_file(entry.name)
@@ -108,6 +107,7 @@ def extract_features(
                 0.0,
                 previous.resumed_rows(plan),
                 rule,
+                dataset.table_skipped,
                 merged,
             )
             if on_start:
@@ -116,6 +116,7 @@ def extract_features(
             # warm run needs neither their tensors nor torchvision.
             batches = _no_batches()
             if plan.todo:
+                check_weights(located, entry)  # a file of another network is refused before any image is decoded
                 backbone = load_backbone(
                     located,
                     engine.driver_device,
@@ -127,7 +128,7 @@ def extract_features(
                 batches = engine.embed(plan.todo, backbone, header.preprocessing, on_progress)
             # closing: the decoding workers (or the Ray pipeline) stop whatever ends the run.
             with closing(batches) as batches:
-                summary.splits = write_features(path, header, plan, previous, batches)
+                summary.splits = write_features(path, header, plan, previous, batches, dataset.skipped)
         for partial in partial_files(path):  # resumed from, or unusable: the complete file supersedes them all
             partial.unlink(missing_ok=True)
     summary.seconds = time.perf_counter() - started

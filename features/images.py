@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import features as pil_features
 
 from headstart.features.files.regular import UnsafeFileError, open_regular
 from headstart.features.provenance import BICUBIC, Preprocessing
@@ -52,6 +53,28 @@ def _jpeg_frame(data: bytes) -> int | None:
     return None
 
 
+# ISO media brands (bytes 8-12, after "ftyp" at 4-8) of the still-image formats Pillow reads only through a plugin.
+_PLUGIN_BRANDS = {
+    **dict.fromkeys(
+        (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"), ("a HEIC/HEIF", "pillow-heif")
+    ),
+    **dict.fromkeys((b"avif", b"avis"), ("an AVIF", "pillow-avif-plugin")),
+}
+
+
+def _unrecognised(data: bytes) -> ImageDecodeError:
+    """The error for bytes Pillow does not recognise: a HEIC or AVIF photo names the plugin that reads it."""
+    if data[4:8] == b"ftyp" and data[8:12] in _PLUGIN_BRANDS:
+        kind, plugin = _PLUGIN_BRANDS[data[8:12]]
+        if plugin == "pillow-avif-plugin" and pil_features.check_module("avif"):  # Pillow >= 11.3 reads AVIF itself
+            return ImageDecodeError("damaged image: an AVIF file this Pillow's AVIF support cannot decode")
+        return ImageDecodeError(
+            f"needs a plugin: {kind} image, which this Pillow reads only with the {plugin} plugin "
+            f"(pip install {plugin}); or convert it to JPEG or PNG"
+        )
+    return ImageDecodeError("not an image file (unrecognised format)")
+
+
 def _too_short(image: Image.Image, data: bytes) -> bool:
     """True for a Huffman-coded JPEG too small to hold the pixels its header claims. libjpeg fills what is missing
     with grey and Pillow reports nothing, so this is how a truncated JPEG is told from a real one: every 8x8 block
@@ -79,7 +102,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def decode_image(data: bytes, draft_size: int | None = None) -> Image.Image:
-    """RGB pixels of the first frame, EXIF orientation applied; damaged files raise ImageDecodeError."""
+    """RGB pixels of the first frame (an animated GIF's first frame), EXIF orientation applied; damaged files and
+    formats Pillow cannot read raise ImageDecodeError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -95,7 +119,7 @@ def decode_image(data: bytes, draft_size: int | None = None) -> Image.Image:
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels when there is no tag
             return to_rgb(image)
     except UnidentifiedImageError:
-        raise ImageDecodeError("not an image file (unrecognised format)") from None
+        raise _unrecognised(data) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageDecodeError(f"refused: too many pixels, possible decompression bomb ({error})") from None
     except (OSError, ValueError, SyntaxError, EOFError, TypeError) as error:

@@ -11,6 +11,7 @@ import numpy as np
 from headstart.features.backbones.registry import backbone_entry
 from headstart.features.engines.batches import EmbeddedBatch
 from headstart.features.reuse import CachedRow, PreviousRows, ReusePlan
+from headstart.features.sources.choose import UNSPLIT
 from headstart.features.sources.multilabel import label_matrix
 from headstart.features.store import FeaturesHeader, Rows, StoreWriter
 
@@ -19,7 +20,8 @@ BLOCK_ROWS = 256
 
 @dataclass
 class SplitSummary:
-    """One split of an extract run: images found, extracted, reused, and skipped with their reasons."""
+    """One split of an extract run: files found, extracted, reused, and skipped with their reasons (every file found
+    is one of extracted, reused or skipped)."""
 
     split: str
     found: int = 0
@@ -30,14 +32,24 @@ class SplitSummary:
 
 
 def write_features(
-    path: Path, header: FeaturesHeader, plan: ReusePlan, previous: PreviousRows, batches: Iterator[EmbeddedBatch]
+    path: Path,
+    header: FeaturesHeader,
+    plan: ReusePlan,
+    previous: PreviousRows,
+    batches: Iterator[EmbeddedBatch],
+    not_read: dict[str, list[tuple[str, str]]] | None = None,
 ) -> list[SplitSummary]:
-    """Write path from the plan: reused rows from previous, the rest from batches (the plan's todo, in order)."""
+    """Write path from the plan: reused rows from previous, the rest from batches (the plan's todo, in order).
+    not_read: per split, the files the scan did not read and why, recorded with the split's undecodable files (a
+    folder without train/ records them under train, where its unreadable files go)."""
     computed = _computed(batches)
     width = backbone_entry(header.backbone).width
+    not_read = dict(not_read or {})
+    if UNSPLIT in not_read:
+        not_read["train"] = not_read.get("train", []) + not_read.pop(UNSPLIT)
     with StoreWriter(path, header, width, BLOCK_ROWS) as writer:
         summaries = [
-            _write_split(writer, split, entries, previous, computed, header.classes)
+            _write_split(writer, split, entries, previous, computed, header.classes, not_read.get(split, []))
             for split, entries in plan.splits.items()
         ]
         writer.commit()
@@ -54,9 +66,15 @@ def _computed(batches: Iterator[EmbeddedBatch]) -> Iterator[tuple]:
 
 
 def _write_split(
-    writer: StoreWriter, split: str, plan: list, previous: PreviousRows, computed: Iterator, classes: list[str]
+    writer: StoreWriter,
+    split: str,
+    plan: list,
+    previous: PreviousRows,
+    computed: Iterator,
+    classes: list[str],
+    not_read: list[tuple[str, str]],
 ) -> SplitSummary:
-    summary = SplitSummary(split, found=len(plan))
+    summary = SplitSummary(split, found=len(plan) + len(not_read), skipped=list(not_read))
     writer.begin_split(split)
     block = []
     for entry, reuse in plan:

@@ -25,8 +25,8 @@ class RecordError(ValueError):
 class WeightsIdentity:
     """What the features were computed with: recorded in the features file and the head, compared on use."""
 
-    kind: str  # "torchvision", "file" or "none"
-    name: str  # torchvision's weights name, the file path, or the random-init description
+    kind: str  # "torchvision", "timm", "file" or "none"
+    name: str  # torchvision's weights name, timm's hub repository (or URL), the file path, or random init
     sha256: str  # of the weights file; empty for random init
 
     def to_dict(self) -> dict:
@@ -42,7 +42,7 @@ class WeightsIdentity:
 
     def spec(self) -> str:
         """The --weights value that rebuilds these weights."""
-        return {"torchvision": IMAGENET, RANDOM: RANDOM}.get(self.kind, self.name)
+        return {"torchvision": IMAGENET, "timm": IMAGENET, RANDOM: RANDOM}.get(self.kind, self.name)
 
     def describe(self) -> str:
         if self.kind == RANDOM:

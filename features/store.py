@@ -5,25 +5,29 @@
         producer           "headstart <version>"
         created            ISO 8601 time, UTC
         classes            JSON list of class names; a label is an index into it
-        backbone           a name in features/backbones/registry.py (format 1 and 2 files: always "resnet18")
-        weights            JSON {"kind": "torchvision"|"file"|"none", "name": str, "sha256": str}
+        backbone           a name in features/backbones/registry.py, or timm:MODEL (format 1 and 2 files: "resnet18")
+        weights            JSON {"kind": "torchvision"|"timm"|"file"|"none", "name": str, "sha256": str}
         preprocessing      JSON {"name", "resize", "crop", "mean", "std", "interpolation"}
         precision          "fp32" | "bf16"
         data_root          the --data folder the paths are relative to
         torch_version, torchvision_version; forward: "batchnorm folded" (absent: "torchvision eager"; not a reuse key)
         split              JSON null, or for a folder split by content (format 3; absent before: null)
                            {"val_fraction", "test_fraction", "seed", "rule": "sha256-seed-v1"} (sources/rule.py)
-        task               "multi-label" (format 4, written only then); absent: "single-label", format 3 as before
-    /<split>               one group per split: train, val (and test)
+        task               "multi-label" (format 5, written only then); absent: "single-label", format 4 as before
+    /<split>               one group per split: train, val (and test, and pool)
         features           float32 (N, width), the backbone's width (512 for resnet18), chunked and resizable
-        labels             int64 (N,); it, features, sizes, mtimes_ns: Fletcher32 per chunk (older files: none);
-                           multi-label: the lowest label of the row's set
+        labels             int64 (N,), an index into classes (-1 in pool); it, features, sizes, mtimes_ns: Fletcher32
+                           per chunk (older files: none); multi-label: the lowest label of the row's set (-1: none)
         label_sets         multi-label only: uint8 (N, classes), 1 where the row has that label (Fletcher32)
         paths              UTF-8 strings (N,), relative to data_root (undecodable bytes as \\xNN)
         sizes              int64 (N,) file size in bytes       } what the incremental cache
         mtimes_ns          int64 (N,) modification time, ns    } compares to decide whether
         sha256             ASCII strings (N,) content hash     } a file changed
         attribute skipped  JSON list of [path, reason] for files that could not be decoded
+
+The `pool` split (format 4; extract --pool) holds unlabeled images: every label -1, its paths relative to data_root
+like the others'. Fitting reads train (and val, test) by name and never sees it; `FeatureStore.labelled_splits` lists
+the splits without it, and `FeatureStore.pool()` is the one way to read its rows (empty Rows when there is none).
 
 Everything read back is untrusted (features/untrusted.py): links, external storage and virtual datasets are refused,
 each column's declared size is checked against the file's, and every path, hash, label and feature is checked as read.
@@ -50,6 +54,7 @@ from headstart.features.files.atomic import move_into_place, signals_held
 from headstart.features.files.cachedir import PARTIAL_SUFFIX
 from headstart.features.files.regular import check_regular
 from headstart.features.files.room import ensure_room
+from headstart.features.folder import POOL
 from headstart.features.provenance import Preprocessing, WeightsIdentity
 from headstart.features.sources.rule import SplitRule
 from headstart.features.untrusted import (
@@ -67,10 +72,11 @@ from headstart.features.untrusted import (
 )
 
 # 2 added `forward` and Fletcher32; 3: `backbone` names any registry entry (files named per backbone,
-# features/files/cachedir.py) and the optional `split`. Older files, all resnet18's and unsplit, load as before.
-# 4: a multi-label file (`task`, `label_sets`); single-label files are still written as format 3, unchanged.
-FORMAT_VERSION, READABLE_VERSIONS = 3, (1, 2, 3, 4)
-MULTI_LABEL_VERSION = 4
+# features/files/cachedir.py) and the optional `split`; 4: the optional `pool` split of unlabeled rows (label -1),
+# which an older reader would refuse as damaged. Older files, all without a pool, load as before.
+# 5: a multi-label file (`task`, `label_sets`); single-label files are still written as format 4, unchanged.
+FORMAT_VERSION, READABLE_VERSIONS = 4, (1, 2, 3, 4, 5)
+MULTI_LABEL_VERSION = 5
 SINGLE_LABEL, MULTI_LABEL = "single-label", "multi-label"
 JSON_ATTRS = ("classes", "weights", "preprocessing", "split")
 ROW_FIELDS = ("features", "labels", "paths", "sizes", "mtimes_ns", "sha256")
@@ -136,7 +142,7 @@ class FeaturesHeader:
             "split": self.split.to_dict() if self.split else None,
         }
         values = {field.name: records.get(field.name, getattr(self, field.name)) for field in fields(self)}
-        if not self.multi_label:  # a single-label file's attributes stay those of format 3
+        if not self.multi_label:  # a single-label file's attributes stay those of format 4
             del values["task"]
         else:
             values["format_version"] = max(self.format_version, MULTI_LABEL_VERSION)
@@ -225,7 +231,21 @@ class FeatureStore:
 
     @property
     def splits(self) -> list[str]:
+        """Every split in the file, the unlabeled pool included."""
         return list(self._file.keys())
+
+    @property
+    def labelled_splits(self) -> list[str]:
+        """The splits whose rows carry a class: every split but the pool."""
+        return [split for split in self.splits if split != POOL]
+
+    def pool(self) -> Rows:
+        """The unlabeled pool's rows (label -1 each), or no rows when the file has no pool."""
+        if POOL in self.splits:
+            return self.read(POOL)
+        width = self.width or 0
+        empty = np.zeros(0, np.int64)
+        return Rows(np.zeros((0, width), np.float32), empty, [], empty, empty.copy(), [])
 
     def count(self, split: str) -> int:
         return self._group(split)["labels"].shape[0]
@@ -255,7 +275,11 @@ class FeatureStore:
     def labels(self, split: str) -> np.ndarray:
         group = self._group(split)
         with self._reading(f"split '{split}': "):
-            return check_labels(group["labels"][:], len(self.header.classes))
+            return self._labels(group, split, slice(None))
+
+    def _labels(self, group: h5py.Group, split: str, rows: np.ndarray | slice) -> np.ndarray:
+        classes, multi = len(self.header.classes), self.header.multi_label
+        return check_labels(group["labels"][rows], classes, unlabeled=split == POOL, empty_sets=multi)
 
     def label_sets(self, split: str, rows: np.ndarray | slice = slice(None)) -> np.ndarray | None:
         """A multi-label file's (N, classes) 0/1 matrix of rows, checked; None for a single-label file."""
@@ -283,7 +307,7 @@ class FeatureStore:
         with self._reading(f"split '{split}': "):
             return Rows(
                 _read_features(group["features"], rows),
-                check_labels(group["labels"][rows], len(self.header.classes)),
+                self._labels(group, split, rows),
                 [check_row_path(path) for path in group["paths"].asstr()[rows]],
                 group["sizes"][rows].astype(np.int64, copy=False),
                 group["mtimes_ns"][rows].astype(np.int64, copy=False),
@@ -338,14 +362,8 @@ class StoreWriter:
     def begin_split(self, split: str) -> None:
         group = self._file.create_group(split)
         chunk = (self._chunk_rows,)
-        group.create_dataset(
-            "features",
-            (0, self._dim),
-            np.float32,
-            maxshape=(None, self._dim),
-            chunks=(self._chunk_rows, self._dim),
-            fletcher32=True,
-        )
+        matrix = {"maxshape": (None, self._dim), "chunks": (self._chunk_rows, self._dim), "fletcher32": True}
+        group.create_dataset("features", (0, self._dim), np.float32, **matrix)
         for name, dtype in (
             ("labels", np.int64),
             ("paths", _STR),

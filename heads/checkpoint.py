@@ -33,14 +33,23 @@
 
 Format 1 files (no unknown, no calibration, no digest) still load, with unknown and calibration None. Format 3 is
 format 2 whose backbone may be any registry entry; format 1 and 2 files are resnet18 heads and load as before.
+
+Every field is checked on load, as untrusted input, before anything uses it (a digest can be recomputed by whoever
+crafts a file): the format version is a whole number; the backbone is a registry entry and in_features its width;
+classes are distinct names, one per output; precision is fp32 or bf16; the weights record is a known kind with a
+hex sha256; the preprocessing is one the backbone's heads are trained with; the unknown-image model's threshold,
+rate and folds are finite and in range and its tensors have the head's shapes; the temperature is a finite number
+> 0 and the uncalibrated head has the head's shapes. Any failure is one HeadFileError line naming the file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pickle
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,8 +57,10 @@ from pathlib import Path
 import torch
 
 from headstart.features import __version__
+from headstart.features.backbones.registry import DEFAULT_BACKBONE, ENTRIES
 from headstart.features.files.atomic import atomic_write
 from headstart.features.files.regular import UnsafeFileError, open_regular
+from headstart.features.provenance import PREPROCESSINGS, RANDOM, Preprocessing, RecordError
 from headstart.heads.linear import LinearHead
 from headstart.heads.trust.unknown import UnknownModel
 
@@ -57,6 +68,9 @@ FORMAT_VERSION = 3
 MULTI_LABEL_VERSION = 4  # written only for a multi-label head
 READABLE_VERSIONS = (1, 2, 3, 4)
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+PRECISIONS = ("fp32", "bf16")
+WEIGHTS_KINDS = ("torchvision", "file", RANDOM)
 _REQUIRED = ("head_type", "head_args", "state_dict", "classes", "backbone", "weights", "preprocessing", "precision")
 
 
@@ -186,23 +200,136 @@ def _integrity_problem(data: dict) -> str | None:
     return None
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)  # type: ignore[arg-type]
+
+
 def _record_problem(data: dict) -> str | None:
     """What is wrong with the records a head file must carry, or None."""
-    classes, args = data["classes"], data["head_args"]
-    if not isinstance(args, dict) or not isinstance(args.get("num_classes"), int):
+    return (
+        _shape_problem(data)
+        or _classes_problem(data["classes"], data["head_args"]["num_classes"])
+        or _provenance_problem(data)
+        or _unknown_problem(data.get("unknown"), data["head_args"])
+        or _calibration_problem(data.get("calibration"), data["state_dict"])
+    )
+
+
+def _shape_problem(data: dict) -> str | None:
+    """head_args against the backbone the head names: the features' width is the registry entry's."""
+    args, backbone = data["head_args"], data["backbone"]
+    if not isinstance(args, dict) or set(args) != {"in_features", "num_classes"}:
         return "head_args is not {in_features, num_classes}"
-    if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes):
+    if not all(_is_int(args[key]) and args[key] >= 1 for key in args):
+        return f"head_args {args} are not positive whole numbers"
+    if not isinstance(backbone, str) or backbone not in ENTRIES:
+        return (
+            f"its backbone {str(backbone)[:80]!r} is not one this headstart can build (one of {', '.join(ENTRIES)}); "
+            "a newer headstart may have written it"
+        )
+    if data["format_version"] < 3 and backbone != DEFAULT_BACKBONE:
+        return f"a format {data['format_version']} head names backbone {backbone!r}; that format knew only resnet18"
+    # in_features against the backbone's width is checked where the two meet (heads/predict/predictor.py, and the
+    # features a head is applied to): a head fitted on features of another width is refused there, in one line.
+    return None
+
+
+def _classes_problem(classes: object, outputs: int) -> str | None:
+    if not isinstance(classes, list) or not all(isinstance(name, str) and name for name in classes):
         return "classes is not a list of names"
-    if len(classes) != args["num_classes"]:
-        return f"{len(classes)} class names for a head with {args['num_classes']} outputs"
+    if len(classes) != outputs:
+        return f"{len(classes)} class names for a head with {outputs} outputs"
+    repeated = sorted({name for name in classes if classes.count(name) > 1})
+    if repeated:
+        return f"class names repeat ({', '.join(map(repr, repeated[:3]))})"
+    return None
+
+
+def _provenance_problem(data: dict) -> str | None:
+    """The weights, preprocessing and precision records: each one predict rebuilds, so each is checked."""
     weights = data["weights"]
-    if not isinstance(weights, dict) or not all(
-        isinstance(weights.get(key), str) for key in ("kind", "name", "sha256")
-    ):
+    if not isinstance(weights, dict) or not all(isinstance(weights.get(k), str) for k in ("kind", "name", "sha256")):
         return "the weights record is not {kind, name, sha256}"
+    if weights["kind"] not in WEIGHTS_KINDS:
+        return f"the weights kind {weights['kind'][:40]!r} is not one of {', '.join(WEIGHTS_KINDS)}"
+    if weights["kind"] != RANDOM and not _SHA256.fullmatch(weights["sha256"]):
+        return "the weights record's sha256 is not 64 hex digits"
     if not isinstance(data["preprocessing"], dict):
         return "the preprocessing record is not a dict"
+    try:
+        preprocessing = Preprocessing.from_description(data["preprocessing"])
+    except RecordError as error:
+        return f"its preprocessing cannot be rebuilt ({str(error)[:160]})"
+    entry = ENTRIES[data["backbone"]]
+    if preprocessing not in [entry.preprocessing_for(name) for name in PREPROCESSINGS]:
+        return f"its preprocessing {preprocessing.name!r} is not one a {entry.name} head is trained with"
+    if data["precision"] not in PRECISIONS:
+        return f"precision {str(data['precision'])[:40]!r} is not one of {', '.join(PRECISIONS)}"
+    for key in ("train_config", "metrics"):
+        if not isinstance(data.get(key, {}), dict):
+            return f"{key} is not a dict"
     return None
+
+
+def _unknown_problem(record: object, args: dict) -> str | None:
+    """The unknown-image model's numbers and its tensors' shapes against the head's (in_features, num_classes)."""
+    if record is None:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("state"), dict):
+        return "the unknown-image model is not {method, state, threshold, rate, folds}"
+    for key, valid in (("threshold", _is_number), ("rate", lambda v: _is_number(v) and 0 < v < 1)):
+        if not valid(record.get(key)):
+            return f"the unknown-image model's {key} {str(record.get(key))[:40]} is not a finite number in range"
+    if not (_is_int(record.get("folds")) and record["folds"] >= 2):
+        return f"the unknown-image model's folds {str(record.get('folds'))[:40]} is not a whole number >= 2"
+    expected = _UNKNOWN_SHAPES.get(record.get("method"))  # type: ignore[arg-type]
+    if expected is None:
+        return None  # UnknownModel.from_dict names the methods
+    state, width, classes = record["state"], args["in_features"], args["num_classes"]
+    shapes = {name: list(tensor.shape) for name, tensor in state.items() if isinstance(tensor, torch.Tensor)}
+    wanted = expected(shapes, width, classes)
+    if shapes.keys() != wanted.keys() or any(shapes[name] != wanted[name] for name in wanted):
+        return f"the unknown-image model's tensors are {shapes}, not {wanted}"
+    if not all(bool(torch.isfinite(tensor).all()) for tensor in state.values()):
+        return "the unknown-image model's tensors are not finite"
+    if "k" in state and int(state["k"][0]) < 1:
+        return f"the unknown-image model's k is {int(state['k'][0])}, not a whole number >= 1"
+    return None
+
+
+def _calibration_problem(record: object, state_dict: dict) -> str | None:
+    """The temperature folded into the head: a finite number > 0, and the uncalibrated head of the same shapes."""
+    if record is None or not all(isinstance(tensor, torch.Tensor) for tensor in state_dict.values()):
+        return None  # no calibration, or a damaged state_dict load_state_dict describes
+    if not isinstance(record, dict):
+        return "the calibration record is not a dict"
+    temperature = record.get("temperature")
+    if not (_is_number(temperature) and temperature > 0):  # type: ignore[operator]
+        return f"the calibration temperature {str(temperature)[:40]} is not a finite number > 0"
+    uncalibrated = record.get("uncalibrated")
+    if not isinstance(uncalibrated, dict) or {
+        name: list(tensor.shape) for name, tensor in uncalibrated.items() if isinstance(tensor, torch.Tensor)
+    } != {name: list(tensor.shape) for name, tensor in state_dict.items()}:
+        return "the calibration's uncalibrated head does not have the head's shapes"
+    for key in ("val_ece_before", "val_ece_after"):
+        if record.get(key) is not None and not _is_number(record[key]):
+            return f"the calibration's {key} {str(record[key])[:40]} is not a number"
+    return None
+
+
+def _knn_shapes(shapes: dict, width: int, classes: int) -> dict:
+    bank = shapes.get("bank") or [0]
+    return {"bank": [max(bank[0], 1), width], "k": [1]}
+
+
+_UNKNOWN_SHAPES = {
+    "mahalanobis": lambda shapes, width, classes: {"means": [classes, width], "precision": [width, width]},
+    "knn": _knn_shapes,
+}
 
 
 def load_head(path: str | os.PathLike) -> HeadCheckpoint:
@@ -213,13 +340,18 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
     data = _read(path)
     if not isinstance(data, dict) or "format_version" not in data:
         raise HeadFileError(f"{path} is not a headstart head file: re-run `train-head`")
+    if not _is_int(data["format_version"]):
+        raise HeadFileError(
+            f"{path} has a format_version that is not a whole number ({str(data['format_version'])[:40]!r}): "
+            "it is not a headstart head file; re-run `train-head`"
+        )
     if data["format_version"] not in READABLE_VERSIONS:
         raise HeadFileError(
             f"{path} is head format {data['format_version']}; this headstart reads format "
             f"{' or '.join(map(str, READABLE_VERSIONS))}: re-run `train-head`"
         )
     missing = [key for key in _REQUIRED if key not in data]
-    if missing or data["head_type"] != "linear":
+    if missing or not isinstance(data["head_type"], str) or data["head_type"] != "linear":
         raise HeadFileError(f"{path} is incomplete (missing {missing}): re-run `train-head`")
     problem = _record_problem(data) or _integrity_problem(data)
     if problem:

@@ -8,6 +8,7 @@ import numpy as np
 
 from headstart.features import FeatureStore
 from headstart.features.files.cachedir import HEAD_FILE, features_files
+from headstart.features.folder import POOL, count_kinds
 from headstart.heads.checkpoint import load_head
 
 
@@ -25,20 +26,22 @@ def describe_cache(cache: str | Path) -> dict:
 
 
 def _describe_features(path: Path) -> dict:
-    """A features file's provenance and per-split counts."""
+    """A features file's provenance, per-split counts and the unlabeled pool's rows (None: no pool)."""
     with FeatureStore(path) as store:
         header = store.header.to_dict()
         classes = header["classes"]
         splits = {}
-        for split in store.splits:
+        for split in store.labelled_splits:
             labels = store.labels(split)
             counts = np.bincount(labels, minlength=len(classes)) if len(labels) else np.zeros(len(classes), int)
             splits[split] = {
                 "rows": int(len(labels)),
                 "per_class": dict(zip(classes, map(int, counts))),
                 "skipped": len(store.skipped(split)),
+                "skipped_by_kind": count_kinds(store.skipped(split)),
             }
-    return {"file": path.name} | {key: header.get(key) for key in _FEATURE_KEYS} | {"splits": splits}
+        pool = {"rows": store.count(POOL), "skipped": len(store.skipped(POOL))} if POOL in store.splits else None
+    return {"file": path.name} | {key: header.get(key) for key in _FEATURE_KEYS} | {"splits": splits, "pool": pool}
 
 
 _FEATURE_KEYS = (

@@ -22,10 +22,11 @@ def make_image(path: Path, size=(40, 30), seed: int = 0, mode: str = "RGB", fmt:
     return path
 
 
-def make_dataset(root: Path, classes=("ants", "bees"), per_class: dict | None = None) -> Path:
-    """root/{train,val}/<class>/*.jpg with a few noise images each."""
+def make_dataset(root: Path, classes=("ants", "bees"), per_class: dict | None = None, first_seed: int = 0) -> Path:
+    """root/{train,val}/<class>/*.jpg with a few noise images each. Features are keyed by content: images meant to be
+    new to a cache that holds another make_dataset's need another first_seed."""
     per_class = per_class or {"train": 4, "val": 2}
-    seed = 0
+    seed = first_seed
     for split, count in per_class.items():
         for name in classes:
             for index in range(count):

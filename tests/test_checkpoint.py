@@ -342,3 +342,114 @@ def test_a_changed_unknown_model_does_not_match_the_digest(tmp_path):
         torch.save(data, tmp_path / "tampered.pt")
         with pytest.raises(HeadFileError, match="checksum"):
             load_head(tmp_path / "tampered.pt")
+
+
+_WITH_UNKNOWN: dict[str, bytes] = {}
+
+
+def _with_unknown(tmp_path: Path, method: str = "mahalanobis") -> Path:
+    """A head with an unknown-image model and a calibration, fitted once per method and copied per test."""
+    if method not in _WITH_UNKNOWN:
+        _save_with_unknown(tmp_path / "fitted.pt", method)
+        _WITH_UNKNOWN[method] = (tmp_path / "fitted.pt").read_bytes()
+    (tmp_path / "head.pt").write_bytes(_WITH_UNKNOWN[method])
+    return tmp_path / "head.pt"
+
+
+def _save_with_unknown(path: Path, method: str) -> None:
+    from headstart.heads.trust import fit_unknown
+
+    features = torch.randn(40, 512, generator=torch.Generator().manual_seed(0))
+    checkpoint = _checkpoint()
+    checkpoint.unknown = fit_unknown(features, torch.arange(40) % 3, method=method, rate=0.1)
+    checkpoint.calibration = {
+        "temperature": 2.0,
+        "folds": 5,
+        "val_ece_before": 0.2,
+        "val_ece_after": 0.1,
+        "uncalibrated": {"weight": torch.ones(3, 512), "bias": torch.zeros(3)},
+    }
+    save_head(path, checkpoint)
+
+
+def _set(key, value):
+    return lambda data: data.__setitem__(key, value)
+
+
+def _set_in(record, key, value):
+    return lambda data: data[record].__setitem__(key, value)
+
+
+HOSTILE_FIELDS = {
+    "precision": (_set("precision", "fp8"), "precision 'fp8' is not one of fp32, bf16"),
+    "precision-type": (_set("precision", 16), "precision '16' is not one of"),
+    "num_classes-bool": (lambda d: d["head_args"].__setitem__("num_classes", True), "not positive whole numbers"),
+    "backbone": (_set("backbone", "resnet9000"), "backbone 'resnet9000' is not one this headstart can build"),
+    "backbone-type": (_set("backbone", ["resnet18"]), "is not one this headstart can build"),
+    "format-version-float": (_set("format_version", 3.0), "format_version that is not a whole number"),
+    "format-version-bool": (_set("format_version", True), "format_version that is not a whole number"),
+    "format-version-str": (_set("format_version", "3"), "format_version that is not a whole number"),
+    "classes-duplicate": (_set("classes", ["ants", "bees", "ants"]), "class names repeat ('ants')"),
+    "classes-tuple": (_set("classes", ("ants", "bees", "wasps")), "classes is not a list of names"),
+    "classes-empty-name": (_set("classes", ["ants", "", "wasps"]), "classes is not a list of names"),
+    "threshold-nan": (_set_in("unknown", "threshold", float("nan")), "threshold nan is not a finite number"),
+    "threshold-str": (_set_in("unknown", "threshold", "high"), "threshold high is not a finite number"),
+    "rate": (_set_in("unknown", "rate", 1.5), "rate 1.5 is not a finite number in range"),
+    "folds": (_set_in("unknown", "folds", 0), "folds 0 is not a whole number >= 2"),
+    "unknown-shape": (
+        _set_in("unknown", "state", {"means": torch.zeros(3, 512), "precision": torch.eye(64)}),
+        "tensors are {'means': [3, 512], 'precision': [64, 64]}, not",
+    ),
+    "unknown-nan": (
+        _set_in("unknown", "state", {"means": torch.full((3, 512), float("nan")), "precision": torch.eye(512)}),
+        "tensors are not finite",
+    ),
+    "temperature-nan": (_set_in("calibration", "temperature", float("nan")), "temperature nan is not a finite"),
+    "temperature-str": (_set_in("calibration", "temperature", "warm"), "temperature warm is not a finite"),
+    "temperature-zero": (_set_in("calibration", "temperature", 0.0), "temperature 0.0 is not a finite number > 0"),
+    "uncalibrated-shape": (
+        _set_in("calibration", "uncalibrated", {"weight": torch.ones(2, 512), "bias": torch.zeros(2)}),
+        "uncalibrated head does not have the head's shapes",
+    ),
+    "weights-kind": (_set_in("weights", "kind", "http"), "weights kind 'http' is not one of"),
+    "weights-sha256": (_set_in("weights", "sha256", "../etc"), "sha256 is not 64 hex digits"),
+    "preprocessing": (_set_in("preprocessing", "mean", [float("nan")] * 3), "preprocessing"),
+    "preprocessing-other-backbone": (
+        _set("preprocessing", {**PREPROCESSING, "name": "resnet50", "resize": 232}),
+        "is not one a resnet18 head is trained with",
+    ),
+    "train_config": (_set("train_config", [1, 2]), "train_config is not a dict"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_FIELDS))
+def test_every_field_is_checked_on_load_even_with_a_matching_digest(tmp_path, name):
+    """A crafted head.pt whose digest was recomputed: each bad field is still one line naming the file and the fix."""
+    from headstart.heads.checkpoint import head_digest
+
+    path = _with_unknown(tmp_path)
+    assert load_head(path).calibration["temperature"] == 2.0  # the untouched file loads
+    change, expected = HOSTILE_FIELDS[name]
+    data = _stored(path)
+    change(data)
+    if isinstance(data["state_dict"], dict) and isinstance(data["classes"], list):
+        data["digest"] = head_digest(data["state_dict"], data["classes"], data["unknown"])
+    torch.save(data, path)
+    with pytest.raises(HeadFileError) as caught:
+        load_head(path)
+    message = str(caught.value)
+    assert expected in message and str(path) in message and "re-run `train-head`" in message
+    assert "\n" not in message
+
+
+def test_a_knn_unknown_model_with_k_zero_is_refused(tmp_path):
+    from headstart.heads.checkpoint import head_digest
+
+    path = _with_unknown(tmp_path, method="knn")
+    assert load_head(path).unknown.method == "knn"
+    data = _stored(path)
+    data["unknown"]["state"]["k"] = torch.tensor([0])
+    data["digest"] = head_digest(data["state_dict"], data["classes"], data["unknown"])
+    torch.save(data, path)
+    with pytest.raises(HeadFileError, match="k is 0"):
+        load_head(path)

@@ -54,8 +54,8 @@ def real_pipeline(real_data, tmp_path_factory) -> Pipeline:
 
 def test_extract_reports_rows_per_split(real_pipeline):
     output = real_pipeline.extract.output
-    assert re.search(r"train\W+244\W+244\W+0\W+0\W", output), output
-    assert re.search(r"val\W+153\W+153\W+0\W+0\W", output), output
+    assert re.search(r"train\W+245\W+244\W+0\W+0\W+1\W", output), output
+    assert re.search(r"val\W+153\W+153\W+0\W+0\W+0\W", output), output
     assert "classes: ants, bees" in output
     assert "NOT pretrained" in output  # --weights none is loudly not ImageNet
 

@@ -10,8 +10,9 @@ import pytest
 from cli_helpers import assert_error, assert_ok, read_csv, run
 from conftest import separable, write_features
 
+from headstart.features.files.outputs import OutputError
 from headstart.features.store import FeatureStore
-from headstart.features.vectors import EmbeddingsConfig, EmbeddingsError, write_embeddings
+from headstart.features.vectors import EmbeddingsConfig, write_embeddings
 from headstart.features.vectors.formats import FORMAT_VERSION, METADATA_KEY
 
 
@@ -79,7 +80,7 @@ def test_npy_with_its_table_and_record(cache, tmp_path):
     assert record["rows"] == {"train": 11, "val": 6} and record["header"]["classes"] == ["ants", "bees"]
 
 
-def test_npy_cells_are_formula_safe_and_unlabelled_rows_have_an_empty_label(tmp_path):
+def test_npy_cells_are_formula_safe(tmp_path):
     from headstart.features.store import FeaturesHeader, Rows, StoreWriter
 
     with FeatureStore(write_features(tmp_path / "a", {"train": separable(2, dim=4)})) as store:
@@ -91,13 +92,13 @@ def test_npy_cells_are_formula_safe_and_unlabelled_rows_have_an_empty_label(tmp_
         writer.begin_split("test")
         ones = np.ones(2, np.int64)
         writer.append(
-            Rows(np.ones((2, 4), np.float32), np.array([-1, 1]), ["=cmd.jpg", "b.jpg"], ones, ones, ["0"] * 2)
+            Rows(np.ones((2, 4), np.float32), np.array([0, 1]), ["=cmd.jpg", "b.jpg"], ones, ones, ["0" * 64, "1" * 64])
         )
         writer.end_split([])
         writer.commit()
     write_embeddings(EmbeddingsConfig(out=tmp_path / "v.npy", cache=cache, format="npy"))
     table = read_csv(tmp_path / "v.csv")
-    assert [(row["path"], row["label"]) for row in table] == [("./=cmd.jpg", ""), ("b.jpg", "bees")]
+    assert [(row["path"], row["label"]) for row in table] == [("./=cmd.jpg", "ants"), ("b.jpg", "bees")]
 
 
 def test_the_cli_writes_parquet_and_refuses_cache_files_and_bad_npy_names(cache, tmp_path):
@@ -107,14 +108,14 @@ def test_the_cli_writes_parquet_and_refuses_cache_files_and_bad_npy_names(cache,
     assert_ok(result)
     assert "17 rows (train 11, val 6), 8 values each" in result.output and out.is_file()
     before = (cache / "features.h5").read_bytes()
-    assert_error(run("embeddings", "--cache", cache, "--out", cache / "features.h5"), "features.h5", code=2)
+    assert_error(run("embeddings", "--cache", cache, "--out", cache / "features.h5"), "features.h5", code=1)
     assert (cache / "features.h5").read_bytes() == before
     assert_error(run("embeddings", "--cache", cache, "--format", "npy", "--out", tmp_path / "v.bin"), "ends in .npy")
     assert not (tmp_path / "v.bin").exists()
 
 
 def test_the_library_refuses_a_sidecar_over_a_cache_file(cache):
-    with pytest.raises(EmbeddingsError, match="metrics.json"):
+    with pytest.raises(OutputError, match="metrics.json"):
         write_embeddings(EmbeddingsConfig(out=cache / "metrics.npy", cache=cache, format="npy"))
 
 

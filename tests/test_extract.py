@@ -281,7 +281,7 @@ def test_a_deleted_file_loses_its_row(tiny_dataset, tmp_path, small_inputs):
 def test_a_new_class_relabels_reused_rows(tiny_dataset, tmp_path, small_inputs):
     cache = tmp_path / "cache"
     run(tiny_dataset, cache)
-    make_dataset(tiny_dataset, classes=("aardvarks",), per_class={"train": 2, "val": 1})
+    make_dataset(tiny_dataset, classes=("aardvarks",), per_class={"train": 2, "val": 1}, first_seed=1000)
     summary = run(tiny_dataset, cache)
     assert summary.classes == ["aardvarks", "ants", "bees"]
     assert counts(summary) == {"train": (2, 8, 0), "val": (1, 4, 0)}
@@ -443,3 +443,32 @@ def test_a_damaged_partial_does_not_stop_extract(tiny_dataset, tmp_path, small_i
     summary = run(tiny_dataset, cache)
     assert counts(summary) == {"train": (8, 0, 0), "val": (4, 0, 0)}
     assert len(read_store(cache)["train"].paths) == 8
+
+
+HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+
+
+def test_every_file_is_extracted_or_skipped_counted_by_kind_in_the_summary_file_and_info(
+    tiny_dataset, tmp_path, small_inputs
+):
+    from headstart.features.folder import count_kinds
+    from headstart.heads.info import describe_cache
+
+    ants = tiny_dataset / "train" / "ants"
+    make_image(ants / "anim.gif", fmt="GIF")
+    (ants / "photo.heic").write_bytes(HEIC)
+    (ants / "disguised.jpg").write_bytes(HEIC)  # a HEIC photo under a .jpg name: its bytes say what it is
+    (ants / "notes.txt").write_text("not an image")
+    summary = run(tiny_dataset, tmp_path / "cache")
+
+    train = summary.splits[0]
+    assert (train.found, train.extracted, len(train.skipped)) == (12, 8, 4)
+    kinds = {"not an image": 1, "not an ImageFolder image": 2, "needs a plugin": 1}
+    assert count_kinds(train.skipped) == kinds
+    reasons = dict(train.skipped)
+    assert "pip install pillow-heif" in reasons["train/ants/disguised.jpg"]
+    assert "pillow-heif" in reasons["train/ants/photo.heic"]
+    assert read_store(tmp_path / "cache")["skipped"]["train"] == train.skipped
+    described = describe_cache(tmp_path / "cache")["features"]["splits"]
+    assert described["train"]["skipped"] == 4 and described["train"]["skipped_by_kind"] == kinds
+    assert described["val"]["skipped_by_kind"] == {}

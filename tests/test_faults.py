@@ -37,6 +37,7 @@ from PIL import Image
 
 from headstart import cli
 from headstart.features.store import ROW_FIELDS, FeatureStore
+from headstart.heads.checkpoint import FORMAT_VERSION as HEAD_FORMAT
 from headstart.heads.checkpoint import load_head
 
 CLASSES = ["ants", "bees"]
@@ -531,7 +532,7 @@ def _missing_data(tmp, trained):
 
 def _empty_data(tmp, trained):
     (tmp / "empty").mkdir()
-    return _extract(tmp / "empty", tmp), 1, [str(tmp / "empty" / "train"), "does not exist"]
+    return _extract(tmp / "empty", tmp), 1, [str(tmp / "empty"), "0 class folder(s) and no train/"]
 
 
 def _data_is_a_file(tmp, trained):
@@ -584,7 +585,7 @@ def _predict_missing_path(tmp, trained):
 def _predict_folder_without_images(tmp, trained):
     (tmp / "docs").mkdir()
     (tmp / "docs" / "readme.txt").write_text("no pictures")
-    (tmp / "docs" / "clip.gif").write_bytes(b"GIF89a")  # a .gif is not an image here, as in ImageFolder
+    (tmp / "docs" / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")  # a video is not an image
     return ["predict", tmp / "docs", "--out", tmp / "p.csv", "--cache", trained.cache], 1, ["no images found"]
 
 
@@ -769,8 +770,9 @@ def test_stopped_halfway(trained, big_data, tmp_path, step, signum):
     else:
         assert stopped.code == EXIT_CODE[signum]
     assert hashes(*map(Path, before)) == before
-    if step == "extract":  # the partial file is kept on purpose, for the next run to resume from
-        assert [name for name in leftovers(stoppable.folder) if ".partial-" not in name] == []
+    if step in ("extract", "predict"):  # the partial file is kept on purpose, for the next run to resume from
+        kept = (".partial-", ".headstart-partial")
+        assert [name for name in leftovers(stoppable.folder) if not any(mark in name for mark in kept)] == []
     elif signum != signal.SIGKILL:
         assert leftovers(stoppable.folder) == []
 
@@ -1099,7 +1101,7 @@ DAMAGED_HEADS = {
     "malicious-pickle-raw": lambda p: _malicious(p, torch_format=False),
     "plain-state-dict": lambda p: torch.save(load_head(p).head.state_dict(), p),
     "a-tensor": lambda p: torch.save(torch.zeros(3), p),
-    "future-format-version": _head_edit(lambda data: data.update(format_version=3)),
+    "future-format-version": _head_edit(lambda data: data.update(format_version=HEAD_FORMAT + 1)),
     "wrong-weight-shape": _head_edit(lambda data: data["state_dict"].update(weight=torch.zeros(2, 7))),
     "a-folder": _replace_with_folder,
 }

@@ -17,6 +17,7 @@ from headstart.features.folder import find_dataset
 from headstart.features.images import build_transform, decode_image, read_file
 from headstart.features.prepacked import PrepackedResNet, prepacking_available
 from headstart.features.provenance import PREPROCESSINGS
+from headstart.features.store import FORMAT_VERSION
 
 CPU = torch.device("cpu")
 
@@ -192,7 +193,7 @@ def test_extract_records_folding_and_reuses_a_cache_made_without_it(tiny_dataset
     assert [split.extracted for split in summary.splits] == [0, 0]
     with FeatureStore(path) as store:
         assert store.header.forward == "batchnorm folded"
-        assert store.header.format_version == 3  # rewritten in the current format
+        assert store.header.format_version == FORMAT_VERSION  # rewritten in the current format
         assert (store.read("train").features == before).all()
 
 

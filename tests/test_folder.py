@@ -11,7 +11,19 @@ import pytest
 from conftest import make_dataset, make_image
 from torchvision.datasets import ImageFolder
 
-from headstart.features.folder import UNLABELED, DatasetError, find_dataset, find_images, find_labeled_images, text_path
+from headstart.features.folder import (
+    NOT_AN_IMAGE,
+    NOT_IMAGEFOLDER,
+    UNLABELED,
+    DatasetError,
+    count_kinds,
+    find_dataset,
+    find_images,
+    find_labeled_images,
+    scan_images,
+    skip_kind,
+    text_path,
+)
 
 
 @contextmanager
@@ -165,7 +177,7 @@ def test_find_images_takes_files_and_folders_recursively_sorted_and_once(tmp_pat
     folder = tmp_path / "imgs"
     b = make_image(folder / "b.jpg")
     make_image(folder / "nested" / "a.PNG", fmt="PNG")
-    make_image(folder / "nested" / "skip.gif", fmt="GIF")
+    make_image(folder / "nested" / "anim.gif", fmt="GIF")  # predict reads a GIF's first frame
     (folder / "notes.txt").write_text("x")
     single = make_image(tmp_path / "single.jpg")
     odd = tmp_path / "explicit.gif"
@@ -174,7 +186,13 @@ def test_find_images_takes_files_and_folders_recursively_sorted_and_once(tmp_pat
     entries = find_images([single, folder, b, folder, odd])
     names = [e.name for e in entries]
     assert names == sorted(names)
-    assert names == [str(odd), str(folder / "b.jpg"), str(folder / "nested" / "a.PNG"), str(single)]
+    assert names == [
+        str(odd),
+        str(folder / "b.jpg"),
+        str(folder / "nested" / "a.PNG"),
+        str(folder / "nested" / "anim.gif"),
+        str(single),
+    ]
     assert all(e.label == UNLABELED for e in entries)
     assert all(e.path.is_file() for e in entries)
 
@@ -256,3 +274,47 @@ def test_real_dataset(real_data):
     assert not any(e.name.endswith(".gif") for e in dataset.splits["train"])
     reference = ImageFolder(str(real_data / "train"))
     assert [(str(e.path), e.label) for e in dataset.splits["train"]] == reference.samples
+
+
+def test_every_file_of_a_labelled_folder_is_read_or_skipped_with_its_reason(tmp_path):
+    root = _nested_dataset(tmp_path / "data")
+    make_image(root / "train" / "ants" / "photo.heic", fmt="PNG")  # the name is what the scan judges
+    dataset = find_dataset(root)
+    files = {str(path.relative_to(root)) for path in (root / "train").rglob("*") if path.is_file()}
+    read = {entry.name for entry in dataset.splits["train"]}
+    skipped = dict(dataset.skipped["train"])
+    assert read | set(skipped) == files and not read & set(skipped)
+    assert sorted(skipped) == [
+        "train/ants/photo.heic",
+        "train/bees/anim.gif",
+        "train/bees/noext",
+        "train/bees/notes.txt",
+    ]
+    assert skip_kind(skipped["train/bees/anim.gif"]) == NOT_IMAGEFOLDER
+    assert "ImageFolder" in skipped["train/bees/anim.gif"]
+    assert "pillow-heif" in skipped["train/ants/photo.heic"]
+    assert count_kinds(dataset.skipped["train"]) == {NOT_AN_IMAGE: 2, NOT_IMAGEFOLDER: 2}
+
+
+def test_scan_images_reads_gifs_and_lists_what_it_does_not_read(tmp_path):
+    folder = tmp_path / "imgs"
+    make_image(folder / "a.gif", fmt="GIF")
+    make_image(folder / "b.avif", fmt="PNG")
+    (folder / "c.heic").write_bytes(b"x")
+    (folder / "notes.txt").write_text("x")
+    (folder / ".DS_Store").write_bytes(b"x")
+    entries, skipped = scan_images([folder])
+    assert [entry.path.name for entry in entries] == ["a.gif", "b.avif", "c.heic"]
+    assert [(Path(name).name, skip_kind(reason)) for name, reason in skipped] == [
+        (".DS_Store", NOT_AN_IMAGE),
+        ("notes.txt", NOT_AN_IMAGE),
+    ]
+    assert ".txt extension" in skipped[1][1]
+
+
+def test_the_real_datasets_gif_is_listed_with_its_reason(real_data):
+    skipped = find_dataset(real_data).skipped
+    assert skipped["val"] == []
+    assert [(name, skip_kind(reason)) for name, reason in skipped["train"]] == [
+        ("train/ants/imageNotFound.gif", NOT_IMAGEFOLDER)
+    ]

@@ -294,3 +294,22 @@ def test_a_batch_normalised_at_once_is_bit_for_bit_torchvisions_per_image_transf
     )
     assert batch.dtype == torch.float32
     assert torch.equal(batch, torch.stack([reference(image) for image in images]))
+
+
+def test_an_animated_gifs_first_frame_is_read_as_rgb():
+    frames = [Image.new("RGB", (16, 12), color) for color in ((200, 10, 10), (10, 200, 10))]
+    stream = io.BytesIO()
+    frames[0].save(stream, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    image = decode_image(stream.getvalue())
+    assert image.mode == "RGB" and image.size == (16, 12)
+    assert image.getpixel((3, 3)) == Image.open(io.BytesIO(stream.getvalue())).convert("RGB").getpixel((3, 3))
+    assert image.getpixel((3, 3))[0] > 150  # the first frame, not the second
+
+
+@pytest.mark.parametrize(
+    ("brand", "plugin"), [(b"heic", "pillow-heif"), (b"heix", "pillow-heif"), (b"mif1", "pillow-heif")]
+)
+def test_a_heic_photo_names_the_plugin_that_reads_it(brand, plugin):
+    data = b"\x00\x00\x00\x18ftyp" + brand + b"\x00\x00\x00\x00mif1heic" + bytes(64)
+    with pytest.raises(ImageDecodeError, match=f"^needs a plugin: .*pip install {plugin}"):
+        decode_image(data)

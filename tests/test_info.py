@@ -28,8 +28,8 @@ def test_features_and_head_are_described(tmp_path):
     described = json.loads(json.dumps(describe_cache(tmp_path)))  # JSON-ready: survives a round trip unchanged
     assert described == describe_cache(tmp_path)
     assert described["features"]["splits"] == {
-        "train": {"rows": 10, "per_class": {"ants": 5, "bees": 5}, "skipped": 0},
-        "val": {"rows": 3, "per_class": {"ants": 2, "bees": 1}, "skipped": 1},
+        "train": {"rows": 10, "per_class": {"ants": 5, "bees": 5}, "skipped": 0, "skipped_by_kind": {}},
+        "val": {"rows": 3, "per_class": {"ants": 2, "bees": 1}, "skipped": 1, "skipped_by_kind": {"unreadable": 1}},
     }
     assert described["features"]["weights"] == {"kind": "none", "name": "random init, seed 0", "sha256": ""}
     assert described["features"]["preprocessing"]["name"] == "imagenet"

@@ -30,7 +30,7 @@ def _leftovers(folder: Path, keep: set[str]) -> list[str]:
 def test_columns_and_values(tmp_path):
     out = tmp_path / "predictions.csv"
     counts = write_predictions(out, ["ants", "bees", "wasps"], [_ok("val/a.jpg", 0.1, 0.7, 0.2)])
-    assert counts == {"predicted": 1, "failed": 0, "flagged": 0}
+    assert counts == {"predicted": 1, "failed": 0, "flagged": 0, "failed_kinds": {}}
     header, row = _read(out)
     assert header == [
         "path",
@@ -64,7 +64,7 @@ def test_failed_row_has_error_and_empty_prediction(tmp_path):
     counts = write_predictions(
         out, CLASSES, [_ok("good.jpg", 0.3, 0.7), Prediction("broken.jpg", None, "damaged image: truncated")]
     )
-    assert counts == {"predicted": 1, "failed": 1, "flagged": 0}
+    assert counts == {"predicted": 1, "failed": 1, "flagged": 0, "failed_kinds": {"unreadable": 1}}
     rows = _read(out)
     assert rows[2] == ["broken.jpg", "", "", "", "", "", "", "damaged image: truncated"]
     assert len(rows[2]) == len(rows[0])
@@ -125,14 +125,14 @@ def test_rows_keep_the_given_order(tmp_path):
 
 def test_no_predictions_writes_the_header_only(tmp_path):
     out = tmp_path / "p.csv"
-    assert write_predictions(out, CLASSES, []) == {"predicted": 0, "failed": 0, "flagged": 0}
+    assert write_predictions(out, CLASSES, []) == {"predicted": 0, "failed": 0, "flagged": 0, "failed_kinds": {}}
     assert _read(out) == [["path", "label", "confidence", "ood_score", "unknown", "prob_ants", "prob_bees", "error"]]
 
 
 def test_streams_a_generator_and_leaves_no_temp_file(tmp_path):
     out = tmp_path / "p.csv"
     counts = write_predictions(out, CLASSES, (_ok(f"{i:03}.jpg", 0.25, 0.75) for i in range(500)))
-    assert counts == {"predicted": 500, "failed": 0, "flagged": 0}
+    assert counts == {"predicted": 500, "failed": 0, "flagged": 0, "failed_kinds": {}}
     assert len(_read(out)) == 501
     assert _leftovers(tmp_path, {"p.csv"}) == []
 

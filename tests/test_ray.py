@@ -165,6 +165,7 @@ def test_results_come_back_in_input_order_whatever_order_ray_finishes_in():
             iter([result([4, 5]), result([0, 1]), result([6]), result([2, 3])]),
             3,
             lambda done, total: progress.append((done, total)),
+            512,
         )
     )
     assert [entry for batch in batches for entry in batch.entries] == entries
@@ -198,7 +199,7 @@ def test_a_failure_inside_the_pipeline_is_one_line(local_ray, tiny_dataset, tmp_
     with pytest.raises(RayEngineError) as raised:
         list(RayEngine().embed(find_images([tiny_dataset]), backbone, PREPROCESSINGS["imagenet"]))
     assert str(raised.value) == (
-        f"on Ray: weights file {gone} does not exist (use imagenet, none, or a ResNet18 state_dict file)"
+        f"on Ray: weights file {gone} does not exist (use imagenet, none, or a resnet18 state_dict file)"
     )
 
 

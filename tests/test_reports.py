@@ -513,8 +513,18 @@ def test_info_json(pipeline):
     described = json.loads(result.stdout)
     features = described["features"]
     assert features["classes"] == CLASSES
-    assert features["splits"]["train"] == {"rows": 13, "per_class": {"ants": 5, "bees": 4, "wasps": 4}, "skipped": 0}
-    assert features["splits"]["val"] == {"rows": 8, "per_class": {"ants": 3, "bees": 3, "wasps": 2}, "skipped": 0}
+    assert features["splits"]["train"] == {
+        "rows": 13,
+        "per_class": {"ants": 5, "bees": 4, "wasps": 4},
+        "skipped": 0,
+        "skipped_by_kind": {},
+    }
+    assert features["splits"]["val"] == {
+        "rows": 8,
+        "per_class": {"ants": 3, "bees": 3, "wasps": 2},
+        "skipped": 0,
+        "skipped_by_kind": {},
+    }
     assert features["weights"]["kind"] == "none"
     assert features["preprocessing"]["name"] == "imagenet"
     metrics = pipeline.metrics

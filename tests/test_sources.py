@@ -81,7 +81,7 @@ def test_flat_folder_goes_extract_train_predict_evaluate_audit(tmp_path):
     assert_ok(result)
     assert "split by content (sha256-seed-v1): val 0.2, test 0.2, seed 0" in result.output
     rows, header = stored(cache)
-    assert header.split == SplitRule(val_fraction=0.2, test_fraction=0.2) and header.format_version == 3
+    assert header.split == SplitRule(val_fraction=0.2, test_fraction=0.2) and header.format_version == 4
     assert len(rows) == 24 and {split for split, _ in rows.values()} == {"train", "val", "test"}
     for path, (split, name) in rows.items():  # the split is the rule's, from the file's content alone
         sha256 = hashlib.sha256((data / path).read_bytes()).hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,21 @@ def test_unreadable_or_unknown_kinds_of_file_are_clear_errors(tmp_path: Path):
     (tmp_path / "grid.json").write_text("{not json")
     with pytest.raises(ValueError, match="grid.json is not valid JSON"):
         read_grid(tmp_path / "grid.json")
+
+
+def test_a_fifo_grid_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "grid.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="grid.json"):
+        read_grid(fifo)
+
+
+def test_duplicate_keys_and_deep_nesting_are_one_line(tmp_path):
+    duplicate = tmp_path / "dup.json"
+    duplicate.write_text('{"lr": [0.1], "lr": [0.2]}')
+    with pytest.raises(ValueError, match="key 'lr' is given more than once"):
+        read_grid(duplicate)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        read_grid(deep)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from headstart.features.backbones.registry import ENTRIES, BackboneEntry
+from headstart.features.backbones.registry import ENTRIES, SOURCE_TIMM, BackboneEntry, backbone_entry
 from headstart.features.provenance import RANDOM_INIT_SEED
 
 
@@ -24,18 +24,32 @@ def without_head(state: dict[str, torch.Tensor], entry: BackboneEntry) -> dict[s
     return {key: value for key, value in state.items() if not key.startswith(f"{entry.head}.")}
 
 
-def build_network(entry: BackboneEntry, state: dict[str, torch.Tensor] | None) -> nn.Module:
-    """The frozen network in eval mode, pooled pre-logit features out; state None: random init with a fixed seed
-    (the global random state left as it was), else state (without the final Linear) loaded with strict=True."""
+def _raw_network(entry: BackboneEntry, meta: bool = False) -> nn.Module:
+    """The entry's network with its final Linear an Identity (timm: created without a classifier)."""
+    if entry.source == SOURCE_TIMM:
+        from headstart.features.backbones.timm_models import create_timm
+
+        return create_timm(entry, meta=meta)
     from torchvision.models import get_model
 
-    if state is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_INIT_SEED)
+    if meta:
+        with torch.device("meta"):
             model = get_model(entry.name, weights=None)
     else:
         model = get_model(entry.name, weights=None)
     _strip_head(model, entry)
+    return model
+
+
+def build_network(entry: BackboneEntry, state: dict[str, torch.Tensor] | None) -> nn.Module:
+    """The frozen network in eval mode, pooled pre-logit features out; state None: random init with a fixed seed
+    (the global random state left as it was), else state (without the final Linear) loaded with strict=True."""
+    if state is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            model = _raw_network(entry)
+    else:
+        model = _raw_network(entry)
     if state is not None:
         model.load_state_dict(state, strict=True)
     for parameter in model.parameters():
@@ -47,15 +61,12 @@ def build_network(entry: BackboneEntry, state: dict[str, torch.Tensor] | None) -
 def _shapes(name: str) -> dict[str, torch.Size]:
     """The entry's parameter and buffer shapes without its final Linear, from a network built without memory when the
     builder allows it (RegNet computes its widths with real tensors)."""
-    from torchvision.models import get_model
-
-    entry = ENTRIES[name]
+    entry = backbone_entry(name)
     try:
-        with torch.device("meta"):
-            model = get_model(name, weights=None)
+        model = _raw_network(entry, meta=True)
     except NotImplementedError:
         with torch.random.fork_rng(devices=[]):
-            model = get_model(name, weights=None)
+            model = _raw_network(entry)
     return {key: value.shape for key, value in without_head(model.state_dict(), entry).items()}
 
 
@@ -78,7 +89,8 @@ def state_mismatch(entry: BackboneEntry, state: dict[str, torch.Tensor], source:
     detail = _mismatch(entry, state)
     if not detail:
         return None
-    fits = [other for other in ENTRIES.values() if other is not entry and not _mismatch(other, state)]
+    others = () if entry.source == SOURCE_TIMM else ENTRIES.values()  # a timm file is checked against its model only
+    fits = [other for other in others if other is not entry and not _mismatch(other, state)]
     if fits:
         return (
             f"{source} is a {fits[0].name} state_dict ({fits[0].width}-d features), not a {entry.name} one "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from importlib import import_module
 
 from headstart.features.provenance import (
     BICUBIC,
@@ -26,6 +27,9 @@ FOLD_CONV_BN = "conv+bn"  # features/batchnorm.py's generic fold of each convolu
 FOLD_NONE = "none"  # no BatchNorm to fold (LayerNorm networks)
 BF16_PREPACKED = "prepacked"  # features/prepacked.py: oneDNN weights cast and laid out once (torchvision's ResNet)
 BF16_AUTOCAST = "autocast"
+SOURCE_TORCHVISION = "torchvision"
+SOURCE_TIMM = "timm"  # features/backbones/timm_models.py: `timm:MODEL`, the optional extra `.[timm]`
+TIMM_PREFIX = "timm:"
 
 
 class UnknownBackboneError(ValueError):
@@ -46,6 +50,9 @@ class BackboneEntry:
     interpolation: str = INTERPOLATION
     fold: str = FOLD_CONV_BN
     bf16: str = BF16_AUTOCAST
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    source: str = SOURCE_TORCHVISION  # who builds the network: torchvision's get_model, or timm's create_model
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -53,7 +60,7 @@ class BackboneEntry:
         `imagenet` (PREPROCESSINGS), every other's is named for its backbone."""
         if self.name == DEFAULT_BACKBONE:
             return PREPROCESSINGS[IMAGENET]
-        return Preprocessing(self.name, self.resize, self.crop, IMAGENET_MEAN, IMAGENET_STD, self.interpolation)
+        return Preprocessing(self.name, self.resize, self.crop, self.mean, self.std, self.interpolation)
 
     def preprocessing_for(self, preprocess: str) -> Preprocessing:
         """--preprocess: `imagenet` is the weights' own, any other a named one (the tutorial's `notebook`)."""
@@ -92,11 +99,16 @@ ENTRIES = _entries(
 
 
 def backbone_entry(name: str) -> BackboneEntry:
-    """The registry's entry for name; an unknown name is an UnknownBackboneError listing the choices."""
+    """The registry's entry for name (`timm:MODEL`: timm's model, features/backbones/timm_models.py); an unknown name
+    is an UnknownBackboneError listing the choices."""
+    if name.startswith(TIMM_PREFIX):
+        # Loaded by name, as features/lazy.py does: timm_models builds on this module's entries.
+        return import_module("headstart.features.backbones.timm_models").timm_entry(name)
     if name in ENTRIES:
         return ENTRIES[name]
     close = difflib.get_close_matches(name, list(ENTRIES), n=1)
     hint = f"did you mean {close[0]}? " if close else ""
     raise UnknownBackboneError(
-        f"unknown backbone {name!r}: {hint}choose one of {', '.join(ENTRIES)} (`headstart backbones` lists them)"
+        f"unknown backbone {name!r}: {hint}choose one of {', '.join(ENTRIES)}, or timm:MODEL for a timm "
+        "model (`headstart backbones` lists them)"
     )

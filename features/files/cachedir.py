@@ -5,7 +5,8 @@ Every module that reads or writes in the cache takes its names from here, and ev
 
     CACHE/features.h5                  the features (features/store.py)
     CACHE/features.h5.partial-<id>     an extract in progress, renamed over features.h5 when complete
-    CACHE/features-<backbone>.h5       the features of another backbone than the default (and its .partial-<id>)
+    CACHE/features-<backbone>.h5       the features of another backbone than the default (and its .partial-<id>);
+                                       timm:MODEL's file is features-timm-MODEL.h5 (no colon in a file name)
     CACHE/head.pt                      the trained head (heads/checkpoint.py)
     CACHE/metrics.json                 train-head's metrics
     CACHE/curves.png                   loss and accuracy per epoch
@@ -13,6 +14,7 @@ Every module that reads or writes in the cache takes its names from here, and ev
     CACHE/sweep.csv                    the sweep's table (heads/sweep/table.py)
     CACHE/audit/                       the audit's CSVs, audit.json, learning_curve.png, report.html
     CACHE/thumbnails/                  the HTML pages' thumbnails, by content hash
+    CACHE/index/<features>.<space>.faiss  a nearest-neighbour index over a features file (features/neighbours/index.py)
     CACHE/.lock                        held by the command that is writing the cache
     CACHE/.hs-<pid>-<random>.tmp       an output being written (features/files/atomic.py), renamed into place
 """
@@ -22,10 +24,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from headstart.features.backbones.registry import DEFAULT_BACKBONE, backbone_entry
+from headstart.features.backbones.registry import DEFAULT_BACKBONE, TIMM_PREFIX, backbone_entry
 
 FEATURES_FILE = "features.h5"  # the default backbone's, as every cache before the registry named it
 BACKBONE_FEATURES = ("features-", ".h5")  # features-<backbone>.h5: another backbone's features
+TIMM_FILE_PREFIX = "timm-"  # stands for TIMM_PREFIX in file names
 PARTIAL_SUFFIX = ".partial"
 HEAD_FILE = "head.pt"
 METRICS_FILE = "metrics.json"
@@ -34,27 +37,43 @@ CALIBRATION_FILE = "calibration.png"
 SWEEP_FILE = "sweep.csv"
 AUDIT_DIR = "audit"
 THUMBNAILS_DIR = "thumbnails"
+INDEX_DIR = "index"
+INDEX_SUFFIX = ".faiss"
 LOCK_FILE = ".lock"
 TEMPORARY_PREFIX = ".hs-"
 
 FILES = (FEATURES_FILE, HEAD_FILE, METRICS_FILE, CURVES_FILE, CALIBRATION_FILE, SWEEP_FILE, LOCK_FILE)
-FOLDERS = (AUDIT_DIR, THUMBNAILS_DIR)
+FOLDERS = (AUDIT_DIR, THUMBNAILS_DIR, INDEX_DIR)
 PREFIXES = (f"{FEATURES_FILE}{PARTIAL_SUFFIX}", BACKBONE_FEATURES[0], TEMPORARY_PREFIX)
 
 
 def features_file(backbone: str) -> str:
     """The name of a backbone's features file in the cache folder."""
-    return FEATURES_FILE if backbone == DEFAULT_BACKBONE else f"{BACKBONE_FEATURES[0]}{backbone}{BACKBONE_FEATURES[1]}"
+    if backbone == DEFAULT_BACKBONE:
+        return FEATURES_FILE
+    if backbone.startswith(TIMM_PREFIX):
+        backbone = TIMM_FILE_PREFIX + backbone[len(TIMM_PREFIX) :]
+    return f"{BACKBONE_FEATURES[0]}{backbone}{BACKBONE_FEATURES[1]}"
+
+
+def _backbone_of(stem: str) -> str:
+    return TIMM_PREFIX + stem[len(TIMM_FILE_PREFIX) :] if stem.startswith(TIMM_FILE_PREFIX) else stem
+
+
+def index_file(features: str, space: str) -> str:
+    """The name (relative to the cache) of the nearest-neighbour index over a features file in a space."""
+    return f"{INDEX_DIR}/{features}.{space}{INDEX_SUFFIX}"
 
 
 def features_files(cache: str | os.PathLike) -> dict[str, Path]:
     """Every backbone's complete features file in cache, by backbone name (the name the file is called by)."""
     folder = Path(cache)
-    found = {DEFAULT_BACKBONE: folder / FEATURES_FILE} if (folder / FEATURES_FILE).is_file() else {}
+    # exists(), not is_file(): a pipe or a folder under the name is found here and refused by the reader, in one line
+    found = {DEFAULT_BACKBONE: folder / FEATURES_FILE} if (folder / FEATURES_FILE).exists() else {}
     start, end = BACKBONE_FEATURES
     for name in sorted(os.listdir(folder)) if folder.is_dir() else ():
         if name.startswith(start) and name.endswith(end) and len(name) > len(start) + len(end):
-            found[name[len(start) : -len(end)]] = folder / name
+            found[_backbone_of(name[len(start) : -len(end)])] = folder / name
     return found
 
 

@@ -48,8 +48,10 @@ def _one_image(group: list[tuple[ImageEntry, Reuse]]) -> tuple[ImageEntry, Reuse
 
 
 def label_matrix(entries: list[ImageEntry], classes: int) -> np.ndarray:
-    """The (N, classes) uint8 0/1 matrix of the entries' label sets (an entry without a set: its one label)."""
+    """The (N, classes) uint8 0/1 matrix of the entries' label sets (an entry without a set: its one label; an
+    unlabeled pool entry, or an empty set: a row of zeros)."""
     matrix = np.zeros((len(entries), classes), np.uint8)
     for row, entry in enumerate(entries):
-        matrix[row, list(entry.label_set if entry.label_set is not None else (entry.label,))] = 1
+        labels = entry.label_set if entry.label_set is not None else (entry.label,)
+        matrix[row, [label for label in labels if label >= 0]] = 1
     return matrix

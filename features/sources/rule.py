@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 RULE_NAME = "sha256-seed-v1"
 DEFAULT_VAL_FRACTION = 0.2
+UNSPLIT = "unsplit"  # a source's name for entries whose split is drawn once their content hash is known
 
 
 class SplitRuleError(ValueError):

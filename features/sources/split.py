@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from headstart.features.backbone import file_sha256
 from headstart.features.folder import ImageEntry
 from headstart.features.reuse import Reuse, ReusePlan
-from headstart.features.sources.choose import UNSPLIT
-from headstart.features.sources.rule import SplitRule
+from headstart.features.sources.rule import UNSPLIT, SplitRule
 
 
 @dataclass
@@ -35,7 +34,8 @@ def content_sha256(entry: ImageEntry, reuse: Reuse) -> str | None:
 def assign_splits(
     plan: ReusePlan, rule: SplitRule, content: Callable[[ImageEntry, Reuse], str | None] = content_sha256
 ) -> ReusePlan:
-    """The plan with its UNSPLIT entries moved to train, val and test by the rule, in scan order within each."""
+    """The plan with its UNSPLIT entries moved to train, val and test by the rule, in scan order within each, after
+    the entries a label table put in those splits itself; other splits (the pool) follow as they are."""
     if UNSPLIT not in plan.splits:
         return plan
     drawn: list[_Drawn] = []
@@ -50,4 +50,10 @@ def assign_splits(
         if not any(item.split == "train" for item in of_class):
             max(of_class, key=lambda item: item.draw).split = "train"
     names = ["train"] + [name for name, share in (("val", rule.val_fraction), ("test", rule.test_fraction)) if share]
-    return ReusePlan({name: [(item.entry, item.reuse) for item in drawn if item.split == name] for name in names})
+    names += [name for name in plan.splits if name not in names and name != UNSPLIT]
+    return ReusePlan(
+        {
+            name: plan.splits.get(name, []) + [(item.entry, item.reuse) for item in drawn if item.split == name]
+            for name in names
+        }
+    )

@@ -41,7 +41,7 @@ def load_rows(path: str | Path) -> CachedRows:
     """Read features.h5 whole; refuse a file without training rows."""
     with FeatureStore(path) as store:
         header = store.header
-        blocks = {split: store.read(split) for split in store.splits}
+        blocks = {split: store.read(split) for split in store.labelled_splits}  # the unlabeled pool is no evidence
     if "train" not in blocks or not len(blocks["train"]):
         raise ValueError(f"{path} has no training rows: check the dataset and re-run `extract`")
     order = ["train", *sorted(split for split in blocks if split != "train")]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from headstart.features.backbones.registry import TIMM_PREFIX
 from headstart.features.files.atomic import replace_together
 from headstart.features.files.cachedir import HEAD_FILE
 from headstart.features.files.outputs import Output, check_outputs
@@ -15,7 +16,7 @@ from headstart.heads import PredictConfig, Predictor
 from headstart.heads.export.classifier import ExportedClassifier, build_classifier
 from headstart.heads.export.config import ExportConfig
 from headstart.heads.export.formats import exporter_for
-from headstart.heads.export.metadata import ExportMetadata
+from headstart.heads.export.metadata import ExportError, ExportMetadata
 from headstart.heads.export.verify import (
     TOLERANCES,
     check,
@@ -59,6 +60,11 @@ def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = N
     predictor = Predictor.load(
         Path(config.cache) / HEAD_FILE, PredictConfig(weights=config.weights, device="cpu", workers=0)
     )
+    if exporter.PLAIN_BACKBONE and predictor.checkpoint.backbone.startswith(TIMM_PREFIX):
+        raise ExportError(
+            f"--format {config.format} writes a torchvision state_dict; {predictor.checkpoint.backbone} is a timm "
+            "model: use --format torchscript or onnx"
+        )
     entries = verification_images(Path(config.cache), config.images, config.sample, predictor.checkpoint.backbone)
     entries, inputs = model_inputs(entries, predictor.preprocessing)
     stage(f"predicting {len(entries)} images the usual way")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from headstart.features.files.csvfile import CsvWriter, safe_path
 from headstart.features.files.outputs import text_output
+from headstart.features.folder import count_kinds
 
 if TYPE_CHECKING:  # the CLI imports FORMATS from here at start-up: no numpy for --help
     import numpy as np
@@ -131,8 +132,10 @@ def write_predictions(
     top_k: int = 1,
     reject_unknown: bool = False,
 ) -> dict:
-    """Stream predictions into out ('-' for stdout); return counts of labelled, failed and flagged images."""
-    counts = {"predicted": 0, "failed": 0, "flagged": 0}
+    """Stream predictions into out ('-' for stdout); return counts of labelled, failed and flagged images, and the
+    failed ones by kind under "failed_kinds"."""
+    counts: dict = {"predicted": 0, "failed": 0, "flagged": 0}
+    failures = []
     top_k = max(1, min(top_k, len(classes)))
     with text_output(out) as handle:
         if format == "csv":
@@ -145,4 +148,7 @@ def write_predictions(
                 handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
             counts["failed" if prediction.probabilities is None else "predicted"] += 1
             counts["flagged"] += bool(prediction.unknown)
+            if prediction.probabilities is None:
+                failures.append((prediction.path, prediction.error or ""))
+    counts["failed_kinds"] = count_kinds(failures)
     return counts

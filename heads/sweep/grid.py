@@ -24,9 +24,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import tomllib
 from pathlib import Path
 
+from headstart.features.files.regular import open_regular
 from headstart.heads.config import CLASS_WEIGHTS, TrainConfig
 
 GRID_FORMAT_VERSION = 1
@@ -118,22 +120,33 @@ def expand_grid(grid: dict, seed: int = 0, source: str = "the grid") -> list[Tra
     return list(dict.fromkeys(settings))  # frozen dataclasses hash by value: repeats are kept once, in order
 
 
+def _unique_keys(path: Path, pairs: list[tuple[str, object]]) -> dict:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"{path}: key {repeated[0]!r} is given more than once: keep one")
+    return dict(pairs)
+
+
 def read_grid(path: str | Path, seed: int = 0) -> list[TrainConfig]:
     """The settings of a .toml or .json grid file; any problem is one ValueError naming the file (and the key)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with os.fdopen(open_regular(path), "rb") as handle:  # a FIFO or device is refused, never waited on
+            text = handle.read().decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"cannot read the grid file {path}: {getattr(error, 'strerror', None) or error}") from None
     try:
         if path.suffix.lower() == ".toml":
             grid = tomllib.loads(text)
         elif path.suffix.lower() == ".json":
-            grid = json.loads(text)
+            grid = json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(path, pairs))
         else:
             raise ValueError(f"{path}: a grid file is .toml or .json, not {path.suffix or 'a file without suffix'!r}")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path} is not valid {path.suffix[1:].upper()}: {error}") from None
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply to be a grid: a grid is one table of lists") from None
     return expand_grid(grid, seed, str(path))
 
 

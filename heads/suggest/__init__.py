@@ -1,0 +1,1 @@
+"""Which unlabeled images to label next (headstart suggest): the strategies, measured by python -m bench.suggest."""
