@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from headstart.console.multilabel import show_multilabel_training
+from headstart.console.multilabel import show_multilabel_evaluation, show_multilabel_training
 from headstart.console.reporter import Reporter
 from headstart.console.trust import show_flagged, show_trust
 from headstart.features.folder import count_kinds
@@ -148,6 +148,8 @@ def show_training(report: Reporter, summary: FitSummary, epochs: EpochTable) -> 
 def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show: int, out: Path) -> None:
     """Accuracy, the per-class report, the confusion matrix and the `show` most confidently wrong images."""
     summary, mistakes = evaluation.summary, evaluation.mistakes
+    if summary.get("task") == "multi-label":
+        return show_multilabel_evaluation(report, folder, evaluation, show, out)
     report.table(scores_table(summary, f"{folder}: accuracy {summary['accuracy']:.4f}"))
     report.table(confusion_table(summary))
     if mistakes and show:

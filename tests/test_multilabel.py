@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_error, assert_ok, run
+from cli_helpers import assert_error, assert_ok, read_csv, run
 from conftest import make_image
 
 from headstart.features.files.cachedir import FEATURES_FILE, HEAD_FILE
@@ -75,6 +75,53 @@ def test_multi_label_folders_extract_train_and_record_the_task(tmp_path):
         round(report["labels"][name]["threshold"], 6) for name in CLASSES
     ]
     assert saved["state_dict"]["weight"].shape[0] == 3
+    thresholds = saved["multilabel"]["thresholds"]
+    predicted_and_evaluated(data, cache, tmp_path, thresholds)
+    refused(data, cache, tmp_path)
+
+
+def predicted_and_evaluated(data: Path, cache: Path, tmp_path: Path, thresholds: list[float]) -> None:
+    """predict's labels column is the set over the thresholds, CSV and JSON Lines agree; evaluate scores the sets."""
+    out, lines = tmp_path / "p.csv", tmp_path / "p.jsonl"
+    assert_ok(run("predict", data / "train", "--cache", cache, "--out", out, "--device", "cpu"))
+    assert_ok(run("predict", data / "train", "--cache", cache, "--out", lines, "--format", "jsonl", "--device", "cpu"))
+    rows = read_csv(out)
+    records = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert len(rows) == len(records) == 14 and list(rows[0]) == [
+        "path",
+        "labels",
+        *[f"prob_{c}" for c in CLASSES],
+        "error",
+    ]
+    for row, record in zip(rows, records):
+        chances = [float(row[f"prob_{name}"]) for name in CLASSES]
+        expected = [name for name, p, cut in zip(CLASSES, chances, thresholds) if p >= cut]
+        assert row["labels"] == "|".join(expected) and record["labels"] == expected
+        assert [round(record["probabilities"][name], 6) for name in CLASSES] == chances
+        assert sum(chances) != pytest.approx(1.0, abs=1e-4) or len(expected) <= 1  # sigmoids, not a softmax
+    wrong = tmp_path / "wrong.csv"
+    evaluated = run("evaluate", data / "train", "--cache", cache, "--device", "cpu", "--out", wrong)
+    assert_ok(evaluated)
+    printed = " ".join(evaluated.output.split())
+    assert "13 images" in printed and "micro F1" in printed and "subset accuracy" in printed
+    for mistake in read_csv(wrong):
+        assert set(mistake) == {"path", "true", "predicted", "confidence"} and mistake["true"] != mistake["predicted"]
+    both = [row for row in read_csv(wrong) if row["path"].endswith("both.jpg")]
+    assert not both or both[0]["true"] == "red|shoe"
+
+
+def refused(data: Path, cache: Path, tmp_path: Path) -> None:
+    """What does not handle multi-label heads yet says so in one line, and writes nothing."""
+    head = str(cache / HEAD_FILE)
+    assert_error(run("export", "--cache", cache, "--out", tmp_path / "m.pt"), "is multi-label: export", head)
+    assert not (tmp_path / "m.pt").exists()
+    assert_error(run("audit", "--cache", cache), "is multi-label: audit")
+    assert_error(run("sweep", "--cache", cache), "is multi-label")
+    out = tmp_path / "top.csv"
+    assert_error(run("predict", data, "--cache", cache, "--out", out, "--top-k", "2"), "--top-k above 1")
+    assert not out.exists()
+    html = tmp_path / "e.html"
+    assert_error(run("evaluate", data / "val", "--cache", cache, "--out", tmp_path / "w.csv", "--html", html), "--html")
 
 
 def test_single_label_files_and_heads_keep_their_formats(tmp_path):

@@ -15,6 +15,7 @@ from headstart.features.files.csvfile import CsvWriter, safe_path
 from headstart.features.files.outputs import Output, check_outputs, text_output
 from headstart.features.folder import DatasetError, find_labeled_images, text_path
 from headstart.heads.config import PredictConfig
+from headstart.heads.multilabel.predictions import refuse_multilabel
 from headstart.heads.predict.predictor import Predictor
 from headstart.heads.report import classification_summary
 
@@ -55,6 +56,8 @@ def evaluate_head(
     pages = [Output("--html", Path(html))] if html is not None else []
     check_outputs(cache, Output("--out", Path(out), streamed=True), *pages)
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config)
+    if html is not None and predictor.checkpoint.multilabel is not None:
+        refuse_multilabel(Path(cache) / HEAD_FILE, "evaluate --html")
     evaluation = evaluate_folder(folder, predictor, on_progress)
     write_mistakes(out, evaluation.mistakes)
     if html is not None:
@@ -67,7 +70,12 @@ def evaluate_head(
 def evaluate_folder(
     folder: str | os.PathLike, predictor: Predictor, on_progress: ProgressCallback | None = None
 ) -> Evaluation:
-    """Label every image of folder/<class>/ with the predictor and score it against its folder's class."""
+    """Label every image of folder/<class>/ with the predictor and score it against its folder's class (a multi-label
+    head: against each image's label set, heads/multilabel/evaluation.py)."""
+    if predictor.checkpoint.multilabel is not None:
+        from headstart.heads.multilabel.evaluation import evaluate_multilabel
+
+        return evaluate_multilabel(folder, predictor, on_progress)
     classes = predictor.classes
     entries = find_labeled_images(folder, classes)
     truth, guesses, mistakes, failed = [], [], [], []
