@@ -247,3 +247,32 @@ def test_a_row_without_labels_is_all_negatives(tmp_path):
     assert rows.labels[:3].tolist() == [-1, -1, -1] and not rows.label_sets[:3].any()
     assert_ok(run("train-head", "--cache", tmp_path / "cache", "--epochs", "2"))
     assert json.loads((tmp_path / "cache" / "metrics.json").read_text())["val_report"]["rows"] == 10
+
+
+def test_a_multi_label_table_gives_label_sets(tmp_path):
+    """`a|b` in one cell, a path again with another label, an empty cell: three ways of writing label sets."""
+    data = tmp_path / "data"
+    for index in range(12):
+        make_image(data / f"img{index}.jpg", seed=500 + index)
+    rows = ["path,label,split", "img0.jpg,red|shoe,train", "img1.jpg,hat,train", "img1.jpg,red,train"]
+    rows += ["img2.jpg,,train", "img3.jpg,shoe,val", "img4.jpg,hat|shoe,val"]
+    rows += [f"img{index}.jpg,{CLASSES[index % 3]},train" for index in range(5, 12)]
+    table = data / "labels.csv"
+    table.write_text("\n".join(rows) + "\n")
+    cache = tmp_path / "cache"
+    assert_ok(run("extract", "--labels", table, "--cache", cache, "--multi-label", *FAST))
+    with FeatureStore(cache / FEATURES_FILE) as store:
+        assert store.header.classes == list(CLASSES) and store.header.multi_label
+        found = {}
+        for split in ("train", "val"):
+            read = store.read(split)
+            found |= {
+                path: [CLASSES[label] for label in np.flatnonzero(row)]
+                for path, row in zip(read.paths, read.label_sets)
+            }
+    assert found["img0.jpg"] == ["red", "shoe"] and found["img1.jpg"] == ["hat", "red"] and found["img2.jpg"] == []
+    assert found["img4.jpg"] == ["hat", "shoe"] and len(found) == 12
+    assert_ok(run("train-head", "--cache", cache, "--epochs", "2"))
+    table.write_text("\n".join([*rows, "img0.jpg,hat,val"]) + "\n")
+    refused = run("extract", "--labels", table, "--cache", cache, "--multi-label", *FAST)
+    assert_error(refused, "labels.csv: line 15: img0.jpg is in val here but in train at line 2: give an image one")

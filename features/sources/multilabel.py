@@ -2,7 +2,7 @@
 labels. Each split's entries are grouped by content hash (the cache's, or read now); the first in scan order stands
 for the group and carries the sorted set of its folders' labels.
 
-A labels table (one set of labels per row) plugs in by giving its entries their `label_set` directly.
+A label table (features/sources/labels.py) gives its entries their `label_set` directly; copies are merged the same.
 """
 
 from __future__ import annotations
@@ -41,10 +41,12 @@ def merge_by_content(
 
 
 def _one_image(group: list[tuple[ImageEntry, Reuse]]) -> tuple[ImageEntry, Reuse]:
-    """The group's first entry with the union of the group's labels as its label set (its label: the lowest)."""
+    """The group's first entry with the union of the group's label sets as its own (its label: the lowest; -1 for
+    none: an unlabeled image, or a table row with an empty label)."""
     entry, reuse = group[0]
-    labels = tuple(sorted({member.label for member, _ in group}))
-    return ImageEntry(entry.path, entry.name, labels[0], labels), reuse
+    sets = (member.label_set if member.label_set is not None else (member.label,) for member, _ in group)
+    labels = tuple(sorted({label for labels in sets for label in labels if label >= 0}))
+    return ImageEntry(entry.path, entry.name, labels[0] if labels else -1, labels), reuse
 
 
 def label_matrix(entries: list[ImageEntry], classes: int) -> np.ndarray:

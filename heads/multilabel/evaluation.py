@@ -20,8 +20,9 @@ from headstart.heads.multilabel.metrics import multilabel_summary
 from headstart.heads.multilabel.predictions import SEPARATOR
 
 if TYPE_CHECKING:
-    from headstart.heads.predict.evaluation import Evaluation
     from headstart.heads.predict.predictor import Predictor
+
+Wrong = tuple[str, str, str, float]  # path, true set, predicted set, confidence: evaluate's Mistake
 
 
 def _by_content(entries: list[ImageEntry], classes: int) -> tuple[list[ImageEntry], np.ndarray]:
@@ -45,11 +46,11 @@ def _by_content(entries: list[ImageEntry], classes: int) -> tuple[list[ImageEntr
     return kept, targets
 
 
-def evaluate_multilabel(folder, predictor: Predictor, on_progress: ProgressCallback | None = None) -> Evaluation:
-    """Score a multi-label head on folder/<class>/: the metrics at its thresholds, the wrong sets most confident
-    first, the unreadable files."""
-    from headstart.heads.predict.evaluation import Evaluation, Mistake
-
+def evaluate_multilabel(
+    folder, predictor: Predictor, on_progress: ProgressCallback | None = None
+) -> tuple[int, dict, list[Wrong], list[tuple[str, str]]]:
+    """Score a multi-label head on folder/<class>/: the images found, the metrics at its thresholds, the wrong sets
+    most confident first, the unreadable files."""
     classes = predictor.classes
     thresholds = np.asarray(predictor.checkpoint.thresholds)
     entries, targets = _by_content(find_labeled_images(folder, classes), len(classes))
@@ -61,13 +62,13 @@ def evaluate_multilabel(folder, predictor: Predictor, on_progress: ProgressCallb
     truth = np.stack([row for row, _ in read]).astype(bool)
     probabilities = np.stack([np.asarray(prediction.probabilities) for _, prediction in read])
     predicted = probabilities >= thresholds
-    mistakes = []
+    mistakes: list[Wrong] = []
     for row in np.flatnonzero((predicted != truth).any(1)):
         wrong = predicted[row] != truth[row]
         sure = np.where(predicted[row], probabilities[row], 1 - probabilities[row])[wrong].max()
         true, guess = (SEPARATOR.join(np.asarray(classes)[labels]) for labels in (truth[row], predicted[row]))
-        mistakes.append(Mistake(read[row][1].path, true, guess, float(sure)))
-    mistakes.sort(key=lambda mistake: (-mistake.confidence, mistake.path))
+        mistakes.append((read[row][1].path, true, guess, float(sure)))
+    mistakes.sort(key=lambda mistake: (-mistake[3], mistake[0]))
     failed = [(p.path, p.error or "") for _, p in scored if p.probabilities is None]
     summary = multilabel_summary(truth, probabilities, thresholds, classes)
-    return Evaluation(len(entries), summary, mistakes, failed, None, None)
+    return len(entries), summary, mistakes, failed

@@ -75,7 +75,8 @@ def evaluate_folder(
     if predictor.checkpoint.multilabel is not None:
         from headstart.heads.multilabel.evaluation import evaluate_multilabel
 
-        return evaluate_multilabel(folder, predictor, on_progress)
+        images, summary, wrong, failed = evaluate_multilabel(folder, predictor, on_progress)
+        return Evaluation(images, summary, [Mistake(*mistake) for mistake in wrong], failed)
     classes = predictor.classes
     entries = find_labeled_images(folder, classes)
     truth, guesses, mistakes, failed = [], [], [], []
