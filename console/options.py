@@ -176,7 +176,8 @@ _TRAIN_OPTIONS = [
         type=click.Choice(CLASS_WEIGHTS),
         default=TrainConfig().class_weight,
         show_default=True,
-        help="balanced: cross-entropy weighted by inverse class frequency, for imbalanced folders (sgd and logreg).",
+        help="balanced: cross-entropy weighted by inverse class frequency, for imbalanced folders (sgd and logreg); "
+        "multi-label: each label's positives weighted by its negatives / positives.",
     ),
     click.option(
         "--logreg-c",
@@ -185,6 +186,13 @@ _TRAIN_OPTIONS = [
         default=TrainConfig().c,
         show_default=True,
         help="logreg's inverse regularisation strength (scikit-learn's C).",
+    ),
+    click.option(
+        "--threshold",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        default=None,
+        help="Multi-label features (extract --multi-label): one fixed decision threshold for every label, instead "
+        "of each label's best F1 on out-of-fold probabilities over train.",
     ),
 ]
 

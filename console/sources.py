@@ -1,5 +1,5 @@
-"""extract's options for the data's shape: the content split of a folder without train/, a label table, pools; and
-evaluate's label table.
+"""extract's options for the data's shape: the content split of a folder without train/, a label table, pools,
+--multi-label; and evaluate's label table.
 
 `source_options` adds extract's and hands the command one `sources` dict of ExtractConfig's fields;
 `evaluate_table_options` hands evaluate one EvaluateTable (or None)."""
@@ -25,6 +25,7 @@ SOURCE_FIELDS = (
     "split_column",
     "strict",
     "pool",
+    "multi_label",
 )
 
 
@@ -85,6 +86,13 @@ def _table_options() -> tuple:
             multiple=True,
             help="A folder of unlabeled images inside --data, cached in the `pool` split (never trained on); "
             "repeatable  [default: no pool]",
+        ),
+        click.option(
+            "--multi-label",
+            is_flag=True,
+            help="Images may carry several labels: the same file content in several class folders is one image "
+            "with each of their labels (a table: `a|b` in one cell, a row per label, or a 0/1 column per label); "
+            "train-head then trains one sigmoid per label.",
         ),
     )
 

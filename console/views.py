@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
+from headstart.console.multilabel import show_multilabel_evaluation, show_multilabel_training
 from headstart.console.reporter import Reporter
 from headstart.console.trust import show_flagged, show_trust
 from headstart.features.folder import count_kinds
@@ -43,6 +44,8 @@ def show_extract(report: Reporter, summary: ExtractSummary) -> None:
     report.table(table)
     if summary.split:
         report.note(summary.split.describe())
+    if summary.merged:
+        report.note(f"multi-label: {summary.merged} copies in other class folders merged into their images' label sets")
     relabelled = sum(split.relabelled for split in summary.splits)
     if relabelled:
         report.note(
@@ -98,6 +101,8 @@ def show_training(report: Reporter, summary: FitSummary, epochs: EpochTable) -> 
     """The epochs, the last and best epoch on val, val's report and confusion matrix, and the files written."""
     report.table(epochs.table)
     metrics = summary.metrics
+    if metrics.get("task") == "multi-label":
+        return show_multilabel_training(report, summary)
     if "val_acc" in metrics:
         best = metrics["best_epoch"]
         report.note(
@@ -148,6 +153,8 @@ def show_table_skipped(report: Reporter, skipped: list[tuple[str, str]]) -> None
 def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show: int, out: Path) -> None:
     """Accuracy, the per-class report, the confusion matrix and the `show` most confidently wrong images."""
     summary, mistakes = evaluation.summary, evaluation.mistakes
+    if summary.get("task") == "multi-label":
+        return show_multilabel_evaluation(report, folder, evaluation, show, out)
     report.table(scores_table(summary, f"{folder}: accuracy {summary['accuracy']:.4f}"))
     report.table(confusion_table(summary))
     if mistakes and show:

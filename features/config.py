@@ -34,6 +34,7 @@ class ExtractConfig(EngineConfig):
     val_fraction: float | None = None
     test_fraction: float | None = None
     split_seed: int = 0
+    multi_label: bool = False  # the same content in several class folders is one image with several labels
     # A label table (features/sources/tables.py): its paths relative to `data`, its columns by name; --strict makes
     # a row naming a missing or unreadable file fatal instead of a listed skip. None: `data` is a folder.
     labels: Path | None = None

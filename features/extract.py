@@ -22,9 +22,10 @@ from headstart.features.merge import SplitSummary, write_features
 from headstart.features.provenance import WeightsIdentity
 from headstart.features.reuse import PreviousRows
 from headstart.features.sources.choose import find_source, split_rule
+from headstart.features.sources.multilabel import merge_by_content
 from headstart.features.sources.rule import SplitRule
 from headstart.features.sources.split import assign_splits
-from headstart.features.store import FeaturesHeader, partial_files
+from headstart.features.store import MULTI_LABEL, SINGLE_LABEL, FeaturesHeader, partial_files
 
 
 @dataclass
@@ -41,6 +42,7 @@ class ExtractSummary:
     resumed: int = 0  # rows reused from interrupted runs' partial files
     split: SplitRule | None = None  # how a folder without train/ was split
     table_skipped: list[tuple[str, str]] = field(default_factory=list)  # a label table's rows skipped: (path, why)
+    merged: int = 0  # --multi-label: copies of one content in other class folders, merged into one image
 
 
 def _header(
@@ -65,6 +67,7 @@ def _header(
         torchvision_version=metadata.version("torchvision"),
         forward=Backbone.forward,
         split=rule,
+        task=MULTI_LABEL if config.multi_label else SINGLE_LABEL,
     )
 
 
@@ -90,7 +93,9 @@ def extract_features(
     path = Path(config.cache) / features_file(entry.name)
     with cache_lock(config.cache, "extract"):
         with closing(PreviousRows(path, header)) as previous:
-            plan = previous.plan(dataset.splits)
+            plan, merged = previous.plan(dataset.splits), 0
+            if config.multi_label:
+                plan, merged = merge_by_content(plan)
             plan = assign_splits(plan, rule) if rule else plan
             summary = ExtractSummary(
                 path,
@@ -103,6 +108,7 @@ def extract_features(
                 previous.resumed_rows(plan),
                 rule,
                 dataset.table_skipped,
+                merged,
             )
             if on_start:
                 on_start(summary)

@@ -34,6 +34,7 @@ class ImageEntry:
     path: Path
     name: str
     label: int = UNLABELED
+    label_set: tuple[int, ...] | None = None  # a multi-label image's labels (sources/multilabel.py); None: single
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from headstart.features.backbones.registry import backbone_entry
 from headstart.features.engines.batches import EmbeddedBatch
 from headstart.features.reuse import CachedRow, PreviousRows, ReusePlan
 from headstart.features.sources.choose import UNSPLIT
+from headstart.features.sources.multilabel import label_matrix
 from headstart.features.store import FeaturesHeader, Rows, StoreWriter
 
 BLOCK_ROWS = 256
@@ -116,5 +117,6 @@ def _write_block(writer: StoreWriter, previous: PreviousRows, block: list) -> No
             np.asarray([stamp.size for _, stamp, _ in block], np.int64),
             np.asarray([stamp.mtime_ns for _, stamp, _ in block], np.int64),
             [stamp.sha256 for _, stamp, _ in block],
+            label_matrix([entry for entry, _, _ in block], writer.label_count) if writer.label_count else None,
         )
     )

@@ -13,10 +13,12 @@
         torch_version, torchvision_version; forward: "batchnorm folded" (absent: "torchvision eager"; not a reuse key)
         split              JSON null, or for a folder split by content (format 3; absent before: null)
                            {"val_fraction", "test_fraction", "seed", "rule": "sha256-seed-v1"} (sources/rule.py)
+        task               "multi-label" (format 5, written only then); absent: "single-label", format 4 as before
     /<split>               one group per split: train, val (and test, and pool)
         features           float32 (N, width), the backbone's width (512 for resnet18), chunked and resizable
         labels             int64 (N,), an index into classes (-1 in pool); it, features, sizes, mtimes_ns: Fletcher32
-                           per chunk (older files: none)
+                           per chunk (older files: none); multi-label: the lowest label of the row's set (-1: none)
+        label_sets         multi-label only: uint8 (N, classes), 1 where the row has that label (Fletcher32)
         paths              UTF-8 strings (N,), relative to data_root (undecodable bytes as \\xNN)
         sizes              int64 (N,) file size in bytes       } what the incremental cache
         mtimes_ns          int64 (N,) modification time, ns    } compares to decide whether
@@ -58,11 +60,13 @@ from headstart.features.sources.rule import SplitRule
 from headstart.features.untrusted import (
     UntrustedValueError,
     check_classes,
-    check_declared_size,
+    check_columns,
     check_features,
+    check_label_sets,
     check_labels,
     check_row_path,
     check_sha256,
+    check_task,
     read_block_rows,
     refuse_outside_pointers,
 )
@@ -70,14 +74,17 @@ from headstart.features.untrusted import (
 # 2 added `forward` and Fletcher32; 3: `backbone` names any registry entry (files named per backbone,
 # features/files/cachedir.py) and the optional `split`; 4: the optional `pool` split of unlabeled rows (label -1),
 # which an older reader would refuse as damaged. Older files, all without a pool, load as before.
-FORMAT_VERSION, READABLE_VERSIONS = 4, (1, 2, 3, 4)
+# 5: a multi-label file (`task`, `label_sets`); single-label files are still written as format 4, unchanged.
+FORMAT_VERSION, READABLE_VERSIONS = 4, (1, 2, 3, 4, 5)
+MULTI_LABEL_VERSION = 5
+SINGLE_LABEL, MULTI_LABEL = "single-label", "multi-label"
 JSON_ATTRS = ("classes", "weights", "preprocessing", "split")
 ROW_FIELDS = ("features", "labels", "paths", "sizes", "mtimes_ns", "sha256")
 _STR = h5py.string_dtype("utf-8")
 METADATA_MARGIN = 256 << 10  # room kept for HDF5 metadata (a 2-split file has ~40 kB), so closing always succeeds
 ROW_OVERHEAD = 512  # bytes per row of the variable-length columns: path and hash on the heap, their references
 CHECKSUMMED = ("features", "labels", "sizes", "mtimes_ns")  # HDF5 cannot checksum variable-length strings
-_OPTIONAL = ("forward", "split")  # attributes older files lack
+_OPTIONAL = ("forward", "split", "task")  # attributes older files (and single-label ones) lack
 
 
 class StoreError(ValueError):
@@ -98,6 +105,7 @@ class Rows:
     sizes: np.ndarray  # int64 (n,)
     mtimes_ns: np.ndarray  # int64 (n,)
     sha256: list[str]
+    label_sets: np.ndarray | None = None  # uint8 (n, classes) in a multi-label file; None in a single-label one
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -120,6 +128,11 @@ class FeaturesHeader:
     forward: str = "torchvision eager"  # what files written before BatchNorm folding (which lack it) ran
     split: SplitRule | None = None  # how a folder without train/ was split; None: by its folders
     format_version: int = FORMAT_VERSION
+    task: str = SINGLE_LABEL  # or MULTI_LABEL: rows carry label_sets
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task == MULTI_LABEL
 
     def to_dict(self) -> dict:
         """Plain values (the weights and preprocessing records as dicts), in the order the attributes are written."""
@@ -128,7 +141,12 @@ class FeaturesHeader:
             "preprocessing": self.preprocessing.describe(),
             "split": self.split.to_dict() if self.split else None,
         }
-        return {field.name: records.get(field.name, getattr(self, field.name)) for field in fields(self)}
+        values = {field.name: records.get(field.name, getattr(self, field.name)) for field in fields(self)}
+        if not self.multi_label:  # a single-label file's attributes stay those of format 4
+            del values["task"]
+        else:
+            values["format_version"] = max(self.format_version, MULTI_LABEL_VERSION)
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> FeaturesHeader:
@@ -137,6 +155,7 @@ class FeaturesHeader:
             **{
                 **{field.name: values[field.name] for field in fields(cls) if field.name not in _OPTIONAL},
                 "forward": values.get("forward", cls.forward),
+                "task": check_task(values.get("task", SINGLE_LABEL), values["format_version"]),
                 "split": SplitRule.from_dict(values["split"]) if values.get("split") is not None else None,
                 "weights": WeightsIdentity.from_dict(values["weights"]),
                 "preprocessing": Preprocessing.from_description(values["preprocessing"]),
@@ -196,7 +215,7 @@ class FeatureStore:
             raise _damaged(self.path, f"header: {error}") from None
         try:
             refuse_outside_pointers(self._file)
-            self.width = _check_columns(self._file, self.path.stat().st_size)
+            self.width = check_columns(self._file, self.path.stat().st_size)
         except (UntrustedValueError, OSError, KeyError, TypeError) as error:
             self.close()
             raise _damaged(self.path, error) from None
@@ -256,7 +275,19 @@ class FeatureStore:
     def labels(self, split: str) -> np.ndarray:
         group = self._group(split)
         with self._reading(f"split '{split}': "):
-            return check_labels(group["labels"][:], len(self.header.classes), unlabeled=split == POOL)
+            return self._labels(group, split, slice(None))
+
+    def _labels(self, group: h5py.Group, split: str, rows: np.ndarray | slice) -> np.ndarray:
+        classes, multi = len(self.header.classes), self.header.multi_label
+        return check_labels(group["labels"][rows], classes, unlabeled=split == POOL, empty_sets=multi)
+
+    def label_sets(self, split: str, rows: np.ndarray | slice = slice(None)) -> np.ndarray | None:
+        """A multi-label file's (N, classes) 0/1 matrix of rows, checked; None for a single-label file."""
+        if not self.header.multi_label:
+            return None
+        group = self._group(split)
+        with self._reading(f"split '{split}': "):
+            return check_label_sets(group["label_sets"][rows], group["labels"][rows], len(self.header.classes))
 
     def _group(self, split: str) -> h5py.Group:
         """A split's group, checked whole: every column present and of one length."""
@@ -264,7 +295,8 @@ class FeatureStore:
             raise StoreError(f"{self.path} has no '{split}' split (it has {self.splits}): re-run `extract`")
         group = self._file[split]
         with self._reading(f"split '{split}': "):
-            lengths = {name: group[name].shape[0] for name in ROW_FIELDS}
+            names = (*ROW_FIELDS, "label_sets") if self.header.multi_label else ROW_FIELDS
+            lengths = {name: group[name].shape[0] for name in names}
         if len(set(lengths.values())) != 1:
             raise _damaged(self.path, f"split '{split}' has columns of different lengths {lengths}")
         return group
@@ -275,39 +307,13 @@ class FeatureStore:
         with self._reading(f"split '{split}': "):
             return Rows(
                 _read_features(group["features"], rows),
-                check_labels(group["labels"][rows], len(self.header.classes), unlabeled=split == POOL),
+                self._labels(group, split, rows),
                 [check_row_path(path) for path in group["paths"].asstr()[rows]],
                 group["sizes"][rows].astype(np.int64, copy=False),
                 group["mtimes_ns"][rows].astype(np.int64, copy=False),
                 [check_sha256(digest) for digest in group["sha256"].asstr()[rows]],
+                self.label_sets(split, rows),
             )
-
-
-# The kind and rank each column must have; a file that declares anything else was not written by headstart.
-_COLUMN_KINDS = {"features": "f", "labels": "iu", "sizes": "iu", "mtimes_ns": "iu", "paths": "OSU", "sha256": "OSU"}
-
-
-def _check_columns(file: h5py.File, file_size: int) -> int | None:
-    """Every split's columns of the right kind and rank, no larger than the file, features of one width: the width."""
-    widths = set()
-    for split in file:
-        if not isinstance(file[split], h5py.Group):
-            raise UntrustedValueError(f"'/{split}' is not a split group")
-        for name, kinds in _COLUMN_KINDS.items():
-            column = file[split].get(name)
-            if column is None:
-                continue  # _group names the missing column when the split is used
-            at = f"/{split}/{name}"
-            rank = 2 if name == "features" else 1
-            string = h5py.check_string_dtype(column.dtype) is not None
-            if column.ndim != rank or column.dtype.kind not in kinds or (kinds == "OSU") != string:
-                raise UntrustedValueError(f"'{at}' is {column.dtype} of shape {column.shape}, not headstart's column")
-            check_declared_size(column, file_size, at)
-            if name == "features":
-                widths.add(column.shape[1])
-    if len(widths) > 1 or 0 in widths:
-        raise UntrustedValueError(f"the splits' features have widths {sorted(widths)}, not one width")
-    return widths.pop() if widths else None
 
 
 def _read_features(column: h5py.Dataset, rows: np.ndarray | slice) -> np.ndarray:
@@ -336,6 +342,7 @@ class StoreWriter:
 
     def __init__(self, path: str | os.PathLike, header: FeaturesHeader, dim: int, chunk_rows: int = 256):
         self.path = Path(path)
+        self.label_count = len(header.classes) if header.multi_label else 0  # 0: no label_sets column
         self.partial = self.path.with_name(f"{self.path.name}{PARTIAL_SUFFIX}-{os.getpid()}-{time.time_ns()}")
         self._dim = dim
         self.dim = dim  # the features' width
@@ -355,14 +362,8 @@ class StoreWriter:
     def begin_split(self, split: str) -> None:
         group = self._file.create_group(split)
         chunk = (self._chunk_rows,)
-        group.create_dataset(
-            "features",
-            (0, self._dim),
-            np.float32,
-            maxshape=(None, self._dim),
-            chunks=(self._chunk_rows, self._dim),
-            fletcher32=True,
-        )
+        matrix = {"maxshape": (None, self._dim), "chunks": (self._chunk_rows, self._dim), "fletcher32": True}
+        group.create_dataset("features", (0, self._dim), np.float32, **matrix)
         for name, dtype in (
             ("labels", np.int64),
             ("paths", _STR),
@@ -371,6 +372,10 @@ class StoreWriter:
             ("sha256", _STR),
         ):
             group.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=chunk, fletcher32=name in CHECKSUMMED)
+        if self.label_count:
+            count = self.label_count
+            shape = {"maxshape": (None, count), "chunks": (self._chunk_rows, count)}
+            group.create_dataset("label_sets", (0, count), np.uint8, **shape, fletcher32=True)
         self._group = group
 
     def _split(self) -> h5py.Group:
@@ -387,9 +392,14 @@ class StoreWriter:
         self._ensure_room(len(rows))
         start = group["labels"].shape[0]
         end = start + len(rows)
+        names: tuple[str, ...] = ROW_FIELDS
+        if self.label_count:
+            if rows.label_sets is None or rows.label_sets.shape != (len(rows), self.label_count):
+                raise StoreError(f"{self.partial}: a multi-label file's rows need label_sets of {self.label_count}")
+            names = (*ROW_FIELDS, "label_sets")
         # Ctrl-C or SIGTERM between two columns would leave them of different lengths: hold them until all are written.
         with signals_held():
-            for name in ROW_FIELDS:
+            for name in names:
                 dataset = group[name]
                 dataset.resize(end, axis=0)
                 dataset[start:end] = getattr(rows, name)

@@ -9,7 +9,9 @@ or build a path out of its strings. So, on open:
 and on every read:
 - a row path is relative, without `..` or a NUL, so it stays inside the data folder it is joined to;
 - a sha256 is 64 lowercase hexadecimal digits (the thumbnail cache builds a file name from it);
-- labels are integers indexing `classes` (in the unlabeled `pool` split: -1 each); features are finite, of one width.
+- labels are integers indexing `classes` (in the unlabeled `pool` split: -1 each); features are finite, of one width;
+- a multi-label file's label sets are 0/1, one column per class, and each row's `labels` is its set's lowest (-1 for
+  a row with no label).
 """
 
 from __future__ import annotations
@@ -99,16 +101,30 @@ def check_sha256(digest: str) -> str:
     return digest
 
 
-def check_labels(labels: np.ndarray, classes: int, unlabeled: bool = False) -> np.ndarray:
-    """Labels as int64, refused unless integers in [0, classes), or every one -1 in an unlabeled split (the pool)."""
+def check_labels(labels: np.ndarray, classes: int, unlabeled: bool = False, empty_sets: bool = False) -> np.ndarray:
+    """Labels as int64, refused unless integers in [0, classes), or every one -1 in an unlabeled split (the pool);
+    `empty_sets` (a multi-label file) also allows -1, a row whose label set is empty."""
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise UntrustedValueError(f"labels are {labels.dtype} of shape {labels.shape}, not integers (N,)")
     if unlabeled:
         if len(labels) and (labels != -1).any():
             raise UntrustedValueError(f"the unlabeled pool holds {int((labels != -1).sum())} labels other than -1")
-    elif len(labels) and (labels.min() < 0 or labels.max() >= classes):
+    elif len(labels) and (labels.min() < -int(empty_sets) or labels.max() >= classes):
         raise UntrustedValueError(f"labels run from {labels.min()} to {labels.max()}; {classes} classes allow 0..")
     return labels.astype(np.int64, copy=False)
+
+
+def check_label_sets(label_sets: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """A multi-label file's (N, classes) label sets as uint8, refused unless 0/1 and agreeing with `labels` (the lowest
+    label of each non-empty set, -1 for an empty one)."""
+    if label_sets.ndim != 2 or label_sets.shape[1] != classes or label_sets.dtype != np.uint8:
+        raise UntrustedValueError(f"label_sets are {label_sets.dtype} {label_sets.shape}, not uint8 (N, {classes})")
+    if label_sets.shape[0] != len(labels) or (len(label_sets) and label_sets.max() > 1):
+        raise UntrustedValueError("label_sets hold values other than 0 and 1, or a row count unlike labels'")
+    marked = label_sets.any(1)
+    if not np.array_equal(np.where(marked, label_sets.argmax(1), -1), np.asarray(labels)):
+        raise UntrustedValueError("a row's label is not the lowest label of its label set (-1 for an empty set)")
+    return label_sets
 
 
 def check_features(features: np.ndarray) -> np.ndarray:
@@ -127,3 +143,41 @@ def check_classes(classes: object) -> list[str]:
     if len(set(classes)) != len(classes):
         raise UntrustedValueError(f"classes {str(classes)[:80]} name a class twice")
     return classes
+
+
+# The kind and rank each column must have; a file that declares anything else was not written by headstart.
+_COLUMN_KINDS = {
+    **{"features": "f", "labels": "iu", "sizes": "iu", "mtimes_ns": "iu", "paths": "OSU", "sha256": "OSU"},
+    "label_sets": "u",
+}
+_MATRICES = ("features", "label_sets")
+
+
+def check_columns(file: h5py.File, file_size: int) -> int | None:
+    """Every split's columns of the right kind and rank, no larger than the file, features of one width: the width."""
+    widths = set()
+    for split in file:
+        if not isinstance(file[split], h5py.Group):
+            raise UntrustedValueError(f"'/{split}' is not a split group")
+        for name, kinds in _COLUMN_KINDS.items():
+            column = file[split].get(name)
+            if column is None:
+                continue  # the store names the missing column when the split is used
+            at = f"/{split}/{name}"
+            rank = 2 if name in _MATRICES else 1
+            string = h5py.check_string_dtype(column.dtype) is not None
+            if column.ndim != rank or column.dtype.kind not in kinds or (kinds == "OSU") != string:
+                raise UntrustedValueError(f"'{at}' is {column.dtype} of shape {column.shape}, not headstart's column")
+            check_declared_size(column, file_size, at)
+            if name == "features":
+                widths.add(column.shape[1])
+    if len(widths) > 1 or 0 in widths:
+        raise UntrustedValueError(f"the splits' features have widths {sorted(widths)}, not one width")
+    return widths.pop() if widths else None
+
+
+def check_task(task: object, version: int) -> str:
+    """The recorded task, refused unless single-label, or multi-label in a format 5 (or later) file."""
+    if task not in ("single-label", "multi-label") or (task == "multi-label" and version < 5):
+        raise UntrustedValueError(f"task {str(task)[:40]!r} in a format {version} file")
+    return str(task)

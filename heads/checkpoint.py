@@ -26,6 +26,10 @@
     digest          (format 2) sha256 of the state_dict's tensors (name, dtype, shape, bytes, in name order), of
                     the class names and of the unknown model (its tensors the same way, then its numbers):
                     checked on load, so a flipped byte is a clear error, never wrong labels.
+    multilabel      (format 4, a multi-label head only) {"task": "multi-label", "thresholds": [float per class, in
+                    (0, 1)], "threshold_rule": str}: outputs are independent sigmoids, a label is predicted when its
+                    probability is at least its threshold; part of the digest. A single-label head is written as
+                    format 3 without this key, unchanged.
 
 Format 1 files (no unknown, no calibration, no digest) still load, with unknown and calibration None. Format 3 is
 format 2 whose backbone may be any registry entry; format 1 and 2 files are resnet18 heads and load as before.
@@ -61,7 +65,8 @@ from headstart.heads.linear import LinearHead
 from headstart.heads.trust.unknown import UnknownModel
 
 FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+MULTI_LABEL_VERSION = 4  # written only for a multi-label head
+READABLE_VERSIONS = (1, 2, 3, 4)
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 PRECISIONS = ("fp32", "bf16")
@@ -87,6 +92,12 @@ class HeadCheckpoint:
     metrics: dict
     unknown: UnknownModel | None = None
     calibration: dict | None = None
+    multilabel: dict | None = None  # a multi-label head's {"task", "thresholds", "threshold_rule"}; None: single-label
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """A multi-label head's per-class thresholds; None for a single-label (softmax) head."""
+        return list(self.multilabel["thresholds"]) if self.multilabel else None
 
 
 def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file: str = "") -> None:
@@ -115,16 +126,23 @@ def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file
         "unknown": unknown,
         "calibration": checkpoint.calibration,
     }
-    data["digest"] = head_digest(state_dict, classes, unknown)
+    if checkpoint.multilabel is not None:
+        data |= {"format_version": MULTI_LABEL_VERSION, "multilabel": dict(checkpoint.multilabel)}
+    data["digest"] = head_digest(state_dict, classes, unknown, checkpoint.multilabel)
     with atomic_write(path) as out:
         torch.save(data, out)
 
 
-def head_digest(state_dict: dict[str, torch.Tensor], classes: list[str], unknown: dict | None = None) -> str:
-    """sha256 of what decides a head's answers: its tensors, its class names and its unknown-image model."""
+def head_digest(
+    state_dict: dict[str, torch.Tensor], classes: list[str], unknown: dict | None = None, multilabel: object = None
+) -> str:
+    """sha256 of what decides a head's answers: its tensors, its class names, a multi-label head's thresholds and its
+    unknown-image model."""
     digest = hashlib.sha256()
     _digest_tensors(digest, state_dict)
     digest.update(json.dumps(classes).encode())
+    if multilabel is not None:
+        digest.update(json.dumps(multilabel, sort_keys=True, default=str).encode())
     if not isinstance(unknown, dict):
         return digest.hexdigest()
     state = unknown.get("state")
@@ -174,7 +192,8 @@ def _integrity_problem(data: dict) -> str | None:
     if not isinstance(state_dict, dict) or not all(isinstance(t, torch.Tensor) for t in state_dict.values()):
         return None  # load_state_dict says what is wrong with it
     stored = data.get("digest")
-    if data["format_version"] >= 2 and stored != head_digest(state_dict, data["classes"], data.get("unknown")):
+    recorded = head_digest(state_dict, data["classes"], data.get("unknown"), data.get("multilabel"))
+    if data["format_version"] >= 2 and stored != recorded:
         return "its weights, class names or unknown-image model do not match their checksum"
     if not all(bool(torch.isfinite(tensor).all()) for tensor in state_dict.values()):
         return "its weights are not finite: the training that made it diverged"
@@ -354,7 +373,24 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
         data.get("metrics", {}),
         _unknown_model(path, data),
         data.get("calibration"),
+        _multilabel_record(path, data),
     )
+
+
+def _multilabel_record(path: Path, data: dict) -> dict | None:
+    """A multi-label head's record, checked: one threshold in (0, 1) per class."""
+    record = data.get("multilabel")
+    if record is None:
+        return None
+    thresholds = record.get("thresholds") if isinstance(record, dict) else None
+    if (
+        not isinstance(thresholds, list)
+        or len(thresholds) != len(data["classes"])
+        or not all(isinstance(value, float) and 0 < value < 1 for value in thresholds)
+        or record.get("task") != "multi-label"
+    ):
+        raise HeadFileError(f"{path} has a damaged multi-label record (thresholds, task): re-run `train-head`")
+    return {"task": "multi-label", "thresholds": thresholds, "threshold_rule": str(record.get("threshold_rule", ""))}
 
 
 def _unknown_model(path: Path, data: dict) -> UnknownModel | None:

@@ -23,9 +23,14 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2, applied as torch.optim.SGD applies it (to the weight and the bias)
     class_weight: str = "none"  # or "balanced": heads.weighting
     c: float = 1.0  # logreg's inverse regularisation strength (scikit-learn's C)
+    threshold: float | None = None  # multi-label: one fixed threshold for every label; None: best out-of-fold F1
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain values; `threshold` only when set (a single-label head's record stays as it was)."""
+        values = asdict(self)
+        if values["threshold"] is None:
+            del values["threshold"]
+        return values
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,6 +17,7 @@ from headstart.features.files.cachedir import CALIBRATION_FILE, CURVES_FILE, HEA
 from headstart.heads.checkpoint import HeadCheckpoint, save_head
 from headstart.heads.config import TrainConfig
 from headstart.heads.logreg import train_logreg
+from headstart.heads.multilabel.fit import NOT_YET, fit_multilabel
 from headstart.heads.plots import Plots, PlotsHere, Png
 from headstart.heads.report import classification_summary
 from headstart.heads.train import TrainResult, train_sgd
@@ -147,6 +148,31 @@ def _save(
         save_head(head_tmp, checkpoint, features_file=str(features_file))
 
 
+def _fit_multilabel(
+    store: FeatureStore, cache: Path, config: TrainConfig, on_epoch, choose, plots: Plots, started: float
+) -> FitSummary:
+    """train-head on a multi-label features file (heads/multilabel/): head.pt, metrics.json and curves.png."""
+    if choose is not None:
+        raise StoreError(f"{store.path} is multi-label: `sweep` chooses single-label heads only so far; use train-head")
+    fitted = fit_multilabel(store, config, on_epoch)
+    _check_trained(fitted.result, config, torch.zeros(0, dtype=torch.int64), [])
+    header, classes = store.header, list(store.header.classes)
+    head = fitted.result.head
+    records = (header.backbone, header.weights.to_dict(), header.preprocessing.describe(), header.precision)
+    checkpoint = HeadCheckpoint(
+        head, classes, *records, config.to_dict(), fitted.metrics, None, None, multilabel=fitted.record
+    )
+    record = {**fitted.metrics, "classes": classes, "counts": fitted.counts, "train_config": config.to_dict()}
+    curves = plots.start("curves", {"history": fitted.result.history})
+    _save(cache, Choice(config, {}, {}), {CURVES_FILE: curves}, record, checkpoint, store.path)
+    return FitSummary(
+        *(cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE, classes, fitted.counts, header),
+        *(fitted.result, fitted.metrics, time.perf_counter() - started),
+        trust=Trust(head, None, None, None, None, skipped=NOT_YET),
+        untrained_classes=fitted.untrained,
+    )
+
+
 def fit_head(
     cache: str | Path,
     config: TrainConfig = TrainConfig(),
@@ -168,6 +194,8 @@ def fit_head(
         raise StoreError(f"{features} does not exist: run `extract` first")
     with cache_lock(cache, command):
         with FeatureStore(features) as store:
+            if store.header.multi_label:
+                return _fit_multilabel(store, cache, config, on_epoch, choose, plots, started)
             header = store.header
             train, val, choice = _read_rows(store, Choice(config, {}, {}), choose)
             test = _tensors(store, "test") if "test" in store.splits and store.count("test") else None

@@ -275,11 +275,11 @@ def test_hdf5_without_format_version(tmp_path):
 def test_future_format_version(tmp_path):
     path = write_store(tmp_path / FEATURES_FILE, {"train": [make_rows(2)]})
     with h5py.File(path, "r+") as raw:
-        raw.attrs["format_version"] = FORMAT_VERSION + 1
+        raw.attrs["format_version"] = FORMAT_VERSION + 2
     with pytest.raises(StoreError) as caught:
         FeatureStore(path)
     message = str(caught.value)
-    assert f"format {FORMAT_VERSION + 1}" in message and "reads format 1 or 2" in message
+    assert f"format {FORMAT_VERSION + 2}" in message and "reads format 1 or 2" in message
     assert "re-run `extract`" in message
 
 

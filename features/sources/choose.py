@@ -67,7 +67,7 @@ def _table_source(config: ExtractConfig) -> Dataset:
 
     table = Path(config.labels or "")
     columns = TableColumns(path=config.path_column, label=config.label_column, split=config.split_column)
-    dataset = table_dataset(table, Path(config.data), columns, strict=config.strict)
+    dataset = table_dataset(table, Path(config.data), columns, strict=config.strict, multi_label=config.multi_label)
     if UNSPLIT not in dataset.splits and (config.val_fraction is not None or config.test_fraction is not None):
         raise TableError(
             f"{text_path(table)} names every row's split: drop --val-fraction/--test-fraction, or leave "

@@ -1,6 +1,11 @@
 """A label table read by its format (features/sources/tables.py) -> a dataset: each path checked inside the data
 folder, each file found, the classes and splits checked; a bad row is one line naming the table, the row and the fix,
-or a counted, listed skip."""
+or a counted, listed skip.
+
+Multi-label tables (extract --multi-label): a label cell may hold several labels joined by `|` (`dog|cat`), a path
+may come back on rows of the same split with more labels (one row per (path, label)), and an empty label cell is an
+image with no label (all negatives). Each entry then carries its label set; its label is the set's lowest (-1: none).
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ class _Kept:
 
     rows: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
+    sets: dict[str, set[int]] = field(default_factory=dict)  # multi-label: per name, every label it was given
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -44,6 +50,7 @@ class _Table:
     word: str
     root: str  # the absolute, normalised base folder
     strict: bool
+    multi_label: bool = False
 
     def error(self, number: int, what: str) -> TableError:
         return TableError(f"{text_path(self.path)}: {self.word} {number}: {what}")
@@ -61,7 +68,7 @@ def read_table(table: Path, columns: TableColumns) -> Iterator[TableRow]:
     return text_rows(table, columns, TEXT_SUFFIXES[suffix])
 
 
-def _opened(table: Path, root: Path, strict: bool, option: str = "--data") -> _Table:
+def _opened(table: Path, root: Path, strict: bool, option: str = "--data", multi_label: bool = False) -> _Table:
     """The table and its base folder, both checked to exist."""
     if not table.is_file():
         what = "does not exist" if not table.exists() else "is not a file"
@@ -70,18 +77,21 @@ def _opened(table: Path, root: Path, strict: bool, option: str = "--data") -> _T
         raise TableError(
             f"{option} {text_path(root)} is not a folder: give the folder the table's paths are relative to"
         )
-    return _Table(table, row_word(table), os.path.normpath(os.path.abspath(root)), strict)
+    return _Table(table, row_word(table), os.path.normpath(os.path.abspath(root)), strict, multi_label)
 
 
-def table_dataset(table: Path, root: Path, columns: TableColumns, strict: bool = False) -> Dataset:
-    """The dataset a label table names, its paths relative to root; rows without a split go under UNSPLIT."""
-    where = _opened(table, root, strict)
+def table_dataset(
+    table: Path, root: Path, columns: TableColumns, strict: bool = False, multi_label: bool = False
+) -> Dataset:
+    """The dataset a label table names, its paths relative to root; rows without a split go under UNSPLIT;
+    multi_label: each entry with its label set (the module docstring)."""
+    where = _opened(table, root, strict, multi_label=multi_label)
     kept = _Kept()
     for row in read_table(table, columns):
         _keep(where, kept, row)
     if not kept.rows and not kept.skipped:
         raise TableError(f"{text_path(table)} has no rows: add one row per image (path, label[, split])")
-    used = {label for _, label, _ in kept.rows.values()}  # a class whose every row was skipped is no class
+    used = {label for name in kept.rows for label in kept.sets.get(name, {kept.rows[name][1]})} - {-1}
     classes = sorted(name for name, number in kept.labels.items() if number in used)
     if len(classes) < 2:
         raise TableError(
@@ -91,7 +101,11 @@ def table_dataset(table: Path, root: Path, columns: TableColumns, strict: bool =
     index = {number: position for position, number in enumerate(order)}
     splits: dict[str, list[ImageEntry]] = {name: [] for name in (*SPLIT_NAMES, UNSPLIT)}
     for name, (_, label, split) in kept.rows.items():
-        splits[split].append(ImageEntry(Path(where.root, name), name, index[label]))
+        if multi_label:
+            labels = tuple(sorted(index[number] for number in kept.sets[name]))
+            splits[split].append(ImageEntry(Path(where.root, name), name, labels[0] if labels else -1, labels))
+        else:
+            splits[split].append(ImageEntry(Path(where.root, name), name, index[label]))
     _check_classes(where, kept, classes, index)
     return Dataset(
         root, classes, {name: entries for name, entries in splits.items() if entries}, table_skipped=kept.skipped
@@ -124,7 +138,7 @@ def _keep(where: _Table, kept: _Kept, row: TableRow) -> None:
     """Check one row and keep it, skip it (listed), or raise TableError."""
     if not row.path:
         raise where.error(row.number, "the path is empty: give every row an image path")
-    if not row.label:
+    if not row.label and not where.multi_label:
         raise where.error(row.number, f"{row.path!r} has no label: give one (unlabeled images go in --pool)")
     split = row.split.lower() or UNSPLIT
     if split not in (*SPLIT_NAMES, UNSPLIT):
@@ -132,6 +146,8 @@ def _keep(where: _Table, kept: _Kept, row: TableRow) -> None:
             row.number, f"unknown split {row.split!r}: use train, val or test, or leave it empty to split by content"
         )
     name = _inside(where, row)
+    if where.multi_label:
+        return _keep_set(where, kept, row, name, split)
     label = kept.labels.setdefault(row.label, len(kept.labels))
     before = kept.rows.get(name)
     if before is not None:
@@ -144,6 +160,28 @@ def _keep(where: _Table, kept: _Kept, row: TableRow) -> None:
         kept.skipped.append((name, f"{problem} ({where.word} {row.number})"))
         return
     kept.rows[name] = (row.number, label, split)
+
+
+def _keep_set(where: _Table, kept: _Kept, row: TableRow, name: str, split: str) -> None:
+    """A multi-label row: its `|`-joined labels added to the path's set (a path again in another split: an error)."""
+    numbers = {kept.labels.setdefault(part.strip(), len(kept.labels)) for part in row.label.split("|") if part.strip()}
+    before = kept.rows.get(name)
+    if before is not None:
+        if before[2] != split:
+            raise where.error(
+                row.number,
+                f"{name} is in {split} here but in {before[2]} at {where.word} {before[0]}: give an image one split",
+            )
+        kept.sets[name] |= numbers
+        return
+    problem = _unusable(os.path.join(where.root, name))
+    if problem:
+        if where.strict:
+            raise where.error(row.number, f"{name} {problem}: fix the row, or drop --strict to skip such rows")
+        kept.skipped.append((name, f"{problem} ({where.word} {row.number})"))
+        return
+    kept.rows[name] = (row.number, min(numbers, default=-1), split)
+    kept.sets[name] = numbers
 
 
 def _inside(where: _Table, row: TableRow) -> str:
@@ -192,8 +230,9 @@ def _unusable(path: str) -> str | None:
 def _check_classes(where: _Table, kept: _Kept, classes: list[str], index: dict[int, int]) -> None:
     """Every class learnable: a row in train, or a row split by content (which keeps one in train)."""
     seen: dict[int, dict[str, int]] = {}
-    for number, label, split in kept.rows.values():
-        seen.setdefault(index[label], {}).setdefault(split, number)
+    for name, (number, label, split) in kept.rows.items():
+        for each in kept.sets.get(name, {label}):
+            seen.setdefault(index[each], {}).setdefault(split, number)
     for position, name in enumerate(classes):
         of_class = seen.get(position, {})
         if "train" in of_class or UNSPLIT in of_class:  # a class split by content keeps an image in train

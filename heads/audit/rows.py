@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from headstart.features import FeaturesHeader, FeatureStore
+from headstart.heads.multilabel.predictions import refuse_multilabel
 
 
 @dataclass
@@ -41,6 +42,8 @@ def load_rows(path: str | Path) -> CachedRows:
     """Read features.h5 whole; refuse a file without training rows."""
     with FeatureStore(path) as store:
         header = store.header
+        if header.multi_label:
+            refuse_multilabel(path, "audit")
         blocks = {split: store.read(split) for split in store.labelled_splits}  # the unlabeled pool is no evidence
     if "train" not in blocks or not len(blocks["train"]):
         raise ValueError(f"{path} has no training rows: check the dataset and re-run `extract`")

@@ -15,6 +15,7 @@ from headstart.features.files.csvfile import CsvWriter, safe_path
 from headstart.features.files.outputs import Output, check_outputs, text_output
 from headstart.features.folder import DatasetError, ImageEntry, find_labeled_images, text_path
 from headstart.heads.config import EvaluateTable, PredictConfig
+from headstart.heads.multilabel.predictions import refuse_multilabel
 from headstart.heads.predict.predictor import Predictor
 from headstart.heads.report import classification_summary
 
@@ -58,9 +59,13 @@ def evaluate_head(
     pages = [Output("--html", Path(html))] if html is not None else []
     check_outputs(cache, Output("--out", Path(out), streamed=True), *pages)
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config)
+    if html is not None and predictor.checkpoint.multilabel is not None:
+        refuse_multilabel(Path(cache) / HEAD_FILE, "evaluate --html")
     if table is None:
         evaluation = evaluate_folder(folder, predictor, on_progress)
     else:
+        if predictor.checkpoint.multilabel is not None:
+            refuse_multilabel(Path(cache) / HEAD_FILE, "evaluate --labels")
         entries, skipped = _table_entries(table, Path(folder), predictor.classes)
         evaluation = evaluate_folder(folder, predictor, on_progress, entries=entries)
         evaluation.skipped = skipped
@@ -88,7 +93,12 @@ def evaluate_folder(
     entries: list[ImageEntry] | None = None,
 ) -> Evaluation:
     """Label every image of folder/<class>/ (or the labelled `entries` given) with the predictor and score it
-    against its class."""
+    against its class (a multi-label head: against each image's label set, heads/multilabel/evaluation.py)."""
+    if predictor.checkpoint.multilabel is not None and entries is None:
+        from headstart.heads.multilabel.evaluation import evaluate_multilabel
+
+        images, summary, wrong, failed = evaluate_multilabel(folder, predictor, on_progress)
+        return Evaluation(images, summary, [Mistake(*mistake) for mistake in wrong], failed)
     classes = predictor.classes
     where = "in its class folders" if entries is None else "named by the label table"
     entries = find_labeled_images(folder, classes) if entries is None else entries

@@ -103,7 +103,10 @@ class Predictor:
         """(probabilities, None, ood_score, unknown) per row of a batch's readable images."""
         unknown = self.checkpoint.unknown
         with torch.inference_mode():
-            probabilities = torch.softmax(self.checkpoint.head(features), dim=1).numpy()
+            logits = self.checkpoint.head(features)
+            # a multi-label head's outputs are independent sigmoids (heads/multilabel/)
+            multi = self.checkpoint.multilabel is not None
+            probabilities = (torch.sigmoid(logits) if multi else torch.softmax(logits, dim=1)).numpy()
             scores = unknown.score(features).tolist() if unknown else [None] * len(features)
         for row, score in zip(probabilities, scores):
             yield row, None, score, None if unknown is None else score > unknown.threshold

@@ -13,6 +13,7 @@ from headstart.features.files.cachedir import HEAD_FILE
 from headstart.features.files.outputs import Output, check_outputs
 from headstart.features.folder import SKIP_KINDS, DatasetError, count_kinds, scan_images, text_path
 from headstart.heads.config import PredictConfig
+from headstart.heads.multilabel.predictions import refuse_multilabel
 from headstart.heads.predict.predictor import Predictor
 from headstart.heads.predict.resume import open_partial
 from headstart.heads.predict.writer import write_predictions
@@ -62,6 +63,9 @@ def predict_files(
     same file, with the same head and inputs, is resumed: its finished rows are reused."""
     check_outputs(cache, Output("--out", Path(out), streamed=True))
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config, on_warning)
+    thresholds = predictor.checkpoint.thresholds
+    if thresholds is not None and (top_k > 1 or reject_unknown):
+        refuse_multilabel(Path(cache) / HEAD_FILE, "--top-k above 1" if top_k > 1 else "--reject-unknown")
     entries, skipped = scan_images(list(paths))
     if not entries:
         others = f" ({len(skipped)} other file(s): {skipped[0][1]})" if skipped else ""
@@ -73,7 +77,9 @@ def predict_files(
     try:
         with closing(predictor.predict(entries[len(done) :], on_progress)) as fresh:
             predictions = partial.chain(fresh) if partial else fresh
-            counts = write_predictions(out, predictor.classes, predictions, output_format, top_k, reject_unknown)
+            counts = write_predictions(
+                out, predictor.classes, predictions, output_format, top_k, reject_unknown, thresholds
+            )
         keep = False
     except Exception:
         keep = False  # a failed run (a full disk, say) leaves nothing behind; only an interrupted one is resumed

@@ -124,6 +124,18 @@ def _json_record(prediction: Prediction, classes: list[str], top_k: int, reject_
     }
 
 
+def _multilabel_rows(thresholds: list[float] | None, classes: list[str]) -> tuple | None:
+    """A multi-label head's CSV header, CSV row and JSON record makers; None for a single-label head."""
+    if thresholds is None:
+        return None
+    from headstart.heads.multilabel import predictions as multi
+
+    def cells(prediction: Prediction) -> tuple:
+        return prediction.path, prediction.probabilities, prediction.error, thresholds, classes
+
+    return multi.csv_header(classes), lambda p: multi.csv_row(*cells(p)), lambda p: multi.json_record(*cells(p))
+
+
 def write_predictions(
     out: str | os.PathLike,
     classes: list[str],
@@ -131,20 +143,23 @@ def write_predictions(
     format: str = "csv",
     top_k: int = 1,
     reject_unknown: bool = False,
+    thresholds: list[float] | None = None,
 ) -> dict:
     """Stream predictions into out ('-' for stdout); return counts of labelled, failed and flagged images, and the
-    failed ones by kind under "failed_kinds"."""
+    failed ones by kind under "failed_kinds". `thresholds`: a multi-label head's (heads/multilabel/predictions.py
+    defines that file)."""
     counts: dict = {"predicted": 0, "failed": 0, "flagged": 0}
     failures = []
     top_k = max(1, min(top_k, len(classes)))
+    multi = _multilabel_rows(thresholds, classes)
     with text_output(out) as handle:
         if format == "csv":
-            writer = CsvWriter(handle, header(classes, top_k))
+            writer = CsvWriter(handle, multi[0] if multi else header(classes, top_k))
         for prediction in predictions:
             if format == "csv":
-                writer.writerow(_csv_row(prediction, classes, top_k, reject_unknown))
+                writer.writerow(multi[1](prediction) if multi else _csv_row(prediction, classes, top_k, reject_unknown))
             else:
-                record = _json_record(prediction, classes, top_k, reject_unknown)
+                record = multi[2](prediction) if multi else _json_record(prediction, classes, top_k, reject_unknown)
                 handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
             counts["failed" if prediction.probabilities is None else "predicted"] += 1
             counts["flagged"] += bool(prediction.unknown)
