@@ -37,6 +37,7 @@ from headstart.console.options import (
 from headstart.console.reporter import Reporter
 from headstart.console.similar import similar_command
 from headstart.console.sources import source_options
+from headstart.console.suggest import suggest_command
 from headstart.console.sweep import show_sweep, sweep_options
 from headstart.console.trust import TrustConfig, show_prediction, trust_options
 from headstart.features import __version__
@@ -426,6 +427,7 @@ def audit(
 cli.add_command(backbones_command)
 cli.add_command(embeddings_command)
 cli.add_command(similar_command)
+cli.add_command(suggest_command)
 
 
 def main() -> None:
