@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from headstart.console import apply, suggest
 from headstart.console.audit import audit_options
 from headstart.console.backbones import backbones_command
 from headstart.console.embeddings import embeddings_command
@@ -37,7 +38,6 @@ from headstart.console.options import (
 from headstart.console.reporter import Reporter
 from headstart.console.similar import similar_command
 from headstart.console.sources import source_options
-from headstart.console.suggest import suggest_command
 from headstart.console.sweep import show_sweep, sweep_options
 from headstart.console.trust import TrustConfig, show_prediction, trust_options
 from headstart.features import __version__
@@ -427,7 +427,8 @@ def audit(
 cli.add_command(backbones_command)
 cli.add_command(embeddings_command)
 cli.add_command(similar_command)
-cli.add_command(suggest_command)
+cli.add_command(suggest.suggest_command)
+cli.add_command(apply.apply_command)
 
 
 def main() -> None:
