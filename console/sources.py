@@ -22,6 +22,7 @@ SOURCE_FIELDS = (
     "split_column",
     "strict",
     "pool",
+    "exclude",
 )
 
 
@@ -82,6 +83,13 @@ def _table_options() -> tuple:
             multiple=True,
             help="A folder of unlabeled images inside --data, cached in the `pool` split (never trained on); "
             "repeatable  [default: no pool]",
+        ),
+        click.option(
+            "--exclude",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="A file listing images to leave out (one path relative to --data a line, or a CSV with a path "
+            "column), without moving them  [default: none]",
         ),
     )
 

@@ -62,6 +62,8 @@ def show_extract(report: Reporter, summary: ExtractSummary) -> None:
             f"{len(summary.table_skipped)} table row(s) skipped{f' ({more} more not listed)' if more > 0 else ''}; "
             "--strict makes such a row fatal"
         )
+    if summary.excluded:
+        report.note(f"{summary.excluded} image(s) left out by --exclude")
     report.note(f"classes: {', '.join(summary.classes)}; done in {summary.seconds:.1f} s")
 
 

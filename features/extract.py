@@ -41,6 +41,7 @@ class ExtractSummary:
     resumed: int = 0  # rows reused from interrupted runs' partial files
     split: SplitRule | None = None  # how a folder without train/ was split
     table_skipped: list[tuple[str, str]] = field(default_factory=list)  # a label table's rows skipped: (path, why)
+    excluded: int = 0  # images left out by --exclude
 
 
 def _header(
@@ -103,6 +104,7 @@ def extract_features(
                 previous.resumed_rows(plan),
                 rule,
                 dataset.table_skipped,
+                len(dataset.excluded),
             )
             if on_start:
                 on_start(summary)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import assert_error, assert_ok, run
 from conftest import make_image
+from test_sources import FAST, small_inputs, stored  # noqa: F401 (small_inputs: an autouse fixture, 32-pixel inputs)
 
 from headstart.features.decisions.formats import Decision, DecisionsError, read_decisions, write_decisions
 
@@ -168,3 +169,20 @@ def test_a_kill_mid_apply_leaves_every_file_in_its_old_or_new_place_and_undo_res
     assert _snapshot(dataset) == before
     assert not (quarantine / "train").exists()  # the folders apply made are gone
     assert [path.name for path in quarantine.iterdir()] == ["apply-0001.undone.jsonl"]
+
+
+def test_extract_exclude_leaves_listed_images_out_without_moving_them(dataset, tmp_path):
+    listed = tmp_path / "exclude.txt"
+    listed.write_text("# left out\ntrain/ants/a0.png\n./val/bees/v1.png\n\nnot/there.png\n", encoding="utf-8")
+    cache = tmp_path / "cache"
+    result = run("extract", "--data", dataset, "--cache", cache, "--exclude", listed, *FAST)
+    assert_ok(result)
+    rows, _ = stored(cache)
+    assert "train/ants/a0.png" not in rows and "val/bees/v1.png" not in rows and len(rows) == len(FILES) - 2
+    assert (dataset / "train/ants/a0.png").is_file() and "2 image(s) left out by --exclude" in result.output
+    listed.write_text("path,action\ntrain/bees/b0.png,remove\n", encoding="utf-8")  # a CSV with a path column
+    assert_ok(run("extract", "--data", dataset, "--cache", cache, "--exclude", listed, *FAST))
+    rows, _ = stored(cache)
+    assert "train/bees/b0.png" not in rows and "train/ants/a0.png" in rows
+    listed.write_text("../outside.png\n", encoding="utf-8")
+    assert_error(run("extract", "--data", dataset, "--cache", cache, "--exclude", listed, *FAST), "line 1", "--data")
