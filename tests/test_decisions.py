@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import assert_error, assert_ok, run
 from conftest import make_image
-from test_sources import FAST, small_inputs, stored  # noqa: F401 (small_inputs: an autouse fixture, 32-pixel inputs)
+from test_sources import FAST, counts, small_inputs, stored  # noqa: F401 (small_inputs: autouse, 32-pixel inputs)
 
 from headstart.features.decisions.formats import Decision, DecisionsError, read_decisions, write_decisions
 
@@ -186,3 +186,17 @@ def test_extract_exclude_leaves_listed_images_out_without_moving_them(dataset, t
     assert "train/bees/b0.png" not in rows and "train/ants/a0.png" in rows
     listed.write_text("../outside.png\n", encoding="utf-8")
     assert_error(run("extract", "--data", dataset, "--cache", cache, "--exclude", listed, *FAST), "line 1", "--data")
+
+
+def test_after_apply_extract_recomputes_nothing_and_sees_the_new_classes_and_splits(dataset, tmp_path):
+    cache = tmp_path / "cache"
+    assert_ok(run("extract", "--data", dataset, "--cache", cache, *FAST))
+    decisions = _decisions(dataset, [PLAN[0], PLAN[1], PLAN[3]], tmp_path / "d.csv")  # relabel, remove, move-split
+    assert_ok(run("apply", decisions, "--data", dataset, "--yes"))
+    result = run("extract", "--data", dataset, "--cache", cache, *FAST, env=WIDE)
+    assert_ok(result)
+    found = counts(result.output)  # images, extracted, reused, relabelled, skipped
+    assert found["train"] == [4, 0, 4, 1, 0] and found["val"] == [3, 0, 3, 1, 0]
+    rows, _ = stored(cache)
+    assert rows["train/bees/a0.png"] == ("train", "bees") and rows["val/bees/b1.png"] == ("val", "bees")
+    assert "train/bees/b0.png" not in rows and len(rows) == len(FILES) - 1

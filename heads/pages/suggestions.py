@@ -37,8 +37,9 @@ def suggestions_page(
     def image(record: Suggestion) -> Thumb:
         if from_pool:
             return cached(record.path, record.sha256 or None)
+        full = Path(record.path).absolute()
         return Thumb(
-            thumbnail(Path(record.path), record.sha256 or None, Path(config.cache), config.thumb_size), record.path
+            thumbnail(full, record.sha256 or None, Path(config.cache), config.thumb_size), record.path, full.as_uri()
         )
 
     rows: list[list[str | Thumb]] = [
@@ -61,7 +62,7 @@ def suggestions_page(
     source = "the unlabeled pool" if from_pool else ", ".join(map(str, config.folders))
     lines = [f"{len(suggestions)} images of {source} to label next, over {header.backbone} features."]
     warnings = [WEIGHTS_WARNING] if header.weights.kind == RANDOM else []
-    return render_page("headstart suggest", lines, warnings, [section])
+    return render_page("headstart suggest", lines, warnings, [section], interactive=True)
 
 
 def write_suggestions_page(
