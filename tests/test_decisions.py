@@ -200,3 +200,14 @@ def test_after_apply_extract_recomputes_nothing_and_sees_the_new_classes_and_spl
     rows, _ = stored(cache)
     assert rows["train/bees/a0.png"] == ("train", "bees") and rows["val/bees/b1.png"] == ("val", "bees")
     assert "train/bees/b0.png" not in rows and len(rows) == len(FILES) - 1
+
+
+def test_a_class_folder_that_is_a_link_out_of_the_dataset_is_never_a_target(dataset, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (dataset / "train" / "wasps").symlink_to(outside, target_is_directory=True)
+    decisions = _decisions(dataset, [("train/ants/a0.png", "relabel", "wasps")], tmp_path / "d.csv")
+    result = run("apply", decisions, "--data", dataset, "--yes", env=WIDE)
+    assert_ok(result)
+    assert "leads outside the dataset" in result.output and (dataset / "train/ants/a0.png").is_file()
+    assert list(outside.iterdir()) == []

@@ -90,6 +90,8 @@ def _plan_one(decision: Decision, plan: Plan, targets: set[Path], removed: set[s
     target = _target(decision, plan)
     if isinstance(target, str):
         return target
+    if not (_inside(target.parent, plan.data) or _inside(target.parent, plan.quarantine)):
+        return "the target folder leads outside the dataset and quarantine folders (a link)"
     if os.path.lexists(target) or target in targets:
         return f"{target} exists: never overwritten"
     targets.add(target)
