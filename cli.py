@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from headstart.console import apply, suggest
 from headstart.console.audit import audit_options
 from headstart.console.backbones import backbones_command
 from headstart.console.embeddings import embeddings_command
@@ -421,6 +422,8 @@ cli.add_command(backbones_command)
 cli.add_command(embeddings_command)
 cli.add_command(similar_command)
 cli.add_command(info_command)
+cli.add_command(suggest.suggest_command)
+cli.add_command(apply.apply_command)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ SOURCE_FIELDS = (
     "strict",
     "pool",
     "multi_label",
+    "exclude",
 )
 
 
@@ -91,8 +92,15 @@ def _table_options() -> tuple:
             "--multi-label",
             is_flag=True,
             help="Images may carry several labels: the same file content in several class folders is one image "
-            "with each of their labels (a table: `a|b` in one cell, a row per label, or a 0/1 column per label); "
+            "with each of their labels (a table: `a|b` in one cell, or a row per label); "
             "train-head then trains one sigmoid per label.",
+        ),
+        click.option(
+            "--exclude",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="A file listing images to leave out (one path relative to --data a line, or a CSV with a path "
+            "column), without moving them  [default: none]",
         ),
     )
 

@@ -58,6 +58,8 @@ def show_extract(report: Reporter, summary: ExtractSummary) -> None:
     if kinds:
         report.note("skipped, by kind: " + ", ".join(f"{count} {kind}" for kind, count in kinds.items()))
     show_table_skipped(report, summary.table_skipped)
+    if summary.excluded:
+        report.note(f"{summary.excluded} image(s) left out by --exclude")
     report.note(f"classes: {', '.join(summary.classes)}; done in {summary.seconds:.1f} s")
 
 

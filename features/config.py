@@ -42,4 +42,5 @@ class ExtractConfig(EngineConfig):
     label_column: str = "label"
     split_column: str | None = None  # None: the column `split` when the table has it
     strict: bool = False
+    exclude: Path | None = None  # an ignore list (features/sources/exclude.py): images left out, not moved
     pool: tuple[Path, ...] = ()  # folders of unlabeled images inside `data`, cached in the `pool` split

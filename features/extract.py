@@ -43,6 +43,7 @@ class ExtractSummary:
     split: SplitRule | None = None  # how a folder without train/ was split
     table_skipped: list[tuple[str, str]] = field(default_factory=list)  # a label table's rows skipped: (path, why)
     merged: int = 0  # --multi-label: copies of one content in other class folders, merged into one image
+    excluded: int = 0  # images left out by --exclude
 
 
 def _header(
@@ -109,6 +110,7 @@ def extract_features(
                 rule,
                 dataset.table_skipped,
                 merged,
+                len(dataset.excluded),
             )
             if on_start:
                 on_start(summary)

@@ -46,6 +46,7 @@ class Dataset:
     splits: dict[str, list[ImageEntry]]
     skipped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # per split: files not read, why
     table_skipped: list[tuple[str, str]] = field(default_factory=list)  # a label table's rows skipped: (path, why)
+    excluded: list[str] = field(default_factory=list)  # images left out by extract --exclude (sources/exclude.py)
 
 
 def text_path(path: str | os.PathLike) -> str:

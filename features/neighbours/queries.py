@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from headstart.features.config import EngineConfig
 from headstart.features.engines.batches import ProgressCallback
 from headstart.features.folder import ImageEntry
 from headstart.features.images import ImageDecodeError, read_file
-from headstart.features.neighbours.config import SimilarConfig
 from headstart.features.neighbours.formats import SimilarError
 from headstart.features.store import FeaturesHeader
 
@@ -38,7 +38,7 @@ def _digest(entry: ImageEntry) -> str | None:
     return hashlib.sha256(data).hexdigest()
 
 
-def _backbone(header: FeaturesHeader, config: SimilarConfig, features: Path, on_warning: Callable[[str], None]):
+def _backbone(header: FeaturesHeader, config: EngineConfig, features: Path, on_warning: Callable[[str], None]):
     """The engine and the frozen backbone that computed the features file's rows."""
     from headstart.features import WeightsError, build_engine, load_backbone
 
@@ -84,7 +84,7 @@ def query_features(
     entries: list[ImageEntry],
     rows,
     header: FeaturesHeader,
-    config: SimilarConfig,
+    config: EngineConfig,
     features: Path,
     on_progress: ProgressCallback | None = None,
     on_warning: Callable[[str], None] = lambda message: None,

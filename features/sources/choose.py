@@ -58,6 +58,10 @@ def find_source(config: ExtractConfig, rule: SplitRule | None) -> tuple[Dataset,
         labelled = {entry.name for entries in dataset.splits.values() for entry in entries}
         pool = pool_entries(dataset.root, config.pool, labelled)
         dataset = dataclasses.replace(dataset, splits={**dataset.splits, POOL: pool})
+    if config.exclude is not None:
+        from headstart.features.sources.exclude import exclude_entries
+
+        dataset = exclude_entries(dataset, config.exclude)
     return dataset, rule
 
 

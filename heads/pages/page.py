@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from headstart.heads.audit.formats import DUPLICATES_FILE, LABEL_ISSUES_FILE, OUTLIERS_FILE
-from headstart.heads.pages.html_report import Figure, Section, Thumb, render_page
+from headstart.heads.pages.html_report import Choice, Figure, Section, Thumb, render_page
 from headstart.heads.pages.thumbnails import thumbnail
 
 
@@ -18,7 +18,19 @@ class Thumbnails:
         self.data_root, self.cache, self.size = data_root, cache, size
 
     def __call__(self, path: str, sha256: str | None = None, caption: str | None = None) -> Thumb:
-        return Thumb(thumbnail(self.data_root / path, sha256, self.cache, self.size), caption or path)
+        full = (self.data_root / path).absolute()
+        return Thumb(thumbnail(full, sha256, self.cache, self.size), caption or path, full.as_uri())
+
+
+IGNORE = ("ignore this finding", "ignore", "")
+REMOVE = ("remove from the dataset", "remove", "")
+
+
+def _relabel_choice(path: str, sha256: str, first: str, classes: list[str], given: str) -> Choice:
+    """relabel to `first`, to any other class, remove, or ignore."""
+    others = [name for name in classes if name not in (first, given)]
+    options = [(f"relabel to {name}", "relabel", name) for name in (first, *others)]
+    return Choice(path, sha256, [*options, REMOVE, IGNORE])
 
 
 def _capped(rows: list, cap: int) -> tuple[list, int]:
@@ -30,7 +42,7 @@ def _label_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
     shown, more = _capped(list(range(len(issues.rows))), cap)
     return Section(
         "Label issues",
-        ["image", "split", "given", "suggested", "self-confidence", "normalized margin"],
+        ["image", "split", "given", "suggested", "self-confidence", "normalized margin", "decision"],
         [
             [
                 thumbs(rows.paths[issues.rows[i]], rows.sha256[issues.rows[i]]),
@@ -39,12 +51,21 @@ def _label_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
                 classes[issues.suggested[i]],
                 f"{issues.self_confidence[i]:.3f}",
                 f"{issues.normalized_margin[i]:.3f}",
+                _relabel_choice(
+                    rows.paths[issues.rows[i]],
+                    rows.sha256[issues.rows[i]],
+                    classes[issues.suggested[i]],
+                    classes,
+                    classes[rows.labels[issues.rows[i]]],
+                ),
             ]
             for i in shown
         ],
         more,
         LABEL_ISSUES_FILE,
-        "Out-of-fold probabilities disagree with the folder's class (confident learning); most suspicious first.",
+        "Out-of-fold probabilities disagree with the folder's class (confident learning); most suspicious first. "
+        "Self-confidence: the probability a head not trained on this image gives its folder's class (low: doubtful). "
+        "Normalized margin: that probability minus the most likely other class's (below 0: another class wins).",
     )
 
 
@@ -57,19 +78,25 @@ def _duplicate_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
 
     return Section(
         "Duplicates and leakage",
-        ["image a", "image b", "similarity", "kind"],
+        ["image a", "image b", "similarity", "kind", "decision about b"],
         [
             [
                 _side(pairs.a[i]),
                 _side(pairs.b[i]),
                 f"{pairs.similarity[i]:.4f}",
                 ("leakage, " if pairs.leakage[i] else "") + ("exact copy" if pairs.exact[i] else "near duplicate"),
+                Choice(
+                    rows.paths[pairs.b[i]],
+                    rows.sha256[pairs.b[i]],
+                    [("drop b, a copy of a", "duplicate-of", rows.paths[pairs.a[i]]), REMOVE, IGNORE],
+                ),
             ]
             for i in shown
         ],
         more,
         DUPLICATES_FILE,
-        "Pairs across train and val/test (leakage) first.",
+        "Pairs across train and val/test (leakage) first. Similarity: the cosine of the two images' whitened "
+        "features, 1 for the same picture; an exact copy has the same bytes (sha256).",
     )
 
 
@@ -78,7 +105,7 @@ def _outlier_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
     shown, more = _capped(list(range(len(outliers.rows))), cap)
     return Section(
         "Outliers",
-        ["image", "split", "given", "nearest class", "score"],
+        ["image", "split", "given", "nearest class", "score", "decision"],
         [
             [
                 thumbs(rows.paths[outliers.rows[i]], rows.sha256[outliers.rows[i]]),
@@ -86,12 +113,20 @@ def _outlier_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
                 classes[rows.labels[outliers.rows[i]]],
                 classes[outliers.nearest[i]],
                 f"{outliers.score[i]:.3f}",
+                _relabel_choice(
+                    rows.paths[outliers.rows[i]],
+                    rows.sha256[outliers.rows[i]],
+                    classes[outliers.nearest[i]],
+                    classes,
+                    classes[rows.labels[outliers.rows[i]]],
+                ),
             ]
             for i in shown
         ],
         more,
         OUTLIERS_FILE,
-        "Far from every class of the train images (Mahalanobis distance); farthest first.",
+        "Far from every class of the train images; farthest first. Score: the Mahalanobis distance to the nearest "
+        "class of train features; higher is less like anything labelled.",
     )
 
 
@@ -120,7 +155,9 @@ def audit_page(result, rows, cache: Path, cap: int, thumb_size: int, curve_png: 
     if curve_png is not None:
         parts.append(Figure("Learning curve: clean or collect?", curve_png, result.curve_note))
     parts.append(_mistakes_section(result, rows, thumbs, cap))
-    return render_page(f"headstart audit: {rows.data_root}", result.summary_lines, result.warnings, parts)
+    return render_page(
+        f"headstart audit: {rows.data_root}", result.summary_lines, result.warnings, parts, interactive=True
+    )
 
 
 def evaluation_page(

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from headstart.heads.audit.space import unit_rows
-
-STRATEGIES = ("margin", "combined", "entropy", "diversity", "unknown", "random")
-DEFAULT_STRATEGY = "margin"  # measured by python -m bench.suggest (docs/label-loop.md)
+from headstart.heads.suggest.config import STRATEGIES
 
 WHY = {
     "margin": "the head is torn between {first} and {second}",
