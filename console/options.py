@@ -192,7 +192,7 @@ _TRAIN_OPTIONS = [
         type=click.FloatRange(0, 1, min_open=True, max_open=True),
         default=None,
         help="Multi-label features (extract --multi-label): one fixed decision threshold for every label, instead "
-        "of each label's best F1 on out-of-fold probabilities over train.",
+        "of each label's best F1 on out-of-fold probabilities over train  [default: each label's own]",
     ),
 ]
 
