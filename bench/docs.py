@@ -22,6 +22,7 @@ COMMANDS = {
     "trust": "python -m bench.trust",
     "export": "python -m bench.export",
     "audit": "python -m bench.audit",
+    "neighbours": "python -m bench.neighbours --queries 100 --choice-sizes 10000 25000 50000",
     "ray_compare": "python -m bench.ray_compare",
     "gpu": "bench/gpu.sh",
     "gpu-dry-run": "bench/gpu.sh --dry-run",
