@@ -77,3 +77,24 @@ def test_without_faiss_the_duplicates_are_exact_whatever_the_size(monkeypatch):
     features, copies = planted(rows=800, copies=5)
     pairs = find_duplicates(features, [""] * 800, np.array(["train"] * 800), 800, 0.8, index_min_rows=1)
     assert copies <= as_set(pairs.a, pairs.b)
+
+
+def test_the_audit_passes_its_index_size_to_the_duplicate_step(tmp_path, monkeypatch):
+    from conftest import write_features
+
+    import headstart.heads.audit.run as run
+    from headstart.heads.audit.config import AuditConfig
+
+    seen = []
+
+    def stop(*args, **kwargs):
+        seen.append(kwargs["index_min_rows"])
+        raise RuntimeError("stopped after the duplicate step's call")
+
+    monkeypatch.setattr(run, "find_duplicates", stop)
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 2
+    write_features(tmp_path / "cache", {"train": (rng.standard_normal((60, 8)) + labels[:, None], labels)})
+    with pytest.raises(RuntimeError, match="stopped"):
+        run.audit_cache(AuditConfig(cache=tmp_path / "cache", folds=2, index_min_rows=123))
+    assert seen == [123]
