@@ -24,6 +24,7 @@ COMMANDS = {
     "audit": "python -m bench.audit",
     "tables": "python -m bench.tables",
     "backbones": "python -m bench.backbones",
+    "neighbours": "python -m bench.neighbours --queries 100 --choice-sizes 10000 25000 50000",
     "ray_compare": "python -m bench.ray_compare",
     "gpu": "bench/gpu.sh",
     "gpu-dry-run": "bench/gpu.sh --dry-run",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from headstart.features.neighbours.config import INDEX_MIN_ROWS
 from headstart.heads.config import TrainConfig
 
 SCORES = ("self_confidence", "normalized_margin")
@@ -27,3 +28,4 @@ class AuditConfig:
     report_rows: int = 50  # per section of report.html; the CSVs hold every row
     thumbnail_size: int = 128
     max_pairs: int = 100_000  # duplicates.csv holds at most this many near pairs (the most similar)
+    index_min_rows: int = INDEX_MIN_ROWS  # near duplicates by the approximate index from this many rows (faiss)

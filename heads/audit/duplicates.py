@@ -1,7 +1,9 @@
 """Exact duplicates (same sha256) and near duplicates (cosine similarity of PCA-whitened features), each pair once.
 
 Near pairs are found tile by tile over the upper triangle of the similarity matrix, so memory beyond the
-features is one tile whatever N is, and at most max_pairs near pairs (the most similar) are kept.
+features is one tile whatever N is, and at most max_pairs near pairs (the most similar) are kept. From
+index_min_rows rows on (with faiss installed) they come from the approximate index's range search instead
+(features/neighbours/pairs.py), so a million rows are not compared pair by pair.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from headstart.features.neighbours.config import INDEX_MIN_ROWS
+from headstart.features.neighbours.index import use_index
 from headstart.heads.audit.space import whiten
 
 
@@ -91,14 +95,21 @@ def find_duplicates(
     max_pairs: int = 100_000,
     block_rows: int = 2048,
     on_progress: Callable[[int, int], None] | None = None,
+    index_min_rows: int = INDEX_MIN_ROWS,
 ) -> Pairs:
     """Exact and near pairs over all rows, each once; train-vs-val/test pairs (leakage) first, then most similar.
 
-    The first train_rows rows are the train split: the whitening is fitted on them.
+    The first train_rows rows are the train split: the whitening is fitted on them. From index_min_rows rows on
+    (with faiss installed) near pairs come from the approximate index, else from every pair compared.
     """
     unit = whiten(features, features[:train_rows])
     exact_a, exact_b = exact_pairs(sha256)
-    near_a, near_b, near_s, dropped = near_pairs(unit, threshold, block_rows, max_pairs, on_progress)
+    if use_index(len(unit), index_min_rows):
+        from headstart.features.neighbours.pairs import indexed_pairs
+
+        near_a, near_b, near_s, dropped = indexed_pairs(unit, threshold, max_pairs, on_progress)
+    else:
+        near_a, near_b, near_s, dropped = near_pairs(unit, threshold, block_rows, max_pairs, on_progress)
     digests = np.array(sha256, dtype=object)
     is_exact_near = (digests[near_a] == digests[near_b]) & (digests[near_a] != "")
     near_a, near_b, near_s = near_a[~is_exact_near], near_b[~is_exact_near], near_s[~is_exact_near]

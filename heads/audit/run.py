@@ -97,6 +97,7 @@ def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | Non
             config.near_threshold,
             config.max_pairs,
             on_progress=_stage(on_progress, "duplicates"),
+            index_min_rows=config.index_min_rows,
         )
         outliers = _outliers(rows, config.outlier_quantile)
         val = rows.where("val")
