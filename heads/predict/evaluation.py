@@ -1,4 +1,9 @@
-"""The evaluate step: a labelled folder -> accuracy, per-class report, confusion matrix, confident mistakes."""
+"""The evaluate step: a labelled folder -> accuracy, per-class report, confusion matrix, confident mistakes.
+
+Every file under the class folders is accounted for: images scored, images that could not be read (`failed`),
+and other files listed by kind (`skipped`, features/folder.py's kinds). The images whose content (sha256) is in
+the cache's train split are counted (`training`): their score is not a held-out one.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from headstart.features.engines.batches import ProgressCallback
-from headstart.features.files.cachedir import HEAD_FILE
+from headstart.features.files.cachedir import HEAD_FILE, chosen_features
 from headstart.features.files.csvfile import CsvWriter, safe_path
 from headstart.features.files.outputs import Output, check_outputs, text_output
-from headstart.features.folder import DatasetError, find_labeled_images, text_path
+from headstart.features.folder import DatasetError, scan_labeled_images, text_path
 from headstart.heads.config import PredictConfig
 from headstart.heads.predict.predictor import Predictor
 from headstart.heads.report import classification_summary
@@ -41,6 +46,8 @@ class Evaluation:
     failed: list[tuple[str, str]] = field(default_factory=list)
     flagged: int | None = None  # images the unknown-image model flags; None: the head has none (format 1)
     unknown_rate: float | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # files under the class folders not read, why
+    training: int | None = None  # scored images whose content is in the cache's train split; None: not checked
 
 
 def evaluate_head(
@@ -55,7 +62,7 @@ def evaluate_head(
     pages = [Output("--html", Path(html))] if html is not None else []
     check_outputs(cache, Output("--out", Path(out), streamed=True), *pages)
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config)
-    evaluation = evaluate_folder(folder, predictor, on_progress)
+    evaluation = evaluate_folder(folder, predictor, on_progress, train_digests(cache, predictor.checkpoint.backbone))
     write_mistakes(out, evaluation.mistakes)
     if html is not None:
         from headstart.heads.pages.page import write_evaluation_page
@@ -64,12 +71,28 @@ def evaluate_head(
     return evaluation
 
 
+def train_digests(cache: str | os.PathLike, backbone: str) -> frozenset[str] | None:
+    """The content hashes of the train split of the cache's features for the head's backbone; None when the cache
+    holds no such features file (a head copied alone)."""
+    from headstart.features.store import FeatureStore
+
+    path = chosen_features(cache, backbone)
+    if not path.exists():
+        return None
+    with FeatureStore(path) as store:
+        return frozenset(store.stamps("train")[3]) if "train" in store.splits else frozenset()
+
+
 def evaluate_folder(
-    folder: str | os.PathLike, predictor: Predictor, on_progress: ProgressCallback | None = None
+    folder: str | os.PathLike,
+    predictor: Predictor,
+    on_progress: ProgressCallback | None = None,
+    train: frozenset[str] | None = None,
 ) -> Evaluation:
-    """Label every image of folder/<class>/ with the predictor and score it against its folder's class."""
+    """Label every image of folder/<class>/ with the predictor and score it against its folder's class; `train`:
+    the train split's content hashes, to count the scored images that are training images."""
     classes = predictor.classes
-    entries = find_labeled_images(folder, classes)
+    entries, skipped = scan_labeled_images(folder, classes)
     truth, guesses, mistakes, failed = [], [], [], []
     with closing(predictor.predict(entries, on_progress)) as predictions:
         scored = list(zip(entries, predictions))
@@ -91,7 +114,8 @@ def evaluate_folder(
     summary = classification_summary(np.asarray(truth, np.int64), np.asarray(guesses, np.int64), classes)
     rate = predictor.unknown_rate
     flagged = sum(bool(prediction.unknown) for _, prediction in scored) if rate is not None else None
-    return Evaluation(len(entries), summary, mistakes, failed, flagged, rate)
+    training = None if train is None else sum(prediction.sha256 in train for _, prediction in scored)
+    return Evaluation(len(entries), summary, mistakes, failed, flagged, rate, skipped, training)
 
 
 def write_mistakes(out: str | os.PathLike, mistakes: list[Mistake]) -> None:
