@@ -61,7 +61,8 @@ def test_every_planted_copy_is_a_train_val_pair_listed_first(audited):
     leakage = [(row["split_a"] == "train") != (row["split_b"] == "train") for row in rows]
     assert leakage == sorted(leakage, reverse=True)  # every leakage pair before any other
     assert len({(row["path_a"], row["path_b"]) for row in rows}) == len(rows)  # each pair once
-    assert any(line.startswith("leakage:") for line in result.warnings)
+    assert any(line.startswith("possible leakage:") for line in result.warnings)
+    assert not any("NOT pretrained" in line for line in result.warnings)  # a weights file: maybe pretrained
 
 
 def test_outputs_are_versioned_and_complete(audited):
@@ -208,13 +209,16 @@ def test_evaluation_page_shows_each_mistake_beside_its_predicted_class(audited, 
 def test_audit_command_warns_of_leakage_and_writes_the_folder(audited):
     from cli_helpers import assert_error, assert_ok, run
 
-    _, cache, _ = audited
+    planted, cache, _ = audited
     result = run("audit", "--cache", cache, "--curve-seeds", "1", "--report-rows", "3")
     assert_ok(result)
-    leakage = [line for line in result.output.splitlines() if line.startswith("warning: leakage:")]
+    leakage = [line for line in result.output.splitlines() if line.startswith("warning: possible leakage:")]
     assert len(leakage) == 1, result.output
     assert "possible label issues" in result.output and str(cache / "audit") in result.output
-    assert "more in label_issues.csv" in (cache / "audit" / "report.html").read_text(encoding="utf-8")
+    page = (cache / "audit" / "report.html").read_text(encoding="utf-8")
+    assert "more in label_issues.csv" in page
+    title = page.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert title == f"headstart audit: {planted.root.name}"  # the folder's name, not this machine's path
     assert_error(run("audit", "--cache", cache.parent / "nothing"), "does not exist", "run `extract` first")
 
 

@@ -126,7 +126,7 @@ def test_onnx_round_trip_in_onnxruntime_with_any_batch(trained, predictor, tmp_p
     np.testing.assert_allclose(list(probabilities.values()), expected[images.index(trained.photo)], atol=1e-4)
 
 
-def test_torchvision_state_dict_loads_strict(trained, predictor, tmp_path):
+def test_torchvision_state_dict_loads_strict(trained, predictor, tmp_path, weights_file):
     from torchvision.models import resnet18
 
     out = tmp_path / "classifier.pth"
@@ -138,6 +138,8 @@ def test_torchvision_state_dict_loads_strict(trained, predictor, tmp_path):
     torch.testing.assert_close(model.fc.weight, predictor.checkpoint.head.weight)
     metadata = json.loads((tmp_path / "classifier.pth.json").read_text())
     assert metadata["classes"] == ["ants", "bees", "wasps"] and not metadata["normalized_inside"]
+    assert metadata["weights"]["name"] == weights_file.name  # the file's bare name: no path of this machine
+    assert str(weights_file.parent) not in (tmp_path / "classifier.pth.json").read_text()
 
     probabilities, _ = _run_example("torchvision", out, trained.photo, tmp_path)
     np.testing.assert_allclose(list(probabilities.values()), _predicted(predictor, trained.photo)[0], atol=1e-4)

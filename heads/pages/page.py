@@ -120,7 +120,8 @@ def audit_page(result, rows, cache: Path, cap: int, thumb_size: int, curve_png: 
     if curve_png is not None:
         parts.append(Figure("Learning curve: clean or collect?", curve_png, result.curve_note))
     parts.append(_mistakes_section(result, rows, thumbs, cap))
-    return render_page(f"headstart audit: {rows.data_root}", result.summary_lines, result.warnings, parts)
+    # the folder's name, not its path: the page is meant to be shared, this machine's layout is not
+    return render_page(f"headstart audit: {rows.data_root.name}", result.summary_lines, result.warnings, parts)
 
 
 def evaluation_page(
@@ -148,7 +149,7 @@ def evaluation_page(
     )
     summary = evaluation.summary
     lines = [f"{evaluation.images} images, accuracy {summary['accuracy']:.4f}, {len(evaluation.mistakes)} wrong."]
-    return render_page(f"headstart evaluate: {folder}", lines, [], [section])
+    return render_page(f"headstart evaluate: {folder.name}", lines, [], [section])
 
 
 def write_evaluation_page(
