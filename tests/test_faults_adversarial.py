@@ -538,6 +538,47 @@ def test_unreachable_ray_address_is_a_clear_error(trained, tmp_path):
     assert_error(outcome, 1, f"127.0.0.1:{port}", "cannot reach")
 
 
+def test_a_listener_that_is_not_ray_is_a_clear_error_not_minutes_of_retries(trained, tmp_path):
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def serve():  # accepts and stays silent, the connection kept open: ray.init retried this for minutes
+        kept = []
+        while True:
+            try:
+                kept.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        outcome = spawn(
+            command(
+                "extract",
+                "--data",
+                trained.data,
+                "--cache",
+                tmp_path / "cache",
+                "--weights",
+                "none",
+                "--engine",
+                "ray",
+                "--address",
+                f"127.0.0.1:{port}",
+            ),
+            timeout=90,  # a hang guard: the probe gives up after CONNECT_SECONDS + ANSWER_SECONDS (8 s)
+        )
+    finally:
+        listener.close()
+    assert_error(outcome, 1, f"127.0.0.1:{port}", "something else listens there")
+    assert not (tmp_path / "cache" / "features.h5").exists()
+
+
 # --- 10. the lock dies with its process, whatever its children do ---------------------------------------------------
 
 HOLD_LOCK_AND_FORK = textwrap.dedent("""
