@@ -6,7 +6,7 @@ import click
 from rich import box
 from rich.table import Table
 
-from headstart.console.options import cache_option, pick_backbone_option
+from headstart.console.options import SEED_MAX, cache_option, pick_backbone_option
 from headstart.console.reporter import Reporter
 from headstart.console.views import confusion_table, scores_table
 from headstart.heads.config import SweepConfig
@@ -30,7 +30,7 @@ _OPTIONS = [
     ),
     click.option(
         "--seed",
-        type=int,
+        type=click.IntRange(0, SEED_MAX),
         default=SweepConfig().seed,
         show_default=True,
         help="Seeds the folds and every head: the same seed gives the same choice.",
@@ -116,3 +116,8 @@ def show_sweep(report: Reporter, summary) -> None:
     if fit.header.weights.kind == "none":
         report.warn("these features come from a randomly initialised backbone, NOT pretrained")
     report.note(f"-> {fit.head_path}, {fit.metrics_path}, {fit.curves_path}, {summary.sweep_path}")
+    if summary.previous_head is not None:
+        report.note(
+            f"the head this sweep replaced is kept as {summary.previous_head} "
+            f"(copy it over {fit.head_path} to go back to it)"
+        )

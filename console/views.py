@@ -168,7 +168,19 @@ def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show
         report.table(table)
     for path, reason in evaluation.failed:
         report.warn(f"could not read {path}: {reason}")
-    show_table_skipped(report, evaluation.skipped)
+    if evaluation.from_table:
+        show_table_skipped(report, evaluation.skipped)
+    else:
+        for path, reason in evaluation.skipped:
+            report.warn(f"skipped {path}: {reason}")
+        if evaluation.skipped:
+            kinds = count_kinds(evaluation.skipped)
+            report.note("skipped, by kind: " + ", ".join(f"{count} {kind}" for kind, count in kinds.items()))
+    if evaluation.training:
+        report.warn(
+            f"{evaluation.training} of the {evaluation.images - len(evaluation.failed)} images evaluated are training "
+            "images of this cache (same content as its train split): this accuracy is not a held-out score"
+        )
     show_flagged(report, evaluation.flagged, evaluation.images - len(evaluation.failed), evaluation.unknown_rate, None)
     report.note(f"{evaluation.images} images, accuracy {summary['accuracy']:.4f}; {len(mistakes)} wrong -> {out}")
 

@@ -227,6 +227,13 @@ def scan_images(paths: list[str | os.PathLike]) -> tuple[list[ImageEntry], list[
 
 def find_labeled_images(folder: str | os.PathLike, classes: list[str]) -> list[ImageEntry]:
     """Images in folder/<class>/..., labelled by index in `classes`; a class folder outside `classes` is an error."""
+    return scan_labeled_images(folder, classes)[0]
+
+
+def scan_labeled_images(
+    folder: str | os.PathLike, classes: list[str]
+) -> tuple[list[ImageEntry], list[tuple[str, str]]]:
+    """find_labeled_images' images, and every other file under its class folders as (path, reason)."""
     folder = Path(folder)
     _require_folder(folder, "folder", "give a folder with one sub-folder of images per class")
     found = find_classes(folder)
@@ -237,4 +244,4 @@ def find_labeled_images(folder: str | os.PathLike, classes: list[str]) -> list[I
         )
     if not found:
         raise DatasetError(f"{text_path(folder)} has no class sub-folders: give a folder with one sub-folder per class")
-    return scan_classes(folder, classes, names_relative_to=None)
+    return scan_class_files(folder, classes, names_relative_to=None)

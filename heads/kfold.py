@@ -35,6 +35,23 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0) -> list[np.n
     return [np.flatnonzero(assigned == fold) for fold in range(folds)]
 
 
+def check_folds(labels: np.ndarray, folds: int, classes: list[str]) -> None:
+    """Refuse more folds than the smallest class (among those with train rows) has rows: each fold must hold
+    every class, or a held-out fold scores classes its head never saw."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    present = np.flatnonzero(counts)
+    if len(present) == 0:
+        raise ValueError("there are no training rows to split into folds: run `extract` on a train split first")
+    smallest = present[np.argmin(counts[present])]
+    if folds > counts[smallest]:
+        raise ValueError(
+            f"--folds {folds} is more than the {counts[smallest]} train rows of class {classes[smallest]!r}, "
+            f"the smallest: use --folds {counts[smallest]} or fewer"
+            if counts[smallest] >= 2
+            else f"class {classes[smallest]!r} has 1 train row, too few to cross-validate: add images to it"
+        )
+
+
 def out_of_fold(
     features: torch.Tensor,
     labels: torch.Tensor,

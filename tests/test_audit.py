@@ -61,7 +61,8 @@ def test_every_planted_copy_is_a_train_val_pair_listed_first(audited):
     leakage = [(row["split_a"] == "train") != (row["split_b"] == "train") for row in rows]
     assert leakage == sorted(leakage, reverse=True)  # every leakage pair before any other
     assert len({(row["path_a"], row["path_b"]) for row in rows}) == len(rows)  # each pair once
-    assert any(line.startswith("leakage:") for line in result.warnings)
+    assert any(line.startswith("possible leakage:") for line in result.warnings)
+    assert not any("NOT pretrained" in line for line in result.warnings)  # a weights file: maybe pretrained
 
 
 def test_outputs_are_versioned_and_complete(audited):
@@ -211,13 +212,16 @@ def test_evaluation_page_shows_each_mistake_beside_its_predicted_class(audited, 
 def test_audit_command_warns_of_leakage_and_writes_the_folder(audited):
     from cli_helpers import assert_error, assert_ok, run
 
-    _, cache, _ = audited
+    planted, cache, _ = audited
     result = run("audit", "--cache", cache, "--curve-seeds", "1", "--report-rows", "3")
     assert_ok(result)
-    leakage = [line for line in result.output.splitlines() if line.startswith("warning: leakage:")]
+    leakage = [line for line in result.output.splitlines() if line.startswith("warning: possible leakage:")]
     assert len(leakage) == 1, result.output
     assert "possible label issues" in result.output and str(cache / "audit") in result.output
-    assert "more in label_issues.csv" in (cache / "audit" / "report.html").read_text(encoding="utf-8")
+    page = (cache / "audit" / "report.html").read_text(encoding="utf-8")
+    assert "more in label_issues.csv" in page
+    title = page.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert title == f"headstart audit: {planted.root.name}"  # the folder's name, not this machine's path
     assert_error(run("audit", "--cache", cache.parent / "nothing"), "does not exist", "run `extract` first")
 
 
@@ -250,3 +254,46 @@ def test_label_issues_follow_the_class_thresholds_and_both_scores():
     issues = find_label_issues(probabilities, labels, thresholds)
     assert issues.rows.tolist() == [5, 2] and issues.suggested.tolist() == [0, 1]  # row 4 reaches no threshold
     assert find_label_issues(probabilities, labels, thresholds, "normalized_margin").rows.tolist() == [5, 2]
+
+
+@pytest.mark.long  # two audits and an extract in real processes: about 45 s alone, more on a loaded machine
+def test_random_features_warn_and_an_interrupt_is_one_line_that_names_no_thumbnail(tmp_path):
+    """Ctrl-C (SIGINT to the process group) once the page's thumbnails are being made: exit 130, one Error line
+    that names only audit results, the previous audit either untouched or wholly replaced, no temporaries."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from cli_helpers import assert_ok, run
+    from conftest import make_dataset
+    from test_faults import ROOT, SUBPROCESS_ENV, command, hashes, leftovers
+
+    data, cache = make_dataset(tmp_path / "data", per_class={"train": 4, "val": 2}), tmp_path / "cache"
+    assert_ok(run("extract", "--data", data, "--cache", cache, "--weights", "none", "--quiet"))
+    first = run("audit", "--cache", cache, "--folds", 2, "--curve-seeds", 1)
+    assert_ok(first)
+    assert "NOT pretrained" in " ".join(first.output.split())
+    shutil.rmtree(cache / "thumbnails")  # made again by the next audit: the moment to interrupt it
+    before = hashes(*(cache / "audit").iterdir())
+    process = subprocess.Popen(
+        command("audit", "--cache", cache, "--folds", 3, "--curve-seeds", 1),
+        cwd=ROOT,
+        env=SUBPROCESS_ENV,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 300
+    while not any((cache / "thumbnails").rglob("*.jpg")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    text = stdout.decode() + stderr.decode()
+    errors = [line for line in stderr.decode().splitlines() if line.startswith("Error:")]
+    assert process.returncode == 130 and "Traceback" not in text, text
+    assert len(errors) == 1 and "thumbnails" not in errors[0], text
+    now = hashes(*(cache / "audit").iterdir())
+    assert (now == before) == ("untouched" in errors[0])
+    assert now == before or all(now[path] != before[path] for path in now if path.endswith(".json")), errors[0]
+    assert leftovers(cache) == [] and leftovers(cache / "audit") == []

@@ -184,6 +184,18 @@ def test_predict_uses_the_recorded_weights_file(weights_pipeline, tmp_path):
         assert got == pytest.approx(probabilities, abs=1e-5)
 
 
+def test_evaluate_on_copies_of_training_images_warns_and_lists_other_files(weights_pipeline, tmp_path):
+    copied = tmp_path / "copied"  # other paths, same content: found by content, as the cache keys its rows
+    shutil.copytree(weights_pipeline.data / "train", copied)
+    (copied / "ants" / "readme.md").write_text("notes")
+    result = run("evaluate", copied, "--cache", weights_pipeline.cache, "--out", tmp_path / "wrong.csv", "--workers", 0)
+    assert_ok(result)
+    said = " ".join(result.output.split())
+    assert "8 of the 8 images evaluated are training images of this cache" in said
+    assert "not a held-out score" in said and "skipped, by kind: 1 not an image" in said
+    assert "readme.md" in "".join(said.split())
+
+
 def test_predict_weights_none_against_file_head(weights_pipeline, tmp_path):
     result = run(
         "predict",

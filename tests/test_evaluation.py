@@ -4,6 +4,7 @@ most confident first and written as CSV, unreadable images listed apart. A stub 
 from __future__ import annotations
 
 import csv
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from headstart.features.engines.batches import EmbeddedBatch
-from headstart.features.folder import DatasetError
+from headstart.features.folder import NOT_AN_IMAGE, NOT_IMAGEFOLDER, DatasetError, skip_kind
 from headstart.features.images import FileStamp
 from headstart.heads.checkpoint import HeadCheckpoint
 from headstart.heads.linear import LinearHead
@@ -29,6 +30,11 @@ LOGITS = {
 }
 
 
+def _digest(path) -> str:
+    """The stub's content hash: the file's class and name stand for its content."""
+    return hashlib.sha256(f"{path.parent.name}/{path.name}".encode()).hexdigest()
+
+
 @dataclass
 class StubEngine:
     """Embeds each file as LOGITS says (None: an unreadable file), one batch, in input order."""
@@ -37,7 +43,9 @@ class StubEngine:
 
     def embed(self, entries, backbone, preprocessing, on_progress=None):
         wanted = [LOGITS[entry.path.parent.name + "/" + entry.path.name] for entry in entries]
-        stamps = [None if logits is None else FileStamp(1, 1, "") for logits in wanted]
+        stamps = [
+            None if logits is None else FileStamp(1, 1, _digest(entry.path)) for logits, entry in zip(wanted, entries)
+        ]
         errors = ["not an image file" if logits is None else None for logits in wanted]
         features = np.asarray([logits for logits in wanted if logits is not None], np.float32).reshape(-1, 2)
         yield EmbeddedBatch(entries, stamps, errors, features)
@@ -95,3 +103,16 @@ def test_a_folder_without_readable_images_is_an_error(tmp_path, predictor):
     (tmp_path / "only" / "ants" / "a3.jpg").write_bytes(b"stub")
     with pytest.raises(DatasetError, match="no readable images"):
         evaluate_folder(tmp_path / "only", predictor)
+
+
+def test_other_files_are_listed_by_kind_and_training_images_counted(folder, predictor):
+    (folder / "ants" / "notes.txt").write_text("not an image")
+    (folder / "bees" / "anim.gif").write_bytes(b"GIF89a")
+    train = frozenset({_digest(folder / "ants" / "a1.jpg"), _digest(folder / "bees" / "b2.jpg"), "f" * 64})
+    evaluation = evaluate_folder(folder, predictor, train=train)
+    assert evaluation.images == 6 and evaluation.training == 2  # a1 and b2; a3 unreadable, the other digest unseen
+    assert sorted((path.rsplit("/", 1)[-1], skip_kind(reason)) for path, reason in evaluation.skipped) == [
+        ("anim.gif", NOT_IMAGEFOLDER),
+        ("notes.txt", NOT_AN_IMAGE),
+    ]
+    assert evaluate_folder(folder, predictor).training is None  # no train split to compare with: not claimed

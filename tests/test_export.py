@@ -126,7 +126,7 @@ def test_onnx_round_trip_in_onnxruntime_with_any_batch(trained, predictor, tmp_p
     np.testing.assert_allclose(list(probabilities.values()), expected[images.index(trained.photo)], atol=1e-4)
 
 
-def test_torchvision_state_dict_loads_strict(trained, predictor, tmp_path):
+def test_torchvision_state_dict_loads_strict(trained, predictor, tmp_path, weights_file):
     from torchvision.models import resnet18
 
     out = tmp_path / "classifier.pth"
@@ -138,6 +138,8 @@ def test_torchvision_state_dict_loads_strict(trained, predictor, tmp_path):
     torch.testing.assert_close(model.fc.weight, predictor.checkpoint.head.weight)
     metadata = json.loads((tmp_path / "classifier.pth.json").read_text())
     assert metadata["classes"] == ["ants", "bees", "wasps"] and not metadata["normalized_inside"]
+    assert metadata["weights"]["name"] == weights_file.name  # the file's bare name: no path of this machine
+    assert str(weights_file.parent) not in (tmp_path / "classifier.pth.json").read_text()
 
     probabilities, _ = _run_example("torchvision", out, trained.photo, tmp_path)
     np.testing.assert_allclose(list(probabilities.values()), _predicted(predictor, trained.photo)[0], atol=1e-4)
@@ -258,3 +260,49 @@ def test_a_full_disk_is_one_line_and_leaves_no_file(trained, tmp_path, export_fo
     expected = "not enough free space to write" if checked else "No space left on device"
     assert expected in errors[0] and str(tmp_path / "mnt" / "model") in errors[0], errors[0]
     assert files == {}  # no temporary file, no half-written model
+
+
+def _awkward_images(folder: Path) -> list[Path]:
+    """Images whose pixels need more than convert("RGB"): 16-bit, CMYK, palette with transparency, alpha, grey with
+    alpha, an EXIF rotation, a GIF."""
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    Image.fromarray(rng.integers(0, 65536, (40, 56)).astype(np.uint16)).save(folder / "sixteen.png")
+    Image.fromarray(rng.integers(0, 65536, (40, 56)).astype(np.uint16)).save(folder / "sixteen.tif")
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg")
+    palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.save(folder / "palette.png", transparency=3)
+    Image.fromarray(np.dstack([rgb, rng.integers(0, 256, (40, 56), dtype=np.uint8)])).save(folder / "alpha.png")
+    Image.fromarray(rgb[..., 0]).convert("LA").save(folder / "grey_alpha.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees
+    Image.fromarray(rgb).save(folder / "rotated.jpg", exif=exif)
+    Image.fromarray(rgb).convert("P").save(folder / "frame.gif")
+    return sorted(folder.iterdir())
+
+
+def test_the_example_scripts_decode_awkward_images_as_predict_does(tmp_path):
+    """The scripts' shared decode, run on each image, gives predict's pixels exactly (features/images.py)."""
+    from PIL import Image, ImageOps
+
+    from headstart.features.images import decode_image
+    from headstart.heads.export.examples import _DECODE
+
+    for path in _awkward_images(tmp_path):
+        scope = {"Image": Image, "ImageOps": ImageOps, "meta": {"preprocessing": {"resize": 256}}}
+        scope["sys"] = type("Sys", (), {"argv": ["classify.py", "model", str(path)], "byteorder": sys.byteorder})
+        exec(_DECODE, scope)
+        np.testing.assert_array_equal(np.asarray(scope["image"]), np.asarray(decode_image(path.read_bytes(), 256)))
+
+
+@pytest.mark.long  # an export and a fresh interpreter: about 45 s on a loaded machine
+def test_the_torchscript_example_gives_predicts_probabilities_on_a_16_bit_image(trained, predictor, tmp_path):
+    out = tmp_path / "classifier.pt"
+    export_head(ExportConfig(out=out, format="torchscript", cache=trained.cache))
+    image = _awkward_images(tmp_path / "awkward")[-1]  # sixteen.tif (the issue saw 0.817 against predict's 0.564)
+    assert image.name == "sixteen.tif"
+    probabilities, _ = _run_example("torchscript", out, image, tmp_path)
+    np.testing.assert_allclose(list(probabilities.values()), _predicted(predictor, image)[0], atol=1e-4)

@@ -538,6 +538,47 @@ def test_unreachable_ray_address_is_a_clear_error(trained, tmp_path):
     assert_error(outcome, 1, f"127.0.0.1:{port}", "cannot reach")
 
 
+def test_a_listener_that_is_not_ray_is_a_clear_error_not_minutes_of_retries(trained, tmp_path):
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def serve():  # accepts and stays silent, the connection kept open: ray.init retried this for minutes
+        kept = []
+        while True:
+            try:
+                kept.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        outcome = spawn(
+            command(
+                "extract",
+                "--data",
+                trained.data,
+                "--cache",
+                tmp_path / "cache",
+                "--weights",
+                "none",
+                "--engine",
+                "ray",
+                "--address",
+                f"127.0.0.1:{port}",
+            ),
+            timeout=90,  # a hang guard: the probe gives up after CONNECT_SECONDS + ANSWER_SECONDS (8 s)
+        )
+    finally:
+        listener.close()
+    assert_error(outcome, 1, f"127.0.0.1:{port}", "something else listens there")
+    assert not (tmp_path / "cache" / "features.h5").exists()
+
+
 # --- 10. the lock dies with its process, whatever its children do ---------------------------------------------------
 
 HOLD_LOCK_AND_FORK = textwrap.dedent("""
@@ -605,6 +646,8 @@ class Step:
             ]
         if self.name == "train-head":  # many epochs, so that some signals land in the training itself
             return ["train-head", "--cache", bench.cache, "--epochs", 1500 + variant]
+        if self.name in EXTENDED_STEPS:
+            return _extended_args(self.name, bench, variant)
         return ["predict", bench.data, "--out", bench.out, "--cache", bench.cache, "--top-k", 1 + variant]
 
     def is_new(self, bench: Bench, variant: int) -> bool:
@@ -626,8 +669,37 @@ class Step:
                 and metrics["train_config"]["epochs"] == epochs
                 and len(metrics["history"]) == epochs
             )
+        if self.name in EXTENDED_STEPS:
+            return _extended_is_new(self.name, bench, variant)
         rows = read_csv(bench.out)
         return len(rows) == 12 and ("label_2" in rows[0]) == (variant == 1)
+
+
+EXTENDED_STEPS = ("audit", "sweep", "export")  # the long variant's: each run takes many seconds
+SWEEP_GRID = "[sgd]\nepochs = [1, 2]\nbatch_size = 4\n"
+
+
+def _extended_args(name: str, bench: Bench, variant: int) -> list:
+    """audit (its folds), sweep (its seed) and export (to one file) with a variant's options."""
+    if name == "audit":
+        return ["audit", "--cache", bench.cache, "--folds", 2 + variant, "--curve-seeds", 1, "--report-rows", 2]
+    if name == "sweep":
+        grid = bench.out.parent / "grid.toml"
+        grid.parent.mkdir(parents=True, exist_ok=True)
+        grid.write_text(SWEEP_GRID)
+        return ["sweep", "--cache", bench.cache, "--grid", grid, "--folds", 2, "--seed", variant]
+    return ["export", "--cache", bench.cache, "--out", bench.out.parent / "classifier.pt", "--sample", 1 + variant]
+
+
+def _extended_is_new(name: str, bench: Bench, variant: int) -> bool:
+    if name == "audit":
+        return strict_json(bench.cache / "audit" / "audit.json")["label_issues"]["folds"] == 2 + variant
+    if name == "sweep":
+        metrics = strict_json(bench.cache / "metrics.json")
+        return metrics["sweep"]["seed"] == variant == load_head(bench.cache / "head.pt").metrics["sweep"]["seed"]
+    extra = {"headstart.json": ""}
+    torch.jit.load(str(bench.out.parent / "classifier.pt"), _extra_files=extra)  # whole: it loads
+    return json.loads(extra["headstart.json"])["classes"] == ["ants", "bees"]
 
 
 @dataclass
@@ -638,21 +710,29 @@ class Bench:
     variants: dict  # step name -> the variant its current outputs were made with
 
 
-def _bench(tmp: Path) -> Bench:
+def _bench(tmp: Path, extended: bool = False) -> Bench:
     data, cache = make_dataset(tmp / "data"), tmp / "cache"
-    bench = Bench(data, cache, tmp / "out" / "predictions.csv", {"extract": 0, "train-head": 0, "predict": 0})
-    steps = _steps(bench)
-    for name in ("extract", "train-head", "predict"):
-        assert_ok(invoke(*steps[name].args(bench, 0)))
+    bench = Bench(data, cache, tmp / "out" / "predictions.csv", {})
+    for name, step in _steps(bench, extended).items():
+        assert_ok(invoke(*step.args(bench, 0)))
+        bench.variants[name] = 0
     return bench
 
 
-def _steps(bench: Bench) -> dict[str, Step]:
-    return {
+def _steps(bench: Bench, extended: bool = False) -> dict[str, Step]:
+    """The harness's commands; extended: audit, sweep and export too."""
+    steps = {
         "extract": Step("extract", [bench.cache / "features.h5"], bench.cache),
         "train-head": Step("train-head", [bench.cache / name for name in HEAD_OUTPUTS], bench.cache),
         "predict": Step("predict", [bench.out], bench.out.parent),
     }
+    if extended:
+        audit = bench.cache / "audit"
+        steps["audit"] = Step("audit", [audit / "audit.json", audit / "label_issues.csv"], audit)
+        sweep = [bench.cache / name for name in ("head.pt", "metrics.json", "sweep.csv")]
+        steps["sweep"] = Step("sweep", sweep, bench.cache)
+        steps["export"] = Step("export", [bench.out.parent / "classifier.pt"], bench.out.parent)
+    return steps
 
 
 @dataclass
@@ -750,9 +830,9 @@ def _judge(outcome: Outcome, signum: int, step: Step, bench: Bench, variant: int
     return problems
 
 
-def _run_harness(tmp: Path, trials: int, seed: int) -> list[Trial]:
-    bench = _bench(tmp)
-    steps = _steps(bench)
+def _run_harness(tmp: Path, trials: int, seed: int, extended: bool = False) -> list[Trial]:
+    bench = _bench(tmp, extended)
+    steps = _steps(bench, extended)
     rng = random.Random(seed)
     return [_one_trial(bench, steps, rng) for _ in range(trials)]
 
@@ -772,5 +852,15 @@ def test_adversarial_stops_long(tmp_path):
     """120 trials (HEADSTART_TRIALS to change): about 40 per step, so a window that 1 run in 10 of a step falls into
     is missed with probability 0.9 ** 40, 1.5%."""
     results = _run_harness(tmp_path, trials=int(os.environ.get("HEADSTART_TRIALS", 120)), seed=20)
+    print(_report(results))
+    assert not any(t.problems for t in results), _report(results)
+
+
+@pytest.mark.long
+def test_adversarial_stops_long_audit_sweep_export(tmp_path):
+    """audit, sweep and export beside the three above: 60 trials (HEADSTART_TRIALS_EXTENDED), 20 or so per new step
+    (each run takes seconds, where the windows are as likely as in the others)."""
+    trials = int(os.environ.get("HEADSTART_TRIALS_EXTENDED", 60))
+    results = _run_harness(tmp_path, trials=trials, seed=30, extended=True)
     print(_report(results))
     assert not any(t.problems for t in results), _report(results)

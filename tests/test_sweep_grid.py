@@ -59,8 +59,8 @@ def test_toml_and_json_give_the_same_settings(tmp_path: Path):
     [
         ("[sgd]\nlr = [0.001, -1]", "sgd.lr = -1 is not a number > 0"),
         ("[sgd]\nlr = 'fast'", "sgd.lr = 'fast' is not a number > 0"),
-        ("[sgd]\nepochs = 2.5", "sgd.epochs = 2.5 is not an integer >= 1"),
-        ("[sgd]\nbatch_size = 0", "sgd.batch_size = 0 is not an integer >= 1"),
+        ("[sgd]\nepochs = 2.5", "sgd.epochs = 2.5 is not an integer from 1 to"),
+        ("[sgd]\nbatch_size = 0", "sgd.batch_size = 0 is not an integer from 1 to"),
         ("[sgd]\nmomentum = 1.5", "sgd.momentum = 1.5 is not a number from 0 to 1"),
         ("[sgd]\nweight_decay = true", "sgd.weight_decay = True is not a number >= 0"),
         ("[sgd]\nclass_weight = 'auto'", 'sgd.class_weight = \'auto\' is not "none" or "balanced"'),
@@ -110,3 +110,23 @@ def test_duplicate_keys_and_deep_nesting_are_one_line(tmp_path):
     deep.write_text("[" * 100000 + "]" * 100000)
     with pytest.raises(ValueError, match="nested too deeply"):
         read_grid(deep)
+
+
+def test_a_grid_of_1e20_settings_is_counted_not_expanded(tmp_path):
+    values = list(range(1, 10_001))
+    grid = {"sgd": {key: values for key in ("lr", "epochs", "weight_decay", "batch_size")}}
+    grid["sgd"]["momentum"] = [value / 10_000 for value in values]
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps(grid))
+    with pytest.raises(ValueError) as caught:
+        read_grid(path)
+    message = str(caught.value)
+    assert f"{path} declares 100,000,000,000,000,000,000 settings, more than the 10,000" in message
+    assert "\n" not in message
+
+
+def test_values_too_large_to_train_with_are_refused(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text("[sgd]\nepochs = 100000000000000000000")
+    with pytest.raises(ValueError, match=r"sgd.epochs = 100000000000000000000 is not an integer from 1 to 1000000"):
+        read_grid(path)

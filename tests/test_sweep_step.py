@@ -11,7 +11,7 @@ import pytest
 from cli_helpers import assert_error, assert_ok, run
 from conftest import make_dataset
 
-from headstart.features.files.cachedir import SWEEP_FILE
+from headstart.features.files.cachedir import HEAD_FILE, PREVIOUS_HEAD_FILE, SWEEP_FILE, owned_by_cache
 from headstart.features.store import FeatureStore
 from headstart.heads.checkpoint import load_head
 from headstart.heads.config import SweepConfig
@@ -132,3 +132,30 @@ def test_train_head_takes_class_weight_weight_decay_and_logreg_c(cache, tmp_path
     assert_ok(run("train-head", "--cache", folder, "--head", "logreg", "--logreg-c", 0.1, "--quiet"))
     assert load_head(folder / "head.pt").train_config["c"] == 0.1
     assert_error(run("train-head", "--cache", folder, "--class-weight", "auto"), "auto", code=2)
+
+
+def test_folds_above_the_smallest_class_and_seeds_out_of_range_are_one_line(cache, tmp_path):
+    grid = cache.parent / "grid.toml"
+    before = sorted(path.name for path in cache.iterdir())
+    assert_error(run("sweep", "--cache", cache, "--grid", grid, "--folds", 10), "--folds 10 is more than the 9 train")
+    for seed in (-1, 2**32):  # train-head's range: what numpy, scikit-learn and torch take
+        result = run("sweep", "--cache", cache, "--grid", grid, "--seed", seed)
+        assert result.exit_code == 2 and "Invalid value for '--seed'" in result.output
+    with pytest.raises(ValueError, match="--seed -1 is out of range"):
+        sweep_heads(cache, SweepConfig(grid=str(grid), seed=-1))
+    assert sorted(path.name for path in cache.iterdir()) == before  # nothing written
+
+
+def test_sweep_keeps_the_head_it_replaces_and_says_so(cache, tmp_path):
+    grid = tmp_path / "one.toml"
+    grid.write_text("[sgd]\nepochs = [1, 2]\nbatch_size = 4")
+    folder, first = _sweep(cache, grid, tmp_path / "previous")
+    assert first.previous_head is None and not (folder / PREVIOUS_HEAD_FILE).exists()  # no head before it
+    kept = (folder / HEAD_FILE).read_bytes()
+    result = run("sweep", "--cache", folder, "--folds", 2, "--grid", grid, "--seed", 3)
+    assert_ok(result)
+    said = "".join(result.output.split())  # rich wraps long paths anywhere
+    assert f"theheadthissweepreplacediskeptas{folder / PREVIOUS_HEAD_FILE}" in said
+    assert (folder / PREVIOUS_HEAD_FILE).read_bytes() == kept != (folder / HEAD_FILE).read_bytes()
+    assert load_head(folder / PREVIOUS_HEAD_FILE).metrics["sweep"]["seed"] == 1
+    assert owned_by_cache(folder / PREVIOUS_HEAD_FILE, folder) == PREVIOUS_HEAD_FILE

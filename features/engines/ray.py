@@ -32,7 +32,11 @@ from headstart.features.folder import ImageEntry
 from headstart.features.images import FileStamp, build_transform
 from headstart.features.provenance import Preprocessing, WeightsIdentity
 
-CONNECT_SECONDS = 10  # how long a cluster address may take to accept a connection
+CONNECT_SECONDS = 5  # how long a cluster address may take to accept a connection
+ANSWER_SECONDS = 3  # and then to answer gRPC's greeting: connect and answer stay under 10 s together
+# Ray's GCS and Ray Client servers speak gRPC, that is HTTP/2: its client preface and an empty SETTINGS frame
+# are answered with a SETTINGS frame (type 4 in byte 3 of the frame header); a server that is not gRPC is not.
+_HTTP2_GREETING = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
 class RayEngineError(ValueError):
@@ -116,19 +120,36 @@ class _Embed:
         return {**{key: value for key, value in batch.items() if key != "pixels"}, "features": features}
 
 
+def _answers_grpc(connection: socket.socket) -> bool:
+    """Whether the server on connection answers HTTP/2's greeting with a SETTINGS frame, as every gRPC server does."""
+    connection.settimeout(ANSWER_SECONDS)
+    try:
+        connection.sendall(_HTTP2_GREETING)
+        header = b""
+        while len(header) < 9:
+            chunk = connection.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except OSError:  # silence (a timeout) or a reset: not gRPC
+        return False
+    return header[3] == 4
+
+
 def _check_reachable(address: str | None) -> None:
-    """Fail at once when a cluster address (HOST:PORT or ray://HOST:PORT) answers nothing: ray.init would retry
-    for minutes. "auto", "local" and no address are Ray's to resolve."""
+    """Fail at once when a cluster address (HOST:PORT or ray://HOST:PORT) answers nothing, or answers but is not a
+    gRPC server: ray.init would retry for minutes. "auto", "local" and no address are Ray's to resolve."""
     found = re.fullmatch(r"(?:ray://)?\[?([^\]]+?)\]?:(\d+)", address.strip()) if address else None
     if found is None:
         return
+    fix = "start it (`ray start --head`) or check --address / RAY_ADDRESS"
     try:
-        socket.create_connection((found.group(1), int(found.group(2))), timeout=CONNECT_SECONDS).close()
+        with socket.create_connection((found.group(1), int(found.group(2))), timeout=CONNECT_SECONDS) as connection:
+            grpc = _answers_grpc(connection)
     except OSError as error:
-        raise RayEngineError(
-            f"cannot reach the Ray cluster at {address} ({error.strerror or error}): start it "
-            "(`ray start --head`) or check --address / RAY_ADDRESS"
-        ) from None
+        raise RayEngineError(f"cannot reach the Ray cluster at {address} ({error.strerror or error}): {fix}") from None
+    if not grpc:
+        raise RayEngineError(f"cannot reach the Ray cluster at {address} (something else listens there): {fix}")
 
 
 @contextmanager

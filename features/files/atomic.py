@@ -125,9 +125,10 @@ def _refuse_special(target: Path) -> None:
         raise UnsafeFileError(f"{target} is not a regular file, and headstart never replaces one: name a file instead")
 
 
-def move_into_place(pairs: list[tuple[Path, Path]]) -> None:
+def move_into_place(pairs: list[tuple[Path, Path]], result: bool = True) -> None:
     """Rename each (temporary, target) in order, flushed to disk first, with Ctrl-C and SIGTERM held until all are
-    done; if a rename fails, the targets already replaced get their previous content back: all or none."""
+    done; if a rename fails, the targets already replaced get their previous content back: all or none. result=False:
+    the targets are not results (a cache of thumbnails), so an interrupt message does not name them."""
     for temporary, _ in pairs:
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -146,7 +147,8 @@ def move_into_place(pairs: list[tuple[Path, Path]]) -> None:
                     else:
                         os.replace(backup, target)
                 raise
-            _replaced.extend(target for _, target in pairs)
+            if result:
+                _replaced.extend(target for _, target in pairs)
     finally:
         for backup in backups:
             if backup is not None:
@@ -163,9 +165,10 @@ def _naming_targets(error: OSError, temporaries: list[Path], targets: list[Path]
 
 
 @contextmanager
-def replace_together(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+def replace_together(*paths: str | os.PathLike, result: bool = True) -> Iterator[list[Path]]:
     """Yield one temporary path per target; when the block succeeds all are renamed over their targets, in order
-    (put the file others depend on last), and on any error all are deleted and every target is left as it was."""
+    (put the file others depend on last), and on any error all are deleted and every target is left as it was.
+    result=False: move_into_place's."""
     targets = [Path(path) for path in paths]
     for target in targets:
         _refuse_special(target)
@@ -176,7 +179,7 @@ def replace_together(*paths: str | os.PathLike) -> Iterator[list[Path]]:
                 with signals_held():  # a signal between mkstemp and the append would leave a file no one removes
                     temporaries.append(_temporary_beside(target))
             yield temporaries
-            move_into_place(list(zip(temporaries, targets)))
+            move_into_place(list(zip(temporaries, targets)), result)
         except OSError as error:
             raise _naming_targets(error, temporaries, targets) from None
     finally:
@@ -185,8 +188,9 @@ def replace_together(*paths: str | os.PathLike) -> Iterator[list[Path]]:
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_args) -> Iterator[IO]:
-    """Yield a handle to a temporary file; on success it replaces path, on any error it is deleted."""
-    with replace_together(path) as (temporary,):
+def atomic_write(path: str | os.PathLike, mode: str = "wb", *, result: bool = True, **open_args) -> Iterator[IO]:
+    """Yield a handle to a temporary file; on success it replaces path, on any error it is deleted (result: as
+    move_into_place's)."""
+    with replace_together(path, result=result) as (temporary,):
         with open(temporary, mode, **open_args) as out:
             yield out

@@ -8,6 +8,7 @@ Every module that reads or writes in the cache takes its names from here, and ev
     CACHE/features-<backbone>.h5       the features of another backbone than the default (and its .partial-<id>);
                                        timm:MODEL's file is features-timm-MODEL.h5 (no colon in a file name)
     CACHE/head.pt                      the trained head (heads/checkpoint.py)
+    CACHE/head.previous.pt             the head a sweep replaced, kept one generation (heads/sweep/step.py)
     CACHE/metrics.json                 train-head's metrics
     CACHE/curves.png                   loss and accuracy per epoch
     CACHE/calibration.png              the reliability diagram
@@ -31,6 +32,7 @@ BACKBONE_FEATURES = ("features-", ".h5")  # features-<backbone>.h5: another back
 TIMM_FILE_PREFIX = "timm-"  # stands for TIMM_PREFIX in file names
 PARTIAL_SUFFIX = ".partial"
 HEAD_FILE = "head.pt"
+PREVIOUS_HEAD_FILE = "head.previous.pt"
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
 CALIBRATION_FILE = "calibration.png"
@@ -42,7 +44,16 @@ INDEX_SUFFIX = ".faiss"
 LOCK_FILE = ".lock"
 TEMPORARY_PREFIX = ".hs-"
 
-FILES = (FEATURES_FILE, HEAD_FILE, METRICS_FILE, CURVES_FILE, CALIBRATION_FILE, SWEEP_FILE, LOCK_FILE)
+FILES = (
+    FEATURES_FILE,
+    HEAD_FILE,
+    PREVIOUS_HEAD_FILE,
+    METRICS_FILE,
+    CURVES_FILE,
+    CALIBRATION_FILE,
+    SWEEP_FILE,
+    LOCK_FILE,
+)
 FOLDERS = (AUDIT_DIR, THUMBNAILS_DIR, INDEX_DIR)
 PREFIXES = (f"{FEATURES_FILE}{PARTIAL_SUFFIX}", BACKBONE_FEATURES[0], TEMPORARY_PREFIX)
 

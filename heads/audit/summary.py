@@ -46,10 +46,15 @@ def describe(result: AuditResult, rows: CachedRows, config: AuditConfig, feature
         "learning_curve": curve,
         "val_mistakes": len(result.val_mistakes),
     }
-    if leakage:
+    if rows.header.weights.kind == "none":
         result.warnings.append(
-            f"leakage: {leakage} image pairs are in train and in val/test "
-            f"({int((pairs.exact & pairs.leakage).sum())} exact copies); see {DUPLICATES_FILE}"
+            "these features come from a randomly initialised backbone, NOT pretrained: the near-duplicate "
+            "threshold, the label issues and the outliers are measured in a space that means little"
+        )
+    if leakage:  # near duplicates are a threshold's guess, and exact ones may be the same image on purpose
+        result.warnings.append(
+            f"possible leakage: {leakage} image pairs in train and in val/test look alike "
+            f"({int((pairs.exact & pairs.leakage).sum())} of them exact copies); check them in {DUPLICATES_FILE}"
         )
     result.summary_lines = [
         f"{len(issues.rows)} possible label issues, {int(pairs.exact.sum())} exact and {int((~pairs.exact).sum())} "

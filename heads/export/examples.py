@@ -8,8 +8,15 @@ _DECODE = """\
 pre = meta["preprocessing"]
 side = pre["resize"] if isinstance(pre["resize"], int) else min(pre["resize"])
 image = Image.open(sys.argv[2])
-image.draft("RGB", (2 * side, 2 * side))  # as headstart decodes: a large JPEG at reduced scale
-image = ImageOps.exif_transpose(image).convert("RGB")
+if image.format == "JPEG":  # as headstart decodes: a large JPEG at reduced scale
+    image.draft("RGB", (2 * side, 2 * side))
+image = ImageOps.exif_transpose(image)
+if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit samples: their high byte, as predict scales them
+    high = image.convert("I").tobytes("raw", "I")[1 if sys.byteorder == "little" else 2 :: 4]
+    image = Image.frombytes("L", image.size, high)
+if image.mode == "P" and "transparency" in image.info:  # a palette with transparency, as predict reads it
+    image = image.convert("RGBA")
+image = image.convert("RGB")
 """
 
 # torchvision's Resize and CenterCrop on a PIL image, in Pillow alone.

@@ -18,7 +18,9 @@ beside a torchvision state_dict as FILE.json. Bump FORMAT_VERSION on any change.
                        int: the shorter side to that, keeping the aspect ratio; [h, w]: exactly), then centre-crop
                        to crop x crop when crop is not null; bilinear with antialiasing (Pillow's resize)
     backbone           a name in features/backbones/registry.py ("resnet18" in files written before the registry)
-    weights            {"kind", "name", "sha256"} of the backbone weights the head was trained on
+    weights            {"kind", "name", "sha256"} of the backbone weights the head was trained on; for a weights
+                       file ("kind": "file") the name is the file's bare name, never this machine's path (the
+                       sha256 identifies it)
     head_precision     "fp32" | "bf16": the backbone precision of the head's features (and of predict)
     compute_precision  "fp32" | "bf16": the backbone precision of this export (bf16: torchscript of a bf16 head)
     onnx_opset         int for onnx, else null
@@ -29,6 +31,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import PurePath
 
 from headstart.features import __version__
 from headstart.features.backbones.registry import DEFAULT_BACKBONE
@@ -50,6 +53,15 @@ def input_size(preprocessing: dict) -> list[int]:
     if isinstance(preprocessing["resize"], list):
         return list(preprocessing["resize"])
     raise ExportError(f"preprocessing {preprocessing['name']!r} has no fixed input size (no crop, one resize side)")
+
+
+def shared_weights(weights: dict) -> dict:
+    """The weights' identity as a file meant to be shared carries it: a weights file by its bare name (the sha256
+    says which file it is), never by this machine's path."""
+    shared = dict(weights)
+    if shared.get("kind") == "file" and isinstance(shared.get("name"), str):
+        shared["name"] = PurePath(shared["name"]).name
+    return shared
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,7 @@ class ExportMetadata:
             export_format,
             list(checkpoint.classes),
             dict(checkpoint.preprocessing),
-            dict(checkpoint.weights),
+            shared_weights(checkpoint.weights),
             checkpoint.precision,
             compute_precision,
             checkpoint.backbone,

@@ -155,8 +155,9 @@ def audit_page(result, rows, cache: Path, cap: int, thumb_size: int, curve_png: 
     if curve_png is not None:
         parts.append(Figure("Learning curve: clean or collect?", curve_png, result.curve_note))
     parts.append(_mistakes_section(result, rows, thumbs, cap))
+    # the folder's name, not its path: the page is meant to be shared, this machine's layout is not
     return render_page(
-        f"headstart audit: {rows.data_root}", result.summary_lines, result.warnings, parts, interactive=True
+        f"headstart audit: {rows.data_root.name}", result.summary_lines, result.warnings, parts, interactive=True
     )
 
 
@@ -185,7 +186,7 @@ def evaluation_page(
     )
     summary = evaluation.summary
     lines = [f"{evaluation.images} images, accuracy {summary['accuracy']:.4f}, {len(evaluation.mistakes)} wrong."]
-    return render_page(f"headstart evaluate: {folder}", lines, [], [section])
+    return render_page(f"headstart evaluate: {folder.name}", lines, [], [section])
 
 
 def write_evaluation_page(

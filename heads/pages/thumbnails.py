@@ -36,6 +36,6 @@ def thumbnail(image_path: Path, sha256: str | None, cache: Path, size: int = 128
     image.save(buffer, format="JPEG", quality=80)
     encoded = buffer.getvalue()
     target = cache / THUMBNAILS_DIR / str(size) / sha256[:2] / f"{sha256}.jpg"
-    with atomic_write(target) as out:
+    with atomic_write(target, result=False) as out:  # a cache, not a result: an interrupt message never names it
         out.write(encoded)
     return encoded

@@ -1,4 +1,9 @@
-"""The evaluate step: a labelled folder -> accuracy, per-class report, confusion matrix, confident mistakes."""
+"""The evaluate step: a labelled folder -> accuracy, per-class report, confusion matrix, confident mistakes.
+
+Every file under the class folders is accounted for: images scored, images that could not be read (`failed`),
+and other files listed by kind (`skipped`, features/folder.py's kinds). The images whose content (sha256) is in
+the cache's train split are counted (`training`): their score is not a held-out one.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from headstart.features.engines.batches import ProgressCallback
-from headstart.features.files.cachedir import HEAD_FILE, features_file
+from headstart.features.files.cachedir import HEAD_FILE, chosen_features, features_file
 from headstart.features.files.csvfile import CsvWriter, safe_path
 from headstart.features.files.outputs import Output, check_outputs, text_output
-from headstart.features.folder import DatasetError, ImageEntry, find_labeled_images, text_path
+from headstart.features.folder import DatasetError, ImageEntry, scan_labeled_images, text_path
 from headstart.heads.config import EvaluateTable, PredictConfig
 from headstart.heads.multilabel.predictions import refuse_multilabel
 from headstart.heads.predict.predictor import Predictor
@@ -42,7 +47,9 @@ class Evaluation:
     failed: list[tuple[str, str]] = field(default_factory=list)
     flagged: int | None = None  # images the unknown-image model flags; None: the head has none (format 1)
     unknown_rate: float | None = None
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # evaluate --labels: table rows not scored, why
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # files not read (or table rows not scored), why
+    training: int | None = None  # scored images whose content is in the cache's train split; None: not checked
+    from_table: bool = False  # evaluate --labels: `skipped` holds the table's rows not scored
 
 
 def evaluate_head(
@@ -61,14 +68,15 @@ def evaluate_head(
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config)
     if html is not None and predictor.checkpoint.multilabel is not None:
         refuse_multilabel(Path(cache) / HEAD_FILE, "evaluate --html")
+    train = train_digests(cache, predictor.checkpoint.backbone)
     if table is None:
-        evaluation = evaluate_folder(folder, predictor, on_progress)
+        evaluation = evaluate_folder(folder, predictor, on_progress, train)
     else:
         if predictor.checkpoint.multilabel is not None:
             refuse_multilabel(Path(cache) / HEAD_FILE, "evaluate --labels")
         entries, skipped = _table_entries(table, Path(folder), predictor.classes)
-        evaluation = evaluate_folder(folder, predictor, on_progress, entries=entries)
-        evaluation.skipped = skipped
+        evaluation = evaluate_folder(folder, predictor, on_progress, train, entries=entries)
+        evaluation.skipped, evaluation.from_table = skipped, True
     write_mistakes(out, evaluation.mistakes)
     if html is not None:
         from headstart.heads.pages.page import write_evaluation_page
@@ -86,14 +94,28 @@ def _table_entries(table: EvaluateTable, root: Path, classes: list[str]) -> tupl
     return scored_entries(table.path, root, columns, classes, table.strict)
 
 
+def train_digests(cache: str | os.PathLike, backbone: str) -> frozenset[str] | None:
+    """The content hashes of the train split of the cache's features for the head's backbone; None when the cache
+    holds no such features file (a head copied alone)."""
+    from headstart.features.store import FeatureStore
+
+    path = chosen_features(cache, backbone)
+    if not path.exists():
+        return None
+    with FeatureStore(path) as store:
+        return frozenset(store.stamps("train")[3]) if "train" in store.splits else frozenset()
+
+
 def evaluate_folder(
     folder: str | os.PathLike,
     predictor: Predictor,
     on_progress: ProgressCallback | None = None,
+    train: frozenset[str] | None = None,
     entries: list[ImageEntry] | None = None,
 ) -> Evaluation:
     """Label every image of folder/<class>/ (or the labelled `entries` given) with the predictor and score it
-    against its class (a multi-label head: against each image's label set, heads/multilabel/evaluation.py)."""
+    against its class (a multi-label head: against each image's label set, heads/multilabel/evaluation.py);
+    `train`: the train split's content hashes, to count the scored images that are training images."""
     if predictor.checkpoint.multilabel is not None and entries is None:
         from headstart.heads.multilabel.evaluation import evaluate_multilabel
 
@@ -101,7 +123,9 @@ def evaluate_folder(
         return Evaluation(images, summary, [Mistake(*mistake) for mistake in wrong], failed)
     classes = predictor.classes
     where = "in its class folders" if entries is None else "named by the label table"
-    entries = find_labeled_images(folder, classes) if entries is None else entries
+    skipped: list[tuple[str, str]] = []
+    if entries is None:
+        entries, skipped = scan_labeled_images(folder, classes)
     truth, guesses, mistakes, failed = [], [], [], []
     with closing(predictor.predict(entries, on_progress)) as predictions:
         scored = list(zip(entries, predictions))
@@ -123,7 +147,8 @@ def evaluate_folder(
     summary = classification_summary(np.asarray(truth, np.int64), np.asarray(guesses, np.int64), classes)
     rate = predictor.unknown_rate
     flagged = sum(bool(prediction.unknown) for _, prediction in scored) if rate is not None else None
-    return Evaluation(len(entries), summary, mistakes, failed, flagged, rate)
+    training = None if train is None else sum(prediction.sha256 in train for _, prediction in scored)
+    return Evaluation(len(entries), summary, mistakes, failed, flagged, rate, skipped, training)
 
 
 def write_mistakes(out: str | os.PathLike, mistakes: list[Mistake]) -> None:

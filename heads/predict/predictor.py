@@ -96,8 +96,13 @@ class Predictor:
         with closing(self.engine.embed(entries, self.backbone, self.preprocessing, on_progress)) as batches:
             for batch in batches:
                 scored = self.score(torch.from_numpy(batch.features))
-                for entry, error in zip(batch.entries, batch.errors):
-                    yield Prediction(entry.name, None, error) if error else Prediction(entry.name, *next(scored))
+                for entry, error, stamp in zip(batch.entries, batch.errors, batch.stamps):
+                    if error:
+                        yield Prediction(entry.name, None, error)
+                    else:
+                        probabilities, _, ood_score, unknown = next(scored)
+                        digest = stamp.sha256 if stamp else None
+                        yield Prediction(entry.name, probabilities, None, ood_score, unknown, sha256=digest)
 
     def score(self, features: torch.Tensor) -> Iterator[tuple]:
         """(probabilities, None, ood_score, unknown) per row of a batch's readable images."""

@@ -45,6 +45,7 @@ class Prediction:
     error: str | None = None
     ood_score: float | None = None  # None: failed, or the head has no unknown-image model
     unknown: bool | None = None
+    sha256: str | None = None  # the file's content hash, when an engine read it (evaluate's train-split check)
 
     def ranked(self, top_k: int) -> list[int]:
         """Class indices, most probable first (ties: lower index first)."""

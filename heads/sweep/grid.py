@@ -16,7 +16,9 @@ Grid file, format 1 (TOML shown; JSON is the same structure as one object):
 
 Each section is the cartesian product of its lists (a single value is a list of one; a key left out takes
 TrainConfig's default); at least one section; settings repeated across the product are kept once. The seed
-is the sweep's own (--seed), the same for every setting and fold.
+is the sweep's own (--seed), the same for every setting and fold. The settings are counted before the product
+is expanded: a grid of more than MAX_SETTINGS is refused with its count. Epochs and batch sizes have upper
+bounds (MAX_EPOCHS, MAX_BATCH_SIZE) so that no value is too large to train with.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from headstart.features.files.regular import open_regular
 from headstart.heads.config import CLASS_WEIGHTS, TrainConfig
 
 GRID_FORMAT_VERSION = 1
+MAX_SETTINGS = 10_000  # the default grid is 99; each setting is trained once per fold
+MAX_EPOCHS = 1_000_000
+MAX_BATCH_SIZE = 2**31 - 1  # a batch larger than the train split is the whole split
 
 
 def _number(low: float, low_open: bool, high: float | None = None, integer: bool = False):
@@ -58,10 +63,10 @@ def _choice(value):
 
 _KEYS = {  # key -> (checker, what a valid value is)
     "lr": (_number(0, True), "a number > 0"),
-    "epochs": (_number(1, False, integer=True), "an integer >= 1"),
+    "epochs": (_number(1, False, MAX_EPOCHS, integer=True), f"an integer from 1 to {MAX_EPOCHS}"),
     "momentum": (_number(0, False, 1), "a number from 0 to 1"),
     "weight_decay": (_number(0, False), "a number >= 0"),
-    "batch_size": (_number(1, False, integer=True), "an integer >= 1"),
+    "batch_size": (_number(1, False, MAX_BATCH_SIZE, integer=True), f"an integer from 1 to {MAX_BATCH_SIZE}"),
     "class_weight": (_choice, " or ".join(f'"{kind}"' for kind in CLASS_WEIGHTS)),
     "c": (_number(0, True), "a number > 0"),
 }
@@ -84,6 +89,30 @@ DEFAULT_GRID = {
 }
 
 
+def _section_values(head: str, section: object, source: str) -> dict[str, list]:
+    """One section's keys and their checked values (each a list), before any product is taken."""
+    if not isinstance(section, dict):
+        raise ValueError(f"{source}: {head} must be a table of keys ({', '.join(SECTIONS[head])})")
+    values = {}
+    for key, given in section.items():
+        if key not in SECTIONS[head]:
+            raise ValueError(f"{source}: {head}.{key} is not a setting; {head} takes {', '.join(SECTIONS[head])}")
+        given = given if isinstance(given, list) else [given]
+        if not given:
+            raise ValueError(f"{source}: {head}.{key} is an empty list")
+        check, wanted = _KEYS[key]
+        for value in given:
+            if check(value) is None:
+                raise ValueError(f"{source}: {head}.{key} = {value!r} is not {wanted}")
+        values[key] = [check(value) for value in given]
+    return values
+
+
+def count_settings(sections: dict[str, dict[str, list]]) -> int:
+    """How many settings the sections' products hold (repeats counted), computed without expanding them."""
+    return sum(math.prod(len(values) for values in section.values()) for section in sections.values())
+
+
 def expand_grid(grid: dict, seed: int = 0, source: str = "the grid") -> list[TrainConfig]:
     """Every setting of a grid (a dict as the file holds it); a ValueError naming `source` and the key otherwise."""
     if not isinstance(grid, dict):
@@ -99,22 +128,15 @@ def expand_grid(grid: dict, seed: int = 0, source: str = "the grid") -> list[Tra
         raise ValueError(f"{source}: unknown section {unknown[0]!r}; sections are {', '.join(SECTIONS)}")
     if not grid:
         raise ValueError(f"{source}: no settings; give a [sgd] or [logreg] section")
+    sections = {head: _section_values(head, section, source) for head, section in grid.items()}
+    count = count_settings(sections)
+    if count > MAX_SETTINGS:
+        raise ValueError(
+            f"{source} declares {count:,} settings, more than the {MAX_SETTINGS:,} a sweep takes: "
+            "give fewer values per key"
+        )
     settings: list[TrainConfig] = []
-    for head, section in grid.items():
-        if not isinstance(section, dict):
-            raise ValueError(f"{source}: {head} must be a table of keys ({', '.join(SECTIONS[head])})")
-        values = {}
-        for key, given in section.items():
-            if key not in SECTIONS[head]:
-                raise ValueError(f"{source}: {head}.{key} is not a setting; {head} takes {', '.join(SECTIONS[head])}")
-            given = given if isinstance(given, list) else [given]
-            if not given:
-                raise ValueError(f"{source}: {head}.{key} is an empty list")
-            check, wanted = _KEYS[key]
-            for value in given:
-                if check(value) is None:
-                    raise ValueError(f"{source}: {head}.{key} = {value!r} is not {wanted}")
-            values[key] = [check(value) for value in given]
+    for head, values in sections.items():
         for combination in itertools.product(*values.values()):
             settings.append(TrainConfig(head=head, seed=seed, **dict(zip(values, combination))))
     return list(dict.fromkeys(settings))  # frozen dataclasses hash by value: repeats are kept once, in order
