@@ -104,6 +104,8 @@ class EpochTable:
 def show_training(report: Reporter, summary: FitSummary, epochs: EpochTable) -> None:
     """The epochs, the last and best epoch on val, val's report and confusion matrix, and the files written."""
     report.table(epochs.table)
+    if summary.reading:
+        report.note(f"features {summary.reading}")
     metrics = summary.metrics
     if "val_acc" in metrics:
         best = metrics["best_epoch"]

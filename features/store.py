@@ -282,6 +282,13 @@ class FeatureStore:
                 [check_sha256(digest) for digest in group["sha256"].asstr()[rows]],
             )
 
+    def read_vectors(self, split: str, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """The features and labels of rows (a slice), checked as read() checks them, without paths and hashes."""
+        group = self._group(split)
+        with self._reading(f"split '{split}': "):
+            features = _read_features(group["features"], rows)
+            return features, check_labels(group["labels"][rows], len(self.header.classes), unlabeled=split == POOL)
+
 
 # The kind and rank each column must have; a file that declares anything else was not written by headstart.
 _COLUMN_KINDS = {"features": "f", "labels": "iu", "sizes": "iu", "mtimes_ns": "iu", "paths": "OSU", "sha256": "OSU"}
