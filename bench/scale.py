@@ -150,12 +150,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", default="none")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/scale.json (scale_rows.json)")
     parser.add_argument("--rows", default="", help="feature row counts: bench/scale_rows.py's figures instead")
+    parser.add_argument("--steps", default=",".join(scale_rows.STEPS), help="--rows: the steps to measure")
     parser.add_argument("--step-timeout", type=float, default=3600, help="--rows: seconds a step may take")
     args = parser.parse_args(argv)
     if args.rows:
         sizes = [int(n) for n in args.rows.split(",") if n]
+        steps = tuple(step for step in args.steps.split(",") if step in scale_rows.STEPS)
         out = args.out or ROOT / "bench" / "results" / "scale_rows.json"
-        figures = measure_and_save("headstart-rows-", out, lambda work: scale_rows.run(sizes, work, args.step_timeout))
+        timeout = args.step_timeout
+        figures = measure_and_save("headstart-rows-", out, lambda work: scale_rows.run(sizes, work, timeout, steps))
         print(json.dumps(figures, indent=2))
         return
     args.out = args.out or ROOT / "bench" / "results" / "scale.json"

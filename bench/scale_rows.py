@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -155,8 +156,7 @@ def run(sizes: list[int], work: Path, timeout: float, steps: tuple[str, ...] = S
             if measured is not None:
                 figures["steps"][step].append({"rows": rows, **measured})
             print(json.dumps({"rows": rows, "step": step, "measured": measured}), file=sys.stderr, flush=True)
-        for path in sorted(cache.iterdir()):
-            path.unlink() if path.is_file() else None
+        shutil.rmtree(cache, ignore_errors=True)  # the disk holds one size's cache at a time
     return figures
 
 
