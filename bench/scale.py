@@ -2,6 +2,7 @@
 incremental-cache check, a warm extract and features.h5 grow with the number of files.
 
     python -m bench.scale [--scale 40000] [--growth 400,4000,40000]     # writes bench/results/scale.json
+    python -m bench.scale --rows 200000,2000000    # bench/scale_rows.py: steps over generated feature rows
 
 The N images are hard links to 400 generated 500x375 JPEGs (decoding costs the same; the disk holds 400). The
 growth figures need no backbone: the cache is seeded with zero features through the real writer, so the warm
@@ -24,7 +25,7 @@ from unittest import mock
 import numpy as np
 import torch
 
-from bench import measure_and_save
+from bench import measure_and_save, scale_rows
 from bench.run import extract_in_subprocess, generate_images, timed
 from headstart.features import ExtractConfig, extract_features, find_dataset
 from headstart.features.backbones.registry import DEFAULT_BACKBONE, backbone_entry
@@ -147,8 +148,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=int, default=40000, help="images to extract cold (0: growth figures only)")
     parser.add_argument("--growth", default="400,4000,40000", help="file counts for the scan and cache-check figures")
     parser.add_argument("--weights", default="none")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/scale.json (scale_rows.json)")
+    parser.add_argument("--rows", default="", help="feature row counts: bench/scale_rows.py's figures instead")
+    parser.add_argument("--steps", default=",".join(scale_rows.STEPS), help="--rows: the steps to measure")
+    parser.add_argument("--step-timeout", type=float, default=3600, help="--rows: seconds a step may take")
     args = parser.parse_args(argv)
+    if args.rows:
+        sizes = [int(n) for n in args.rows.split(",") if n]
+        steps = tuple(step for step in args.steps.split(",") if step in scale_rows.STEPS)
+        out = args.out or ROOT / "bench" / "results" / "scale_rows.json"
+        timeout = args.step_timeout
+        figures = measure_and_save("headstart-rows-", out, lambda work: scale_rows.run(sizes, work, timeout, steps))
+        print(json.dumps(figures, indent=2))
+        return
+    args.out = args.out or ROOT / "bench" / "results" / "scale.json"
     growth = [int(n) for n in args.growth.split(",") if n]
     figures = measure_and_save("headstart-scale-", args.out, lambda work: run(args.scale, growth, work, args.weights))
     print(json.dumps(figures, indent=2))

@@ -102,6 +102,8 @@ class EpochTable:
 def show_training(report: Reporter, summary: FitSummary, epochs: EpochTable) -> None:
     """The epochs, the last and best epoch on val, val's report and confusion matrix, and the files written."""
     report.table(epochs.table)
+    if summary.reading:
+        report.note(f"features {summary.reading}")
     metrics = summary.metrics
     if metrics.get("task") == "multi-label":
         return show_multilabel_training(report, summary)

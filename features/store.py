@@ -315,6 +315,13 @@ class FeatureStore:
                 self.label_sets(split, rows),
             )
 
+    def read_vectors(self, split: str, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """The features and labels of rows (a slice), checked as read() checks them, without paths and hashes."""
+        group = self._group(split)
+        with self._reading(f"split '{split}': "):
+            features = _read_features(group["features"], rows)
+            return features, check_labels(group["labels"][rows], len(self.header.classes), unlabeled=split == POOL)
+
 
 def _read_features(column: h5py.Dataset, rows: np.ndarray | slice) -> np.ndarray:
     """The features of rows, read a bounded block at a time and checked finite."""

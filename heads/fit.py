@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from headstart.features import FeaturesHeader, FeatureStore, StoreError, cache_lock
+from headstart.features.chunks import ReadingPlan, iter_chunks, read_labels, reading_plan
 from headstart.features.files.atomic import replace_together
 from headstart.features.files.cachedir import CALIBRATION_FILE, CURVES_FILE, HEAD_FILE, METRICS_FILE, chosen_features
 from headstart.heads.checkpoint import HeadCheckpoint, save_head
@@ -20,9 +21,11 @@ from headstart.heads.logreg import train_logreg
 from headstart.heads.multilabel.fit import NOT_YET, fit_multilabel
 from headstart.heads.plots import Plots, PlotsHere, Png
 from headstart.heads.report import classification_summary
+from headstart.heads.streaming import has_rows, predicted_streamed, train_streamed
 from headstart.heads.train import TrainResult, train_sgd
 from headstart.heads.trust.config import TrustConfig
 from headstart.heads.trust.fit import Trust, fit_trust
+from headstart.heads.trust.streamed import fit_trust_streamed
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,20 @@ class FitSummary:
     trust: Trust
     calibration_path: Path | None = None
     untrained_classes: list[str] = field(default_factory=list)  # classes with no training row: never learned
+    reading: str = ""  # how the rows were read: into memory, or streamed in chunks (features/chunks.py)
+
+
+@dataclass
+class _Fitted:
+    """What either path (rows in memory, or streamed) trained and measured, before it is saved."""
+
+    choice: Choice
+    result: TrainResult
+    trusted: Trust
+    metrics: dict
+    counts: dict[str, int]
+    untrained: list[str]
+    pngs: dict[str, Png]
 
 
 def _tensors(store: FeatureStore, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,14 +115,14 @@ def _train(
     return train_sgd(train, val, num_classes, config, on_epoch)
 
 
-def _metrics(result: TrainResult, val, classes: list[str], choice: Choice, trusted: Trust) -> dict:
+def _metrics(result: TrainResult, val_report: dict | None, choice: Choice, trusted: Trust) -> dict:
     """What metrics.json and the head record: the last epoch, the history, the best epoch, val's report, the
     sweep's choice and the trust records."""
     return {
         **result.final,
         "history": result.history,
         "best_epoch": best_epoch(result.history),
-        "val_report": _val_summary(result, val, classes),
+        "val_report": val_report,
         **choice.metrics,
         **trusted.metrics(),
     }
@@ -196,46 +213,95 @@ def fit_head(
         with FeatureStore(features) as store:
             if store.header.multi_label:
                 return _fit_multilabel(store, cache, config, on_epoch, choose, plots, started)
-            header = store.header
-            train, val, choice = _read_rows(store, Choice(config, {}, {}), choose)
-            test = _tensors(store, "test") if "test" in store.splits and store.count("test") else None
-        classes, config = list(header.classes), choice.config
-        result = _train(train, val, len(classes), config, on_epoch)
-        untrained = _check_trained(result, config, train[1], classes)
-        curves_png = plots.start("curves", {"history": result.history})  # drawn while the trust models are fitted
-        trusted = fit_trust(result.head, train, val, config, trust)
-        calibration_png = plots.start("calibration", trusted.reliability_plot())
-        counts = {"train": len(train[1]), "val": len(val[1]) if val is not None else 0}
-        metrics = _metrics(result, val, classes, choice, trusted)
-        if test is not None:  # scored once, after everything is chosen: reported, never used to choose
-            counts["test"] = len(test[1])
-            metrics["test_report"] = _val_summary(result, test, classes)
+            header, plan = store.header, reading_plan(store)
+            fitting = _fit_streamed if plan.streamed else _fit_in_memory
+            fitted = fitting(store, plan, config, on_epoch, choose, trust, plots)
+        classes, config = list(header.classes), fitted.choice.config
         checkpoint = HeadCheckpoint(
-            trusted.head,
+            fitted.trusted.head,
             classes,
             header.backbone,
             header.weights.to_dict(),
             header.preprocessing.describe(),
             header.precision,
             config.to_dict(),
-            metrics,
-            **trusted.records(),
+            fitted.metrics,
+            **fitted.trusted.records(),
         )
-        record = {**metrics, "classes": classes, "counts": counts, "train_config": config.to_dict()}
-        _save(
-            cache, choice, {CURVES_FILE: curves_png, CALIBRATION_FILE: calibration_png}, record, checkpoint, store.path
-        )
+        record = {**fitted.metrics, "classes": classes, "counts": fitted.counts, "train_config": config.to_dict()}
+        _save(cache, fitted.choice, fitted.pngs, record, checkpoint, store.path)
     return FitSummary(
         cache / HEAD_FILE,
         cache / METRICS_FILE,
         cache / CURVES_FILE,
         classes,
-        counts,
+        fitted.counts,
         header,
-        result,
-        metrics,
+        fitted.result,
+        fitted.metrics,
         time.perf_counter() - started,
-        trust=trusted,
+        trust=fitted.trusted,
         calibration_path=cache / CALIBRATION_FILE,
-        untrained_classes=untrained,
+        untrained_classes=fitted.untrained,
+        reading=plan.describe(),
     )
+
+
+def _fit_in_memory(store: FeatureStore, plan: ReadingPlan, config, on_epoch, choose, trust, plots) -> _Fitted:
+    """Every labelled row in memory (the plan is within the limit): today's path, bit for bit."""
+    train, val, choice = _read_rows(store, Choice(config, {}, {}), choose)
+    test = _tensors(store, "test") if "test" in store.splits and store.count("test") else None
+    classes, config = list(store.header.classes), choice.config
+    result = _train(train, val, len(classes), config, on_epoch)
+    untrained = _check_trained(result, config, train[1], classes)
+    curves_png = plots.start("curves", {"history": result.history})  # drawn while the trust models are fitted
+    trusted = fit_trust(result.head, train, val, config, trust)
+    calibration_png = plots.start("calibration", trusted.reliability_plot())
+    counts = {"train": len(train[1]), "val": len(val[1]) if val is not None else 0}
+    metrics = _metrics(result, _val_summary(result, val, classes), choice, trusted)
+    if test is not None:  # scored once, after everything is chosen: reported, never used to choose
+        counts["test"] = len(test[1])
+        metrics["test_report"] = _val_summary(result, test, classes)
+    pngs = {CURVES_FILE: curves_png, CALIBRATION_FILE: calibration_png}
+    return _Fitted(choice, result, trusted, metrics, counts, untrained, pngs)
+
+
+def _refuse_streamed(store: FeatureStore, plan: ReadingPlan, config: TrainConfig, choose, trust: TrustConfig) -> None:
+    """The steps that hold every row refuse a streamed cache, naming the alternative; so do untrainable rows."""
+    if choose is not None:
+        plan.refuse("the sweep", "train the default recipe with `train-head`, which streams, or sweep a smaller cache")
+    if config.head == "logreg":
+        plan.refuse("--head logreg", "use --head sgd (the default recipe), which streams a cache of any size")
+    if trust.unknown_method == "knn":
+        plan.refuse("--unknown-method knn", "use --unknown-method mahalanobis, which is fitted a chunk at a time")
+    if not has_rows(store, "train"):
+        raise StoreError(f"{store.path} has no training rows: check the dataset and re-run `extract`")
+    first = store.read_vectors("train", slice(0, 1))[0]
+    for _, features, _ in iter_chunks(store, "train", plan.chunk_rows):  # usually the first chunk settles it
+        if bool((features != first).any()):
+            return
+    raise StoreError(f"{store.path}: every training row has the same features (all zero?): re-run `extract`")
+
+
+def _fit_streamed(store: FeatureStore, plan: ReadingPlan, config, on_epoch, choose, trust, plots) -> _Fitted:
+    """The rows above the in-memory limit: SGD, trust and the reports a chunk at a time (heads/streaming.py)."""
+    _refuse_streamed(store, plan, config, choose, trust)
+    classes = list(store.header.classes)
+    result = train_streamed(store, plan, len(classes), config, on_epoch)
+    labels = torch.from_numpy(read_labels(store, "train"))
+    untrained = _check_trained(result, config, labels, classes)
+    curves_png = plots.start("curves", {"history": result.history})
+    trusted = fit_trust_streamed(result.head, store, plan, config, trust)
+    calibration_png = plots.start("calibration", trusted.reliability_plot())
+    counts = {"train": len(labels), "val": store.count("val") if has_rows(store, "val") else 0}
+    reports = {
+        split: classification_summary(*predicted_streamed(result.head, store, split, plan), classes)
+        for split in ("val", "test")
+        if has_rows(store, split)
+    }
+    metrics = {**_metrics(result, reports.get("val"), Choice(config, {}, {}), trusted), "reading": plan.describe()}
+    if "test" in reports:
+        counts["test"] = store.count("test")
+        metrics["test_report"] = reports["test"]
+    pngs = {CURVES_FILE: curves_png, CALIBRATION_FILE: calibration_png}
+    return _Fitted(Choice(config, {}, {}), result, trusted, metrics, counts, untrained, pngs)

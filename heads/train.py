@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -33,9 +33,13 @@ class TrainResult:
 
 
 def train_one_epoch(
-    head: nn.Module, loader: DataLoader, optimizer: MomentumSGD, weight: torch.Tensor | None = None
+    head: nn.Module,
+    loader: DataLoader | Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: MomentumSGD,
+    weight: torch.Tensor | None = None,
 ) -> Scores:
-    """One pass over shuffled batches; loss is the mean over samples (the notebook divided by the epoch number)."""
+    """One pass over shuffled batches (a DataLoader, or heads/streaming.py's); loss is the mean over samples (the
+    notebook divided by the epoch number)."""
     head.train()
     criterion = nn.CrossEntropyLoss(weight=weight)
     total_loss, correct, seen = 0.0, 0, 0

@@ -34,7 +34,11 @@ Trainer = Callable[[torch.Tensor, torch.Tensor], LinearHead]
 def reliability(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = BINS) -> Reliability:
     """Bin rows by their top probability (bins of (i/bins, (i+1)/bins]) and compare with how often they are right."""
     confidence, predicted = probabilities.double().max(1)
-    correct = (predicted == labels).double()
+    return binned_reliability(confidence, (predicted == labels).double(), bins)
+
+
+def binned_reliability(confidence: torch.Tensor, correct: torch.Tensor, bins: int = BINS) -> Reliability:
+    """reliability() from each row's top probability and whether its label was right (float64 each)."""
     index = (torch.ceil(confidence * bins).long() - 1).clamp(0, bins - 1)
     counts = torch.bincount(index, minlength=bins)
     safe = counts.clamp(min=1).double()

@@ -20,11 +20,16 @@ def ledoit_wolf(centered: torch.Tensor) -> tuple[torch.Tensor, float]:
     scikit-learn's two D x D products reduce to the covariance itself: sum((X*X)^T (X*X)) is the sum over rows
     of |x|^4, and sum((X^T X)^2) / n^2 is the sum of the squared covariance.
     """
-    rows, dims = centered.shape
-    covariance = centered.T @ centered / rows
+    rows = centered.shape[0]
+    return shrink(centered.T @ centered / rows, float(((centered**2).sum(1) ** 2).sum()), rows)
+
+
+def shrink(covariance: torch.Tensor, beta_sum: float, rows: int) -> tuple[torch.Tensor, float]:
+    """ledoit_wolf's result from the covariance of zero-mean rows, the sum over rows of |x|^4 and the row count: the
+    three things a pass over chunks can accumulate."""
+    dims = covariance.shape[0]
     trace = float(torch.trace(covariance))
     mu = trace / dims
-    beta_sum = float(((centered**2).sum(1) ** 2).sum())
     delta_sum = float((covariance**2).sum())
     beta = (beta_sum / rows - delta_sum) / (dims * rows)
     delta = (delta_sum - 2 * mu * trace + dims * mu**2) / dims
