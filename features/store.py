@@ -11,8 +11,7 @@
         precision          "fp32" | "bf16"
         data_root          the --data folder the paths are relative to
         torch_version, torchvision_version; forward: "batchnorm folded" (absent: "torchvision eager"; not a reuse key)
-        split              JSON null, or for a folder split by content (format 3; absent before: null)
-                           {"val_fraction", "test_fraction", "seed", "rule": "sha256-seed-v1"} (sources/rule.py)
+        split              JSON null, or a content split's {"val_fraction", "test_fraction", "seed", "rule"} (format 3)
         task               "multi-label" (format 5, written only then); absent: "single-label", format 4 as before
     /<split>               one group per split: train, val (and test, and pool)
         features           float32 (N, width), the backbone's width (512 for resnet18), chunked and resizable
@@ -25,16 +24,12 @@
         sha256             ASCII strings (N,) content hash     } a file changed
         attribute skipped  JSON list of [path, reason] for files that could not be decoded
 
-The `pool` split (format 4; extract --pool) holds unlabeled images: every label -1, its paths relative to data_root
-like the others'. Fitting reads train (and val, test) by name and never sees it; `FeatureStore.labelled_splits` lists
-the splits without it, and `FeatureStore.pool()` is the one way to read its rows (empty Rows when there is none).
+The `pool` split (format 4; extract --pool): unlabeled images, every label -1; fitting never sees it
+(`labelled_splits` lists the others; `pool()` reads its rows). Everything read back is untrusted
+(features/untrusted.py): outside pointers refused, declared sizes checked, every value checked as read.
 
-Everything read back is untrusted (features/untrusted.py): links, external storage and virtual datasets are refused,
-each column's declared size is checked against the file's, and every path, hash, label and feature is checked as read.
-
-The file is written as DIR/features.h5.partial-<id>, flushed per batch, renamed over DIR/features.h5 when complete: a
-reader never sees a half-written file. An interrupted run leaves its partial file (same layout; its last split may lack
-rows and `skipped`); the next extract reuses its rows and deletes it once a complete file is written.
+Written as DIR/features.h5.partial-<id>, flushed per batch, renamed over DIR/features.h5 when complete. An
+interrupted run leaves its partial file (its last split may lack rows); the next extract reuses its rows.
 """
 
 from __future__ import annotations
@@ -316,7 +311,7 @@ class FeatureStore:
             )
 
     def read_vectors(self, split: str, rows: slice) -> tuple[np.ndarray, np.ndarray]:
-        """The features and labels of rows (a slice), checked as read() checks them, without paths and hashes."""
+        """The features and labels of rows (a slice), checked as read() checks them; no paths, no hashes."""
         group = self._group(split)
         with self._reading(f"split '{split}': "):
             features = _read_features(group["features"], rows)
