@@ -276,3 +276,16 @@ def test_a_multi_label_table_gives_label_sets(tmp_path):
     table.write_text("\n".join([*rows, "img0.jpg,hat,val"]) + "\n")
     refused = run("extract", "--labels", table, "--cache", cache, "--multi-label", *FAST)
     assert_error(refused, "labels.csv: line 15: img0.jpg is in val here but in train at line 2: give an image one")
+
+
+def test_a_label_set_without_multi_label_is_refused_not_made_a_class(tmp_path):
+    """`red|shoe` in a single-label table is not a class named `red|shoe`: one line saying to add --multi-label."""
+    data = tmp_path / "data"
+    for index in range(4):
+        make_image(data / f"img{index}.jpg", seed=600 + index)
+    rows = ["path,label", "img0.jpg,red", "img1.jpg,red|shoe", "img2.jpg,shoe", "img3.jpg,red"]
+    table = data / "labels.csv"
+    table.write_text("\n".join(rows) + "\n")
+    refused = run("extract", "--labels", table, "--cache", tmp_path / "cache", *FAST)
+    assert_error(refused, "labels.csv: line 3: label 'red|shoe' names several classes: add --multi-label")
+    assert not (tmp_path / "cache" / FEATURES_FILE).exists()

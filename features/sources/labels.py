@@ -140,6 +140,8 @@ def _keep(where: _Table, kept: _Kept, row: TableRow) -> None:
         raise where.error(row.number, "the path is empty: give every row an image path")
     if not row.label and not where.multi_label:
         raise where.error(row.number, f"{row.path!r} has no label: give one (unlabeled images go in --pool)")
+    if "|" in row.label and not where.multi_label:
+        raise where.error(row.number, f"label {row.label!r} names several classes: add --multi-label, or give one")
     split = row.split.lower() or UNSPLIT
     if split not in (*SPLIT_NAMES, UNSPLIT):
         raise where.error(
