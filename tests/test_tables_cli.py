@@ -31,7 +31,7 @@ def make_table(root: Path, per_class: int = 6, pool: int = 3) -> Path:
     return root / "labels.csv"
 
 
-def test_a_table_and_a_pool_go_extract_info_train_head_audit(tmp_path):
+def test_a_table_and_a_pool_go_extract_info_train_head_predict_evaluate_audit(tmp_path):
     table, cache = make_table(tmp_path / "data"), tmp_path / "cache"
     # --data left out: the table's paths are relative to its own folder.
     result = run("extract", "--labels", table, "--pool", tmp_path / "data" / "unlabeled", "--cache", cache, *FAST)
@@ -52,6 +52,15 @@ def test_a_table_and_a_pool_go_extract_info_train_head_audit(tmp_path):
     metrics = json.loads((cache / "metrics.json").read_text())
     assert metrics["counts"]["train"] + metrics["counts"]["val"] == 12  # the pool is never fitted on
     assert set(load_rows(cache / FEATURES_FILE).counts) <= {"train", "val"}
+    out = tmp_path / "p.csv"
+    assert_ok(run("predict", tmp_path / "data" / "img", "--cache", cache, "--out", out, "--device", "cpu"))
+    assert len(out.read_text().splitlines()) == 1 + 12
+    scored = run("evaluate", tmp_path / "data", "--labels", table, "--cache", cache, "--out", tmp_path / "w.csv")
+    assert_ok(scored)
+    assert "12 images, accuracy" in scored.output
+    assert_ok(run("audit", "--cache", cache, "--curve-seeds", "1", "--folds", "2"))
+    audited = json.loads((cache / "audit" / "audit.json").read_text())
+    assert "pool" not in json.dumps(audited.get("counts", {}))
 
 
 def test_relabelling_or_moving_rows_recomputes_nothing(tmp_path):
