@@ -350,7 +350,8 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
             f"{path} is head format {data['format_version']}; this headstart reads format "
             f"{' or '.join(map(str, READABLE_VERSIONS))}: re-run `train-head`"
         )
-    missing = [key for key in _REQUIRED if key not in data]
+    required = (*_REQUIRED, "multilabel") if data["format_version"] == MULTI_LABEL_VERSION else _REQUIRED
+    missing = [key for key in required if key not in data]
     if missing or not isinstance(data["head_type"], str) or data["head_type"] != "linear":
         raise HeadFileError(f"{path} is incomplete (missing {missing}): re-run `train-head`")
     problem = _record_problem(data) or _integrity_problem(data)

@@ -37,7 +37,7 @@ from PIL import Image
 
 from headstart import cli
 from headstart.features.store import ROW_FIELDS, FeatureStore
-from headstart.heads.checkpoint import FORMAT_VERSION as HEAD_FORMAT
+from headstart.heads.checkpoint import READABLE_VERSIONS as READABLE_HEADS
 from headstart.heads.checkpoint import load_head
 
 CLASSES = ["ants", "bees"]
@@ -1101,7 +1101,8 @@ DAMAGED_HEADS = {
     "malicious-pickle-raw": lambda p: _malicious(p, torch_format=False),
     "plain-state-dict": lambda p: torch.save(load_head(p).head.state_dict(), p),
     "a-tensor": lambda p: torch.save(torch.zeros(3), p),
-    "future-format-version": _head_edit(lambda data: data.update(format_version=HEAD_FORMAT + 1)),
+    "future-format-version": _head_edit(lambda data: data.update(format_version=max(READABLE_HEADS) + 1)),
+    "multi-label-version-without-its-record": _head_edit(lambda data: data.update(format_version=4)),
     "wrong-weight-shape": _head_edit(lambda data: data["state_dict"].update(weight=torch.zeros(2, 7))),
     "a-folder": _replace_with_folder,
 }
