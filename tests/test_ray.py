@@ -127,6 +127,7 @@ def test_extract_and_predict_agree_on_generated_data(local_ray, mixed_dataset, w
             )
 
 
+@pytest.mark.long  # the generated-data test below checks the same agreement in a third of the time
 @needs_ray
 def test_extract_and_train_agree_on_the_real_dataset(local_ray, real_data, tmp_path):
     for engine in ("local", "ray"):
