@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from headstart.features.interrupts import Stopped, ignore_late_signals, install_handlers
+from headstart.features.interrupts import Stopped, accept_signals, ignore_late_signals, install_handlers
 
 if __name__ == "__main__":  # first of all: a Ctrl-C while the libraries below import is then handled like any other
     install_handlers()
@@ -430,6 +430,7 @@ def main() -> None:
     """The `headstart` console script: signals handled from the first line on, so outputs stay whole."""
     install_handlers()
     try:
+        accept_signals()
         cli(prog_name="headstart")
     except Stopped as stop:  # outside a command's body: while click parsed the options, or printed and exited
         from headstart.features.files.atomic import replaced_paths

@@ -17,6 +17,7 @@ import sys
 import threading
 
 RETRY_SECONDS = 0.05
+_accepting = True  # False from install_handlers() until accept_signals()
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 _installed_by: int | None = None  # the pid that installed the handlers: its forks are workers
 
@@ -46,7 +47,7 @@ def _deliver_later(signum: int) -> None:
 def _handler(signum: int, frame) -> None:
     if os.getpid() != _installed_by:
         raise KeyboardInterrupt
-    if _importing(frame):
+    if _importing(frame) or not _accepting:
         _deliver_later(signum)
         return
     raise Stopped(signum)
@@ -62,12 +63,21 @@ def _unraisable(unraisable) -> None:
 
 
 def install_handlers() -> None:
-    """Route SIGINT and SIGTERM through Stopped for this process (call first thing, before heavy imports)."""
-    global _installed_by
+    """Route SIGINT and SIGTERM through Stopped for this process (call first thing, before heavy imports). Until
+    accept_signals() is called, a signal is held and delivered again a moment later, as inside an import: `python
+    cli.py` runs its module body (click's decorators) outside any import and before main()'s handler exists."""
+    global _installed_by, _accepting
     _installed_by = os.getpid()
+    _accepting = False
     sys.unraisablehook = _unraisable
     for signum in HANDLED:
         signal.signal(signum, _handler)
+
+
+def accept_signals() -> None:
+    """From here on a signal raises Stopped at once (call it where Stopped is caught)."""
+    global _accepting
+    _accepting = True
 
 
 def ignore_late_signals() -> None:

@@ -105,6 +105,31 @@ def test_signal_while_importing_stops_cleanly(trained, tmp_path, step, module, s
     assert leftovers(cache) == leftovers(out.parent) == []
 
 
+HELD_UNTIL_ACCEPTED = """
+import signal, sys, time
+from headstart.features.interrupts import Stopped, accept_signals, install_handlers
+install_handlers()
+signal.raise_signal(signal.SIGINT)  # as `python cli.py` runs click's decorators: main()'s handler does not exist yet
+print("held", flush=True)
+try:
+    accept_signals()
+    time.sleep(30)
+except Stopped as stop:
+    print("stopped", stop.signum)
+    sys.exit(0)
+sys.exit(3)
+"""
+
+
+def test_a_signal_before_main_is_held_until_main_can_catch_it():
+    """The adversarial harness's find: SIGINT 0.22 s into `python cli.py train-head`, while cli.py's own module body
+    ran (outside any import, before main()'s try), was a traceback and exit 1."""
+    done = subprocess.run(
+        [sys.executable, "-c", HELD_UNTIL_ACCEPTED], env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout.split()) == (0, ["held", "stopped", str(int(signal.SIGINT))]), done.stderr
+
+
 # --- 3. a failed or interrupted commit of train-head's three files -----------------------------------------------
 
 
