@@ -9,10 +9,7 @@ from rich.table import Table
 from headstart.console.reporter import Reporter
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from headstart.heads.fit import FitSummary
-    from headstart.heads.predict.evaluation import Evaluation
 
 
 def _ap(value: float | None) -> str:
@@ -60,19 +57,3 @@ def show_multilabel_training(report: Reporter, summary: FitSummary) -> None:
         f"trained on {counts} rows in {summary.seconds:.2f} s -> {summary.head_path}, "
         f"{summary.metrics_path}, {summary.curves_path}"
     )
-
-
-def show_multilabel_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show: int, out: Path) -> None:
-    """A multi-label head on a folder: per-label scores, the overall line, the `show` most confidently wrong sets."""
-    summary, mistakes = evaluation.summary, evaluation.mistakes
-    report.table(multilabel_table(summary, f"{folder}: {summary['rows']} images"))
-    if mistakes and show:
-        table = Table(title=f"most confidently wrong sets ({min(show, len(mistakes))} of {len(mistakes)})")
-        for column in ("path", "true", "predicted", "confidence"):
-            table.add_column(column, justify="right" if column == "confidence" else "left", overflow="fold")
-        for mistake in mistakes[:show]:
-            table.add_row(mistake.path, mistake.true, mistake.predicted, f"{mistake.confidence:.4f}")
-        report.table(table)
-    for path, reason in evaluation.failed:
-        report.warn(f"could not read {path}: {reason}")
-    report.note(f"{overall_line(summary)}; {len(mistakes)} wrong sets -> {out}")

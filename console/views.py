@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from headstart.console.multilabel import show_multilabel_evaluation, show_multilabel_training
+from headstart.console.multilabel import multilabel_table, overall_line, show_multilabel_training
 from headstart.console.reporter import Reporter
 from headstart.console.trust import show_flagged, show_trust
 from headstart.features.folder import count_kinds
@@ -154,6 +154,27 @@ def show_table_skipped(report: Reporter, skipped: list[tuple[str, str]]) -> None
         )
 
 
+def _mistakes_table(mistakes: list, show: int, title: str) -> Table:
+    """The `show` most confidently wrong images (or label sets) of an evaluation."""
+    table = Table(title=f"{title} ({min(show, len(mistakes))} of {len(mistakes)})")
+    for column in ("path", "true", "predicted", "confidence"):
+        table.add_column(column, justify="right" if column == "confidence" else "left", overflow="fold")
+    for mistake in mistakes[:show]:
+        table.add_row(mistake.path, mistake.true, mistake.predicted, f"{mistake.confidence:.4f}")
+    return table
+
+
+def show_multilabel_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show: int, out: Path) -> None:
+    """A multi-label head on a folder: per-label scores, the overall line, the `show` most confidently wrong sets."""
+    summary, mistakes = evaluation.summary, evaluation.mistakes
+    report.table(multilabel_table(summary, f"{folder}: {summary['rows']} images"))
+    if mistakes and show:
+        report.table(_mistakes_table(mistakes, show, "most confidently wrong sets"))
+    for path, reason in evaluation.failed:
+        report.warn(f"could not read {path}: {reason}")
+    report.note(f"{overall_line(summary)}; {len(mistakes)} wrong sets -> {out}")
+
+
 def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show: int, out: Path) -> None:
     """Accuracy, the per-class report, the confusion matrix and the `show` most confidently wrong images."""
     summary, mistakes = evaluation.summary, evaluation.mistakes
@@ -162,12 +183,7 @@ def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show
     report.table(scores_table(summary, f"{folder}: accuracy {summary['accuracy']:.4f}"))
     report.table(confusion_table(summary))
     if mistakes and show:
-        table = Table(title=f"most confidently wrong ({min(show, len(mistakes))} of {len(mistakes)})")
-        for column in ("path", "true", "predicted", "confidence"):
-            table.add_column(column, justify="right" if column == "confidence" else "left", overflow="fold")
-        for mistake in mistakes[:show]:
-            table.add_row(mistake.path, mistake.true, mistake.predicted, f"{mistake.confidence:.4f}")
-        report.table(table)
+        report.table(_mistakes_table(mistakes, show, "most confidently wrong"))
     for path, reason in evaluation.failed:
         report.warn(f"could not read {path}: {reason}")
     if evaluation.from_table:
