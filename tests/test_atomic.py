@@ -70,10 +70,16 @@ def test_replace_together_is_all_or_nothing(tmp_path):
 
 
 def test_signals_held_delivers_the_signal_after_the_block(tmp_path):
-    done = []
-    with pytest.raises(KeyboardInterrupt):
-        with signals_held():
-            signal.raise_signal(signal.SIGINT)
-            done.append("the block ran to its end")
-    assert done == ["the block ran to its end"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own SIGINT handler, whatever this process inherited: a shell starts a background job with SIGINT
+    # ignored, and then no KeyboardInterrupt could come (this failed in a suite run started with `&`).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        done = []
+        with pytest.raises(KeyboardInterrupt):
+            with signals_held():
+                signal.raise_signal(signal.SIGINT)
+                done.append("the block ran to its end")
+        assert done == ["the block ran to its end"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
