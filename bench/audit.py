@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import measure_and_save
+from headstart.features.files.cachedir import FEATURES_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
@@ -102,7 +103,7 @@ def _cleanlab_agreement(cache: Path, planted) -> dict:
     from headstart.heads.audit.probabilities import out_of_fold_probabilities
     from headstart.heads.audit.rows import load_rows
 
-    rows = load_rows(cache / "features.h5")
+    rows = load_rows(cache / FEATURES_FILE)
     train = rows.where("train")
     config = AuditConfig()
     probabilities = out_of_fold_probabilities(
@@ -157,7 +158,7 @@ def _threshold_rows(cache: Path, copies: dict[str, tuple[str, str]]) -> dict:
     from headstart.heads.audit.rows import load_rows
     from headstart.heads.audit.space import WHITEN_DIMS, unit_rows, whiten
 
-    rows = load_rows(cache / "features.h5")
+    rows = load_rows(cache / FEATURES_FILE)
     train = rows.features[rows.where("train")]
     index = {path: i for i, path in enumerate(rows.paths)}
     distinct = np.array([path not in copies for path in rows.paths])
