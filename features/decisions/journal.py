@@ -23,7 +23,7 @@ yet undone, renames every file found at `to` back to `from` (never over a file; 
 recorded one is listed and left), removes the folders the moves created when they are empty, and renames the
 journal to `apply-NNNN.undone.jsonl`. It reads the journal as untrusted input: every path must lie inside the
 recorded dataset or quarantine folder, which must be the ones given; a torn last line (a kill while writing it) is
-ignored, since its rename had not begun.
+ignored, since its rename had not begun (a journal whose only line is torn, or empty, moved nothing).
 """
 
 from __future__ import annotations
@@ -156,10 +156,12 @@ def _records(journal: Path, data: Path, quarantine: Path) -> tuple[list, tuple[P
             if number >= len(lines) - 2:
                 break  # the torn last line of a killed apply, or the empty string after the last newline
             raise JournalError(f"{journal} line {number + 1} is not JSON: restore it") from None
-    first = records[0] if records and isinstance(records[0], dict) else {}
+    roots = (data.resolve(), quarantine.resolve())
+    if not records:
+        return [], roots  # an apply killed before its first line was on disk: it had moved nothing
+    first = records[0] if isinstance(records[0], dict) else {}
     if first.get("journal") not in READABLE:
         raise JournalError(f"{journal} is not an apply journal of format {', '.join(map(str, READABLE))}")
-    roots = (data.resolve(), quarantine.resolve())
     if (Path(str(first.get("data"))), Path(str(first.get("quarantine")))) != roots:
         raise JournalError(f"{journal} is for {first.get('data')}, not {data}: pass that --data")
     return records, roots
