@@ -142,10 +142,16 @@ def test_a_table_without_a_split_column_cannot_move_a_split_and_conflicts_are_sk
     data, _ = table_data
     table = data / "plain.tsv"
     table.write_text("path\tlabel\n" + "".join(f"{name}\t{'ants' if '/a' in name else 'bees'}\n" for name in IMAGES))
+    with open(table, "a") as handle:
+        handle.write("img/zz.png\tants|bees\n")  # a multi-label row
+    make_image(data / "img/zz.png", seed=99)
     rows = [("img/a0.png", "move-split", "val"), ("img/b0.png", "relabel", "ants"), ("img/b0.png", "remove", "")]
-    result = run("apply", _decisions(data, rows, tmp_path / "d.csv"), "--data", data, "--labels", table, "--yes")
+    rows.append(("img/zz.png", "relabel", "ants"))
+    decisions = _decisions(data, rows, tmp_path / "d.csv")
+    result = run("apply", decisions, "--data", data, "--labels", table, "--yes", env=WIDE)
     assert_ok(result)
     assert "the table has no split column" in result.output and "conflict: several decisions" in result.output
-    assert "0 rows edited, 0 ignored, 3 skipped" in result.output
+    assert "a multi-label row (ants|bees): relabel it by hand" in result.output
+    assert "0 rows edited, 0 ignored, 4 skipped" in result.output
     parsed = list(csv.reader(io.StringIO(table.read_text()), delimiter="\t"))
-    assert parsed[1] == ["img/a0.png", "ants"] and len(parsed) == len(IMAGES) + 1
+    assert parsed[1] == ["img/a0.png", "ants"] and len(parsed) == len(IMAGES) + 2

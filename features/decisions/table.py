@@ -10,8 +10,9 @@ table's row for its image, and the table is rewritten whole; no image file moves
   an edited row is written again by Python's csv module with the table's own separator and line ending, a JSON
   Lines row by `json.dumps`. No formula guard is added: a label table is data extract reads back, and an apostrophe
   before a class would change the class.
-- A decision is skipped, with why, when its image is no row of the table, is named on several rows (a multi-label
-  table: edit it by hand), is missing, or changed since the decision was made (its sha256 differs: stale).
+- A decision is skipped, with why, when its image is no row of the table, is named on several rows or relabels a
+  multi-label row (`a|b`: edit those by hand), is missing, or changed since the decision was made (its sha256
+  differs: stale).
 - CSV, TSV and JSON Lines tables are rewritten; a Parquet table is refused in one line.
 """
 
@@ -178,6 +179,8 @@ def _edit(decision: Decision, parsed: _Parsed, row: _Row) -> Edit | str:
         return Edit(line, decision.path, "drop", _cell(parsed, row, 1), "", decision)
     if decision.action == "relabel":
         old = _cell(parsed, row, 1)
+        if "|" in old:
+            return f"a multi-label row ({old}): relabel it by hand"
         return (
             f"already in class {old}"
             if old == decision.argument
