@@ -20,9 +20,30 @@ def _where(path: Path, plan) -> str:
     return str(path)
 
 
-def show_apply(report: Reporter, result, dry_run: bool) -> None:
-    """Every move (made, or that would be made), the ignored and skipped rows, and the journal."""
+def _show_edits(report: Reporter, result, dry_run: bool) -> None:
+    """A label table's edits (made, or that would be made) and the count line."""
     plan = result.plan
+    edits = plan.edits if dry_run else result.edited
+    verb = "would edit" if dry_run else "edited"
+    for edit in edits:
+        change = "drop the row" if edit.cell == "drop" else f"{edit.cell} {edit.old!r} -> {edit.new!r}"
+        report.note(f"{verb} {plan.table.name} line {edit.line} {edit.path}: {change} ({edit.decision.action})")
+    for line, path, reason in plan.skipped:
+        report.warn(f"skipped line {line} {path}: {reason}")
+    report.note(f"{len(edits)} rows {verb}, {len(plan.ignored)} ignored, {len(plan.skipped)} skipped")
+    report.note(f"in {plan.table}; no image moves (a dropped row leaves its file in {plan.data})")
+    if dry_run and plan.edits:
+        report.note("dry run: the table is unchanged; pass --yes to rewrite it")
+
+
+def show_apply(report: Reporter, result, dry_run: bool) -> None:
+    """Every move or table edit (made, or that would be made), the ignored and skipped rows, and the journal."""
+    plan = result.plan
+    if hasattr(plan, "edits"):
+        _show_edits(report, result, dry_run)
+        if result.journal is not None:
+            report.note(f"journal: {result.journal} (apply --undo --labels {plan.table} puts the table back)")
+        return
     verb = "would move" if dry_run else "moved"
     moves = plan.moves if dry_run else result.done
     for move in moves:
@@ -41,6 +62,8 @@ def show_undo(report: Reporter, result) -> None:
     """The files put back, those left with why, and the journal."""
     for path, reason in result.left:
         report.warn(f"left {path}: {reason}")
+    if result.table is not None:
+        report.note(f"{result.table} put back as it was")
     report.note(f"{result.restored} files put back from {result.journal}; {len(result.left)} left")
 
 
@@ -58,6 +81,15 @@ def show_undo(report: Reporter, result) -> None:
     default=None,
     help=f"Where removed images and the journals go  [default: DATA{QUARANTINE_SUFFIX} beside DATA]",
 )
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The dataset is this label table (extract --labels): rewrite its rows instead of moving images.",
+)
+@click.option("--path-column", default=ApplyConfig.path_column, show_default=True, help="The table's path column.")
+@click.option("--label-column", default=ApplyConfig.label_column, show_default=True, help="The table's label column.")
+@click.option("--split-column", default=None, help="The table's split column  [default: split, if present]")
 @click.option("--yes", is_flag=True, help="Move the files. Without it, a dry run: print what would move.")
 @click.option("--undo", is_flag=True, help="Put back every file the last apply moved, as it was.")
 @cache_option

@@ -211,3 +211,16 @@ def test_a_class_folder_that_is_a_link_out_of_the_dataset_is_never_a_target(data
     assert_ok(result)
     assert "leads outside the dataset" in result.output and (dataset / "train/ants/a0.png").is_file()
     assert list(outside.iterdir()) == []
+
+
+def test_a_journal_killed_before_its_first_line_was_on_disk_moved_nothing_and_undo_takes_it(dataset, tmp_path):
+    """Found while adding apply to the adversarial harness: SIGKILL between creating the journal and writing its
+    header left an empty journal, and every later --undo refused it as "not an apply journal"."""
+    quarantine = tmp_path / "data-quarantine"
+    quarantine.mkdir()
+    (quarantine / "apply-0001.jsonl").write_text('{"journal": 2, "produc')  # torn, or empty: nothing was moved
+    before = _snapshot(dataset)
+    result = run("apply", "--undo", "--data", dataset)
+    assert_ok(result)
+    assert "0 files put back" in result.output and _snapshot(dataset) == before
+    assert [path.name for path in quarantine.iterdir()] == ["apply-0001.undone.jsonl"]

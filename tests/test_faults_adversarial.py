@@ -889,3 +889,145 @@ def test_adversarial_stops_long_audit_sweep_export(tmp_path):
     results = _run_harness(tmp_path, trials=trials, seed=30, extended=True)
     print(_report(results))
     assert not any(t.problems for t in results), _report(results)
+
+
+# --- apply: stopped at any moment, every file in its old place or its new one ----------------------------------------
+
+APPLY_FILES = 300  # enough renames, each journalled and fsynced first, that signals land among them
+
+
+@dataclass
+class ApplyBench:
+    """A dataset (class folders, or a label table), its decisions, and its files before and after a whole apply."""
+
+    data: Path
+    quarantine: Path
+    decisions: Path
+    table: Path | None
+    original: dict[str, bytes]
+    applied: dict[str, bytes]
+
+    def args(self, *more) -> list:
+        return ["apply", *more, "--data", self.data, *(["--labels", self.table] if self.table else [])]
+
+
+def _apply_tree(data: Path, quarantine: Path) -> dict[str, bytes]:
+    """Every file under the dataset and quarantine folders by where it is; the journals, their table copies and the
+    temporaries of a killed write left out."""
+    found = {}
+    for folder, prefix in ((data, "data/"), (quarantine, "quarantine/")):
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            if path.is_file() and not path.name.startswith(("apply-", ".hs-")):
+                found[prefix + path.relative_to(folder).as_posix()] = path.read_bytes()
+    return found
+
+
+def _apply_bench(tmp: Path, table: bool) -> ApplyBench:
+    from headstart.features.decisions.formats import Decision, write_decisions
+    from headstart.features.decisions.plan import file_sha256
+
+    data, rows, decisions = tmp / "data", ["path,label,split"], []
+    actions = [("relabel", "bees"), ("remove", ""), ("move-split", "val")]
+    for number in range(APPLY_FILES):
+        name = f"img/f{number:03d}.png" if table else f"train/ants/f{number:03d}.png"
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_bytes(f"image {number}\n".encode())
+        rows.append(f"{name},ants,train")
+        action, argument = actions[number % 3]
+        decisions.append(Decision(name, action, argument, file_sha256(data / name) or ""))
+    if table:
+        (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    write_decisions(tmp / "decisions.csv", decisions)
+    reference = tmp / "reference"
+    shutil.copytree(data, reference / "data")
+    bench = ApplyBench(data, tmp / "data-quarantine", tmp / "decisions.csv", data / "labels.csv" if table else None,
+                       _apply_tree(data, tmp / "data-quarantine"), {})  # fmt: skip
+    labels = ["--labels", reference / "data" / "labels.csv"] if table else []
+    assert_ok(invoke("apply", bench.decisions, "--data", reference / "data", *labels, "--yes"))
+    bench.applied = _apply_tree(reference / "data", reference / "data-quarantine")
+    shutil.rmtree(reference)
+    return bench
+
+
+def _in_old_or_new_place(bench: ApplyBench) -> list[str]:
+    """Each file where it was or where apply puts it, byte for byte; none lost, none doubled."""
+    now = _apply_tree(bench.data, bench.quarantine)
+    misplaced = [path for path, data in now.items() if data not in (bench.original.get(path), bench.applied.get(path))]
+    table = "data/labels.csv"
+    images = sorted(data for path, data in now.items() if path != table)
+    problems = [f"files neither old nor new: {misplaced[:5]}"] if misplaced else []
+    if images != sorted(data for path, data in bench.original.items() if path != table):
+        problems.append(f"files lost or doubled: {len(images)} images for {len(bench.original)}")
+    return problems
+
+
+def _undo_all(bench: ApplyBench) -> list[str]:
+    """apply --undo until no journal is left: the dataset as it was, files and folders."""
+    for _ in range(3):
+        outcome = invoke(*bench.args("--undo"))
+        if outcome.code != 0:
+            if "no apply journal to undo" not in outcome.output:
+                return [f"undo failed ({outcome.code}): {(outcome.crash or outcome.output)[-600:]}"]
+            break
+        if "0 left" not in outcome.output:
+            return [f"undo left files: {outcome.output[-600:]}"]
+    problems = [] if _apply_tree(bench.data, bench.quarantine) == bench.original else ["undo did not restore it all"]
+    folders = sorted(str(path.relative_to(bench.data)) for path in bench.data.rglob("*") if path.is_dir())
+    if folders != (["img"] if bench.table else ["train", "train/ants"]):
+        problems.append(f"folders apply made are left: {folders}")
+    return problems
+
+
+def _apply_trial(tmp: Path, rng: random.Random, table: bool) -> Trial:
+    bench = _apply_bench(tmp, table)
+    how = rng.choice(["SIGINT", "SIGTERM", "SIGKILL"])
+    signum = getattr(signal, how)
+    delay = rng.uniform(0.1, 1.0) if rng.random() < 0.5 else rng.uniform(0.8, 2.5)  # imports, then the renames
+    process = subprocess.Popen(
+        command(*bench.args(bench.decisions, "--yes")),
+        cwd=ROOT, env=SUBPROCESS_ENV, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        time.sleep(delay)
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            pass
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        _kill_group(process.pid)
+    text = (stdout + stderr).decode(errors="replace")
+    problems = [f"traceback: {text[-800:]}"] if "Traceback" in text else []
+    if process.returncode not in (0, 128 + signum, -signal.SIGKILL) and not (
+        process.returncode == -signum and not text
+    ):
+        problems.append(f"exit {process.returncode} for {how}: {text[-800:]}")
+    problems += _in_old_or_new_place(bench)
+    now = _apply_tree(bench.data, bench.quarantine)
+    moved = sum(path not in bench.original for path in now) if not table else int(now != bench.original)
+    if rng.random() < 0.5:  # a re-run completes the apply; then everything is undone
+        again = invoke(*bench.args(bench.decisions, "--yes"))
+        if again.code != 0 or _apply_tree(bench.data, bench.quarantine) != bench.applied:
+            problems.append(f"the re-run did not complete the apply ({again.code}): {again.output[-600:]}")
+    problems += _undo_all(bench)
+    step = f"apply --labels ({moved}/1 rewritten)" if table else f"apply ({moved}/{APPLY_FILES} moved)"
+    return Trial(step, how, round(delay, 2), process.returncode, problems)
+
+
+def _apply_harness(tmp: Path, trials: int, seed: int) -> list[Trial]:
+    rng = random.Random(seed)
+    return [_apply_trial(tmp / f"trial-{number}", rng, table=number % 2 == 1) for number in range(trials)]
+
+
+def test_adversarial_apply_stops_short(tmp_path):
+    """apply on class folders, then on a label table, each stopped once at a random moment."""
+    results = _apply_harness(tmp_path, trials=2, seed=40)
+    assert not any(t.problems for t in results), _report(results)
+
+
+@pytest.mark.long
+def test_adversarial_apply_stops_long(tmp_path):
+    """40 trials (HEADSTART_TRIALS_APPLY), half on folders, half on a label table; re-run or undone after each."""
+    results = _apply_harness(tmp_path, trials=int(os.environ.get("HEADSTART_TRIALS_APPLY", 40)), seed=50)
+    print(_report(results))
+    assert not any(t.problems for t in results), _report(results)

@@ -11,10 +11,17 @@ from conftest import make_image
 from test_audit import CHROMIUM, CHROMIUM_ARGS
 
 from headstart.features.decisions.formats import read_decisions
-from headstart.heads.pages.html_report import Choice, Section, render_page
+from headstart.heads.pages.html_report import Choice, Figure, Section, render_page
 from headstart.heads.pages.page import Thumbnails
 
 SHA = {"a.png": "a" * 64, "=b.png": "b" * 64, "c,d.png": "c" * 64}
+
+
+def _png(tmp_path) -> bytes:
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (0, 90, 200)).save(tmp_path / "figure.png")
+    return (tmp_path / "figure.png").read_bytes()
 
 
 def _page(tmp_path):
@@ -31,8 +38,9 @@ def _page(tmp_path):
         for name, score in (("a.png", "0.500"), ("=b.png", "0.900"), ("c,d.png", "10.000"))
     ]
     section = Section("Label issues", ["image", "score", "decision"], rows, note="Score: how doubtful.")
+    figure = Figure("Learning curve", _png(tmp_path))
     page = tmp_path / "report.html"
-    page.write_text(render_page("t", [], [], [section], interactive=True), encoding="utf-8")
+    page.write_text(render_page("t", [], [], [section, figure], interactive=True), encoding="utf-8")
     return page, data
 
 
@@ -71,9 +79,16 @@ def test_sorting_filtering_and_the_decisions_button_in_chromium(tmp_path):
             download.save_as(saved)
             assert "2 decisions saved" in page.inner_text("#hs-saved")
             href = page.get_attribute("figure a", "href")
+            contents = page.evaluate("Array.from(document.querySelectorAll('nav.toc a'), a => a.textContent)")
+            page.click("nav.toc a >> text=Learning curve")
+            target = page.evaluate("location.hash + ' ' + document.querySelector(location.hash).textContent")
+            page.set_viewport_size({"width": 1600, "height": 900})
+            used = page.evaluate("document.querySelector('table.hs').getBoundingClientRect().width / innerWidth")
         finally:
             browser.close()
     assert errors == []
+    assert contents == ["Label issues", "Learning curve"] and target == "#hs-part-2 Learning curve"  # the contents
+    assert used > 0.9  # the table takes the window's width, however wide the window
     assert href == (data / "c,d.png").absolute().as_uri()  # the full-size image, one click away
     rows = list(csv.reader(io.StringIO(saved.read_text(encoding="utf-8"))))
     assert rows == [

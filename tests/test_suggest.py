@@ -76,6 +76,33 @@ def test_the_pool_is_ranked_by_margin_and_written_as_csv_and_page(trained, tmp_p
     text = page.read_text()
     assert text.count('<img src="data:image/jpeg;base64,') == 3
     assert "without pretrained weights" in text and "1 minus the gap" in text
+    seen = _in_chromium(page)
+    assert seen["errors"] == [] and "without pretrained weights" in seen["warning"]  # where it applies, in view
+    assert seen["links"] == [(trained / "data" / row["path"]).absolute().as_uri() for row in rows]  # full size
+    assert "1 minus the gap" in seen["note"] and seen["used"] > 0.9  # the score explained above it; the full width
+
+
+def _in_chromium(page) -> dict:
+    """The suggest page in Chromium: its errors, warning, thumbnails' links, table note and width used."""
+    from playwright.sync_api import sync_playwright
+    from test_audit import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (the pages are tested in a real browser)")
+    seen: dict = {"errors": []}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1600, "height": 900})
+            tab.on("pageerror", lambda error: seen["errors"].append(str(error)))
+            tab.goto(page.resolve().as_uri(), wait_until="load")
+            seen["warning"] = tab.inner_text("p.warn")
+            seen["links"] = tab.evaluate("Array.from(document.querySelectorAll('figure a'), a => a.href)")
+            seen["note"] = tab.inner_text("h2 + p")
+            seen["used"] = tab.evaluate("document.querySelector('table.hs').getBoundingClientRect().width / innerWidth")
+        finally:
+            browser.close()
+    return seen
 
 
 def test_diversity_never_suggests_the_same_image_twice_and_random_follows_its_seed(trained, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,17 +10,32 @@ from pathlib import Path
 
 from headstart.features.decisions.config import ApplyConfig, quarantine_folder
 from headstart.features.decisions.formats import DecisionsError, read_decisions
-from headstart.features.decisions.journal import UNDONE, header, journals, next_journal, read_journal, write_line
+from headstart.features.decisions.journal import (
+    SUFFIX,
+    UNDONE,
+    TableEntry,
+    header,
+    journals,
+    next_journal,
+    read_journal,
+    read_table_entry,
+    write_line,
+)
 from headstart.features.decisions.plan import Move, Plan, file_sha256, plan_decisions
+from headstart.features.decisions.table import Edit, TablePlan, plan_table, rewritten
+from headstart.features.files.atomic import atomic_write
+from headstart.features.files.outputs import Output, check_outputs
+from headstart.features.sources.tables import TableColumns
 
 
 @dataclass
 class ApplyResult:
     """The plan, the moves made (none on a dry run) and the journal that records them."""
 
-    plan: Plan
+    plan: Plan | TablePlan
     done: list[Move] = field(default_factory=list)
     journal: Path | None = None
+    edited: list[Edit] = field(default_factory=list)  # apply --labels: the table's rows changed (none on a dry run)
 
 
 @dataclass
@@ -29,6 +45,7 @@ class UndoResult:
     journal: Path
     restored: int = 0
     left: list[tuple[str, str]] = field(default_factory=list)
+    table: Path | None = None  # the label table put back as it was, when the apply rewrote one
 
 
 def _folders_to_make(target: Path) -> list[Path]:
@@ -72,6 +89,8 @@ def apply_decisions(config: ApplyConfig, on_move: Callable[[Move], None] | None 
     if config.decisions is None:
         raise DecisionsError("name the decisions file to apply (or pass --undo)")
     decisions, invalid = read_decisions(config.decisions)
+    if config.labels is not None:
+        return _apply_table(config, plan_table(decisions, invalid, data, quarantine, config.labels, _columns(config)))
     plan = plan_decisions(decisions, invalid, data, quarantine)
     result = ApplyResult(plan)
     if not config.yes or not plan.moves:
@@ -102,6 +121,56 @@ def apply_decisions(config: ApplyConfig, on_move: Callable[[Move], None] | None 
     return result
 
 
+def _columns(config: ApplyConfig) -> TableColumns:
+    return TableColumns(path=config.path_column, label=config.label_column, split=config.split_column)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _apply_table(config: ApplyConfig, plan: TablePlan) -> ApplyResult:
+    """With config.yes: the old table copied beside the journal, the rewrite journalled, then the table replaced."""
+    result = ApplyResult(plan)
+    if not config.yes or not plan.edits:
+        return result
+    check_outputs(config.cache, Output("--labels", plan.table))
+    new = rewritten(plan.table, plan.original, _columns(config), plan.edits)
+    plan.quarantine.mkdir(parents=True, exist_ok=True)
+    result.journal = next_journal(plan.quarantine)
+    before = result.journal.with_name(result.journal.name[: -len(SUFFIX)] + ".before" + plan.table.suffix)
+    with atomic_write(before) as out:
+        out.write(plan.original)
+    with open(result.journal, "x", encoding="utf-8") as handle:
+        write_line(handle, header(plan.data, plan.quarantine, Path(config.decisions or ""), plan.table))
+        record = {"path": str(plan.table.resolve()), "before": str(before.resolve()), "sha256": _sha(plan.original)}
+        write_line(handle, {"op": "table", **record, "after": _sha(new)})
+        if file_sha256(plan.table) != record["sha256"]:
+            raise DecisionsError(f"{plan.table} changed while apply read it: run apply again")
+        with atomic_write(plan.table) as out:
+            out.write(new)
+        result.edited = list(plan.edits)
+        write_line(handle, {"op": "done", "moves": 0, "edits": len(plan.edits)})
+    return result
+
+
+def _put_table_back(entry: TableEntry, result: UndoResult) -> None:
+    """The table's old bytes back when it holds the new ones; nothing when it still holds the old; else listed."""
+    now = file_sha256(entry.table)
+    if now == entry.sha256:
+        return  # the rewrite never happened
+    if now != entry.after:
+        result.left.append((str(entry.table), "changed since apply rewrote it (its sha256 differs): restore by hand"))
+        return
+    old = entry.before.read_bytes() if file_sha256(entry.before) == entry.sha256 else None
+    if old is None:
+        result.left.append((str(entry.table), f"its old bytes in {entry.before} are missing or changed"))
+        return
+    with atomic_write(entry.table) as out:
+        out.write(old)
+    result.table = entry.table
+
+
 def _put_back(entry, result: UndoResult) -> None:
     if not os.path.lexists(entry.target):
         if not os.path.lexists(entry.source):
@@ -126,7 +195,10 @@ def undo_last(config: ApplyConfig) -> UndoResult:
         raise DecisionsError(f"{quarantine} holds no apply journal to undo: nothing was applied to {data}")
     journal = found[-1]
     entries = read_journal(journal, data, quarantine)
+    table = read_table_entry(journal, data, quarantine, config.labels)
     result = UndoResult(journal)
+    if table is not None:
+        _put_table_back(table, result)
     for entry in reversed(entries):
         _put_back(entry, result)
     for entry in reversed(entries):

@@ -18,6 +18,11 @@ class ApplyConfig:
     backbone: str | None = None  # which features file names the data folder, when the cache holds several
     quarantine: Path | None = None  # None: DATA's sibling DATA-quarantine/
     yes: bool = False  # False: a dry run, nothing moves
+    # A dataset named by a label table (features/decisions/table.py): its rows are edited, no image moves.
+    labels: Path | None = None
+    path_column: str = "path"
+    label_column: str = "label"
+    split_column: str | None = None
 
 
 def quarantine_folder(config: ApplyConfig, data: Path) -> Path:

@@ -3,10 +3,19 @@ is its schema.
 
 JSON Lines, one object per line, appended and flushed to disk (fsync) before the rename it announces:
 
-    {"journal": 1, "producer": "headstart <version>", "created": ISO 8601 UTC, "data": absolute dataset folder,
-     "quarantine": absolute quarantine folder, "decisions": the decisions file}          the first line
+    {"journal": 2, "producer": "headstart <version>", "created": ISO 8601 UTC, "data": absolute dataset folder,
+     "quarantine": absolute quarantine folder, "decisions": the decisions file,
+     "table": the absolute label table apply --labels edited, else null (format 2)}          the first line
     {"op": "move", "from": absolute path, "to": absolute path, "sha256": hex, "made": [folders created for it]}
+    {"op": "table", "path": absolute label table, "before": absolute copy of its old bytes in the quarantine folder,
+     "sha256": the old bytes' hex, "after": the new bytes' hex}          apply --labels: before the table is replaced
     {"op": "done", "moves": int}                                                          the last line, when whole
+
+Format 2 added the table line (format 1 journals, moves only, are read as before). With `apply --labels TABLE` the
+old table's bytes are copied to `apply-NNNN.before<suffix>` beside the journal, that copy and the table line put
+on disk, and only then is the table replaced whole (write-then-rename): after an interruption the table holds its
+old bytes or its new ones. `apply --undo --labels TABLE` puts the copy's bytes back when the table holds the new
+ones (byte for byte), does nothing when it still holds the old ones, and lists it when it holds anything else.
 
 A move line is written before its rename, so after an interruption at any moment each file is at `from` (the
 rename never happened) or at `to` (it did); never both, never neither. `apply --undo` reads the newest journal not
@@ -14,7 +23,7 @@ yet undone, renames every file found at `to` back to `from` (never over a file; 
 recorded one is listed and left), removes the folders the moves created when they are empty, and renames the
 journal to `apply-NNNN.undone.jsonl`. It reads the journal as untrusted input: every path must lie inside the
 recorded dataset or quarantine folder, which must be the ones given; a torn last line (a kill while writing it) is
-ignored, since its rename had not begun.
+ignored, since its rename had not begun (a journal whose only line is torn, or empty, moved nothing).
 """
 
 from __future__ import annotations
@@ -29,7 +38,8 @@ from typing import IO
 
 from headstart.features import __version__
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE = (1, 2)
 PREFIX, SUFFIX, UNDONE = "apply-", ".jsonl", ".undone.jsonl"
 _NAME = re.compile(r"apply-(\d{4,})\.jsonl")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -47,6 +57,16 @@ class Entry:
     target: Path
     sha256: str
     made: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class TableEntry:
+    """The recorded table rewrite: the table, the copy of its old bytes, and both contents' sha256."""
+
+    table: Path
+    before: Path
+    sha256: str
+    after: str
 
 
 def journals(folder: Path) -> list[Path]:
@@ -71,9 +91,10 @@ def write_line(handle: IO[str], record: dict) -> None:
     os.fsync(handle.fileno())
 
 
-def header(data: Path, quarantine: Path, decisions: Path) -> dict:
+def header(data: Path, quarantine: Path, decisions: Path, table: Path | None = None) -> dict:
     """The journal's first line."""
     return {
+        "table": None if table is None else str(table.resolve()),
         "journal": FORMAT_VERSION,
         "producer": f"headstart {__version__}",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -103,6 +124,29 @@ def _entry(record: dict, roots: tuple[Path, ...], journal: Path) -> Entry:
 
 def read_journal(journal: Path, data: Path, quarantine: Path) -> list[Entry]:
     """The journal's moves in the order made; a JournalError when it is not for this dataset or is damaged."""
+    records, roots = _records(journal, data, quarantine)
+    moves = [record for record in records[1:] if isinstance(record, dict) and record.get("op") == "move"]
+    return [_entry(record, roots, journal) for record in moves]
+
+
+def read_table_entry(journal: Path, data: Path, quarantine: Path, table: Path | None) -> TableEntry | None:
+    """The journal's table rewrite (None: it made none); a JournalError when it names another table than `table`."""
+    records, _ = _records(journal, data, quarantine)
+    found = [record for record in records[1:] if isinstance(record, dict) and record.get("op") == "table"]
+    if not found:
+        return None
+    record = found[0]
+    named = Path(str(record.get("path")))
+    if table is None or named != table.resolve():
+        raise JournalError(f"{journal} rewrote the label table {named}: pass --labels {named} to undo it")
+    before = _path(record.get("before"), (quarantine.resolve(),), journal)
+    if not all(_SHA256.fullmatch(str(record.get(key, ""))) for key in ("sha256", "after")):
+        raise JournalError(f"{journal} holds a damaged table record: restore it, or restore the table from {before}")
+    return TableEntry(named, before, record["sha256"], record["after"])
+
+
+def _records(journal: Path, data: Path, quarantine: Path) -> tuple[list, tuple[Path, Path]]:
+    """The journal's records, its first checked to be a readable header for this dataset and quarantine."""
     lines = journal.read_text(encoding="utf-8").split("\n")
     records = []
     for number, line in enumerate(lines):
@@ -112,11 +156,12 @@ def read_journal(journal: Path, data: Path, quarantine: Path) -> list[Entry]:
             if number >= len(lines) - 2:
                 break  # the torn last line of a killed apply, or the empty string after the last newline
             raise JournalError(f"{journal} line {number + 1} is not JSON: restore it") from None
-    first = records[0] if records and isinstance(records[0], dict) else {}
-    if first.get("journal") != FORMAT_VERSION:
-        raise JournalError(f"{journal} is not an apply journal of format {FORMAT_VERSION}")
     roots = (data.resolve(), quarantine.resolve())
+    if not records:
+        return [], roots  # an apply killed before its first line was on disk: it had moved nothing
+    first = records[0] if isinstance(records[0], dict) else {}
+    if first.get("journal") not in READABLE:
+        raise JournalError(f"{journal} is not an apply journal of format {', '.join(map(str, READABLE))}")
     if (Path(str(first.get("data"))), Path(str(first.get("quarantine")))) != roots:
         raise JournalError(f"{journal} is for {first.get('data')}, not {data}: pass that --data")
-    moves = [record for record in records[1:] if isinstance(record, dict) and record.get("op") == "move"]
-    return [_entry(record, roots, journal) for record in moves]
+    return records, roots

@@ -4,7 +4,8 @@ Every string that comes from the user (paths, class names) is escaped, so a file
 `<script>alert(1)</script>.jpg` shows as that text. The page carries a Content-Security-Policy that allows no
 network at all: only inline styles and data: images; and no script, except on an interactive page (the audit's
 report) the one script of heads/pages/interactive.py, allowed by its sha256 (sorting, filtering, saving
-decisions.csv through a Blob download). A thumbnail links to its full-size file.
+decisions.csv through a Blob download). A thumbnail links to its full-size file; a page of several sections opens
+with a table of contents linking to each, and its tables take the window's width.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ background: #f3f3f3; font-size: 0.75em; padding: 4px; } .warn { color: #a40; fon
 table.hs th { cursor: pointer; background: #f6f6f6; position: sticky; top: 0; }
 .hs-filter { margin: 0.3em 0; width: 20em; }
 .bar { position: sticky; top: 0; background: #fff; padding: 0.4em 0; z-index: 1; }
+table.hs { width: 100%; } nav.toc { margin: 0.6em 0; } nav.toc a { margin-right: 1em; white-space: nowrap; }
 """
 
 
@@ -106,8 +108,12 @@ def _where(section: Section) -> str:
     return f" in {_text(section.csv_name)}" if section.csv_name else ""
 
 
-def _section(section: Section) -> str:
-    parts = [f"<h2>{_text(section.title)}</h2>"]
+def _heading(title: str, anchor: str) -> str:
+    return f'<h2 id="{anchor}">{_text(title)}</h2>' if anchor else f"<h2>{_text(title)}</h2>"
+
+
+def _section(section: Section, anchor: str = "") -> str:
+    parts = [_heading(section.title, anchor)]
     if section.note:
         parts.append(f"<p>{_text(section.note)}</p>")
     if not section.rows:
@@ -125,10 +131,18 @@ def _section(section: Section) -> str:
     return "\n".join(parts)
 
 
-def _figure(figure: Figure) -> str:
+def _figure(figure: Figure, anchor: str = "") -> str:
     data = base64.b64encode(figure.png).decode("ascii")
     note = f"<p>{_text(figure.note)}</p>" if figure.note else ""
-    return f'<h2>{_text(figure.title)}</h2>{note}<img src="data:image/png;base64,{data}" alt="{_text(figure.title)}">'
+    return f'{_heading(figure.title, anchor)}{note}<img src="data:image/png;base64,{data}" alt="{_text(figure.title)}">'
+
+
+def _contents(parts: list[Section | Figure]) -> list[str]:
+    """A table of contents, one link per section and figure, when the page has more than one."""
+    if len(parts) < 2:
+        return []
+    links = " ".join(f'<a href="#hs-part-{number}">{_text(part.title)}</a>' for number, part in enumerate(parts, 1))
+    return [f'<nav class="toc"><b>Contents:</b> {links}</nav>']
 
 
 def _decisions_bar(parts: list[Section | Figure]) -> list[str]:
@@ -155,7 +169,11 @@ def render_page(
     body += [f'<p class="warn">{_text(line)}</p>' for line in warnings]
     body += [f"<p>{_text(line)}</p>" for line in summary]
     body += _decisions_bar(parts) if interactive else []
-    body += [_figure(part) if isinstance(part, Figure) else _section(part) for part in parts]
+    body += _contents(parts)
+    body += [
+        _figure(part, f"hs-part-{number}") if isinstance(part, Figure) else _section(part, f"hs-part-{number}")
+        for number, part in enumerate(parts, 1)
+    ]
     csp = f"{CSP}; script-src {script_hash()}" if interactive else CSP
     script = f"<script>{SCRIPT}</script>\n" if interactive else ""
     return (
