@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -14,6 +14,9 @@ from headstart.features.backbone import Backbone
 from headstart.features.folder import ImageEntry
 from headstart.features.images import FileStamp, ImageDecodeError, decode_image, read_file
 from headstart.features.provenance import Preprocessing
+
+if TYPE_CHECKING:
+    from headstart.features.engines.shards import ShardTarget
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -48,8 +51,10 @@ class Engine(Protocol):
         backbone: Backbone,
         preprocessing: Preprocessing,
         on_progress: ProgressCallback | None = None,
+        shards: ShardTarget | None = None,
     ) -> Generator[EmbeddedBatch, None, None]:
-        """The features of entries batch by batch, in the order given; closing the iterator stops the work."""
+        """The features of entries batch by batch, in the order given; closing the iterator stops the work.
+        shards: where a cluster's workers write the rows themselves (extract); an engine computing here ignores it."""
 
 
 def load_image(

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader
@@ -25,6 +26,9 @@ from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, 
 from headstart.features.folder import ImageEntry
 from headstart.features.images import FileStamp, normalize_pixels, pixel_transform
 from headstart.features.provenance import Preprocessing
+
+if TYPE_CHECKING:
+    from headstart.features.engines.shards import ShardTarget
 
 # The fastest end to end on a CPU when measured (docs/benchmark.md).
 CPU_BATCH_SIZES = {"fp32": 8, "bf16": 16}
@@ -130,8 +134,10 @@ class LocalEngine:
         backbone: Backbone,
         preprocessing: Preprocessing,
         on_progress: ProgressCallback | None = None,
+        shards: ShardTarget | None = None,
     ) -> Generator[EmbeddedBatch, None, None]:
-        """Yield the features of entries a decoding group at a time (forward passes of batch_size within), in order."""
+        """Yield the features of entries a decoding group at a time (forward passes of batch_size within), in order.
+        shards: ignored, the rows are computed here and come back to this process."""
         batch_size = self.batch_size or default_batch_size(backbone.device, backbone.precision)
         on_cpu = backbone.device.type == "cpu"
         size = max(PASSES_PER_TURN * batch_size if on_cpu else batch_size, DECODE_GROUP)
