@@ -14,8 +14,8 @@ from headstart.features.backbone import Backbone, check_weights, load_backbone, 
 from headstart.features.backbones.registry import BackboneEntry, backbone_entry
 from headstart.features.config import ExtractConfig
 from headstart.features.engines import build_engine
-from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback
-from headstart.features.engines.shards import ShardReport, complete_shards, new_target, remove_shards
+from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, ShardReport
+from headstart.features.engines.shards import complete_shards, new_target, remove_shards
 from headstart.features.files.cachedir import features_file
 from headstart.features.files.lock import cache_lock
 from headstart.features.folder import Dataset, text_path

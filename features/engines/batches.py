@@ -1,11 +1,12 @@
-"""What every engine shares: the batch it yields, the engine's contract, and the one way a file becomes a tensor."""
+"""What every engine shares: the batch it yields, the engine's contract (and where a cluster's workers write their
+rows), and the one way a file becomes a tensor."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -14,9 +15,6 @@ from headstart.features.backbone import Backbone
 from headstart.features.folder import ImageEntry
 from headstart.features.images import FileStamp, ImageDecodeError, decode_image, read_file
 from headstart.features.provenance import Preprocessing
-
-if TYPE_CHECKING:
-    from headstart.features.engines.shards import ShardTarget
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -29,6 +27,29 @@ class EmbeddedBatch:
     stamps: list[FileStamp | None]
     errors: list[str | None]
     features: np.ndarray
+
+
+@dataclass
+class ShardReport:
+    """What the shards did in one extract: kept from earlier runs, discarded, written now, bytes the driver got."""
+
+    resumed: int = 0  # shards of earlier runs whose rows this run reused
+    discarded: int = 0  # files in the shards folder that did not check (or had no manifest entry)
+    written: int = 0  # shards the workers wrote in this run
+    driver_bytes: int = 0  # bytes the pipeline sent back to the driver (manifest entries and row indices)
+    feature_bytes: int = 0  # of those, bytes of feature rows (float arrays): the design says 0
+
+
+@dataclass(frozen=True)
+class ShardTarget:
+    """Where and how a worker writes its block: the shards folder, the features header, this run's id; and per
+    entry of the engine's list, its split (the shard's group)."""
+
+    folder: str
+    header: dict
+    run: str
+    splits: tuple[str, ...]
+    report: ShardReport = field(default_factory=ShardReport, compare=False)
 
 
 class Engine(Protocol):

@@ -15,20 +15,16 @@ import os
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from headstart.features.backbone import Backbone, pick_device
-from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, load_image
+from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, ShardTarget, load_image
 from headstart.features.folder import ImageEntry
 from headstart.features.images import FileStamp, normalize_pixels, pixel_transform
 from headstart.features.provenance import Preprocessing
-
-if TYPE_CHECKING:
-    from headstart.features.engines.shards import ShardTarget
 
 # The fastest end to end on a CPU when measured (docs/benchmark.md).
 CPU_BATCH_SIZES = {"fp32": 8, "bf16": 16}

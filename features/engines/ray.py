@@ -32,8 +32,8 @@ import torch
 
 from headstart.features.backbone import Backbone, DeviceError, WeightsError, load_backbone, pick_device
 from headstart.features.backbones.registry import DEFAULT_BACKBONE
-from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, load_image
-from headstart.features.engines.shards import ShardTarget, read_back, write_shard
+from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, ShardTarget, load_image
+from headstart.features.engines.shards import read_back, write_shard
 from headstart.features.folder import ImageEntry
 from headstart.features.images import FileStamp, build_transform
 from headstart.features.provenance import Preprocessing, WeightsIdentity

@@ -25,14 +25,14 @@ import re
 import shutil
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from headstart.features.backbone import file_sha256
-from headstart.features.engines.batches import EmbeddedBatch
+from headstart.features.engines.batches import EmbeddedBatch, ShardReport, ShardTarget
 from headstart.features.files.atomic import atomic_write
 from headstart.features.files.cachedir import MANIFEST_SUFFIX, SHARD_PREFIX, SHARD_SUFFIX, shards_folder
 from headstart.features.folder import ImageEntry
@@ -84,29 +84,6 @@ class ShardEntry:
         if not _SHARD_NAME.match(values["shard"]) or not _HEX64.match(values["sha256"]):
             raise ShardError("a manifest entry's shard name or sha256 is malformed")
         return cls(**values)
-
-
-@dataclass
-class ShardReport:
-    """What the shards did in one extract: kept from earlier runs, discarded, written now, bytes the driver got."""
-
-    resumed: int = 0  # shards of earlier runs whose rows this run reused
-    discarded: int = 0  # files in the shards folder that did not check (or had no manifest entry)
-    written: int = 0  # shards the workers wrote in this run
-    driver_bytes: int = 0  # bytes the pipeline sent back to the driver (manifest entries and row indices)
-    feature_bytes: int = 0  # of those, bytes of feature rows (float arrays): the design says 0
-
-
-@dataclass(frozen=True)
-class ShardTarget:
-    """Where and how a worker writes its block: the shards folder, the features header, this run's id; and per
-    entry of the engine's list, its split (the shard's group)."""
-
-    folder: str
-    header: dict
-    run: str
-    splits: tuple[str, ...]
-    report: ShardReport = field(default_factory=ShardReport, compare=False)
 
 
 def new_target(features: Path, header: FeaturesHeader, splits: list[str], report: ShardReport) -> ShardTarget:
