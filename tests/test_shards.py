@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_dataset
 
 from headstart.features import ExtractConfig, extract_features
 from headstart.features.engines.shards import (
@@ -46,11 +47,18 @@ def a_batch(data: Path, names: list[str], first: int, width: int, broken: str | 
     }
 
 
-@pytest.fixture
-def header(tiny_dataset, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """One small dataset for the module (no test changes it)."""
+    return make_dataset(tmp_path_factory.mktemp("shards") / "data")
+
+
+@pytest.fixture(scope="module")
+def header(tiny_dataset, tmp_path_factory):
     """The header an extract of tiny_dataset with --weights none writes (taken from a real run)."""
-    extract_features(ExtractConfig(data=tiny_dataset, cache=tmp_path / "first", weights="none"))
-    with FeatureStore(tmp_path / "first" / "features.h5") as store:
+    cache = tmp_path_factory.mktemp("first")
+    extract_features(ExtractConfig(data=tiny_dataset, cache=cache, weights="none"))
+    with FeatureStore(cache / "features.h5") as store:
         return store.header
 
 

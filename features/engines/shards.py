@@ -87,10 +87,9 @@ class ShardEntry:
 
 
 def new_target(features: Path, header: FeaturesHeader, splits: list[str], report: ShardReport) -> ShardTarget:
-    """A target for this run: the shards folder beside features (made now), the header, a fresh run id; what the
-    run does with shards is counted in report."""
+    """A target for this run: the shards folder beside features (made by the first shard), the header, a fresh run
+    id; what the run does with shards is counted in report."""
     folder = shards_folder(features)
-    folder.mkdir(exist_ok=True)
     run = f"{os.getpid():x}{os.urandom(4).hex()}"
     return ShardTarget(str(folder), header.to_dict(), run, tuple(splits), report)
 
@@ -107,6 +106,7 @@ def write_shard(batch: dict[str, np.ndarray], folder: str, header: dict, run: st
     """A worker's block -> its shard file and manifest entry; what goes back to the driver is the block's row
     indices and the shard's name, no feature rows."""
     values = FeaturesHeader.from_dict(header)
+    Path(folder).mkdir(exist_ok=True)
     entries, ok = _entries(batch), batch["ok"]
     name = f"{SHARD_PREFIX}{run}-{int(batch['index'][0]):09d}{SHARD_SUFFIX}"
     path = Path(folder) / name
