@@ -26,6 +26,7 @@ COMMANDS = {
     "backbones": "python -m bench.backbones",
     "neighbours": "python -m bench.neighbours --queries 100 --choice-sizes 10000 25000 50000",
     "ray_compare": "python -m bench.ray_compare",
+    "ray_shards": "python -m bench.ray_shards",
     "gpu": "bench/gpu.sh",
     "gpu-dry-run": "bench/gpu.sh --dry-run",
 }

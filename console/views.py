@@ -60,7 +60,20 @@ def show_extract(report: Reporter, summary: ExtractSummary) -> None:
     show_table_skipped(report, summary.table_skipped)
     if summary.excluded:
         report.note(f"{summary.excluded} image(s) left out by --exclude")
+    show_shards(report, summary)
     report.note(f"classes: {', '.join(summary.classes)}; done in {summary.seconds:.1f} s")
+
+
+def show_shards(report: Reporter, summary: ExtractSummary) -> None:
+    """The shards an interrupted run left (resumed, discarded) and those the Ray workers wrote."""
+    shards = summary.shards
+    if shards.resumed or shards.discarded:
+        report.note(f"shards of an interrupted run: {shards.resumed} resumed, {shards.discarded} discarded")
+    if shards.written:
+        report.note(
+            f"shards: {shards.written} written by the workers and merged; {shards.driver_bytes} bytes reached this "
+            f"process, {shards.feature_bytes} of them feature rows"
+        )
 
 
 def scores_table(summary: dict, title: str) -> Table:

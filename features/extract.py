@@ -14,7 +14,8 @@ from headstart.features.backbone import Backbone, check_weights, load_backbone, 
 from headstart.features.backbones.registry import BackboneEntry, backbone_entry
 from headstart.features.config import ExtractConfig
 from headstart.features.engines import build_engine
-from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback
+from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, ShardReport
+from headstart.features.engines.shards import complete_shards, new_target, remove_shards
 from headstart.features.files.cachedir import features_file
 from headstart.features.files.lock import cache_lock
 from headstart.features.folder import Dataset, text_path
@@ -44,6 +45,7 @@ class ExtractSummary:
     table_skipped: list[tuple[str, str]] = field(default_factory=list)  # a label table's rows skipped: (path, why)
     merged: int = 0  # --multi-label: copies of one content in other class folders, merged into one image
     excluded: int = 0  # images left out by --exclude
+    shards: ShardReport = field(default_factory=ShardReport)  # resumed, discarded, written by --engine ray workers
 
 
 def _header(
@@ -93,7 +95,8 @@ def extract_features(
     header = _header(config, entry, dataset, weights, rule)
     path = Path(config.cache) / features_file(entry.name)
     with cache_lock(config.cache, "extract"):
-        with closing(PreviousRows(path, header)) as previous:
+        shards, discarded = complete_shards(path)  # an interrupted Ray run's checked shards; the rest removed
+        with closing(PreviousRows(path, header, shards)) as previous:
             plan, merged = previous.plan(dataset.splits), 0
             if config.multi_label:
                 plan, merged = merge_by_content(plan)
@@ -112,6 +115,7 @@ def extract_features(
                 merged,
                 len(dataset.excluded),
             )
+            summary.shards = ShardReport(resumed=previous.resumed_shards, discarded=discarded)
             if on_start:
                 on_start(summary)
             # The weights are loaded only when there is something to compute: a
@@ -127,11 +131,14 @@ def extract_features(
                     on_warning=on_warning,
                     backbone=entry,
                 )
-                batches = engine.embed(plan.todo, backbone, header.preprocessing, on_progress)
+                splits = [split for split, entries in plan.splits.items() for _, reuse in entries if reuse is None]
+                target = new_target(path, header, splits, summary.shards)
+                batches = engine.embed(plan.todo, backbone, header.preprocessing, on_progress, shards=target)
             # closing: the decoding workers (or the Ray pipeline) stop whatever ends the run.
             with closing(batches) as batches:
                 summary.splits = write_features(path, header, plan, previous, batches, dataset.skipped)
         for partial in partial_files(path):  # resumed from, or unusable: the complete file supersedes them all
             partial.unlink(missing_ok=True)
+        remove_shards(path)  # the same for shards
     summary.seconds = time.perf_counter() - started
     return summary

@@ -1,6 +1,7 @@
 """The incremental cache: which previous rows stand for the files scanned now, so only new or changed ones are run.
 
-The previous rows are those of the last complete features file and of interrupted runs' partial files.
+The previous rows are those of the last complete features file, of interrupted runs' partial files and of the shards
+an interrupted `--engine ray` run's workers completed.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def _damaged_rows(store: FeatureStore, split: str, count: int, step: int = 256) 
 class PreviousRows:
     """Rows computed before that may be reused: the last complete features file and interrupted runs' partials."""
 
-    def __init__(self, path: Path, header: FeaturesHeader):
+    def __init__(self, path: Path, header: FeaturesHeader, shards: list[Path] | None = None):
+        """path's complete file and partial files, and shards: files of the same format a cluster's workers wrote
+        (features/engines/shards.py, already checked against their manifest)."""
         self.stores: list[FeatureStore] = []
         self.rebuild_reason: str | None = None
         self.resumed_from: list[Path] = []
@@ -91,6 +94,11 @@ class PreviousRows:
         self._partial_sources: set[int] = set()
         if path.exists():
             self.rebuild_reason = self._add(path, header)
+        self.resumed_shards = 0
+        for shard in shards or ():
+            if self._add(shard, header) is None:
+                self._partial_sources.add(len(self.stores) - 1)
+                self.resumed_shards += 1
         for partial in partial_files(path):
             try:
                 if self._add(partial, header) is None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -99,6 +102,14 @@ def test_extract_and_predict_agree_on_generated_data(local_ray, mixed_dataset, w
         )
         assert "skipped train/ants/broken.jpg: not an image file" in result.output
         assert "skipped val/bees/empty.png: empty file (0 bytes)" in result.output
+    # The workers wrote the rows: what reached this process was row indices and shard names, no feature rows.
+    said = " ".join(result.output.split())  # the line may wrap
+    shards = re.search(r"shards: (\d+) written by the workers and merged; (\d+) bytes .*, (\d+) of them", said)
+    assert shards is not None, result.output
+    written, driver_bytes, feature_bytes = map(int, shards.groups())
+    assert written >= 2 and feature_bytes == 0
+    assert 0 < driver_bytes < 100 * 20  # 20 files: a few dozen bytes each, where one row of features is 2048
+    assert not (tmp_path / "ray" / "features.h5.shards").exists()
     assert_same_stores(tmp_path / "local", tmp_path / "ray")
 
     run("train-head", "--cache", tmp_path / "local")
@@ -138,6 +149,43 @@ def test_extract_and_train_agree_on_the_real_dataset(local_ray, real_data, tmp_p
     assert local["val_acc"] == ray["val_acc"]
     assert local["train_acc"] == ray["train_acc"]
     assert local["val_loss"] == pytest.approx(ray["val_loss"], abs=1e-4)
+
+
+KILL_AFTER_SHARDS = 2
+
+
+@pytest.mark.long  # a Ray instance of its own in a subprocess, killed, then a resumed run
+@needs_ray
+def test_a_driver_killed_mid_run_resumes_shard_by_shard(local_ray, tmp_path):
+    data = make_dataset(tmp_path / "data", per_class={"train": 12, "val": 4})
+    args = ["extract", "--data", data, "--weights", "none", "--batch-size", 2, "--backbone", "mobilenet_v3_large"]
+    run(*args, "--cache", tmp_path / "local")
+    cache, folder = tmp_path / "ray", tmp_path / "ray" / "features-mobilenet_v3_large.h5.shards"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "headstart", *map(str, args), "--cache", str(cache), "--engine", "ray"],
+        cwd=ROOT,
+        start_new_session=True,  # its own Ray processes go with it
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while len(list(folder.glob("*.json"))) < KILL_AFTER_SHARDS and driver.poll() is None:
+            assert time.monotonic() < deadline, "no shards written in 240 s"
+            time.sleep(0.02)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert driver.returncode == -signal.SIGKILL, "the run ended before it was killed: give it more images"
+    left = len(list(folder.glob("*.json")))
+
+    result = run(*args, "--cache", cache, "--engine", "ray")
+    resumed = re.search(r"shards of an interrupted run: (\d+) resumed", " ".join(result.output.split()))
+    assert resumed is not None and int(resumed.group(1)) >= min(left, KILL_AFTER_SHARDS), result.output
+    assert not folder.exists()
+    for name in ("local", "ray"):  # assert_same_stores reads the default backbone's file name
+        (tmp_path / name / "features-mobilenet_v3_large.h5").rename(tmp_path / name / "features.h5")
+    assert_same_stores(tmp_path / "local", tmp_path / "ray")
 
 
 @needs_ray

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from headstart.features.backbone import Backbone, pick_device
-from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, load_image
+from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, ShardTarget, load_image
 from headstart.features.folder import ImageEntry
 from headstart.features.images import FileStamp, normalize_pixels, pixel_transform
 from headstart.features.provenance import Preprocessing
@@ -130,8 +130,10 @@ class LocalEngine:
         backbone: Backbone,
         preprocessing: Preprocessing,
         on_progress: ProgressCallback | None = None,
+        shards: ShardTarget | None = None,
     ) -> Generator[EmbeddedBatch, None, None]:
-        """Yield the features of entries a decoding group at a time (forward passes of batch_size within), in order."""
+        """Yield the features of entries a decoding group at a time (forward passes of batch_size within), in order.
+        shards: ignored, the rows are computed here and come back to this process."""
         batch_size = self.batch_size or default_batch_size(backbone.device, backbone.precision)
         on_cpu = backbone.device.type == "cpu"
         size = max(PASSES_PER_TURN * batch_size if on_cpu else batch_size, DECODE_GROUP)

@@ -3,12 +3,16 @@
     file list -> read + decode + preprocess (Ray tasks, the local engine's own load_image)
               -> frozen backbone (a Ray actor pool: one backbone per actor, a GPU each where the cluster has them)
               -> back to the driver, put in input order by each row's index
+              or, for extract (a ShardTarget): -> a shard file per block written by the workers
+              (features/engines/shards.py) -> only row indices and shard names back to the driver, which reads
+              the shards back in input order, a few at a time
 
 Only this module imports Ray; features.engines.build_engine loads it for --engine ray.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -19,6 +23,7 @@ import warnings
 from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import ray
@@ -27,7 +32,8 @@ import torch
 
 from headstart.features.backbone import Backbone, DeviceError, WeightsError, load_backbone, pick_device
 from headstart.features.backbones.registry import DEFAULT_BACKBONE
-from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, load_image
+from headstart.features.engines.batches import EmbeddedBatch, ProgressCallback, ShardTarget, load_image
+from headstart.features.engines.shards import read_back, write_shard
 from headstart.features.folder import ImageEntry
 from headstart.features.images import FileStamp, build_transform
 from headstart.features.provenance import Preprocessing, WeightsIdentity
@@ -78,7 +84,7 @@ def _decode(
         else:
             errors[row] = error
     return {
-        "index": batch["index"],
+        **batch,  # the entry's own columns (name, label, split) go on to the shard writer
         "pixels": pixels,
         "ok": ok,
         "size": sizes,
@@ -255,20 +261,44 @@ class RayEngine:
         backbone: Backbone,
         preprocessing: Preprocessing,
         on_progress: ProgressCallback | None = None,
+        shards: ShardTarget | None = None,
     ) -> Generator[EmbeddedBatch, None, None]:
         """The local engine's embed on a Ray cluster: each actor rebuilds the backbone from its --weights value and
-        checks it against backbone.identity."""
+        checks it against backbone.identity. With shards, the workers write the rows and the driver reads them back."""
         if not entries:
             return
         shape = _input_shape(preprocessing)
         with _ray(self.address):
             _quiet_ray_data()
-            dataset = _pipeline(entries, backbone, preprocessing, shape, self.device, self.batch_size)
+            dataset = _pipeline(entries, backbone, preprocessing, shape, self.device, self.batch_size, shards)
             try:
                 batches = dataset.iter_batches(batch_size=None, batch_format="numpy")
-                yield from _in_order(entries, batches, self.batch_size, on_progress, backbone.width)
+                if shards is None:
+                    yield from _in_order(entries, batches, self.batch_size, on_progress, backbone.width)
+                    return
+                shard_of = _shards_written(batches, len(entries), shards, on_progress)
             except ray.exceptions.RayError as error:
                 raise RayEngineError(f"on Ray: {_reason(error)}") from None
+        yield from read_back(entries, shard_of, Path(shards.folder), self.batch_size, backbone.width)
+
+
+def _shards_written(
+    batches: Iterable[dict[str, np.ndarray]], total: int, shards: ShardTarget, on_progress: ProgressCallback | None
+) -> dict[int, str]:
+    """Each entry's shard, as the workers report them; the bytes that reach the driver are counted on the way."""
+    shard_of: dict[int, str] = {}
+    for batch in batches:
+        for column in batch.values():
+            size = sum(len(value) for value in column) if column.dtype == object else column.nbytes
+            shards.report.driver_bytes += size
+            shards.report.feature_bytes += size if column.dtype.kind == "f" else 0
+        shard_of.update(zip(batch["index"].tolist(), batch["shard"].tolist()))
+        if on_progress:
+            on_progress(len(shard_of), total)
+    if len(shard_of) != total:
+        raise RayEngineError(f"on Ray: the workers wrote {len(shard_of)} of {total} images")
+    shards.report.written = len(set(shard_of.values()))
+    return shard_of
 
 
 def _pipeline(
@@ -278,11 +308,16 @@ def _pipeline(
     shape: tuple[int, int, int],
     device: str,
     batch_size: int,
+    shards: ShardTarget | None = None,
 ) -> ray.data.Dataset:
-    """file list -> decode tasks -> backbone actors, as a lazy Ray dataset."""
+    """file list -> decode tasks -> backbone actors (-> shard writers), as a lazy Ray dataset."""
     blocks = -(-len(entries) // batch_size)
     pool, gpus_per_actor = _actor_pool(device, blocks)
     rows = [{"index": index, "path": os.fsencode(entry.path)} for index, entry in enumerate(entries)]
+    if shards is not None:  # what a worker needs to write the row as the store does
+        for row, entry, split in zip(rows, entries, shards.splits):
+            found = json.dumps(list(entry.label_set)) if entry.label_set is not None else ""
+            row.update(name=entry.name, label=entry.label, label_set=found, split=split)
     dataset: ray.data.Dataset = ray.data.from_items(rows, override_num_blocks=blocks)
     dataset = dataset.map_batches(
         _decode,  # type: ignore[arg-type]  # ray's stub ignores fn_kwargs: it wants a one-argument function
@@ -292,7 +327,7 @@ def _pipeline(
     )
     with warnings.catch_warnings():  # Ray 2.60 has no named parameter for max_restarts yet
         warnings.simplefilter("ignore", DeprecationWarning)
-        return dataset.map_batches(
+        dataset = dataset.map_batches(
             _Embed,
             fn_constructor_kwargs={
                 "weights": backbone.identity.spec(),
@@ -311,3 +346,11 @@ def _pipeline(
             # with (ray#53727) and logs an error about on every run; only an interrupted extract resumes.
             max_restarts=0,
         )
+    if shards is None:
+        return dataset
+    return dataset.map_batches(
+        write_shard,  # type: ignore[arg-type]  # as _decode
+        fn_kwargs={"folder": shards.folder, "header": shards.header, "run": shards.run},
+        batch_size=None,  # one shard per block
+        batch_format="numpy",
+    )

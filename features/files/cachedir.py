@@ -5,7 +5,11 @@ Every module that reads or writes in the cache takes its names from here, and ev
 
     CACHE/features.h5                  the features (features/store.py)
     CACHE/features.h5.partial-<id>     an extract in progress, renamed over features.h5 when complete
-    CACHE/features-<backbone>.h5       the features of another backbone than the default (and its .partial-<id>);
+    CACHE/features.h5.shards/          --engine ray: the shards its workers write (shard-<run>-<first>.h5) and their
+                                       manifest entries (.json), merged into features.h5 and removed at the end
+                                       (features/engines/shards.py)
+    CACHE/features-<backbone>.h5       the features of another backbone than the default (and its .partial-<id>,
+                                       .shards/);
                                        timm:MODEL's file is features-timm-MODEL.h5 (no colon in a file name)
     CACHE/head.pt                      the trained head (heads/checkpoint.py)
     CACHE/head.previous.pt             the head a sweep replaced, kept one generation (heads/sweep/step.py)
@@ -31,6 +35,8 @@ FEATURES_FILE = "features.h5"  # the default backbone's, as every cache before t
 BACKBONE_FEATURES = ("features-", ".h5")  # features-<backbone>.h5: another backbone's features
 TIMM_FILE_PREFIX = "timm-"  # stands for TIMM_PREFIX in file names
 PARTIAL_SUFFIX = ".partial"
+SHARDS_SUFFIX = ".shards"  # the folder beside a features file where a cluster's workers write their shards
+SHARD_PREFIX, SHARD_SUFFIX, MANIFEST_SUFFIX = "shard-", ".h5", ".json"  # inside it: shard-<run>-<first>.h5, .json
 HEAD_FILE = "head.pt"
 PREVIOUS_HEAD_FILE = "head.previous.pt"
 METRICS_FILE = "metrics.json"
@@ -65,6 +71,19 @@ def features_file(backbone: str) -> str:
     if backbone.startswith(TIMM_PREFIX):
         backbone = TIMM_FILE_PREFIX + backbone[len(TIMM_PREFIX) :]
     return f"{BACKBONE_FEATURES[0]}{backbone}{BACKBONE_FEATURES[1]}"
+
+
+def shards_folder(features: str | os.PathLike) -> Path:
+    """The folder beside a features file where --engine ray's workers write their shards."""
+    features = Path(features)
+    return features.with_name(features.name + SHARDS_SUFFIX)
+
+
+def _shards_folder_name(name: str) -> bool:
+    """Whether name is a features file's shards folder (features.h5.shards, features-<backbone>.h5.shards)."""
+    stem = name[: -len(SHARDS_SUFFIX)] if name.endswith(SHARDS_SUFFIX) else ""
+    start, end = BACKBONE_FEATURES
+    return stem == FEATURES_FILE or (stem.startswith(start) and stem.endswith(end) and len(stem) > len(start + end))
 
 
 def _backbone_of(stem: str) -> str:
@@ -131,7 +150,7 @@ def _owned_name(relative: Path) -> bool:
     parts = relative.parts
     if not parts:
         return True  # the cache folder itself
-    if parts[0] in FOLDERS:
+    if parts[0] in FOLDERS or _shards_folder_name(parts[0]):
         return True
     return len(parts) == 1 and (parts[0] in FILES or parts[0].startswith(PREFIXES))
 
@@ -149,7 +168,7 @@ def cache_files(cache: Path) -> list[Path]:
     found: list[Path] = []
     for name in os.listdir(cache) if cache.is_dir() else ():
         path = cache / name
-        if name in FOLDERS and path.is_dir() and not path.is_symlink():
+        if (name in FOLDERS or _shards_folder_name(name)) and path.is_dir() and not path.is_symlink():
             found.extend(child for child in path.rglob("*") if not child.is_dir())
         elif _owned_name(Path(name)):
             found.append(path)
