@@ -4,7 +4,7 @@ Every string that comes from the user (paths, class names) is escaped, so a file
 `<script>alert(1)</script>.jpg` shows as that text. The page carries a Content-Security-Policy that allows no
 network at all: only inline styles and data: images; and no script, except on an interactive page (the audit's
 report) the one script of heads/pages/interactive.py, allowed by its sha256 (sorting, filtering, saving
-decisions.csv through a Blob download). A thumbnail links to its full-size file.
+decisions.csv through a Blob download, drawing the dataset map's <canvas>). A thumbnail links to its full-size file.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ background: #f3f3f3; font-size: 0.75em; padding: 4px; } .warn { color: #a40; fon
 table.hs th { cursor: pointer; background: #f6f6f6; position: sticky; top: 0; }
 .hs-filter { margin: 0.3em 0; width: 20em; }
 .bar { position: sticky; top: 0; background: #fff; padding: 0.4em 0; z-index: 1; }
+.hs-map { display: flex; gap: 1em; align-items: flex-start; } #hs-map { border: 1px solid #ddd; cursor: crosshair; }
+#hs-map-pick { max-width: 240px; word-break: break-all; font-size: 0.85em; } #hs-map-legend { list-style: none;
+padding: 0; } #hs-map-legend li { display: inline-block; margin-right: 1em; } .swatch { display: inline-block;
+width: 0.8em; height: 0.8em; margin-right: 0.3em; }
 """
 
 
@@ -59,6 +63,15 @@ class Section:
     more: int = 0
     csv_name: str = ""
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Block:
+    """A titled part already rendered to HTML by the module that builds it, which escapes what it shows (the
+    dataset map: heads/pages/map_view.py)."""
+
+    title: str
+    html: str
 
 
 @dataclass
@@ -131,7 +144,13 @@ def _figure(figure: Figure) -> str:
     return f'<h2>{_text(figure.title)}</h2>{note}<img src="data:image/png;base64,{data}" alt="{_text(figure.title)}">'
 
 
-def _decisions_bar(parts: list[Section | Figure]) -> list[str]:
+def _part(part: Section | Figure | Block) -> str:
+    if isinstance(part, Block):
+        return f"<h2>{_text(part.title)}</h2>{part.html}"
+    return _figure(part) if isinstance(part, Figure) else _section(part)
+
+
+def _decisions_bar(parts: list[Section | Figure | Block]) -> list[str]:
     """The save button, when some row offers a decision."""
     if not any(
         isinstance(cell, Choice) for part in parts if isinstance(part, Section) for row in part.rows for cell in row
@@ -147,7 +166,11 @@ def _decisions_bar(parts: list[Section | Figure]) -> list[str]:
 
 
 def render_page(
-    title: str, summary: list[str], warnings: list[str], parts: list[Section | Figure], interactive: bool = False
+    title: str,
+    summary: list[str],
+    warnings: list[str],
+    parts: list[Section | Figure | Block],
+    interactive: bool = False,
 ) -> str:
     """The whole page as one string; interactive: with the one script (sorting, filtering, saving decisions), which
     the page's CSP allows by its hash."""
@@ -155,7 +178,7 @@ def render_page(
     body += [f'<p class="warn">{_text(line)}</p>' for line in warnings]
     body += [f"<p>{_text(line)}</p>" for line in summary]
     body += _decisions_bar(parts) if interactive else []
-    body += [_figure(part) if isinstance(part, Figure) else _section(part) for part in parts]
+    body += [_part(part) for part in parts]
     csp = f"{CSP}; script-src {script_hash()}" if interactive else CSP
     script = f"<script>{SCRIPT}</script>\n" if interactive else ""
     return (
