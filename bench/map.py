@@ -63,6 +63,7 @@ def run(rows: list[int], methods: list[str]) -> dict:
             started = time.perf_counter()
             _umap(make_features(200, seed=1)[0])  # numba compiles on the first call
             results["umap_first_call_seconds"] = round(time.perf_counter() - started, 2)
+            print("umap first call (200 rows, compiling)", results["umap_first_call_seconds"], flush=True)
         for count in rows:
             features, labels = make_features(count)
             started = time.perf_counter()
