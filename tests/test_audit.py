@@ -191,6 +191,8 @@ def test_report_opens_in_chromium_with_every_picture(audited, tmp_path):
     assert [alt for alt, width in seen["images"] if width <= 0] == []
     hostile = next(path for path in planted.copies if path.endswith(HTML_NAME))
     assert f"train: {hostile}" in seen["text"]  # shown as text, never run
+    rows = sum(1 for path in planted.root.rglob("*") if path.is_file())  # every image, each a cached row
+    assert f"All {rows:,} cached rows. Placed by PCA to 50 dimensions, then t-SNE" in seen["text"]  # the map
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 

@@ -35,9 +35,11 @@ def stored(cache):
 
 
 def test_parquet_read_back_by_pandas_equals_the_features_file_with_its_header(cache, tmp_path):
-    pandas = pytest.importorskip("pandas")
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    # the test extra carries pandas, pyarrow and duckdb: a skip here would hide issue 25's done-when
+    import pandas
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     out = tmp_path / "out.parquet"
     seen = []
     summary = write_embeddings(EmbeddingsConfig(out=out, cache=cache, chunk_rows=4), lambda *n: seen.append(n))
@@ -58,7 +60,8 @@ def test_parquet_read_back_by_pandas_equals_the_features_file_with_its_header(ca
 
 
 def test_duckdb_reads_the_parquet_file_as_it_is(cache, tmp_path):
-    duckdb = pytest.importorskip("duckdb")
+    import duckdb
+
     out = tmp_path / "out.parquet"
     write_embeddings(EmbeddingsConfig(out=out, cache=cache))
     rows = duckdb.sql(f"SELECT path, split, label, embedding FROM read_parquet('{out}')").fetchall()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from headstart.features.neighbours.config import INDEX_MIN_ROWS
 from headstart.heads.config import TrainConfig
+from headstart.heads.pages.map import MAP_POINTS
 
 SCORES = ("self_confidence", "normalized_margin")
 
@@ -28,4 +29,6 @@ class AuditConfig:
     report_rows: int = 50  # per section of report.html; the CSVs hold every row
     thumbnail_size: int = 128
     max_pairs: int = 100_000  # duplicates.csv holds at most this many near pairs (the most similar)
+    map_points: int = MAP_POINTS  # report.html's map: at most this many rows, a stratified sample above; 0: no map
+    map_seed: int = 0  # the map's sample and t-SNE
     index_min_rows: int = INDEX_MIN_ROWS  # near duplicates by the approximate index from this many rows (faiss)

@@ -10,6 +10,7 @@ import numpy as np
 from headstart.heads.audit.duplicates import Pairs
 from headstart.heads.audit.label_issues import LabelIssues
 from headstart.heads.audit.learning_curve import LearningCurve
+from headstart.heads.pages.map import DatasetMap
 
 
 @dataclass
@@ -32,6 +33,7 @@ class AuditResult:
     outliers: Outliers
     curve: LearningCurve | None
     val_mistakes: list[tuple[int, int, float]]  # (row, predicted, confidence), most confident first
+    dataset_map: DatasetMap | None = None  # report.html's map (None: --map-points 0)
     record: dict = field(default_factory=dict)  # audit.json
     summary_lines: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -25,6 +25,7 @@ from headstart.heads.audit.result import AuditResult, Outliers
 from headstart.heads.audit.rows import CachedRows, load_rows
 from headstart.heads.audit.summary import describe
 from headstart.heads.audit.writer import write_audit
+from headstart.heads.pages.map import DatasetMap, dataset_map
 
 Progress = Callable[[str, int, int], None]
 
@@ -75,6 +76,20 @@ def _val_mistakes(rows: CachedRows, probabilities: np.ndarray) -> list[tuple[int
     return sorted(mistakes, key=lambda item: (-item[2], rows.paths[item[0]]))
 
 
+def _map(rows: CachedRows, config: AuditConfig, on_progress: Progress | None) -> DatasetMap | None:
+    """report.html's map of the rows: a stratified sample by split and class, placed by t-SNE."""
+    if config.map_points <= 0:
+        return None
+    progress = _stage(on_progress, "map")
+    if progress:
+        progress(0, 1)
+    strata = np.char.add(np.char.add(rows.split.astype(str), "/"), rows.labels.astype(str))
+    placed = dataset_map(rows.features, strata, config.map_points, config.map_seed)
+    if progress:
+        progress(1, 1)
+    return placed
+
+
 def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | None = None) -> AuditResult:
     """Audit the cache's features (config.backbone's when it holds several) and write CACHE/audit/ (its files
     replaced together, audit.json last)."""
@@ -114,6 +129,7 @@ def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | Non
                 _stage(on_progress, "learning curve"),
             )
         result = AuditResult(cache / AUDIT_DIR, issues, pairs, outliers, curve, _val_mistakes(rows, probabilities))
+        result.dataset_map = _map(rows, config, on_progress)
         describe(result, rows, config, features_path)
         result.record["seconds"] = round(time.perf_counter() - started, 3)
         write_audit(result, rows, config, cache)

@@ -4,8 +4,8 @@ Every string that comes from the user (paths, class names) is escaped, so a file
 `<script>alert(1)</script>.jpg` shows as that text. The page carries a Content-Security-Policy that allows no
 network at all: only inline styles and data: images; and no script, except on an interactive page (the audit's
 report) the one script of heads/pages/interactive.py, allowed by its sha256 (sorting, filtering, saving
-decisions.csv through a Blob download). A thumbnail links to its full-size file; a page of several sections opens
-with a table of contents linking to each, and its tables take the window's width.
+decisions.csv through a Blob download, drawing the dataset map's <canvas>). A thumbnail links to its full-size file;
+a page of several sections opens with a table of contents linking to each, and its tables take the window's width.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ table.hs th { cursor: pointer; background: #f6f6f6; position: sticky; top: 0; }
 .hs-filter { margin: 0.3em 0; width: 20em; }
 .bar { position: sticky; top: 0; background: #fff; padding: 0.4em 0; z-index: 1; }
 table.hs { width: 100%; } nav.toc { margin: 0.6em 0; } nav.toc a { margin-right: 1em; white-space: nowrap; }
+.hs-map { display: flex; gap: 1em; align-items: flex-start; } #hs-map { border: 1px solid #ddd; cursor: crosshair; }
+#hs-map-pick { max-width: 240px; word-break: break-all; font-size: 0.85em; } #hs-map-legend { list-style: none;
+padding: 0; } #hs-map-legend li { display: inline-block; margin-right: 1em; } .swatch { display: inline-block;
+width: 0.8em; height: 0.8em; margin-right: 0.3em; }
 """
 
 
@@ -61,6 +65,15 @@ class Section:
     more: int = 0
     csv_name: str = ""
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Block:
+    """A titled part already rendered to HTML by the module that builds it, which escapes what it shows (the
+    dataset map: heads/pages/map_view.py)."""
+
+    title: str
+    html: str
 
 
 @dataclass
@@ -137,7 +150,7 @@ def _figure(figure: Figure, anchor: str = "") -> str:
     return f'{_heading(figure.title, anchor)}{note}<img src="data:image/png;base64,{data}" alt="{_text(figure.title)}">'
 
 
-def _contents(parts: list[Section | Figure]) -> list[str]:
+def _contents(parts: list[Section | Figure | Block]) -> list[str]:
     """A table of contents, one link per section and figure, when the page has more than one."""
     if len(parts) < 2:
         return []
@@ -145,7 +158,13 @@ def _contents(parts: list[Section | Figure]) -> list[str]:
     return [f'<nav class="toc"><b>Contents:</b> {links}</nav>']
 
 
-def _decisions_bar(parts: list[Section | Figure]) -> list[str]:
+def _part(part: Section | Figure | Block, anchor: str) -> str:
+    if isinstance(part, Block):
+        return f"{_heading(part.title, anchor)}{part.html}"
+    return _figure(part, anchor) if isinstance(part, Figure) else _section(part, anchor)
+
+
+def _decisions_bar(parts: list[Section | Figure | Block]) -> list[str]:
     """The save button, when some row offers a decision."""
     if not any(
         isinstance(cell, Choice) for part in parts if isinstance(part, Section) for row in part.rows for cell in row
@@ -161,7 +180,11 @@ def _decisions_bar(parts: list[Section | Figure]) -> list[str]:
 
 
 def render_page(
-    title: str, summary: list[str], warnings: list[str], parts: list[Section | Figure], interactive: bool = False
+    title: str,
+    summary: list[str],
+    warnings: list[str],
+    parts: list[Section | Figure | Block],
+    interactive: bool = False,
 ) -> str:
     """The whole page as one string; interactive: with the one script (sorting, filtering, saving decisions), which
     the page's CSP allows by its hash."""
@@ -170,10 +193,7 @@ def render_page(
     body += [f"<p>{_text(line)}</p>" for line in summary]
     body += _decisions_bar(parts) if interactive else []
     body += _contents(parts)
-    body += [
-        _figure(part, f"hs-part-{number}") if isinstance(part, Figure) else _section(part, f"hs-part-{number}")
-        for number, part in enumerate(parts, 1)
-    ]
+    body += [_part(part, f"hs-part-{number}") for number, part in enumerate(parts, 1)]
     csp = f"{CSP}; script-src {script_hash()}" if interactive else CSP
     script = f"<script>{SCRIPT}</script>\n" if interactive else ""
     return (

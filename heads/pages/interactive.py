@@ -1,4 +1,4 @@
-"""The reports' one script: sortable and filterable tables, and the button that saves decisions.csv.
+"""The reports' one script: sortable and filterable tables, the button that saves decisions.csv, the dataset map.
 
 The page's Content-Security-Policy allows this script alone, by its sha256 (`script-src 'sha256-...'`), so nothing
 else can run, not even a script planted in a file name; it makes no request: decisions.csv is built in the page and
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+
+from headstart.heads.pages.map_script import MAP_SCRIPT
 
 SOURCE = "headstart report.html"
 
@@ -83,6 +85,7 @@ SCRIPT = """
   });
 })();
 """
+SCRIPT += MAP_SCRIPT  # the dataset map's drawing (heads/pages/map_script.py): still one script, allowed by one hash
 
 
 def script_hash(script: str = SCRIPT) -> str:

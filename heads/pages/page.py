@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from headstart.heads.audit.formats import DUPLICATES_FILE, LABEL_ISSUES_FILE, OUTLIERS_FILE
-from headstart.heads.pages.html_report import Choice, Figure, Section, Thumb, render_page
+from headstart.heads.pages.html_report import Block, Choice, Figure, Section, Thumb, render_page
+from headstart.heads.pages.map_view import MAP_THUMB_SIZE, map_block, map_points
 from headstart.heads.pages.thumbnails import thumbnail
 
 
@@ -146,8 +147,17 @@ def _mistakes_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
     )
 
 
+def _map_part(result, rows, cache: Path) -> Block:
+    """The dataset map: its points coloured by label, split, label issue or unknown, small thumbnails for some."""
+    issues = {int(row) for row in result.label_issues.rows}
+    unknown = {int(row) for row in result.outliers.rows}
+    thumbs = Thumbnails(rows.data_root, cache, MAP_THUMB_SIZE)
+    return map_block(result.dataset_map, map_points(result.dataset_map, rows, issues, unknown, thumbs))
+
+
 def audit_page(result, rows, cache: Path, cap: int, thumb_size: int, curve_png: bytes | None) -> str:
-    """report.html of an audit: summary, label issues, duplicate pairs, outliers, learning curve, val mistakes."""
+    """report.html of an audit: summary, label issues, duplicate pairs, outliers, learning curve, val mistakes, the
+    dataset map."""
     thumbs = Thumbnails(rows.data_root, cache, thumb_size)
     parts: list = [
         section(result, rows, thumbs, cap) for section in (_label_section, _duplicate_section, _outlier_section)
@@ -155,6 +165,8 @@ def audit_page(result, rows, cache: Path, cap: int, thumb_size: int, curve_png: 
     if curve_png is not None:
         parts.append(Figure("Learning curve: clean or collect?", curve_png, result.curve_note))
     parts.append(_mistakes_section(result, rows, thumbs, cap))
+    if result.dataset_map is not None:
+        parts.append(_map_part(result, rows, cache))
     # the folder's name, not its path: the page is meant to be shared, this machine's layout is not
     return render_page(
         f"headstart audit: {rows.data_root.name}", result.summary_lines, result.warnings, parts, interactive=True
