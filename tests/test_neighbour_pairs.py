@@ -45,9 +45,9 @@ def test_scanning_every_list_the_index_finds_every_pair_and_keeps_the_most_simil
     features, _ = planted(rows=1500)
     unit = whiten(features, features)
     exact_a, exact_b, exact_s, _ = near_pairs(unit, 0.5, max_pairs=10**9)
-    a, b, s, dropped = indexed_pairs(unit, 0.5, max_pairs=10**9, nprobe=10**6)
+    a, b, s, dropped = indexed_pairs(unit, 0.5, max_pairs=10**9, probes=10**6)
     assert as_set(a, b) == as_set(exact_a, exact_b)  # every list scanned: exact
-    kept_a, kept_b, kept_s, left_out = indexed_pairs(unit, 0.5, max_pairs=200, nprobe=10**6)
+    kept_a, kept_b, kept_s, left_out = indexed_pairs(unit, 0.5, max_pairs=200, probes=10**6)
     assert len(kept_s) == 200 and left_out == len(exact_s) - 200
     assert kept_s.min() >= np.sort(exact_s)[-200] - 1e-6  # the 200 most similar
 
