@@ -1,6 +1,7 @@
 """The approximate index against exact search, and audit's duplicate step, on generated clustered 512-d rows.
 
     python -m bench.neighbours [--sizes 100000 1000000] [--queries 200] [--out bench/results/neighbours.json]
+    python -m bench.neighbours --parts choice duplicates   # only some of the figures (search, choice, duplicates)
     python -m bench.neighbours --duplicates N --method exact|index     # one duplicate step, in this process
 
 The rows are generated FEATURES, not images (no backbone runs; the ImageNet weights are not available here):
@@ -12,7 +13,8 @@ uniform noise. Queries are further rows drawn the same way, not in the searched 
    runs) against exact search (features/neighbours/space.py), the index's build time, and the time of the query
    batch both ways.
 2. The size above which the index is used: at smaller sizes, audit's near pairs both ways (exact tiles against
-   the index's range search, build included); the smallest size where the index is faster is the choice.
+   features/neighbours/pairs.py's lists, their build included); the smallest size where the lists are faster
+   is the choice, and the fraction of the exact pairs they find.
 3. audit's duplicate step (heads/audit/duplicates.find_duplicates, whitening included) at each size, in a fresh
    process, with planted near copies: seconds, peak RSS above the rows, the planted pairs found and, where the
    exact step also runs (not at a million rows: it compares every pair), how many of its pairs the index found.
