@@ -1,6 +1,7 @@
 """The approximate index against exact search, and audit's duplicate step, on generated clustered 512-d rows.
 
     python -m bench.neighbours [--sizes 100000 1000000] [--queries 200] [--out bench/results/neighbours.json]
+    python -m bench.neighbours --parts choice duplicates   # only some of the figures (search, choice, duplicates)
     python -m bench.neighbours --duplicates N --method exact|index     # one duplicate step, in this process
 
 The rows are generated FEATURES, not images (no backbone runs; the ImageNet weights are not available here):
@@ -12,7 +13,8 @@ uniform noise. Queries are further rows drawn the same way, not in the searched 
    runs) against exact search (features/neighbours/space.py), the index's build time, and the time of the query
    batch both ways.
 2. The size above which the index is used: at smaller sizes, audit's near pairs both ways (exact tiles against
-   the index's range search, build included); the smallest size where the index is faster is the choice.
+   features/neighbours/pairs.py's lists, their build included); the smallest size where the lists are faster
+   is the choice, and the fraction of the exact pairs they find.
 3. audit's duplicate step (heads/audit/duplicates.find_duplicates, whitening included) at each size, in a fresh
    process, with planted near copies: seconds, peak RSS above the rows, the planted pairs found and, where the
    exact step also runs (not at a million rows: it compares every pair), how many of its pairs the index found.
@@ -39,6 +41,7 @@ LOCAL = 16
 PLANTED = 100  # near copies planted in the duplicate step's rows
 BLOCK = 4096
 THRESHOLD = AuditConfig().near_threshold
+PARTS = ("search", "choice", "duplicates")
 
 
 def clustered(rows: int, seed: int = 0) -> np.ndarray:
@@ -104,6 +107,7 @@ def choice_figures(rows: np.ndarray, sizes: tuple[int, ...]) -> list[dict]:
                 "index_pairs_seconds": index_seconds,
                 "exact_pairs": len(truth),
                 "exact_pairs_found_by_index": len(truth & found),
+                "fraction_found": round(len(truth & found) / max(1, len(truth)), 4),
             }
         )
     return figures
@@ -179,6 +183,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("bench/results/neighbours.json"))
     parser.add_argument("--duplicates", type=int, help="run one duplicate step over N rows and print it as JSON")
     parser.add_argument("--method", choices=("exact", "index"), default="index")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="which figures to measure")
     return parser.parse_args()
 
 
@@ -188,21 +193,33 @@ def main() -> None:
     if arguments.duplicates:
         print(json.dumps(duplicates_in_process(arguments.duplicates, arguments.method)))
         return
+    from headstart.features.neighbours import pairs
     from headstart.features.neighbours.config import INDEX_MIN_ROWS
 
-    started = time.perf_counter()
-    rows = clustered(max(arguments.sizes) + arguments.queries)
-    queries, rows = rows[-arguments.queries :], rows[: -arguments.queries]
-    choice = choice_figures(rows, tuple(arguments.choice_sizes))
-    search = [search_figures(rows[:size], queries) for size in arguments.sizes]
-    del rows
-    duplicates = duplicate_figures(arguments.sizes, arguments.exact_duplicates_up_to)
+    started, parts, load = time.perf_counter(), set(arguments.parts), os.getloadavg()
+    choice, search, duplicates = [], [], []
+    if parts & {"search", "choice"}:
+        largest = max(arguments.sizes) if "search" in parts else max(arguments.choice_sizes)
+        rows = clustered(largest + arguments.queries)
+        queries, rows = rows[-arguments.queries :], rows[: -arguments.queries]
+        choice = choice_figures(rows, tuple(arguments.choice_sizes)) if "choice" in parts else []
+        search = [search_figures(rows[:size], queries) for size in arguments.sizes] if "search" in parts else []
+        del rows
+    if "duplicates" in parts:
+        duplicates = duplicate_figures(arguments.sizes, arguments.exact_duplicates_up_to)
     faster = [figure["rows"] for figure in choice if figure["index_pairs_seconds"] < figure["exact_pairs_seconds"]]
     record = {
         "command": "python -m bench.neighbours " + " ".join(sys.argv[1:]),
         "data": f"generated: {CLUSTERS} clusters, {LOCAL}-d spread, {DIM}-d rows (no backbone, no images)",
         "cpus": os.cpu_count(),
+        "load_average_at_start": [round(value, 1) for value in load],
+        "load_average_at_end": [round(value, 1) for value in os.getloadavg()],
         "index_min_rows": INDEX_MIN_ROWS,
+        "pair_lists": {
+            "list_rows": pairs.LIST_ROWS,
+            "probes": pairs.PROBES,
+            "kmeans_iterations": pairs.KMEANS_ITERATIONS,
+        },
         "smallest_size_index_faster": min(faster) if faster else None,
         "search": search,
         "choice": choice,

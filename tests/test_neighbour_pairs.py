@@ -45,9 +45,9 @@ def test_scanning_every_list_the_index_finds_every_pair_and_keeps_the_most_simil
     features, _ = planted(rows=1500)
     unit = whiten(features, features)
     exact_a, exact_b, exact_s, _ = near_pairs(unit, 0.5, max_pairs=10**9)
-    a, b, s, dropped = indexed_pairs(unit, 0.5, max_pairs=10**9, nprobe=10**6)
+    a, b, s, dropped = indexed_pairs(unit, 0.5, max_pairs=10**9, probes=10**6)
     assert as_set(a, b) == as_set(exact_a, exact_b)  # every list scanned: exact
-    kept_a, kept_b, kept_s, left_out = indexed_pairs(unit, 0.5, max_pairs=200, nprobe=10**6)
+    kept_a, kept_b, kept_s, left_out = indexed_pairs(unit, 0.5, max_pairs=200, probes=10**6)
     assert len(kept_s) == 200 and left_out == len(exact_s) - 200
     assert kept_s.min() >= np.sort(exact_s)[-200] - 1e-6  # the 200 most similar
 
@@ -98,3 +98,30 @@ def test_the_audit_passes_its_index_size_to_the_duplicate_step(tmp_path, monkeyp
     with pytest.raises(RuntimeError, match="stopped"):
         run.audit_cache(AuditConfig(cache=tmp_path / "cache", folds=2, index_min_rows=123))
     assert seen == [123]
+
+
+def test_the_lists_keep_their_size_as_the_rows_grow_so_each_row_is_compared_with_a_fixed_number():
+    from headstart.features.neighbours.pairs import assign_lists
+
+    for rows in (2000, 4000):
+        features, _ = planted(rows=rows)
+        lists = assign_lists(whiten(features, features), list_rows=100, probes=4)
+        sizes = np.bincount(lists[:, 0])
+        assert lists.shape == (rows, 4) and lists.max() + 1 == rows // 100  # 20 lists, then 40: 100 rows each
+        assert sizes.sum() == rows and sizes.mean() == 100
+        assert all(len(set(row)) == 4 for row in lists.tolist())  # four different lists per row, its own first
+
+
+def test_with_the_centres_grouped_every_pair_found_is_real_once_and_the_copies_are_found(monkeypatch):
+    import headstart.features.neighbours.pairs as pairs
+
+    monkeypatch.setattr(pairs, "GROUPED_FROM", 8)  # 60 lists: grouped, 7 groups of centres
+    monkeypatch.setattr(pairs, "GROUP_PROBES", 2)  # each row compares the centres of 2 groups only
+    features, copies = planted()
+    unit = whiten(features, features[:2400])
+    a, b, s, dropped = pairs.indexed_pairs(unit, 0.8, list_rows=50)
+    exact = as_set(*near_pairs(unit, 0.8)[:2])
+    found = as_set(a, b)
+    assert copies <= found <= exact and dropped == 0 and len(found) == len(a) and bool(np.all(a < b))
+    assert len(found) >= 0.9 * len(exact)
+    assert float(s.min()) >= 0.8 and np.allclose(s, np.einsum("ij,ij->i", unit[a], unit[b]), atol=1e-5)

@@ -168,3 +168,28 @@ def test_the_index_file_is_reused_rebuilt_when_its_features_change_and_never_tru
     os.utime(features, ns=(1, 1))  # the features file changed: its key with it
     changed = IndexKey.of(features, "resnet18", "centred", unit, ["train"])
     assert read_index(path, changed) is None and cached_index(tmp_path / "cache", changed, unit)[1]
+
+
+def test_similar_reuses_its_index_until_the_features_are_extracted_again_then_rebuilds_it(tmp_path):
+    pytest.importorskip("faiss")
+    from headstart.features.neighbours.space import read_rows
+    from headstart.features.neighbours.step import searcher
+    from headstart.features.store import FeatureStore
+
+    def search(features):
+        with FeatureStore(features) as store:
+            rows, header = read_rows(store, ["train"]), store.header
+        config = SimilarConfig(queries=(), cache=tmp_path / "cache", index_min_rows=1000)
+        return rows, searcher(rows, config, features, header)
+
+    features = write_features(tmp_path / "cache", {"train": (clustered(1500), np.arange(1500) % 2)})
+    index = tmp_path / "cache" / "index" / "features.h5.centred.faiss"
+    search(features)
+    first = (index.stat().st_mtime_ns, index.stat().st_ino, index.read_bytes())
+    search(features)
+    assert (index.stat().st_mtime_ns, index.stat().st_ino, index.read_bytes()) == first  # unchanged: read back
+    features = write_features(tmp_path / "cache", {"train": (clustered(1500, seed=7), np.arange(1500) % 2)})
+    rows, searched = search(features)  # extracted again: other rows, the same size
+    assert index.read_bytes() != first[2]  # rebuilt from the new rows
+    found, _ = searched.nearest(rows.features[:20], 1, [None] * 20)
+    assert found[:, 0].tolist() == list(range(20))  # each new row finds itself: the index holds the new rows

@@ -2,8 +2,8 @@
 
 Near pairs are found tile by tile over the upper triangle of the similarity matrix, so memory beyond the
 features is one tile whatever N is, and at most max_pairs near pairs (the most similar) are kept. From
-index_min_rows rows on (with faiss installed) they come from the approximate index's range search instead
-(features/neighbours/pairs.py), so a million rows are not compared pair by pair.
+index_min_rows rows on (with faiss installed) they come from lists of a fixed size instead, each row compared
+with the rows of its nearest lists (features/neighbours/pairs.py), so a million rows are not compared pair by pair.
 """
 
 from __future__ import annotations
