@@ -12,6 +12,7 @@ from conftest import separable, write_features
 from headstart.features import chunks
 from headstart.features.chunks import reading_plan
 from headstart.features.store import FeatureStore
+from headstart.heads.audit import run as audit_run
 from headstart.heads.audit.rows import load_rows
 from headstart.heads.info import describe_cache
 from headstart.heads.pages import page
@@ -98,3 +99,16 @@ def test_class_examples_refuse_a_file_without_training_rows(tmp_path):
         plan = reading_plan(store)
     with pytest.raises(ValueError, match="has no training rows"):
         streamed_examples(path, plan)
+
+
+def test_audit_refuses_above_the_limit_in_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    from cli_helpers import assert_error, run
+
+    features, labels = separable(900)
+    write_features(tmp_path / "cache", {"train": (features[:800], labels[:800]), "val": (features[800:], labels[800:])})
+    audit_run.refuse_above_limit(tmp_path / "cache" / "features.h5")  # 57.6 kB, within 1 GiB: no error
+    monkeypatch.setattr(chunks, "IN_MEMORY_BYTES", 32 << 10)
+    refused = run("audit", "--cache", tmp_path / "cache")
+    error = assert_error(refused, "audit (its out-of-fold fits", "900 labelled rows")
+    assert "audit a sample: extract at most 512 labelled images into another --cache" in error
+    assert not (tmp_path / "cache" / "audit").exists()
