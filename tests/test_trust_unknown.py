@@ -137,3 +137,16 @@ def test_distances_computed_a_block_of_rows_at_a_time_are_the_same_bits(data, mo
     monkeypatch.setattr(mahalanobis, "BLOCK_BYTES", 7 * 3 * DIM * 8)  # 7 rows a block: the last one partial
     assert torch.equal(mahalanobis.class_distances(state, val), whole)
     assert mahalanobis.class_distances(state, val[:0]).shape == (0, 3)
+
+
+def test_the_fit_centred_a_block_of_rows_at_a_time_is_the_same_bits(data, monkeypatch):
+    """fit centres one float64 copy of the rows in place and sums |x|^4 by blocks: the same means and precision as
+    the whole-matrix fit, and the caller's rows (float64 ones included) untouched."""
+    features, labels = data[0]
+    whole = mahalanobis.fit(features, labels)
+    monkeypatch.setattr(mahalanobis, "BLOCK_BYTES", 7 * DIM * 8)  # 7 rows a block
+    rows = features.double()
+    kept = rows.clone()
+    blocked = mahalanobis.fit(rows, labels)
+    assert all(torch.equal(blocked[name], whole[name]) for name in ("means", "precision"))
+    assert torch.equal(rows, kept)
