@@ -4,7 +4,8 @@ Below IN_MEMORY_BYTES of labelled features (train, val and test together) a step
 has, and its results are today's bit for bit. Above it, the steps that can (train-head's SGD recipe, the trust fit)
 read chunks through `FeatureStore.read_vectors`, so every chunk is checked as untrusted input like any other read,
 and peak memory stays near one shuffle window whatever the number of rows; the steps that must hold every row
-(`--head logreg`, `--unknown-method knn`, the sweep) refuse with one line naming the alternative.
+(`--head logreg`, `--unknown-method knn`, the sweep) refuse with one line naming the alternative. info's label
+counts and evaluate's training-image lookups read their columns a chunk at a time whatever the file's size.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ IN_MEMORY_BYTES = 1 << 30  # labelled features held in memory at most (1 GiB: 52
 CHUNK_BYTES = 64 << 20  # the features one chunk of a sequential pass holds
 SHUFFLE_BLOCK_ROWS = 4096  # rows read together when shuffling (16 of the file's 256-row HDF5 chunks)
 WINDOW_SHARE = 4  # a shuffle window holds IN_MEMORY_BYTES / WINDOW_SHARE of features
+COLUMN_CHUNK_ROWS = 1 << 16  # rows of a column other than the features (labels, hashes) one chunk holds
 
 
 class TooLargeError(ValueError):
@@ -110,3 +112,21 @@ def shuffled_windows(
 def read_labels(store: FeatureStore, split: str) -> np.ndarray:
     """A split's labels (8 bytes a row), checked: what the class weights, folds and counts need."""
     return store.labels(split) if split in store.splits else np.zeros(0, np.int64)
+
+
+def count_labels(store: FeatureStore, split: str, classes: int) -> np.ndarray:
+    """Rows per class of a split (int64, `classes` long), counted a chunk of labels at a time: what info needs."""
+    counts = np.zeros(classes, np.int64)
+    for start in range(0, store.count(split), COLUMN_CHUNK_ROWS):
+        counts += np.bincount(store.labels(split, slice(start, start + COLUMN_CHUNK_ROWS)), minlength=classes)
+    return counts
+
+
+def found_digests(store: FeatureStore, split: str, wanted: set[str]) -> set[str]:
+    """Which of the `wanted` content hashes a split holds, its hashes read (and checked) a chunk at a time."""
+    found: set[str] = set()
+    if split not in store.splits:
+        return found
+    for start in range(0, store.count(split), COLUMN_CHUNK_ROWS):
+        found.update(wanted.intersection(store.digests(split, slice(start, start + COLUMN_CHUNK_ROWS))))
+    return found

@@ -256,21 +256,26 @@ class FeatureStore:
         except (OSError, KeyError, ValueError, TypeError) as error:
             raise _damaged(self.path, f"{where}{error}") from None
 
-    def stamps(self, split: str) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
-        """Paths, sizes, mtimes and hashes of a split, without its features: what the incremental cache compares."""
+    def stamps(self, split: str, rows: slice = slice(None)) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
+        """Paths, sizes, mtimes and hashes of a split's rows, without features: what the incremental cache compares."""
         group = self._group(split)
         with self._reading(f"split '{split}': "):
             return (
-                [check_row_path(path) for path in group["paths"].asstr()[:]],
-                group["sizes"][:].astype(np.int64, copy=False),
-                group["mtimes_ns"][:].astype(np.int64, copy=False),
-                [check_sha256(digest) for digest in group["sha256"].asstr()[:]],
+                [check_row_path(path) for path in group["paths"].asstr()[rows]],
+                group["sizes"][rows].astype(np.int64, copy=False),
+                group["mtimes_ns"][rows].astype(np.int64, copy=False),
+                self.digests(split, rows),
             )
 
-    def labels(self, split: str) -> np.ndarray:
+    def digests(self, split: str, rows: slice = slice(None)) -> list[str]:
+        """A split's content hashes (sha256, hex), checked, without its paths (whose checks cost more)."""
+        with self._reading(f"split '{split}': "):
+            return [check_sha256(digest) for digest in self._group(split)["sha256"].asstr()[rows]]
+
+    def labels(self, split: str, rows: slice = slice(None)) -> np.ndarray:
         group = self._group(split)
         with self._reading(f"split '{split}': "):
-            return self._labels(group, split, slice(None))
+            return self._labels(group, split, rows)
 
     def _labels(self, group: h5py.Group, split: str, rows: np.ndarray | slice) -> np.ndarray:
         classes, multi = len(self.header.classes), self.header.multi_label
@@ -366,13 +371,8 @@ class StoreWriter:
         chunk = (self._chunk_rows,)
         matrix = {"maxshape": (None, self._dim), "chunks": (self._chunk_rows, self._dim), "fletcher32": True}
         group.create_dataset("features", (0, self._dim), np.float32, **matrix)
-        for name, dtype in (
-            ("labels", np.int64),
-            ("paths", _STR),
-            ("sizes", np.int64),
-            ("mtimes_ns", np.int64),
-            ("sha256", _STR),
-        ):
+        columns = {"labels": np.int64, "paths": _STR, "sizes": np.int64, "mtimes_ns": np.int64, "sha256": _STR}
+        for name, dtype in columns.items():
             group.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=chunk, fletcher32=name in CHECKSUMMED)
         if self.label_count:
             count = self.label_count

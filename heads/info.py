@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from headstart.features import FeatureStore
+from headstart.features.chunks import count_labels
 from headstart.features.files.cachedir import HEAD_FILE, features_files, present_features
 from headstart.features.folder import POOL, count_kinds
 from headstart.heads.checkpoint import load_head
@@ -33,11 +32,10 @@ def _describe_features(path: Path) -> dict:
         header = store.header.to_dict()
         classes = header["classes"]
         splits = {}
-        for split in store.labelled_splits:
-            labels = store.labels(split)
-            counts = np.bincount(labels, minlength=len(classes)) if len(labels) else np.zeros(len(classes), int)
+        for split in store.labelled_splits:  # labels counted a chunk at a time: memory does not grow with the rows
+            counts = count_labels(store, split, len(classes))
             splits[split] = {
-                "rows": int(len(labels)),
+                "rows": store.count(split),
                 "per_class": dict(zip(classes, map(int, counts))),
                 "skipped": len(store.skipped(split)),
                 "skipped_by_kind": count_kinds(store.skipped(split)),

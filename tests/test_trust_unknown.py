@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from headstart.heads.trust import METHODS, UnknownModel, fit_unknown
+from headstart.heads.trust import METHODS, UnknownModel, fit_unknown, mahalanobis
 from headstart.heads.trust.mahalanobis import ledoit_wolf
 from headstart.heads.trust.unknown import held_out_scores
 
@@ -126,3 +126,27 @@ def test_drift_warning_above_three_times_the_rate_with_20_images(flagged, images
     assert (message is not None) == warned
     if warned:
         assert f"{flagged} of {images}" in message and "5.0% expected" in message
+
+
+def test_distances_computed_a_block_of_rows_at_a_time_are_the_same_bits(data, monkeypatch):
+    """class_distances bounds its rows x classes x width float64 temporaries by blocks of rows; the result is the
+    whole-matrix one bit for bit (each row's distances are computed alike), empty input included."""
+    (features, labels), (val, _), _ = data
+    state = mahalanobis.fit(features, labels)
+    whole = mahalanobis.class_distances(state, val)  # 1,800 rows x 3 classes x 64 x 8 bytes: one block of 64 MiB
+    monkeypatch.setattr(mahalanobis, "BLOCK_BYTES", 7 * 3 * DIM * 8)  # 7 rows a block: the last one partial
+    assert torch.equal(mahalanobis.class_distances(state, val), whole)
+    assert mahalanobis.class_distances(state, val[:0]).shape == (0, 3)
+
+
+def test_the_fit_centred_a_block_of_rows_at_a_time_is_the_same_bits(data, monkeypatch):
+    """fit centres one float64 copy of the rows in place and sums |x|^4 by blocks: the same means and precision as
+    the whole-matrix fit, and the caller's rows (float64 ones included) untouched."""
+    features, labels = data[0]
+    whole = mahalanobis.fit(features, labels)
+    monkeypatch.setattr(mahalanobis, "BLOCK_BYTES", 7 * DIM * 8)  # 7 rows a block
+    rows = features.double()
+    kept = rows.clone()
+    blocked = mahalanobis.fit(rows, labels)
+    assert all(torch.equal(blocked[name], whole[name]) for name in ("means", "precision"))
+    assert torch.equal(rows, kept)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from headstart.features import StoreError, cache_lock
+from headstart.features import FeatureStore, StoreError, cache_lock
+from headstart.features.chunks import reading_plan
 from headstart.features.files.cachedir import AUDIT_DIR, chosen_features
 from headstart.heads.audit.config import AuditConfig
 from headstart.heads.audit.duplicates import find_duplicates
@@ -90,6 +91,17 @@ def _map(rows: CachedRows, config: AuditConfig, on_progress: Progress | None) ->
     return placed
 
 
+def refuse_above_limit(features_path: Path) -> None:
+    """audit holds every labelled row (scikit-learn's out-of-fold fits, the outlier scores, the learning curve):
+    above the in-memory limit (features/chunks.py) it refuses, naming the alternative, before anything is written."""
+    with FeatureStore(features_path) as store:
+        plan = reading_plan(store)
+    plan.refuse(
+        "audit (its out-of-fold fits, outlier scores and learning curve)",
+        f"audit a sample: extract at most {plan.limit_rows:,} labelled images into another --cache and audit that",
+    )
+
+
 def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | None = None) -> AuditResult:
     """Audit the cache's features (config.backbone's when it holds several) and write CACHE/audit/ (its files
     replaced together, audit.json last)."""
@@ -99,6 +111,7 @@ def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | Non
     if not cache.is_dir():  # checked before taking the lock, which would create the folder
         raise StoreError(f"{features_path} does not exist: run `extract` first")
     with cache_lock(cache, "audit"):
+        refuse_above_limit(features_path)
         rows = load_rows(features_path)
         probabilities = _probabilities(rows, config, on_progress)
         train = rows.where("train")

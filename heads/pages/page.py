@@ -208,13 +208,28 @@ def write_evaluation_page(
     (the features file given: the head's backbone's; None: the default backbone's)."""
     from headstart.features.files.atomic import atomic_write
     from headstart.features.files.cachedir import FEATURES_FILE
-    from headstart.heads.audit.rows import load_rows
 
     features = features or cache / FEATURES_FILE
-    exemplars = class_exemplars(load_rows(features), cache, thumb_size) if features.exists() else {}
+    exemplars = _exemplars(features, cache, thumb_size) if features.exists() else {}
     page = evaluation_page(folder, evaluation, exemplars, cache, cap, thumb_size)
     with atomic_write(out, "w", encoding="utf-8") as handle:
         handle.write(page)
+
+
+def _exemplars(features: Path, cache: Path, thumb_size: int) -> dict[str, Thumb]:
+    """The class examples: from the rows in memory below the in-memory limit, a chunk at a time above it."""
+    from headstart.features.chunks import reading_plan
+    from headstart.features.store import FeatureStore
+    from headstart.heads.audit.rows import load_rows
+    from headstart.heads.pages.exemplars import streamed_examples
+
+    with FeatureStore(features) as store:
+        plan = reading_plan(store)
+    if not plan.streamed:
+        return class_exemplars(load_rows(features), cache, thumb_size)
+    data_root, examples = streamed_examples(features, plan)
+    thumbs = Thumbnails(data_root, cache, thumb_size)
+    return {name: thumbs(path, sha256, f"{name}: {path}") for name, (path, sha256) in examples.items()}
 
 
 def class_exemplars(rows, cache: Path, thumb_size: int) -> dict[str, Thumb]:

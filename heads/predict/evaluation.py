@@ -8,6 +8,7 @@ the cache's train split are counted (`training`): their score is not a held-out 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,23 +95,37 @@ def _table_entries(table: EvaluateTable, root: Path, classes: list[str]) -> tupl
     return scored_entries(table.path, root, columns, classes, table.strict)
 
 
-def train_digests(cache: str | os.PathLike, backbone: str) -> frozenset[str] | None:
-    """The content hashes of the train split of the cache's features for the head's backbone; None when the cache
-    holds no such features file (a head copied alone)."""
-    from headstart.features.store import FeatureStore
+class TrainDigests:
+    """The content hashes of a features file's train split, looked up a chunk at a time: evaluate never holds them
+    whole (a ten-million-row cache has ten million), so its memory does not grow with the cache's rows."""
 
+    def __init__(self, path: Path):
+        from headstart.features.store import FeatureStore
+
+        with FeatureStore(path):  # a damaged file is refused before any image is scored
+            self.path = path
+
+    def intersection(self, digests: Iterable[str]) -> set[str]:
+        """Those of `digests` that the train split holds (a frozenset answers the same question)."""
+        from headstart.features.chunks import found_digests
+        from headstart.features.store import FeatureStore
+
+        with FeatureStore(self.path) as store:
+            return found_digests(store, "train", set(digests))
+
+
+def train_digests(cache: str | os.PathLike, backbone: str) -> TrainDigests | None:
+    """The train split's content hashes of the cache's features for the head's backbone; None when the cache
+    holds no such features file (a head copied alone)."""
     path = chosen_features(cache, backbone)
-    if not path.exists():
-        return None
-    with FeatureStore(path) as store:
-        return frozenset(store.stamps("train")[3]) if "train" in store.splits else frozenset()
+    return TrainDigests(path) if path.exists() else None
 
 
 def evaluate_folder(
     folder: str | os.PathLike,
     predictor: Predictor,
     on_progress: ProgressCallback | None = None,
-    train: frozenset[str] | None = None,
+    train: frozenset[str] | TrainDigests | None = None,
     entries: list[ImageEntry] | None = None,
 ) -> Evaluation:
     """Label every image of folder/<class>/ (or the labelled `entries` given) with the predictor and score it
@@ -147,7 +162,10 @@ def evaluate_folder(
     summary = classification_summary(np.asarray(truth, np.int64), np.asarray(guesses, np.int64), classes)
     rate = predictor.unknown_rate
     flagged = sum(bool(prediction.unknown) for _, prediction in scored) if rate is not None else None
-    training = None if train is None else sum(prediction.sha256 in train for _, prediction in scored)
+    training = None
+    if train is not None:
+        found = train.intersection(prediction.sha256 for _, prediction in scored if prediction.sha256)
+        training = sum(prediction.sha256 in found for _, prediction in scored)
     return Evaluation(len(entries), summary, mistakes, failed, flagged, rate, skipped, training)
 
 
