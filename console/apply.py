@@ -85,6 +85,7 @@ def show_undo(report: Reporter, result) -> None:
     "--labels",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
+    show_default="none: the dataset is class folders, and images move",
     help="The dataset is this label table (extract --labels): rewrite its rows instead of moving images.",
 )
 @click.option("--path-column", default=ApplyConfig.path_column, show_default=True, help="The table's path column.")
