@@ -13,20 +13,18 @@ instance. A fast backbone keeps the forward pass from hiding what the shards cos
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from bench import measure_and_save
 from headstart.features import ExtractConfig, extract_features
 from headstart.features.backbones.registry import backbone_entry
 from headstart.features.files.cachedir import MANIFEST_SUFFIX, features_file, shards_folder
@@ -112,16 +110,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backbone", default="mobilenet_v3_large")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ray_shards.json")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="ray-shards-"))
-    try:
-        data = make_images(work / "data", args.images, args.size)
-        figures = measure(data, work, args.backbone, args.images)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    figures = measure_and_save(
+        "ray-shards-",
+        args.out,
+        lambda work: measure(make_images(work / "data", args.images, args.size), work, args.backbone, args.images),
+    )
     for key, value in figures.items():
         print(f"{key:<36} {value:.3f}" if isinstance(value, float) else f"{key:<36} {value}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2))
     print(f"\nwritten to {args.out}")
 
 
