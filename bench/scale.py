@@ -65,7 +65,7 @@ class _ZeroEngine:
     def describe(self) -> str:
         return "zero features (bench seeding)"
 
-    def embed(self, entries, backbone, preprocessing, on_progress=None) -> Iterator[EmbeddedBatch]:
+    def embed(self, entries, backbone, preprocessing, on_progress=None, shards=None) -> Iterator[EmbeddedBatch]:
         for start in range(0, len(entries), self.batch_size):
             chunk = entries[start : start + self.batch_size]
             stamps = [read_file(entry.path)[1] for entry in chunk]
