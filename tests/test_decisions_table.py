@@ -111,7 +111,7 @@ def test_yes_rewrites_the_table_moves_no_image_and_undo_restores_it_byte_for_byt
     assert "img/b0.png" not in rows and "img/b2.png" not in rows and len(rows) == 5
     assert sum(found[1] for found in counts(result.output).values()) == 0  # extracted: none, every row reused
     assert_error(run("apply", "--undo", "--data", data), "--labels")  # the table must be named to be put back
-    result = run("apply", "--undo", "--data", data, "--labels", table)
+    result = run("apply", "--undo", "--data", data, "--labels", table, env=WIDE)  # no path wrapped mid-message
     assert_ok(result)
     assert "put back as it was" in result.output and table.read_bytes() == TABLE.encode()
     assert (quarantine / "apply-0001.undone.jsonl").is_file()
