@@ -39,7 +39,9 @@ def _importing(frame) -> bool:
 
 
 def _deliver_later(signum: int) -> None:
-    timer = threading.Timer(RETRY_SECONDS, signal.raise_signal, (signum,))
+    # To the main thread itself: raise_signal() from the timer's thread would interrupt only that thread, and a main
+    # thread blocked in a system call (a sleep, a read, a wait on workers) would notice the signal only when it returns.
+    timer = threading.Timer(RETRY_SECONDS, signal.pthread_kill, (threading.main_thread().ident, signum))
     timer.daemon = True
     timer.start()
 
