@@ -731,8 +731,9 @@ MESSAGE = {
     "step, signum",
     [
         pytest.param("extract", signal.SIGINT, id="extract-SIGINT"),
-        pytest.param("extract", signal.SIGTERM, id="extract-SIGTERM"),
-        pytest.param("extract", signal.SIGKILL, id="extract-SIGKILL"),
+        # extract's SIGTERM and SIGKILL are the adversarial harness's too (tests/test_faults_adversarial.py): long here
+        pytest.param("extract", signal.SIGTERM, id="extract-SIGTERM", marks=pytest.mark.long),
+        pytest.param("extract", signal.SIGKILL, id="extract-SIGKILL", marks=pytest.mark.long),
         pytest.param("train-head", signal.SIGINT, id="train-head-SIGINT"),
         pytest.param("train-head", signal.SIGKILL, id="train-head-SIGKILL"),
         pytest.param("predict", signal.SIGINT, id="predict-SIGINT"),
