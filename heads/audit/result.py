@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,6 +12,9 @@ from headstart.heads.audit.duplicates import Pairs
 from headstart.heads.audit.label_issues import LabelIssues
 from headstart.heads.audit.learning_curve import LearningCurve
 from headstart.heads.pages.map import DatasetMap
+
+if TYPE_CHECKING:
+    from headstart.heads.audit.multilabel import LabelSetIssues
 
 
 @dataclass
@@ -39,3 +43,5 @@ class AuditResult:
     warnings: list[str] = field(default_factory=list)
     curve_note: str = ""
     seconds: float = 0.0
+    label_set_issues: LabelSetIssues | None = None  # multi-label features: likely missing and extra labels
+    files: list[str] = field(default_factory=list)  # the files written, when they are not the single-label set

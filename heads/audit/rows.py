@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from headstart.features import FeaturesHeader, FeatureStore
-from headstart.heads.multilabel.predictions import refuse_multilabel
 
 
 @dataclass
@@ -23,6 +22,7 @@ class CachedRows:
     classes: list[str]
     data_root: Path
     header: FeaturesHeader
+    label_sets: np.ndarray | None = None  # uint8 (N, C) of a multi-label file (labels: each row's lowest, -1: none)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -42,8 +42,6 @@ def load_rows(path: str | Path) -> CachedRows:
     """Read features.h5 whole; refuse a file without training rows."""
     with FeatureStore(path) as store:
         header = store.header
-        if header.multi_label:
-            refuse_multilabel(path, "audit")
         blocks = {split: store.read(split) for split in store.labelled_splits}  # the unlabeled pool is no evidence
     if "train" not in blocks or not len(blocks["train"]):
         raise ValueError(f"{path} has no training rows: check the dataset and re-run `extract`")
@@ -58,4 +56,5 @@ def load_rows(path: str | Path) -> CachedRows:
         classes=list(header.classes),
         data_root=Path(header.data_root),
         header=header,
+        label_sets=np.concatenate([blocks[s].label_sets for s in order]) if header.multi_label else None,  # type: ignore[misc]
     )
