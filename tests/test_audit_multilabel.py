@@ -13,7 +13,8 @@ from test_multilabel import CLASSES, planted, write_multilabel
 
 from headstart.heads.audit.config import AuditConfig
 from headstart.heads.audit.formats import LABEL_SET_ISSUE_COLUMNS, MULTI_LABEL_VERSION, read_audit
-from headstart.heads.audit.multilabel import EXTRA, MISSING, find_label_set_issues, label_probabilities
+from headstart.heads.audit.multilabel import find_label_set_issues, label_probabilities
+from headstart.heads.audit.result import EXTRA, MISSING
 from headstart.heads.audit.rows import CachedRows
 
 

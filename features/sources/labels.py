@@ -123,10 +123,10 @@ def scored_entries(
     kept = _Kept(labels={name: index for index, name in enumerate(classes)})
     for row in read_table(table, columns):
         named = [part.strip() for part in row.label.split("|") if part.strip()] if multi_label else [row.label]
-        for label in named:
-            if label and label not in kept.labels:
+        for text in named:
+            if text and text not in kept.labels:
                 raise where.error(
-                    row.number, f"label {label!r} is not a class the head knows ({', '.join(classes)}): fix the row"
+                    row.number, f"label {text!r} is not a class the head knows ({', '.join(classes)}): fix the row"
                 )
         _keep(where, kept, row)
     if not kept.rows and not kept.skipped:

@@ -19,7 +19,6 @@ multi-label features yet: the learning curve, val's confidently wrong images and
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,28 +28,10 @@ from headstart.heads.audit.config import AuditConfig
 from headstart.heads.audit.duplicates import find_duplicates
 from headstart.heads.audit.label_issues import LabelIssues, class_thresholds, find_label_issues
 from headstart.heads.audit.outliers import outlier_score
-from headstart.heads.audit.result import AuditResult, Outliers
+from headstart.heads.audit.result import AuditResult, LabelSetIssues, Outliers
 from headstart.heads.audit.rows import CachedRows
 from headstart.heads.config import TrainConfig
 from headstart.heads.kfold import out_of_fold, stratified_folds
-
-MISSING, EXTRA = "missing", "extra"
-
-
-@dataclass
-class LabelSetIssues:
-    """Flagged (row, label) pairs, most suspicious first, with their scores."""
-
-    rows: np.ndarray  # int64, a row per flagged pair
-    labels: np.ndarray  # int64, the label in question
-    given: np.ndarray  # uint8, 1: the row was given the label (a likely extra one), 0: not (a likely missing one)
-    probability: np.ndarray  # p(label present), out of fold for train rows
-    self_confidence: np.ndarray  # p(the value given)
-    normalized_margin: np.ndarray  # p(the value given) - p(the other value), in [-1, 1]
-    thresholds: np.ndarray  # (C, 2) per label: t0 (absent), t1 (present)
-
-    def kind(self, index: int) -> str:
-        return EXTRA if self.given[index] else MISSING
 
 
 def _fit_predict(train_x: torch.Tensor, train_y: torch.Tensor, x: torch.Tensor, config: TrainConfig) -> torch.Tensor:

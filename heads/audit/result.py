@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,8 +12,23 @@ from headstart.heads.audit.label_issues import LabelIssues
 from headstart.heads.audit.learning_curve import LearningCurve
 from headstart.heads.pages.map import DatasetMap
 
-if TYPE_CHECKING:
-    from headstart.heads.audit.multilabel import LabelSetIssues
+MISSING, EXTRA = "missing", "extra"  # a multi-label audit's kinds of label-set issue
+
+
+@dataclass
+class LabelSetIssues:
+    """A multi-label audit's flagged (row, label) pairs (heads/audit/multilabel.py), most suspicious first."""
+
+    rows: np.ndarray  # int64, a row per flagged pair
+    labels: np.ndarray  # int64, the label in question
+    given: np.ndarray  # uint8, 1: the row was given the label (a likely extra one), 0: not (a likely missing one)
+    probability: np.ndarray  # p(label present), out of fold for train rows
+    self_confidence: np.ndarray  # p(the value given)
+    normalized_margin: np.ndarray  # p(the value given) - p(the other value), in [-1, 1]
+    thresholds: np.ndarray  # (C, 2) per label: t0 (absent), t1 (present)
+
+    def kind(self, index: int) -> str:
+        return EXTRA if self.given[index] else MISSING
 
 
 @dataclass

@@ -31,6 +31,11 @@ class CachedRows:
         """Row numbers of a split."""
         return np.flatnonzero(self.split == split)
 
+    def label_set_text(self, row: int) -> str:
+        """A multi-label row's labels, `|`-joined in class order (empty for none)."""
+        assert self.label_sets is not None
+        return "|".join(self.classes[label] for label in self.label_sets[row].nonzero()[0])
+
     @property
     def counts(self) -> dict[str, int]:
         """Rows per split."""
@@ -56,5 +61,5 @@ def load_rows(path: str | Path) -> CachedRows:
         classes=list(header.classes),
         data_root=Path(header.data_root),
         header=header,
-        label_sets=np.concatenate([blocks[s].label_sets for s in order]) if header.multi_label else None,  # type: ignore[misc]
+        label_sets=np.concatenate([blocks[s].label_sets for s in order]) if header.multi_label else None,
     )

@@ -133,19 +133,13 @@ def write_multilabel_audit(result: AuditResult, rows: CachedRows, config: AuditC
         (folder / stale).unlink(missing_ok=True)
 
 
-def label_set_text(rows: CachedRows, row: int) -> str:
-    """A multi-label row's labels, `|`-joined in class order (empty for none)."""
-    assert rows.label_sets is not None
-    return "|".join(rows.classes[label] for label in rows.label_sets[row].nonzero()[0])
-
-
 def _multilabel_outlier_rows(outliers: Outliers, rows: CachedRows):
     """outliers.csv's rows, `given` the row's whole label set (`|`-joined), not its lowest label."""
     for rank, (row, score, nearest) in enumerate(zip(outliers.rows, outliers.score, outliers.nearest), start=1):
         yield {
             "path": rows.paths[row],
             "split": rows.split[row],
-            "given": label_set_text(rows, row),
+            "given": rows.label_set_text(row),
             "nearest": rows.classes[nearest],
             "score": float(score),
             "rank": rank,

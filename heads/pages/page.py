@@ -217,8 +217,6 @@ def write_evaluation_page(
 
 
 def _label_set_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
-    from headstart.heads.audit.writer import label_set_text
-
     issues, classes = result.label_set_issues, rows.classes
     shown, more = _capped(list(range(len(issues.rows))), cap)
     return Section(
@@ -228,7 +226,7 @@ def _label_set_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
             [
                 thumbs(rows.paths[issues.rows[i]], rows.sha256[issues.rows[i]]),
                 rows.split[issues.rows[i]],
-                label_set_text(rows, issues.rows[i]),
+                rows.label_set_text(issues.rows[i]),
                 classes[issues.labels[i]],
                 issues.kind(i),
                 f"{issues.probability[i]:.3f}",
@@ -245,8 +243,6 @@ def _label_set_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
 
 
 def _multilabel_outlier_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
-    from headstart.heads.audit.writer import label_set_text
-
     outliers, classes = result.outliers, rows.classes
     shown, more = _capped(list(range(len(outliers.rows))), cap)
     return Section(
@@ -256,7 +252,7 @@ def _multilabel_outlier_section(result, rows, thumbs: Thumbnails, cap: int) -> S
             [
                 thumbs(rows.paths[outliers.rows[i]], rows.sha256[outliers.rows[i]]),
                 rows.split[outliers.rows[i]],
-                label_set_text(rows, outliers.rows[i]),
+                rows.label_set_text(outliers.rows[i]),
                 classes[outliers.nearest[i]],
                 f"{outliers.score[i]:.3f}",
             ]
