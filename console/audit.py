@@ -96,6 +96,9 @@ def show_audit(report: Reporter, result) -> None:
         report.warn(warning)
     for line in result.summary_lines:
         report.note(line)
+    if result.files:  # multi-label features: their own set of files
+        report.note(f"done in {result.seconds:.1f} s -> {result.folder}/ ({', '.join(result.files)})")
+        return
     report.note(
         f"done in {result.seconds:.1f} s -> {result.folder}/ (report.html, label_issues.csv, "
         f"duplicates.csv, outliers.csv, learning_curve.png, audit.json)"

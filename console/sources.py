@@ -92,7 +92,8 @@ def _table_options() -> tuple:
             "--multi-label",
             is_flag=True,
             help="Images may carry several labels: the same file content in several class folders is one image "
-            "with each of their labels (a table: `a|b` in one cell, or a row per label); "
+            "with each of their labels (a table: `a|b` in one cell, a row per label, or one 0/1 column per label "
+            "when it has no label column); "
             "train-head then trains one sigmoid per label.",
         ),
         click.option(
@@ -128,8 +129,9 @@ _EVALUATE_TABLE_OPTIONS = (
         "--labels",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="Score the images a label table names (path,label; CSV, TSV, JSON Lines or Parquet, as extract reads), "
-        "its paths relative to FOLDER  [default: FOLDER's class folders]",
+        help="Score the images a label table names (path,label; CSV, TSV, JSON Lines or Parquet, as extract reads; "
+        "a multi-label head: its label sets, in any multi-label form), its paths relative to FOLDER  "
+        "[default: FOLDER's class folders]",
     ),
     click.option(
         "--path-column", default=EvaluateTable.path_column, show_default=True, help="The table's path column."

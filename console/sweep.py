@@ -72,7 +72,8 @@ def sweep_table(result, path) -> Table:
         collapse_padding=True,
         pad_edge=False,
     )
-    for column in ("#", *_COLUMNS.values(), "cv acc", "cv loss"):
+    scored = "cv mAP" if result.metric == "map" else "cv acc"  # mAP: a multi-label sweep's
+    for column in ("#", *_COLUMNS.values(), scored, "cv loss"):
         table.add_column(column, justify="left" if column == "weights" else "right", no_wrap=True)
     for rank, scores in enumerate(result.ranked()[:TOP], 1):
         setting = scores.setting
@@ -101,12 +102,15 @@ def show_sweep(report: Reporter, summary) -> None:
         )
     )
     winner = result.winner
+    scored = "cv mAP" if result.metric == "map" else "cv acc"
     report.note(
-        f"chosen: {describe_setting(winner.setting)} (cv acc {winner.acc_mean:.4f} ± {winner.acc_std:.4f}), "
+        f"chosen: {describe_setting(winner.setting)} ({scored} {winner.acc_mean:.4f} ± {winner.acc_std:.4f}), "
         f"refit on all {fit.counts['train']} train rows"
     )
     metrics = fit.metrics
-    if "val_acc" in metrics:
+    if result.metric == "map":
+        _show_multilabel_sweep(report, summary)
+    elif "val_acc" in metrics:
         report.note(
             f"val ({fit.counts['val']} rows, read once, after the choice): acc {metrics['val_acc']:.4f}, "
             f"loss {metrics['val_loss']:.4f} — an honest estimate of the chosen head"
@@ -121,3 +125,16 @@ def show_sweep(report: Reporter, summary) -> None:
             f"the head this sweep replaced is kept as {summary.previous_head} "
             f"(copy it over {fit.head_path} to go back to it)"
         )
+
+
+def _show_multilabel_sweep(report: Reporter, summary) -> None:
+    """A multi-label sweep's chosen head on val (per label, then overall) and the logreg settings left out."""
+    from headstart.console.multilabel import multilabel_table, overall_line
+
+    left_out = summary.fit.metrics.get("sweep", {}).get("logreg_left_out", 0)
+    if left_out:
+        report.note(f"{left_out} logreg setting(s) of the grid left out: a multi-label head is trained by SGD")
+    scored = summary.fit.metrics.get("val_report")
+    if scored:
+        report.table(multilabel_table(scored, "val split, the chosen head (read once, after the choice)"))
+        report.note(f"val: {overall_line(scored)}")

@@ -245,6 +245,9 @@ def _show_features(report: Reporter, cache: Path, features: dict) -> None:
         pool = features["pool"]
         table.add_row("pool (unlabeled)", *["-"] * len(features["classes"]), str(pool["rows"]), str(pool["skipped"]))
     report.table(table)
+    if features.get("task") == "multi-label":
+        empty = ", ".join(f"{split} {counts.get('no_label', 0)}" for split, counts in features["splits"].items())
+        report.note(f"multi-label: a row counts under each of its labels; rows with no label: {empty}")
     for split, counts in features["splits"].items():
         if counts.get("skipped_by_kind"):
             kinds = ", ".join(f"{count} {kind}" for kind, count in counts["skipped_by_kind"].items())

@@ -122,6 +122,18 @@ def count_labels(store: FeatureStore, split: str, classes: int) -> np.ndarray:
     return counts
 
 
+def count_label_sets(store: FeatureStore, split: str, classes: int) -> tuple[np.ndarray, int]:
+    """A multi-label split's rows carrying each label (int64, `classes` long) and its rows with no label, counted a
+    chunk of label sets at a time."""
+    counts, empty = np.zeros(classes, np.int64), 0
+    for start in range(0, store.count(split), COLUMN_CHUNK_ROWS):
+        sets = store.label_sets(split, slice(start, start + COLUMN_CHUNK_ROWS))
+        if sets is not None:
+            counts += sets.sum(0, dtype=np.int64)
+            empty += int((~sets.any(1)).sum())
+    return counts, empty
+
+
 def found_digests(store: FeatureStore, split: str, wanted: set[str]) -> set[str]:
     """Which of the `wanted` content hashes a split holds, its hashes read (and checked) a chunk at a time."""
     found: set[str] = set()

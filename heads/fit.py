@@ -169,9 +169,10 @@ def _fit_multilabel(
     store: FeatureStore, cache: Path, config: TrainConfig, on_epoch, choose, plots: Plots, started: float
 ) -> FitSummary:
     """train-head on a multi-label features file (heads/multilabel/): head.pt, metrics.json and curves.png."""
-    if choose is not None:
-        raise StoreError(f"{store.path} is multi-label: `sweep` chooses single-label heads only so far; use train-head")
+    choice = _multilabel_choice(store, config, choose)
+    config = choice.config
     fitted = fit_multilabel(store, config, on_epoch)
+    fitted.metrics |= choice.metrics
     _check_trained(fitted.result, config, torch.zeros(0, dtype=torch.int64), [])
     header, classes = store.header, list(store.header.classes)
     head = fitted.result.head
@@ -181,13 +182,25 @@ def _fit_multilabel(
     )
     record = {**fitted.metrics, "classes": classes, "counts": fitted.counts, "train_config": config.to_dict()}
     curves = plots.start("curves", {"history": fitted.result.history})
-    _save(cache, Choice(config, {}, {}), {CURVES_FILE: curves}, record, checkpoint, store.path)
+    _save(cache, choice, {CURVES_FILE: curves}, record, checkpoint, store.path)
     return FitSummary(
         *(cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE, classes, fitted.counts, header),
         *(fitted.result, fitted.metrics, time.perf_counter() - started),
         trust=Trust(head, None, None, None, None, skipped=NOT_YET),
         untrained_classes=fitted.untrained,
     )
+
+
+def _multilabel_choice(store: FeatureStore, config: TrainConfig, choose: Callable | None) -> Choice:
+    """The sweep's choice on multi-label features, from the train rows' label sets alone (before val is read); without
+    `choose`, the given setting."""
+    if choose is None:
+        return Choice(config, {}, {})
+    rows = store.read("train") if "train" in store.splits else None
+    if rows is None or not len(rows) or rows.label_sets is None:
+        raise StoreError(f"{store.path} has no training rows: check the dataset and re-run `extract`")
+    label_sets = torch.from_numpy(rows.label_sets.astype("float32"))
+    return choose((torch.from_numpy(rows.features), label_sets), list(store.header.classes))
 
 
 def fit_head(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from headstart.features import FeatureStore
-from headstart.features.chunks import count_labels
+from headstart.features.chunks import count_label_sets, count_labels
 from headstart.features.files.cachedir import HEAD_FILE, features_files, present_features
 from headstart.features.folder import POOL, count_kinds
 from headstart.heads.checkpoint import load_head
@@ -32,16 +32,25 @@ def _describe_features(path: Path) -> dict:
         header = store.header.to_dict()
         classes = header["classes"]
         splits = {}
+        multi = store.header.multi_label
         for split in store.labelled_splits:  # labels counted a chunk at a time: memory does not grow with the rows
-            counts = count_labels(store, split, len(classes))
+            if multi:
+                counts, empty = count_label_sets(store, split, len(classes))
+            else:
+                counts = count_labels(store, split, len(classes))
             splits[split] = {
                 "rows": store.count(split),
                 "per_class": dict(zip(classes, map(int, counts))),
                 "skipped": len(store.skipped(split)),
                 "skipped_by_kind": count_kinds(store.skipped(split)),
             }
+            if multi:  # per_class: the rows carrying each label (a row counts once under each of its labels)
+                splits[split]["no_label"] = empty
         pool = {"rows": store.count(POOL), "skipped": len(store.skipped(POOL))} if POOL in store.splits else None
-    return {"file": path.name} | {key: header.get(key) for key in _FEATURE_KEYS} | {"splits": splits, "pool": pool}
+    described = {"file": path.name} | {key: header.get(key) for key in _FEATURE_KEYS}
+    if multi:  # a single-label file's description is unchanged: no task key
+        described["task"] = header["task"]
+    return described | {"splits": splits, "pool": pool}
 
 
 _FEATURE_KEYS = (

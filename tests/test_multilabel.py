@@ -115,8 +115,6 @@ def refused(data: Path, cache: Path, tmp_path: Path) -> None:
     head = str(cache / HEAD_FILE)
     assert_error(run("export", "--cache", cache, "--out", tmp_path / "m.pt"), "is multi-label: export", head)
     assert not (tmp_path / "m.pt").exists()
-    assert_error(run("audit", "--cache", cache), "is multi-label: audit")
-    assert_error(run("sweep", "--cache", cache), "is multi-label")
     out = tmp_path / "top.csv"
     assert_error(run("predict", data, "--cache", cache, "--out", out, "--top-k", "2"), "--top-k above 1")
     assert not out.exists()

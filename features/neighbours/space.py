@@ -26,6 +26,7 @@ class CachedRows:
     labels: list[str | None]  # class names; None: unlabeled
     sha256: list[str]
     searched: np.ndarray  # row numbers searched, ascending
+    label_sets: list[list[str]] | None = None  # a multi-label file's: every row's labels, in class order
 
 
 def _label_names(labels: np.ndarray, classes: list[str], store: FeatureStore) -> list[str | None]:
@@ -41,6 +42,11 @@ def read_rows(store: FeatureStore, splits: list[str]) -> CachedRows:
     features = np.concatenate([rows.features.reshape(-1, dim) for _, rows in blocks]) if blocks else np.empty((0, 0))
     split = [name for name, rows in blocks for _ in range(len(rows))]
     chosen = set(splits)
+    classes = store.header.classes
+    sets = None
+    if store.header.multi_label:
+        matrices = [rows.label_sets for _, rows in blocks if rows.label_sets is not None]
+        sets = [[classes[k] for k in row.nonzero()[0]] for matrix in matrices for row in matrix]
     return CachedRows(
         features=np.asarray(features, np.float32),
         paths=[path for _, rows in blocks for path in rows.paths],
@@ -48,6 +54,7 @@ def read_rows(store: FeatureStore, splits: list[str]) -> CachedRows:
         labels=[label for _, rows in blocks for label in _label_names(rows.labels, store.header.classes, store)],
         sha256=[digest for _, rows in blocks for digest in rows.sha256],
         searched=np.array([row for row, name in enumerate(split) if name in chosen], np.int64),
+        label_sets=sets,
     )
 
 

@@ -82,7 +82,10 @@ def neighbours(rows: CachedRows, queries: Queries, k: int, search: ExactSearch) 
         kept = [(int(p), float(s)) for p, s in zip(positions, similarities) if np.isfinite(s)]
         answers.append(
             [
-                Neighbour(name, rank, rows.paths[row], rows.split[row], rows.labels[row], similarity)
+                Neighbour(
+                    *(name, rank, rows.paths[row], rows.split[row], rows.labels[row], similarity),
+                    rows.label_sets[row] if rows.label_sets is not None else None,
+                )
                 for rank, (row, similarity) in enumerate(((rows.searched[p], s) for p, s in kept), start=1)
             ]
         )
@@ -108,7 +111,8 @@ def find_similar(
         raise SimilarError(f"{features} holds no rows in {', '.join(splits) or 'any split'}: choose other splits")
     queries = query_features(entries, rows, header, config, features, on_progress, on_warning)
     answers = neighbours(rows, queries, config.k, searcher(rows, config, features, header)) if queries.names else []
-    records = write_neighbours(config.out, (record for answer in answers for record in answer), config.format)
+    found = (record for answer in answers for record in answer)
+    records = write_neighbours(config.out, found, config.format, multi_label=header.multi_label)
     files = [str(config.out)]
     if config.html is not None:
         from headstart.features.neighbours.page import write_similar_page

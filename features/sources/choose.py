@@ -70,7 +70,9 @@ def _table_source(config: ExtractConfig) -> Dataset:
     from headstart.features.sources.tables import TableColumns, TableError
 
     table = Path(config.labels or "")
-    columns = TableColumns(path=config.path_column, label=config.label_column, split=config.split_column)
+    columns = TableColumns(
+        path=config.path_column, label=config.label_column, split=config.split_column, multi_label=config.multi_label
+    )
     dataset = table_dataset(table, Path(config.data), columns, strict=config.strict, multi_label=config.multi_label)
     if UNSPLIT not in dataset.splits and (config.val_fraction is not None or config.test_fraction is not None):
         raise TableError(

@@ -113,24 +113,28 @@ def table_dataset(
 
 
 def scored_entries(
-    table: Path, root: Path, columns: TableColumns, classes: list[str], strict: bool = False
+    table: Path, root: Path, columns: TableColumns, classes: list[str], strict: bool = False, multi_label: bool = False
 ) -> tuple[list[ImageEntry], list[tuple[str, str]]]:
     """evaluate --labels: every row of a label table as an image to score, labelled by its index in `classes` (the
     head's), in table order, with the rows skipped (missing files, repeats: (path, why)); any split is ignored. A
-    label the head does not know is a TableError naming the row."""
-    where = _opened(table, root, strict, option="FOLDER")
+    label the head does not know is a TableError naming the row. multi_label (a multi-label head): each entry with
+    its label set, read as extract --multi-label reads a table (every form, the module docstring)."""
+    where = _opened(table, root, strict, option="FOLDER", multi_label=multi_label)
     kept = _Kept(labels={name: index for index, name in enumerate(classes)})
     for row in read_table(table, columns):
-        if row.label and row.label not in kept.labels:
-            raise where.error(
-                row.number, f"label {row.label!r} is not a class the head knows ({', '.join(classes)}): fix the row"
-            )
+        named = [part.strip() for part in row.label.split("|") if part.strip()] if multi_label else [row.label]
+        for text in named:
+            if text and text not in kept.labels:
+                raise where.error(
+                    row.number, f"label {text!r} is not a class the head knows ({', '.join(classes)}): fix the row"
+                )
         _keep(where, kept, row)
     if not kept.rows and not kept.skipped:
         raise TableError(f"{text_path(table)} has no rows: add one row per image (path, label)")
-    entries = [
-        ImageEntry(Path(where.root, name), text_path(root / name), label) for name, (_, label, _) in kept.rows.items()
-    ]
+    entries = []
+    for name, (_, label, _) in kept.rows.items():
+        labels = tuple(sorted(kept.sets[name])) if multi_label else None
+        entries.append(ImageEntry(Path(where.root, name), text_path(root / name), label, labels))
     return entries, kept.skipped
 
 

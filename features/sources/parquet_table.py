@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from headstart.features.folder import text_path
-from headstart.features.sources.tables import TableColumns, TableError, TableRow, cell
+from headstart.features.sources.tables import TableColumns, TableError, TableRow, cell, flagged
 
 INSTALL_HINT = "pip install 'headstart[parquet]' (or pip install pyarrow)"
 BATCH_ROWS = 65536  # rows decoded at a time: memory bounded whatever the table's length
@@ -29,16 +29,21 @@ def parquet_rows(table: Path, columns: TableColumns) -> Iterator[TableRow]:
 
 def _batches(file, table: Path, columns: TableColumns) -> Iterator[TableRow]:
     with file:
-        path, label, split = columns.pick(table, list(file.schema_arrow.names))
-        wanted = [path, label] + ([split] if split else [])
+        path, label, split, flags = columns.pick_form(table, list(file.schema_arrow.names))
+        wanted = [path, *([label] if label else flags)] + ([split] if split else [])
+        count = 1 if label else len(flags)
         number = 0
         try:
             for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=wanted):
                 values = [batch.column(name).to_pylist() for name in wanted]
-                splits = values[2] if split else [""] * batch.num_rows
-                for path_value, label_value, split_value in zip(values[0], values[1], splits):
+                splits = values[1 + count] if split else [""] * batch.num_rows
+                for row, (path_value, split_value) in enumerate(zip(values[0], splits)):
                     number += 1
-                    yield TableRow(number, cell(path_value), cell(label_value), cell(split_value))
+                    cells = [column[row] for column in values[1 : 1 + count]]
+                    text = cell(cells[0]) if label else flagged(table, number, flags, cells, columns.label)
+                    yield TableRow(number, cell(path_value), text, cell(split_value))
+        except TableError:
+            raise
         except (OSError, ValueError) as error:
             raise TableError(
                 f"{text_path(table)}: the rows after row {number} cannot be read ({error}): save the file again"

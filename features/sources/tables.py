@@ -12,6 +12,12 @@ A label table names one image per row: a path, a label and, optionally, a split.
   text (a number) is read as its text.
 - Rows are streamed: a table of any length is read in memory bounded by its longest row (the rows kept are the
   ones it names, one small record each, as a folder scan keeps one per file).
+- The 0/1 form (multi-label only, `extract --labels FILE --multi-label`, `evaluate --labels` on a multi-label head):
+  a table read for multi-label with no label column (`label`, or `--label-column`'s name) has one 0/1 column per
+  label: every column other than the path and the split is a label named by its header, and each of its cells is
+  `0` or `1` (a JSON or Parquet value may be the number or a boolean). The row's label set is the columns holding 1;
+  a cell that is anything else (`2`, `yes`, empty) is one line naming the row and the column. With a label column
+  present, the table is read in the label-cell form as always: the rule needs no guessing from the cells.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 SNIFFED = (",", ";", "\t")
 SUFFIXES = (*TEXT_SUFFIXES, *JSONL_SUFFIXES, *PARQUET_SUFFIXES)
+SEPARATOR = "|"  # between the labels of one multi-label cell
 
 
 class TableError(DatasetError):
@@ -43,11 +50,33 @@ class TableColumns:
     path: str = "path"
     label: str = "label"
     split: str | None = None
+    multi_label: bool = False  # a table without the label column is then read in the 0/1 form (the docstring)
 
     def pick(self, table: Path, names: list[str]) -> tuple[str, str, str | None]:
         """The path, label and split column names present in names; a missing one raises TableError."""
-        options = ((self.path, "--path-column"), (self.label, "--label-column"), (self.split, "--split-column"))
-        for name, option in options:
+        return self._pick(table, names, ((self.path, "--path-column"), (self.label, "--label-column")))
+
+    def pick_form(self, table: Path, names: list[str]) -> tuple[str, str | None, str | None, tuple[str, ...]]:
+        """pick's columns and (); or, in the 0/1 form, the path and split columns, None and the label columns."""
+        if not self.multi_label or self.label in names:
+            return (*self.pick(table, names), ())
+        path, _, split = self._pick(table, names, ((self.path, "--path-column"),))
+        flags = tuple(name for name in names if name not in (path, split))
+        for name in flags:
+            if not name or SEPARATOR in name or flags.count(name) > 1:
+                raise TableError(
+                    f"{text_path(table)}: label column {name!r} is empty, holds {SEPARATOR!r} or comes twice: a table "
+                    f"without a {self.label!r} column has one 0/1 column per label, named by the label"
+                )
+        if not flags:
+            raise TableError(
+                f"{text_path(table)} has no {self.label!r} column and no 0/1 label columns: give a label column "
+                "(--label-column) or one 0/1 column per label"
+            )
+        return path, None, split, flags
+
+    def _pick(self, table: Path, names: list[str], options: tuple) -> tuple[str, str, str | None]:
+        for name, option in (*options, (self.split, "--split-column")):
             if name is not None and name not in names:
                 present = ", ".join(map(repr, names)) or "none"
                 raise TableError(
@@ -64,6 +93,30 @@ class TableRow(NamedTuple):
     path: str
     label: str
     split: str  # "" when the table has no split column or the cell is empty
+
+
+def flagged(table: Path, number: int, flags: tuple[str, ...], values: list[Any], default_label: str) -> str:
+    """A 0/1 row's label set as a label cell (`a|b`, "" for none); a cell not 0 or 1 raises TableError."""
+    found = []
+    for name, value in zip(flags, values):
+        flag = _zero_one(value)
+        if flag is None:
+            raise TableError(
+                f"{text_path(table)}: {row_word(table)} {number}: column {name!r} holds {cell(value)!r}, not 0 or 1: "
+                f"write 0 or 1 (a multi-label table without a {default_label!r} column has one 0/1 column per label)"
+            )
+        if flag:
+            found.append(name)
+    return SEPARATOR.join(found)
+
+
+def _zero_one(value: Any) -> int | None:
+    """0 or 1 from a cell: the text "0" or "1", a boolean, or the number 0 or 1; None for anything else."""
+    if isinstance(value, str):
+        return {"0": 0, "1": 1}.get(value.strip())
+    if isinstance(value, bool | int | float) and value in (0, 1):
+        return int(value)
+    return None
 
 
 def cell(value: Any) -> str:
@@ -118,12 +171,16 @@ def text_rows(table: Path, columns: TableColumns, delimiter: str | None) -> Iter
         reader = csv.reader(_chain(header_line, lines), delimiter=delimiter, strict=True)
         try:
             names = [name.strip() for name in next(reader)]
-            path, label, split = columns.pick(table, names)
-            where = [names.index(path), names.index(label), names.index(split) if split else None]
+            path, label, split, flags = columns.pick_form(table, names)
+            where = [names.index(path), names.index(label) if label else None, names.index(split) if split else None]
             for cells in reader:
                 if not any(value.strip() for value in cells):
                     continue  # a blank line, as spreadsheets leave at the end
-                yield _text_row(table, reader.line_num, cells, where, names)
+                row = _text_row(table, reader.line_num, cells, where, names)
+                if flags:
+                    values = [cells[index] if index < len(cells) else "" for index in map(names.index, flags)]
+                    row = row._replace(label=flagged(table, row.number, flags, values, columns.label))
+                yield row
         except csv.Error as error:
             raise TableError(f"{text_path(table)}: line {reader.line_num} is not a CSV row ({error}): fix it") from None
 
@@ -154,11 +211,16 @@ def jsonl_rows(table: Path, columns: TableColumns) -> Iterator[TableRow]:
             if not isinstance(record, dict):
                 raise TableError(f"{text_path(table)}: line {number} is not a JSON object: write one object per line")
             if picked is None:
-                picked = columns.pick(table, list(record))
-            path, label, split = picked
-            missing = [name for name in (path, label) if name not in record]
+                picked = columns.pick_form(table, list(record))
+            path, label, split, flags = picked
+            missing = [name for name in (path, label, *flags) if name is not None and name not in record]
             if missing:
                 raise TableError(f"{text_path(table)}: line {number} has no {missing[0]!r} key: give every object one")
-            yield TableRow(number, cell(record[path]), cell(record[label]), cell(record.get(split)) if split else "")
+            text = (
+                cell(record[label])
+                if label
+                else flagged(table, number, flags, [record[f] for f in flags], columns.label)
+            )
+            yield TableRow(number, cell(record[path]), text, cell(record.get(split)) if split else "")
         if picked is None:
             raise TableError(f"{text_path(table)} is empty: write one JSON object per line (path, label[, split])")

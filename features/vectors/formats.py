@@ -4,7 +4,10 @@ One row per row of CACHE/features.h5, split by split in the file's order (train,
 
     path      the image's path relative to the features' data_root (as features.h5 stores it)
     split     train, val or test
-    label     the class name; empty (Parquet: null) for an unlabelled row
+    label     the class name; empty (Parquet: null) for an unlabelled row; a multi-label file's: its lowest label
+    labels    format 2, a multi-label features file only: every label of the row, in class order (Parquet: a list of
+              strings, empty for none; the npy table: `|`-joined, empty for none). A single-label file's output
+              is format 1, without this column, exactly as before.
     sha256    the file's content hash (hex), the features' own key
     embedding the backbone's pooled features, float32, `dim` values (512 for ResNet18)
 
@@ -34,11 +37,14 @@ from pathlib import Path
 import numpy as np
 
 from headstart.features import __version__
+from headstart.features.files.csvfile import safe_cell
 from headstart.features.store import FeaturesHeader, FeatureStore, StoreError
 from headstart.heads.predict.writer import safe_path
 
 FORMAT_NAME = "headstart embeddings"
 FORMAT_VERSION = 1
+MULTI_LABEL_VERSION = 2  # a multi-label features file's output: the `labels` column too
+LABEL_SEPARATOR = "|"  # between the labels of one row in the npy table
 METADATA_KEY = "headstart"  # the Parquet schema's metadata key holding the record
 COLUMNS = ("path", "split", "label", "sha256", "embedding")
 SIDECAR_COLUMNS = ["row", "path", "split", "label", "sha256"]
@@ -57,6 +63,7 @@ class Chunk:
     labels: list[str | None]  # None: unlabelled
     sha256: list[str]
     features: np.ndarray  # float32 (n, dim)
+    label_sets: list[list[str]] | None = None  # a multi-label file's: every row's labels, in class order
 
 
 def _label_names(labels: np.ndarray, classes: list[str], store: FeatureStore) -> list[str | None]:
@@ -72,7 +79,11 @@ def read_chunks(store: FeatureStore, chunk_rows: int) -> Iterator[Chunk]:
         count = store.count(split)
         for start in range(0, count, chunk_rows):
             rows = store.read(split, slice(start, min(count, start + chunk_rows)))
-            yield Chunk(split, rows.paths, _label_names(rows.labels, classes, store), rows.sha256, rows.features)
+            sets = None
+            if rows.label_sets is not None:
+                sets = [[classes[label] for label in row.nonzero()[0]] for row in rows.label_sets]
+            labels = _label_names(rows.labels, classes, store)
+            yield Chunk(split, rows.paths, labels, rows.sha256, rows.features, sets)
 
 
 def record(store: FeatureStore, dim: int) -> dict:
@@ -80,7 +91,7 @@ def record(store: FeatureStore, dim: int) -> dict:
     header: FeaturesHeader = store.header
     return {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": MULTI_LABEL_VERSION if header.multi_label else FORMAT_VERSION,
         "producer": f"headstart {__version__}",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "features": str(store.path),
@@ -100,15 +111,18 @@ def npy_sidecars(out: Path) -> tuple[Path, Path]:
 class SidecarTable:
     """OUT.csv of an npy output: one row per array row, written as every headstart CSV."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, multi_label: bool = False):
         self._handle = open(path, "w", encoding="utf-8", newline="")
         self._writer = csv.writer(self._handle)
-        self._writer.writerow(SIDECAR_COLUMNS)
+        self._writer.writerow([*SIDECAR_COLUMNS, "labels"] if multi_label else SIDECAR_COLUMNS)
         self._row = 0
 
     def write(self, chunk: Chunk) -> None:
-        for path, label, sha256 in zip(chunk.paths, chunk.labels, chunk.sha256):
-            self._writer.writerow([self._row, safe_path(path), chunk.split, "" if label is None else label, sha256])
+        for index, (path, label, sha256) in enumerate(zip(chunk.paths, chunk.labels, chunk.sha256)):
+            cells = [self._row, safe_path(path), chunk.split, "" if label is None else label, sha256]
+            if chunk.label_sets is not None:  # the labels cell, formula-safe as every CSV's text cells
+                cells.append(safe_cell(LABEL_SEPARATOR.join(chunk.label_sets[index])))
+            self._writer.writerow(cells)
             self._row += 1
 
     def close(self) -> None:

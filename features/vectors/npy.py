@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from headstart.features.vectors.formats import Chunk, SidecarTable, write_record
+from headstart.features.vectors.formats import MULTI_LABEL_VERSION, Chunk, SidecarTable, write_record
 
 
 def write_npy(
@@ -20,7 +20,7 @@ def write_npy(
 ) -> None:
     """Write OUT.npy, OUT.csv and OUT.json into the given (temporary) paths; the caller renames them together."""
     array_path, table_path, record_path = paths
-    table = SidecarTable(table_path)
+    table = SidecarTable(table_path, multi_label=record["format_version"] == MULTI_LABEL_VERSION)
     written = 0
     try:
         with open(array_path, "wb") as handle:

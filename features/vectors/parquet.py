@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from headstart.features.vectors.formats import METADATA_KEY, Chunk, EmbeddingsError
+from headstart.features.vectors.formats import METADATA_KEY, MULTI_LABEL_VERSION, Chunk, EmbeddingsError
 
 INSTALL_HINT = "pip install 'headstart[embeddings]' (or pip install pyarrow)"
 
@@ -28,11 +28,13 @@ def require_pyarrow() -> None:
 
 
 def _schema(pa: Any, dim: int, record: dict) -> Any:
+    multi = [pa.field("labels", pa.list_(pa.string()), nullable=False)]  # a multi-label file's (format 2) only
     return pa.schema(
         [
             pa.field("path", pa.string(), nullable=False),
             pa.field("split", pa.string(), nullable=False),
             pa.field("label", pa.string()),
+            *(multi if record["format_version"] == MULTI_LABEL_VERSION else []),
             pa.field("sha256", pa.string(), nullable=False),
             pa.field("embedding", pa.list_(pa.field("item", pa.float32(), nullable=False), dim), nullable=False),
         ],
@@ -53,6 +55,7 @@ def write_parquet(
                 pa.array(chunk.paths, pa.string()),
                 pa.array([chunk.split] * len(chunk.paths), pa.string()),
                 pa.array(chunk.labels, pa.string()),
+                *([pa.array(chunk.label_sets, pa.list_(pa.string()))] if chunk.label_sets is not None else []),
                 pa.array(chunk.sha256, pa.string()),
                 pa.FixedSizeListArray.from_arrays(flat, type=schema.field("embedding").type),
             ]

@@ -44,6 +44,25 @@ audit.json         {"format_version", "producer": "headstart <version>", "create
                     "seconds"}
     learning_curve.png   the same curve, accuracy against images per class (log scale), mean and spread.
 report.html        one self-contained page (heads/audit/html_report.py), thumbnails embedded.
+
+On multi-label features (heads/audit/multilabel.py) audit.json is format 2 and label_issues.csv and
+learning_curve.png are not written (an earlier run's are removed); in their place:
+
+label_set_issues.csv   likely missing and extra labels, one row per (image, label), by confident learning per label
+                   over out-of-fold probabilities against per-label thresholds. Most suspicious first.
+    path, split, label, kind, given, probability, self_confidence, normalized_margin, rank
+        label               the label in question (a class name)
+        kind                "missing" (not given, likely present) or "extra" (given, likely absent)
+        given               1 when the row was given the label, else 0
+        probability         p(label present), out of fold (train) or from the models fitted on all of train
+        self_confidence     p(the value given): probability for an extra label, 1 - probability for a missing one
+        normalized_margin   p(the value given) - p(the other value), in [-1, 1]
+        rank                1 = most suspicious, by the score named in audit.json label_set_issues.score
+
+audit.json (format 2)  {"format_version": 2, "task": "multi-label", "producer", "created", "features", "classes",
+                    "counts", "label_set_issues": {"score", "folds", "head", "flagged", "missing", "extra",
+                    "thresholds": {label: {"absent": t0, "present": t1}}}, "duplicates": {as format 1},
+                    "outliers": {as format 1}, "learning_curve": null, "val_mistakes": null, "seconds"}
 """
 
 from __future__ import annotations
@@ -55,6 +74,8 @@ from collections.abc import Iterable
 from headstart.features.files.csvfile import CsvWriter, safe_path
 
 FORMAT_VERSION = 1
+MULTI_LABEL_VERSION = 2  # audit.json of multi-label features
+LABEL_SET_ISSUES_FILE = "label_set_issues.csv"
 LABEL_ISSUES_FILE = "label_issues.csv"
 DUPLICATES_FILE = "duplicates.csv"
 OUTLIERS_FILE = "outliers.csv"
@@ -65,6 +86,9 @@ REPORT_FILE = "report.html"
 LABEL_ISSUE_COLUMNS = ["path", "split", "given", "suggested", "self_confidence", "normalized_margin", "rank"]
 DUPLICATE_COLUMNS = ["path_a", "split_a", "path_b", "split_b", "similarity", "exact"]
 OUTLIER_COLUMNS = ["path", "split", "given", "nearest", "score", "rank"]
+LABEL_SET_ISSUE_COLUMNS = [
+    *("path", "split", "label", "kind", "given", "probability", "self_confidence", "normalized_margin", "rank")
+]
 PATH_COLUMNS = {"path", "path_a", "path_b"}
 
 
@@ -86,19 +110,19 @@ def write_csv(path: str | os.PathLike, columns: list[str], rows: Iterable[dict])
             writer.writerow([_cell(column, row[column]) for column in columns])
 
 
-def write_json(path: str | os.PathLike, record: dict) -> None:
-    """audit.json, its format version first."""
+def write_json(path: str | os.PathLike, record: dict, version: int = FORMAT_VERSION) -> None:
+    """audit.json, its format version first (MULTI_LABEL_VERSION for multi-label features)."""
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump({"format_version": FORMAT_VERSION, **record}, handle, indent=2)
+        json.dump({"format_version": version, **record}, handle, indent=2)
 
 
 def read_audit(path: str | os.PathLike) -> dict:
     """audit.json, refused with a clear message when it is of another format version."""
     with open(path, encoding="utf-8") as handle:
         record = json.load(handle)
-    if record.get("format_version") != FORMAT_VERSION:
+    if record.get("format_version") not in (FORMAT_VERSION, MULTI_LABEL_VERSION):
         raise ValueError(
             f"{path} is audit format {record.get('format_version')}; this headstart reads format "
-            f"{FORMAT_VERSION}: re-run `audit`"
+            f"{FORMAT_VERSION} (and {MULTI_LABEL_VERSION}, multi-label): re-run `audit`"
         )
     return record

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from headstart.features import FeaturesHeader, FeatureStore
-from headstart.heads.multilabel.predictions import refuse_multilabel
 
 
 @dataclass
@@ -23,6 +22,7 @@ class CachedRows:
     classes: list[str]
     data_root: Path
     header: FeaturesHeader
+    label_sets: np.ndarray | None = None  # uint8 (N, C) of a multi-label file (labels: each row's lowest, -1: none)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -30,6 +30,11 @@ class CachedRows:
     def where(self, split: str) -> np.ndarray:
         """Row numbers of a split."""
         return np.flatnonzero(self.split == split)
+
+    def label_set_text(self, row: int) -> str:
+        """A multi-label row's labels, `|`-joined in class order (empty for none)."""
+        assert self.label_sets is not None
+        return "|".join(self.classes[label] for label in self.label_sets[row].nonzero()[0])
 
     @property
     def counts(self) -> dict[str, int]:
@@ -42,8 +47,6 @@ def load_rows(path: str | Path) -> CachedRows:
     """Read features.h5 whole; refuse a file without training rows."""
     with FeatureStore(path) as store:
         header = store.header
-        if header.multi_label:
-            refuse_multilabel(path, "audit")
         blocks = {split: store.read(split) for split in store.labelled_splits}  # the unlabeled pool is no evidence
     if "train" not in blocks or not len(blocks["train"]):
         raise ValueError(f"{path} has no training rows: check the dataset and re-run `extract`")
@@ -58,4 +61,5 @@ def load_rows(path: str | Path) -> CachedRows:
         classes=list(header.classes),
         data_root=Path(header.data_root),
         header=header,
+        label_sets=np.concatenate([blocks[s].label_sets for s in order]) if header.multi_label else None,
     )

@@ -113,6 +113,8 @@ def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | Non
     with cache_lock(cache, "audit"):
         refuse_above_limit(features_path)
         rows = load_rows(features_path)
+        if rows.label_sets is not None:  # multi-label features: missing and extra labels (heads/audit/multilabel.py)
+            return _audit_multilabel(rows, config, cache, features_path, on_progress, started)
         probabilities = _probabilities(rows, config, on_progress)
         train = rows.where("train")
         thresholds = class_thresholds(probabilities[train], rows.labels[train])
@@ -146,5 +148,25 @@ def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | Non
         describe(result, rows, config, features_path)
         result.record["seconds"] = round(time.perf_counter() - started, 3)
         write_audit(result, rows, config, cache)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _audit_multilabel(
+    rows: CachedRows,
+    config: AuditConfig,
+    cache: Path,
+    features_path: Path,
+    on_progress: Progress | None,
+    started: float,
+) -> AuditResult:
+    from headstart.heads.audit.multilabel import audit_multilabel
+    from headstart.heads.audit.summary import describe_multilabel
+    from headstart.heads.audit.writer import write_multilabel_audit
+
+    result = audit_multilabel(rows, config, cache, lambda stage: _stage(on_progress, stage))
+    describe_multilabel(result, rows, config, features_path)
+    result.record["seconds"] = round(time.perf_counter() - started, 3)
+    write_multilabel_audit(result, rows, config, cache)
     result.seconds = time.perf_counter() - started
     return result

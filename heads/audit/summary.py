@@ -70,3 +70,38 @@ def describe(result: AuditResult, rows: CachedRows, config: AuditConfig, feature
             else "no class is still improving with all its images: cleaning labels beats collecting more"
         )
         result.summary_lines.append(result.curve_note)
+
+
+def describe_multilabel(result: AuditResult, rows: CachedRows, config: AuditConfig, features_path: Path) -> None:
+    """audit.json's record (format 2), the summary lines and the warnings of a multi-label audit."""
+    issues = result.label_set_issues
+    assert issues is not None
+    describe(result, rows, config, features_path)  # duplicates, outliers, warnings: as for single-label
+    record = {key: value for key, value in result.record.items() if key != "label_issues"}
+    missing = int((issues.given == 0).sum())
+    result.record = {
+        "task": "multi-label",
+        **record,
+        "label_set_issues": {
+            "score": config.score,
+            "folds": config.folds,
+            "head": config.train.to_dict(),
+            "flagged": len(issues.rows),
+            "missing": missing,
+            "extra": len(issues.rows) - missing,
+            "thresholds": {
+                name: {"absent": round(float(low), 6), "present": round(float(high), 6)}
+                for name, (low, high) in zip(rows.classes, issues.thresholds)
+            },
+        },
+        "val_mistakes": None,
+    }
+    pairs = result.pairs
+    result.summary_lines = [
+        f"{len(issues.rows)} possible label-set issues ({missing} likely missing labels, "
+        f"{len(issues.rows) - missing} likely extra), {int(pairs.exact.sum())} exact and "
+        f"{int((~pairs.exact).sum())} near-duplicate pairs (whitened cosine >= {config.near_threshold}), "
+        f"{len(result.outliers.rows)} outliers."
+    ]
+    result.curve_note = "multi-label features: no learning curve, val mistakes or map yet"
+    result.summary_lines.append(result.curve_note)

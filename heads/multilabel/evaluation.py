@@ -16,6 +16,7 @@ import numpy as np
 
 from headstart.features.engines.batches import ProgressCallback
 from headstart.features.folder import DatasetError, ImageEntry, find_labeled_images, text_path
+from headstart.features.sources.multilabel import label_matrix
 from headstart.heads.multilabel.metrics import multilabel_summary
 from headstart.heads.multilabel.predictions import SEPARATOR
 
@@ -47,18 +48,23 @@ def _by_content(entries: list[ImageEntry], classes: int) -> tuple[list[ImageEntr
 
 
 def evaluate_multilabel(
-    folder, predictor: Predictor, on_progress: ProgressCallback | None = None
+    folder, predictor: Predictor, on_progress: ProgressCallback | None = None, entries: list[ImageEntry] | None = None
 ) -> tuple[int, dict, list[Wrong], list[tuple[str, str]]]:
-    """Score a multi-label head on folder/<class>/: the images found, the metrics at its thresholds, the wrong sets
-    most confident first, the unreadable files."""
+    """Score a multi-label head on folder/<class>/ (or on `entries`, a label table's rows with their label sets,
+    evaluate --labels): the images found, the metrics at its thresholds, the wrong sets most confident first, the
+    unreadable files."""
     classes = predictor.classes
     thresholds = np.asarray(predictor.checkpoint.thresholds)
-    entries, targets = _by_content(find_labeled_images(folder, classes), len(classes))
+    where = "in its class folders" if entries is None else "named by the label table"
+    if entries is None:
+        entries, targets = _by_content(find_labeled_images(folder, classes), len(classes))
+    else:
+        targets = label_matrix(entries, len(classes))
     with closing(predictor.predict(entries, on_progress)) as predictions:
         scored = list(zip(targets, predictions))
     read = [(truth, prediction) for truth, prediction in scored if prediction.probabilities is not None]
     if not read:
-        raise DatasetError(f"{text_path(folder)}: no readable images in its class folders; check the folder")
+        raise DatasetError(f"{text_path(folder)}: no readable images {where}; check the folder")
     truth = np.stack([row for row, _ in read]).astype(bool)
     probabilities = np.stack([np.asarray(prediction.probabilities) for _, prediction in read])
     predicted = probabilities >= thresholds

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from headstart.heads.audit.formats import DUPLICATES_FILE, LABEL_ISSUES_FILE, OUTLIERS_FILE
+from headstart.heads.audit.formats import DUPLICATES_FILE, LABEL_ISSUES_FILE, LABEL_SET_ISSUES_FILE, OUTLIERS_FILE
 from headstart.heads.pages.html_report import Block, Choice, Figure, Section, Thumb, render_page
 from headstart.heads.pages.map_view import MAP_THUMB_SIZE, map_block, map_points
 from headstart.heads.pages.thumbnails import thumbnail
@@ -214,6 +214,64 @@ def write_evaluation_page(
     page = evaluation_page(folder, evaluation, exemplars, cache, cap, thumb_size)
     with atomic_write(out, "w", encoding="utf-8") as handle:
         handle.write(page)
+
+
+def _label_set_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
+    issues, classes = result.label_set_issues, rows.classes
+    shown, more = _capped(list(range(len(issues.rows))), cap)
+    return Section(
+        "Likely missing and extra labels",
+        ["image", "split", "labels given", "label", "kind", "probability", "self-confidence"],
+        [
+            [
+                thumbs(rows.paths[issues.rows[i]], rows.sha256[issues.rows[i]]),
+                rows.split[issues.rows[i]],
+                rows.label_set_text(issues.rows[i]),
+                classes[issues.labels[i]],
+                issues.kind(i),
+                f"{issues.probability[i]:.3f}",
+                f"{issues.self_confidence[i]:.3f}",
+            ]
+            for i in shown
+        ],
+        more,
+        LABEL_SET_ISSUES_FILE,
+        "Per label, out-of-fold probabilities disagree with the labels given (confident learning per label); most "
+        "suspicious first. Missing: not given, yet as probable as the label's own images. Extra: given, yet as "
+        "improbable as the images without it. Self-confidence: the probability of what was given (low: doubtful).",
+    )
+
+
+def _multilabel_outlier_section(result, rows, thumbs: Thumbnails, cap: int) -> Section:
+    outliers, classes = result.outliers, rows.classes
+    shown, more = _capped(list(range(len(outliers.rows))), cap)
+    return Section(
+        "Outliers",
+        ["image", "split", "labels given", "nearest label", "score"],
+        [
+            [
+                thumbs(rows.paths[outliers.rows[i]], rows.sha256[outliers.rows[i]]),
+                rows.split[outliers.rows[i]],
+                rows.label_set_text(outliers.rows[i]),
+                classes[outliers.nearest[i]],
+                f"{outliers.score[i]:.3f}",
+            ]
+            for i in shown
+        ],
+        more,
+        OUTLIERS_FILE,
+        "Far from every label's train images (each image counted under its lowest label); farthest first.",
+    )
+
+
+def multilabel_audit_page(result, rows, cache: Path, cap: int, thumb_size: int) -> str:
+    """report.html of a multi-label audit: summary, likely missing and extra labels, duplicate pairs, outliers."""
+    thumbs = Thumbnails(rows.data_root, cache, thumb_size)
+    sections = (_label_set_section, _duplicate_section, _multilabel_outlier_section)
+    parts: list = [section(result, rows, thumbs, cap) for section in sections]
+    return render_page(
+        f"headstart audit: {rows.data_root.name}", result.summary_lines, result.warnings, parts, interactive=True
+    )
 
 
 def _exemplars(features: Path, cache: Path, thumb_size: int) -> dict[str, Thumb]:

@@ -73,9 +73,8 @@ def evaluate_head(
     if table is None:
         evaluation = evaluate_folder(folder, predictor, on_progress, train)
     else:
-        if predictor.checkpoint.multilabel is not None:
-            refuse_multilabel(Path(cache) / HEAD_FILE, "evaluate --labels")
-        entries, skipped = _table_entries(table, Path(folder), predictor.classes)
+        multi = predictor.checkpoint.multilabel is not None  # its entries carry label sets
+        entries, skipped = _table_entries(table, Path(folder), predictor.classes, multi)
         evaluation = evaluate_folder(folder, predictor, on_progress, train, entries=entries)
         evaluation.skipped, evaluation.from_table = skipped, True
     write_mistakes(out, evaluation.mistakes)
@@ -87,12 +86,14 @@ def evaluate_head(
     return evaluation
 
 
-def _table_entries(table: EvaluateTable, root: Path, classes: list[str]) -> tuple[list[ImageEntry], list]:
+def _table_entries(
+    table: EvaluateTable, root: Path, classes: list[str], multi_label: bool = False
+) -> tuple[list[ImageEntry], list]:
     from headstart.features.sources.labels import scored_entries
     from headstart.features.sources.tables import TableColumns
 
-    columns = TableColumns(path=table.path_column, label=table.label_column)
-    return scored_entries(table.path, root, columns, classes, table.strict)
+    columns = TableColumns(path=table.path_column, label=table.label_column, multi_label=multi_label)
+    return scored_entries(table.path, root, columns, classes, table.strict, multi_label)
 
 
 class TrainDigests:
@@ -131,10 +132,10 @@ def evaluate_folder(
     """Label every image of folder/<class>/ (or the labelled `entries` given) with the predictor and score it
     against its class (a multi-label head: against each image's label set, heads/multilabel/evaluation.py);
     `train`: the train split's content hashes, to count the scored images that are training images."""
-    if predictor.checkpoint.multilabel is not None and entries is None:
+    if predictor.checkpoint.multilabel is not None:
         from headstart.heads.multilabel.evaluation import evaluate_multilabel
 
-        images, summary, wrong, failed = evaluate_multilabel(folder, predictor, on_progress)
+        images, summary, wrong, failed = evaluate_multilabel(folder, predictor, on_progress, entries)
         return Evaluation(images, summary, [Mistake(*mistake) for mistake in wrong], failed)
     classes = predictor.classes
     where = "in its class folders" if entries is None else "named by the label table"

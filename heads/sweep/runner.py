@@ -61,6 +61,7 @@ class CrossValidation:
     seed: int
     seconds: float
     head_seconds: dict[str, float]  # time spent training and scoring each kind of head ("sgd", "logreg")
+    metric: str = "acc"  # what fold_acc holds: accuracy, or "map" (a multi-label sweep, heads/sweep/multilabel.py)
 
     @property
     def heads(self) -> int:

@@ -40,7 +40,7 @@ class SweepSummary:
 
 def sweep_record(result: CrossValidation, grid: str) -> dict:
     """What metrics.json and head.pt keep of the sweep: how the winner was chosen and its cross-validated scores."""
-    winner = result.winner
+    winner, metric = result.winner, result.metric  # metric: acc, or map on multi-label features
     return {
         "grid": grid,
         "settings": len(result.scores),
@@ -50,8 +50,8 @@ def sweep_record(result: CrossValidation, grid: str) -> dict:
         "seconds": result.seconds,
         "head_seconds": result.head_seconds,
         "chosen": winner.setting.to_dict(),
-        "cv_acc_mean": winner.acc_mean,
-        "cv_acc_std": winner.acc_std,
+        f"cv_{metric}_mean": winner.acc_mean,
+        f"cv_{metric}_std": winner.acc_std,
         "cv_loss_mean": winner.loss_mean,
         "cv_loss_std": winner.loss_std,
         "table": SWEEP_FILE,
@@ -75,16 +75,29 @@ class _Chooser:
         self.previous_head: Path | None = None
 
     def __call__(self, train: tuple[torch.Tensor, torch.Tensor], classes: list[str]) -> Choice:
-        check_folds(train[1].numpy(), self.config.folds, classes)
-        result = cross_validate(
-            *train, len(classes), self.settings, self.config.folds, self.config.seed, self.on_progress
-        )
+        record: dict = {}
+        if train[1].ndim == 2:  # label sets (N, C): multi-label features, chosen by cross-validated mAP
+            result, record["logreg_left_out"] = self._multilabel(train)
+        else:
+            check_folds(train[1].numpy(), self.config.folds, classes)
+            result = cross_validate(
+                *train, len(classes), self.settings, self.config.folds, self.config.seed, self.on_progress
+            )
         self.result = result
         outputs = {SWEEP_FILE: lambda path: write_sweep_csv(path, result)}
         if (self.cache / HEAD_FILE).exists():  # called under the cache's lock: the head cannot change until saved
             outputs[PREVIOUS_HEAD_FILE] = self._keep_previous
             self.previous_head = self.cache / PREVIOUS_HEAD_FILE
-        return Choice(result.winner.setting, {"sweep": sweep_record(result, self.config.grid or "default")}, outputs)
+        record = sweep_record(result, self.config.grid or "default") | record
+        return Choice(result.winner.setting, {"sweep": record}, outputs)
+
+    def _multilabel(self, train: tuple[torch.Tensor, torch.Tensor]) -> tuple[CrossValidation, int]:
+        from headstart.heads.sweep.multilabel import check_multilabel_folds, cross_validate_multilabel, sgd_settings
+
+        check_multilabel_folds(train[1], self.config.folds)
+        settings, left_out = sgd_settings(self.settings)
+        folds, seed = self.config.folds, self.config.seed
+        return cross_validate_multilabel(*train, settings, folds, seed, self.on_progress), left_out
 
     def _keep_previous(self, path: Path) -> None:
         """The current head's bytes into path, renamed over head.previous.pt just before the new head is renamed."""

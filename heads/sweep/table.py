@@ -14,6 +14,10 @@ which pandas.read_csv read as data without comment="#".
     acc_mean, acc_std, loss_mean, loss_std              over the folds (population std); loss is the mean
                     cross-entropy on the held-out rows, "inf" where a head's outputs were not finite
     acc_fold<k>, loss_fold<k>                           each fold's held-out scores, k = 1..folds
+
+On multi-label features (heads/sweep/multilabel.py) the score columns are map_mean, map_std, map_fold<k> (each
+fold's mean average precision) in place of the acc_ ones, and loss is the mean binary cross-entropy; the rest is
+the same. A single-label sweep's table is unchanged.
 """
 
 from __future__ import annotations
@@ -27,18 +31,18 @@ SWEEP_FORMAT_VERSION = 2
 _SGD = ("lr", "epochs", "momentum", "weight_decay", "batch_size")
 
 
-def header(folds: int) -> list[str]:
+def header(folds: int, metric: str = "acc") -> list[str]:
     return [
         "rank",
         "head",
         *_SGD,
         "c",
         "class_weight",
-        "acc_mean",
-        "acc_std",
+        f"{metric}_mean",
+        f"{metric}_std",
         "loss_mean",
         "loss_std",
-        *[f"acc_fold{k}" for k in range(1, folds + 1)],
+        *[f"{metric}_fold{k}" for k in range(1, folds + 1)],
         *[f"loss_fold{k}" for k in range(1, folds + 1)],
     ]
 
@@ -46,7 +50,7 @@ def header(folds: int) -> list[str]:
 def write_sweep_csv(path: str | os.PathLike, result: CrossValidation) -> None:
     """Write the ranked table (the sweep step writes it to a temporary file replaced together with the head)."""
     with open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = CsvWriter(handle, header(result.folds))
+        writer = CsvWriter(handle, header(result.folds, result.metric))
         for rank, scores in enumerate(result.ranked(), 1):
             setting = scores.setting
             sgd = setting.head == "sgd"
