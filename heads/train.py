@@ -59,7 +59,7 @@ def train_one_epoch(
     optimizer: MomentumSGD,
     weight: torch.Tensor | None = None,
 ) -> Scores:
-    """One pass over shuffled batches (shuffled_batches', a DataLoader, or heads/streaming.py's); loss is the mean
+    """One pass over shuffled batches (ShuffledBatches, a DataLoader, or heads/streaming.py's); loss is the mean
     over samples (the notebook divided by the epoch number)."""
     head.train()
     criterion = nn.CrossEntropyLoss(weight=weight)
@@ -80,19 +80,28 @@ def train_one_epoch(
     return Scores(total_loss / seen, correct / seen)
 
 
-def shuffled_batches(
-    features: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+@dataclass(frozen=True)
+class ShuffledBatches:
     """One epoch of the batches DataLoader(TensorDataset(features, labels), batch_size, shuffle=True, generator)
     yields, the same rows in the same order from the same draws of the generator (tests/test_train.py compares
-    them), by indexing the rows a batch at a time rather than collating them one by one. The loader draws its
-    base seed, then RandomSampler a permutation, and, once the permutation is spent, a second one it slices to
-    nothing: each is drawn here too, so the next epoch's permutation is the loader's."""
-    torch.empty((), dtype=torch.int64).random_(generator=generator)
-    order = torch.randperm(len(labels), generator=generator)
-    torch.randperm(len(labels), generator=generator)
-    for index in order.split(batch_size):
-        yield features[index], labels[index]
+    them), by indexing the rows a batch at a time rather than collating them one by one. Iterating draws what the
+    loader draws: its base seed, then RandomSampler's permutation and, once that is spent, a second one it slices
+    to nothing, so the next epoch's permutation is the loader's too."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    batch_size: int
+    generator: torch.Generator
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        order = torch.randperm(len(self.labels), generator=self.generator)
+        torch.randperm(len(self.labels), generator=self.generator)
+        for index in order.split(self.batch_size):
+            yield self.features[index], self.labels[index]
 
 
 def evaluate(head: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> Scores:
@@ -141,7 +150,7 @@ def train_sgd(
     result = TrainResult(head)
     with _one_thread():
         for epoch in range(1, config.epochs + 1):
-            batches = shuffled_batches(features, labels, config.batch_size, generator)
+            batches = ShuffledBatches(features, labels, config.batch_size, generator)
             metrics = epoch_metrics(epoch, head, train_one_epoch(head, batches, optimizer, weight), val)
             result.history.append(metrics)
             if on_epoch:
