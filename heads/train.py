@@ -63,12 +63,12 @@ def train_one_epoch(
     over samples (the notebook divided by the epoch number)."""
     head.train()
     criterion = nn.CrossEntropyLoss(weight=weight)
-    linear = isinstance(head, nn.Linear) and head.bias is not None
+    linear = head if isinstance(head, nn.Linear) and head.bias is not None else None
     total_loss, correct, seen = 0.0, 0, 0
     for features, labels in loader:
         optimizer.zero_grad()
-        if linear:
-            outputs, loss = _linear_step(head, features, labels, weight)
+        if linear is not None:
+            outputs, loss = _linear_step(linear, features, labels, weight)
         else:
             outputs = head(features)
             loss = criterion(outputs, labels)
