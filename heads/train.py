@@ -101,7 +101,7 @@ class ShuffledBatches:
         order = torch.randperm(len(self.labels), generator=self.generator)
         torch.randperm(len(self.labels), generator=self.generator)
         for index in order.split(self.batch_size):
-            yield self.features[index], self.labels[index]
+            yield self.features.index_select(0, index), self.labels.index_select(0, index)
 
 
 def evaluate(head: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> Scores:
