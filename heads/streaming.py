@@ -41,7 +41,7 @@ def _batches(
         order = torch.randperm(len(y), generator=generator)
         for first in range(0, len(y), batch_size):
             index = order[first : first + batch_size]
-            yield x[index], y[index]
+            yield x.index_select(0, index), y.index_select(0, index)
 
 
 def evaluate_streamed(head: nn.Module, store: FeatureStore, split: str, plan: ReadingPlan) -> Scores:

@@ -220,3 +220,53 @@ def test_train_acc_counts_outputs_before_each_step(train_data):
     _, reference = notebook_loop(*train_data, seed=6, epochs=2)
     assert [e["train_acc"] for e in result.history] == [e["train_acc"] for e in reference]
     assert all(0.0 <= e["train_acc"] <= 1.0 for e in result.history)
+
+
+@pytest.mark.parametrize("rows", [100, 96, 1])  # a partial last batch, whole batches only, one row
+def test_shuffled_batches_are_the_dataloaders_batches_epoch_after_epoch(rows):
+    """train_sgd indexes its batches (ShuffledBatches) rather than collating them in a DataLoader: the same rows in
+    the same order, epoch after epoch, leaving the generator where the loader leaves it."""
+    from headstart.heads.train import ShuffledBatches
+
+    features, labels = _data(3, rows, classes=3)
+    ours, theirs = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    loader = DataLoader(TensorDataset(features, labels), batch_size=32, shuffle=True, generator=theirs)
+    for _ in range(3):
+        batches = ShuffledBatches(features, labels, 32, ours)
+        mine, reference = list(batches), list(loader)
+        assert len(batches) == len(loader) == len(mine) == len(reference)
+        for (x, y), (x_ref, y_ref) in zip(mine, reference):
+            assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+    assert torch.equal(ours.get_state(), theirs.get_state())
+
+
+class _Autograd(nn.Module):
+    """A LinearHead seen through a module that is not nn.Linear: train_one_epoch takes autograd's path for it."""
+
+    def __init__(self, head: LinearHead):
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_linear_step_without_autograd_gives_autograds_bits(train_data, weighted):
+    """A linear head's step (heads/train.py's _linear_step, no autograd) gives the parameters, losses and accuracy
+    autograd's cross_entropy(...).backward() gives, bit for bit, with class weights and weight decay too."""
+    from headstart.heads.sgd import MomentumSGD
+    from headstart.heads.train import ShuffledBatches, train_one_epoch
+
+    weight = torch.tensor([0.3, 1.7]) if weighted else None
+    results = []
+    for wrap in (False, True):
+        generator = torch.Generator().manual_seed(0)
+        head = LinearHead(DIM, 2, generator=generator)
+        optimizer = MomentumSGD(head.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01)
+        model = _Autograd(head) if wrap else head
+        scores = [train_one_epoch(model, ShuffledBatches(*train_data, 7, generator), optimizer, weight) for _ in "ab"]
+        results.append((head.weight.detach().clone(), head.bias.detach().clone(), scores))
+    (weight_fast, bias_fast, scores_fast), (weight_ref, bias_ref, scores_ref) = results
+    assert torch.equal(weight_fast, weight_ref) and torch.equal(bias_fast, bias_ref)
+    assert scores_fast == scores_ref

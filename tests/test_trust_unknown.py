@@ -150,3 +150,26 @@ def test_the_fit_centred_a_block_of_rows_at_a_time_is_the_same_bits(data, monkey
     blocked = mahalanobis.fit(rows, labels)
     assert all(torch.equal(blocked[name], whole[name]) for name in ("means", "precision"))
     assert torch.equal(rows, kept)
+
+
+@pytest.mark.parametrize("spread", [1.0, 1e-3])  # well conditioned; a precision far from it (every row rechecked)
+def test_whitened_scores_are_class_distances_float32_bits(spread):
+    """score() takes the distances from one whitening product a row and recomputes, by class_distances, the rows
+    its rounding bound cannot settle: the float32 scores are class_distances' minimum, bit for bit, a class
+    without rows (a NaN mean) included."""
+    generator = torch.Generator().manual_seed(6)
+    means = 3 * torch.randn(4, DIM, generator=generator)
+    labels = torch.arange(3).repeat_interleave(200)
+    rows = means[labels] + torch.randn(len(labels), DIM, generator=generator) * spread * torch.rand(
+        DIM, generator=generator
+    )
+    state = mahalanobis.fit(rows, labels)
+    state["means"] = torch.cat([state["means"], torch.full((1, DIM), float("nan"))])  # a class with no rows
+    probe = torch.cat([rows, means[3:] + torch.randn(100, DIM, generator=generator)])
+    expected = mahalanobis.class_distances(state, probe).min(1).values.float()
+    assert torch.equal(mahalanobis.score(state, probe), expected)
+    distances, margin = mahalanobis.whitened_scores(state, probe)
+    settled = (distances - margin).float() == (distances + margin).float()
+    assert torch.equal(distances.float()[settled], expected[settled])
+    if spread == 1.0:  # the whitening settles most rows of a well-conditioned precision
+        assert settled.double().mean() > 0.9
