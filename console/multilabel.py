@@ -39,7 +39,7 @@ def overall_line(summary: dict) -> str:
 def show_multilabel_training(report: Reporter, summary: FitSummary) -> None:
     """A multi-label head's val (and test) scores at its thresholds, how they were chosen, and the files written."""
     metrics = summary.metrics
-    report.note(f"multi-label head: thresholds by {metrics['threshold_rule']}")
+    report.note(f"multi-label head: trained by {metrics['recipe']}; thresholds by {metrics['threshold_rule']}")
     for split, note in (("val", "last epoch"), ("test", "scored once, never used to choose")):
         scored = metrics.get(f"{split}_report")
         if scored:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,12 +166,14 @@ def _save(
 
 
 def _fit_multilabel(
-    store: FeatureStore, cache: Path, config: TrainConfig, on_epoch, choose, plots: Plots, started: float
+    store: FeatureStore, cache: Path, config: TrainConfig, on_epoch, choose, plots: Plots, started: float, unset
 ) -> FitSummary:
-    """train-head on a multi-label features file (heads/multilabel/): head.pt, metrics.json and curves.png."""
+    """train-head on a multi-label features file (heads/multilabel/): head.pt, metrics.json and curves.png; the
+    options in `unset` follow the multi-label recipe (heads/multilabel/recipe.py)."""
     if choose is not None:
         raise StoreError(f"{store.path} is multi-label: `sweep` chooses single-label heads only so far; use train-head")
-    fitted = fit_multilabel(store, config, on_epoch)
+    fitted = fit_multilabel(store, config, on_epoch, unset)
+    config = fitted.config
     _check_trained(fitted.result, config, torch.zeros(0, dtype=torch.int64), [])
     header, classes = store.header, list(store.header.classes)
     head = fitted.result.head
@@ -199,11 +201,13 @@ def fit_head(
     command: str = "train-head",
     plots: Plots = PlotsHere(),
     backbone: str | None = None,
+    unset: Collection[str] = (),
 ) -> FitSummary:
     """Train on the cached train split, score on val each epoch, fit the unknown-image model and the temperature
     (heads/trust), save the head, its metrics and its plots (drawn by `plots`). With `choose` (the sweep), the setting
     is choose(train rows, classes)'s, decided before val is read; `command` names the lock's holder to a concurrent
-    command. `backbone` picks the features file when the cache holds several (features/files/cachedir.py)."""
+    command. `backbone` picks the features file when the cache holds several (features/files/cachedir.py). `unset`:
+    the options the user left at their defaults, which a multi-label head takes from its own recipe."""
     started = time.perf_counter()
     cache = Path(cache)
     features = chosen_features(cache, backbone)
@@ -212,7 +216,7 @@ def fit_head(
     with cache_lock(cache, command):
         with FeatureStore(features) as store:
             if store.header.multi_label:
-                return _fit_multilabel(store, cache, config, on_epoch, choose, plots, started)
+                return _fit_multilabel(store, cache, config, on_epoch, choose, plots, started, unset)
             header, plan = store.header, reading_plan(store)
             fitting = _fit_streamed if plan.streamed else _fit_in_memory
             fitted = fitting(store, plan, config, on_epoch, choose, trust, plots)

@@ -289,3 +289,25 @@ def test_a_label_set_without_multi_label_is_refused_not_made_a_class(tmp_path):
     refused = run("extract", "--labels", table, "--cache", tmp_path / "cache", *FAST)
     assert_error(refused, "labels.csv: line 3: label 'red|shoe' names several classes: add --multi-label")
     assert not (tmp_path / "cache" / FEATURES_FILE).exists()
+
+
+def test_multi_label_heads_train_by_their_recipe_unless_epochs_or_lr_are_given(tmp_path):
+    features, targets = planted(60)
+    cache = tmp_path / "cache"
+    write_multilabel(cache, {"train": (features[:40], targets[:40]), "val": (features[40:], targets[40:])}, "abcd")
+    assert_ok(trained := run("train-head", "--cache", cache))
+    assert "trained by the multi-label default recipe (30 epochs, lr 0.1)" in " ".join(trained.output.split())
+    metrics = json.loads((cache / "metrics.json").read_text())
+    assert len(metrics["history"]) == 30 and metrics["train_config"]["lr"] == 0.1
+    assert metrics["recipe"] == "the multi-label default recipe (30 epochs, lr 0.1)"
+    saved = torch.load(cache / HEAD_FILE, weights_only=True)
+    assert saved["train_config"]["epochs"] == 30 and saved["train_config"]["lr"] == 0.1
+    assert_ok(run("train-head", "--cache", cache, "--epochs", "5", "--lr", "0.001"))  # given, even at the defaults
+    metrics = json.loads((cache / "metrics.json").read_text())
+    assert len(metrics["history"]) == 5 and metrics["recipe"] == "5 epochs, lr 0.001 as given"
+    import headstart
+
+    seen = []
+    headstart.train_head(cache, lr=0.05, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (30, 30) and len(seen) == 30  # the recipe's epochs, the lr given
+    assert json.loads((cache / "metrics.json").read_text())["train_config"]["lr"] == 0.05

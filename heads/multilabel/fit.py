@@ -3,7 +3,7 @@ them as it saves a single-label head's)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +12,7 @@ import torch
 from headstart.features.store import FeatureStore, StoreError
 from headstart.heads.config import TrainConfig
 from headstart.heads.multilabel.metrics import multilabel_summary
+from headstart.heads.multilabel.recipe import multilabel_config
 from headstart.heads.multilabel.train import Rows, choose_thresholds, probabilities, train_multilabel
 from headstart.heads.train import TrainResult
 
@@ -27,6 +28,7 @@ class MultiLabelFit:
     metrics: dict
     counts: dict[str, int]
     untrained: list[str]  # labels without a positive train row
+    config: TrainConfig  # what the head trained by: the given one with the multi-label recipe's epochs and lr
 
 
 def _rows(store: FeatureStore, split: str) -> Rows | None:
@@ -50,9 +52,14 @@ def best_map_epoch(history: list[dict]) -> dict | None:
 
 
 def fit_multilabel(
-    store: FeatureStore, config: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None
+    store: FeatureStore,
+    config: TrainConfig,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    unset: Collection[str] = (),
 ) -> MultiLabelFit:
-    """Train on the train split's label sets, choose per-label thresholds on train, score val and test once."""
+    """Train on the train split's label sets, choose per-label thresholds on train, score val and test once; the
+    options named in `unset` (left at their defaults by the user) follow the multi-label recipe."""
+    config, recipe = multilabel_config(config, unset)
     classes = list(store.header.classes)
     train, val, test = (_rows(store, split) for split in ("train", "val", "test"))
     if train is None:
@@ -65,6 +72,7 @@ def fit_multilabel(
         "history": result.history,
         "best_epoch": best_map_epoch(result.history),
         **record,
+        "recipe": recipe,
         "val_report": _report(result, val, thresholds, classes),
         "test_report": _report(result, test, thresholds, classes),
         "calibration": None,
@@ -72,4 +80,4 @@ def fit_multilabel(
     }
     counts = {name: len(rows[1]) for name, rows in (("train", train), ("val", val), ("test", test)) if rows is not None}
     untrained = [name for label, name in enumerate(classes) if not bool(train[1][:, label].any())]
-    return MultiLabelFit(result, record, metrics, counts, untrained)
+    return MultiLabelFit(result, record, metrics, counts, untrained, config)
