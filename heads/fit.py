@@ -18,7 +18,7 @@ from headstart.features.files.cachedir import CALIBRATION_FILE, CURVES_FILE, HEA
 from headstart.heads.checkpoint import HeadCheckpoint, save_head
 from headstart.heads.config import TrainConfig
 from headstart.heads.logreg import train_logreg
-from headstart.heads.multilabel.fit import NOT_YET, fit_multilabel
+from headstart.heads.multilabel.fit import fit_multilabel
 from headstart.heads.plots import Plots, PlotsHere, Png
 from headstart.heads.report import classification_summary
 from headstart.heads.streaming import has_rows, predicted_streamed, train_streamed
@@ -166,20 +166,20 @@ def _save(
 
 
 def _fit_multilabel(
-    store: FeatureStore, cache: Path, config: TrainConfig, on_epoch, choose, plots: Plots, started: float, unset
+    store: FeatureStore, cache: Path, config: TrainConfig, on_epoch, choose, plots: Plots, started: float, unset, trust
 ) -> FitSummary:
     """train-head on a multi-label features file (heads/multilabel/): head.pt, metrics.json and curves.png; the
     options in `unset` follow the multi-label recipe (heads/multilabel/recipe.py)."""
     if choose is not None:
         raise StoreError(f"{store.path} is multi-label: `sweep` chooses single-label heads only so far; use train-head")
-    fitted = fit_multilabel(store, config, on_epoch, unset)
-    config = fitted.config
+    fitted = fit_multilabel(store, config, on_epoch, unset, trust)
+    config, trusted = fitted.config, fitted.trust
     _check_trained(fitted.result, config, torch.zeros(0, dtype=torch.int64), [])
     header, classes = store.header, list(store.header.classes)
-    head = fitted.result.head
+    head = trusted.head
     records = (header.backbone, header.weights.to_dict(), header.preprocessing.describe(), header.precision)
     checkpoint = HeadCheckpoint(
-        head, classes, *records, config.to_dict(), fitted.metrics, None, None, multilabel=fitted.record
+        head, classes, *records, config.to_dict(), fitted.metrics, trusted.unknown, trusted.calibration, fitted.record
     )
     record = {**fitted.metrics, "classes": classes, "counts": fitted.counts, "train_config": config.to_dict()}
     curves = plots.start("curves", {"history": fitted.result.history})
@@ -187,7 +187,7 @@ def _fit_multilabel(
     return FitSummary(
         *(cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE, classes, fitted.counts, header),
         *(fitted.result, fitted.metrics, time.perf_counter() - started),
-        trust=Trust(head, None, None, None, None, skipped=NOT_YET),
+        trust=Trust(head, None, trusted.unknown, None, None, skipped=trusted.skipped),
         untrained_classes=fitted.untrained,
     )
 
@@ -216,7 +216,7 @@ def fit_head(
     with cache_lock(cache, command):
         with FeatureStore(features) as store:
             if store.header.multi_label:
-                return _fit_multilabel(store, cache, config, on_epoch, choose, plots, started, unset)
+                return _fit_multilabel(store, cache, config, on_epoch, choose, plots, started, unset, trust)
             header, plan = store.header, reading_plan(store)
             fitting = _fit_streamed if plan.streamed else _fit_in_memory
             fitted = fitting(store, plan, config, on_epoch, choose, trust, plots)

@@ -60,7 +60,7 @@ def test_multi_label_folders_extract_train_and_record_the_task(tmp_path):
     trained = run("train-head", "--cache", cache, "--epochs", "3")
     assert_ok(trained)
     printed = " ".join(trained.output.split())  # rich wraps at 80 columns
-    assert "thresholds by best F1 on 5-fold out-of-fold probabilities" in printed
+    assert "thresholds by best F1 on 5-fold out-of-fold calibrated probabilities" in printed
     assert "val: mAP" in printed and "Hamming loss" in printed
     metrics = json.loads((cache / "metrics.json").read_text())
     report = metrics["val_report"]
@@ -70,7 +70,7 @@ def test_multi_label_folders_extract_train_and_record_the_task(tmp_path):
     assert set(report["labels"]["red"]) >= {"precision", "recall", "f1-score", "average_precision", "threshold"}
     assert "val_map" in metrics["history"][-1] and metrics["counts"] == {"train": 13, "val": 6}
     saved = torch.load(cache / HEAD_FILE, weights_only=True)
-    assert saved["format_version"] == 4 and saved["multilabel"]["task"] == "multi-label"
+    assert saved["format_version"] == 5 and saved["multilabel"]["task"] == "multi-label"
     assert [round(value, 6) for value in saved["multilabel"]["thresholds"]] == [
         round(report["labels"][name]["threshold"], 6) for name in CLASSES
     ]
