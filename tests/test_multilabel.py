@@ -90,6 +90,8 @@ def predicted_and_evaluated(data: Path, cache: Path, tmp_path: Path, thresholds:
     assert len(rows) == len(records) == 14 and list(rows[0]) == [
         "path",
         "labels",
+        "ood_score",
+        "unknown",
         *[f"prob_{c}" for c in CLASSES],
         "error",
     ]
@@ -99,6 +101,9 @@ def predicted_and_evaluated(data: Path, cache: Path, tmp_path: Path, thresholds:
         assert row["labels"] == "|".join(expected) and record["labels"] == expected
         assert [round(record["probabilities"][name], 6) for name in CLASSES] == chances
         assert sum(chances) != pytest.approx(1.0, abs=1e-4) or len(expected) <= 1  # sigmoids, not a softmax
+        assert row["unknown"] in ("true", "false") and record["unknown"] == (row["unknown"] == "true")
+        assert float(row["ood_score"]) == pytest.approx(record["ood_score"], rel=1e-5)
+    top_and_unknown(data, tmp_path, rows, thresholds)
     wrong = tmp_path / "wrong.csv"
     evaluated = run("evaluate", data / "train", "--cache", cache, "--device", "cpu", "--out", wrong)
     assert_ok(evaluated)
@@ -110,6 +115,24 @@ def predicted_and_evaluated(data: Path, cache: Path, tmp_path: Path, thresholds:
     assert not both or both[0]["true"] == "red|shoe"
 
 
+def top_and_unknown(data: Path, tmp_path: Path, plain: list[dict], thresholds: list[float]) -> None:
+    """--top-k 2: the two most probable labels beside the set; --reject-unknown: a flagged image's set is `unknown`."""
+    cache, out, lines = tmp_path / "cache", tmp_path / "top.csv", tmp_path / "top.jsonl"
+    assert_ok(run("predict", data / "train", "--cache", cache, "--out", out, "--top-k", "2", "--reject-unknown"))
+    options = ("--top-k", "2", "--reject-unknown", "--format", "jsonl")
+    assert_ok(run("predict", data / "train", "--cache", cache, "--out", lines, *options))
+    records = [json.loads(line) for line in lines.read_text().splitlines()]
+    for row, before, record in zip(read_csv(out), plain, records):
+        assert list(row)[4:8] == ["label_1", "confidence_1", "label_2", "confidence_2"]
+        chances = {name: float(row[f"prob_{name}"]) for name in CLASSES}
+        ranked = sorted(CLASSES, key=lambda name: -chances[name])[:2]
+        assert [row["label_1"], row["label_2"]] == ranked and float(row["confidence_1"]) == chances[ranked[0]]
+        assert [entry["label"] for entry in record["top_k"]] == ranked
+        flagged = row["unknown"] == "true"
+        assert row["labels"] == ("unknown" if flagged else before["labels"])
+        assert record["labels"] == (["unknown"] if flagged else [n for n in before["labels"].split("|") if n])
+
+
 def refused(data: Path, cache: Path, tmp_path: Path) -> None:
     """What does not handle multi-label heads yet says so in one line, and writes nothing."""
     head = str(cache / HEAD_FILE)
@@ -117,9 +140,6 @@ def refused(data: Path, cache: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "m.pt").exists()
     assert_error(run("audit", "--cache", cache), "is multi-label: audit")
     assert_error(run("sweep", "--cache", cache), "is multi-label")
-    out = tmp_path / "top.csv"
-    assert_error(run("predict", data, "--cache", cache, "--out", out, "--top-k", "2"), "--top-k above 1")
-    assert not out.exists()
     html = tmp_path / "e.html"
     assert_error(run("evaluate", data / "val", "--cache", cache, "--out", tmp_path / "w.csv", "--html", html), "--html")
 
@@ -311,3 +331,17 @@ def test_multi_label_heads_train_by_their_recipe_unless_epochs_or_lr_are_given(t
     headstart.train_head(cache, lr=0.05, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (30, 30) and len(seen) == 30  # the recipe's epochs, the lr given
     assert json.loads((cache / "metrics.json").read_text())["train_config"]["lr"] == 0.05
+
+
+def test_a_flagged_image_is_labelled_unknown_and_top_k_ranks_every_label():
+    from headstart.heads.multilabel.predictions import Layout
+    from headstart.heads.predict.writer import Prediction
+
+    flagged = Prediction("=a.jpg", np.array([0.9, 0.2, 0.7]), None, 12.5, True)
+    kept = Prediction("b.jpg", np.array([0.1, 0.6, 0.3]), None, 1.5, False)
+    layout = Layout(list(CLASSES), [0.5, 0.5, 0.5], top_k=2, reject_unknown=True)
+    assert layout.csv_row(flagged)[:8] == ["./=a.jpg", "unknown", "12.5", "true", "hat", "0.900000", "shoe", "0.700000"]
+    assert layout.json_record(kept)["labels"] == ["red"] and layout.json_record(flagged)["labels"] == ["unknown"]
+    plain = Layout(list(CLASSES), [0.5, 0.5, 0.5])
+    assert plain.csv_row(flagged)[1] == "hat|shoe" and plain.json_record(flagged)["top_k"] == []
+    assert plain.csv_header() == ["path", "labels", "ood_score", "unknown", *[f"prob_{c}" for c in CLASSES], "error"]

@@ -8,6 +8,7 @@ import pytest
 import torch
 from test_multilabel import planted
 
+from headstart.features.provenance import PREPROCESSINGS
 from headstart.heads.checkpoint import HeadCheckpoint, HeadFileError, head_digest, load_head, save_head
 from headstart.heads.config import TrainConfig
 from headstart.heads.linear import LinearHead
@@ -16,7 +17,6 @@ from headstart.heads.multilabel.train import logits
 from headstart.heads.multilabel.trust import fit_multilabel_trust
 from headstart.heads.multilabel.unknown import FORMS, fit_unknown_multilabel
 from headstart.heads.trust.config import TrustConfig
-from headstart.features.provenance import PREPROCESSINGS
 
 
 def calibrated_rows(rows: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
