@@ -3,8 +3,11 @@ per-label thresholds, the metrics against scikit-learn; single-label files and h
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -78,6 +81,25 @@ def test_multi_label_folders_extract_train_and_record_the_task(tmp_path):
     thresholds = saved["multilabel"]["thresholds"]
     predicted_and_evaluated(data, cache, tmp_path, thresholds)
     refused(data, cache, tmp_path)
+    exported(cache, tmp_path, saved)
+
+
+def exported(cache: Path, tmp_path: Path, saved: dict) -> None:
+    """export writes sigmoid probabilities (verified against predict by export itself) and the thresholds and
+    calibration in its format 2 metadata; TorchScript here, the other formats share the code (test_export.py)."""
+    from headstart.heads.export import ExportConfig, export_head
+
+    out = tmp_path / "m.pt"
+    summary = export_head(ExportConfig(out=out, format="torchscript", cache=cache, sample=4))
+    assert summary.difference <= 1e-4 and summary.images == 4
+    extra = {"headstart.json": ""}
+    model = torch.jit.load(str(out), _extra_files=extra)
+    meta = json.loads(extra["headstart.json"])
+    assert meta["format_version"] == 2 and meta["task"] == "multi-label"
+    assert meta["thresholds"] == saved["multilabel"]["thresholds"]
+    assert meta["calibration"]["scale"] == saved["calibration"]["scale"]
+    probabilities = model(torch.rand(3, 3, 32, 32))
+    assert probabilities.shape == (3, 3) and not torch.allclose(probabilities.sum(1), torch.ones(3))
 
 
 def predicted_and_evaluated(data: Path, cache: Path, tmp_path: Path, thresholds: list[float]) -> None:
@@ -135,9 +157,6 @@ def top_and_unknown(data: Path, tmp_path: Path, plain: list[dict], thresholds: l
 
 def refused(data: Path, cache: Path, tmp_path: Path) -> None:
     """What does not handle multi-label heads yet says so in one line, and writes nothing."""
-    head = str(cache / HEAD_FILE)
-    assert_error(run("export", "--cache", cache, "--out", tmp_path / "m.pt"), "is multi-label: export", head)
-    assert not (tmp_path / "m.pt").exists()
     assert_error(run("audit", "--cache", cache), "is multi-label: audit")
     assert_error(run("sweep", "--cache", cache), "is multi-label")
     html = tmp_path / "e.html"
@@ -345,3 +364,31 @@ def test_a_flagged_image_is_labelled_unknown_and_top_k_ranks_every_label():
     plain = Layout(list(CLASSES), [0.5, 0.5, 0.5])
     assert plain.csv_row(flagged)[1] == "hat|shoe" and plain.json_record(flagged)["top_k"] == []
     assert plain.csv_header() == ["path", "labels", "ood_score", "unknown", *[f"prob_{c}" for c in CLASSES], "error"]
+
+
+@pytest.mark.long  # extract, train-head, two exports and a fresh interpreter: tens of seconds on a loaded machine
+def test_multi_label_onnx_and_torchvision_exports_and_the_example_prints_the_label_set(tmp_path):
+    import onnxruntime
+
+    from headstart.heads.export import ExportConfig, export_head
+    from headstart.heads.export.examples import caller_example
+
+    data, cache = make_shared(tmp_path / "data"), tmp_path / "cache"
+    assert_ok(run("extract", "--data", data, "--cache", cache, "--multi-label", *FAST))
+    assert_ok(run("train-head", "--cache", cache, "--epochs", "3"))
+    onnx_file, state = tmp_path / "m.onnx", tmp_path / "m.pth"
+    assert export_head(ExportConfig(out=onnx_file, format="onnx", cache=cache, sample=4)).difference <= 1e-4
+    assert export_head(ExportConfig(out=state, format="torchvision", cache=cache, sample=4)).difference <= 1e-4
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    meta = json.loads(session.get_modelmeta().custom_metadata_map["headstart"])
+    assert meta["task"] == "multi-label" and len(meta["thresholds"]) == 3
+    assert json.loads(Path(f"{state}.json").read_text())["format_version"] == 2
+    image = data / "train" / "red" / "both.jpg"
+    (tmp_path / "classify.py").write_text(caller_example("onnx"))
+    printed = subprocess.run(
+        [sys.executable, "classify.py", str(onnx_file), str(image)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert printed.returncode == 0, printed.stderr
+    scores, labels = (ast.literal_eval(line) for line in printed.stdout.strip().splitlines())
+    expected = [name for name, cut in zip(CLASSES, meta["thresholds"]) if scores[name] >= cut]
+    assert labels == expected and set(scores) == set(CLASSES)
