@@ -41,6 +41,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import PurePath
+from typing import Any
 
 from headstart.features import __version__
 from headstart.features.backbones.registry import DEFAULT_BACKBONE
@@ -100,7 +101,7 @@ class ExportMetadata:
         cls, checkpoint, export_format: str, compute_precision: str, onnx_opset: int | None = None
     ) -> ExportMetadata:
         """The metadata of an export of a loaded HeadCheckpoint."""
-        multi = {}
+        multi: dict[str, Any] = {}
         if checkpoint.multilabel is not None:
             calibration = checkpoint.calibration and {
                 key: checkpoint.calibration[key] for key in ("method", "scale", "shift")
@@ -159,7 +160,7 @@ class ExportMetadata:
                 f"{source}: export metadata format {version}; this headstart reads format "
                 f"{' or '.join(map(str, READABLE_VERSIONS))}: export again"
             )
-        fields = (
+        fields: tuple[str, ...] = (
             "format",
             "classes",
             "preprocessing",

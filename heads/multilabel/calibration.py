@@ -107,10 +107,8 @@ def fold(head: LinearHead, scale: np.ndarray, shift: np.ndarray) -> LinearHead:
 
 def label_ece(probabilities: np.ndarray, targets: np.ndarray, bins: int = BINS) -> float:
     """Mean over labels of the binned ECE of each label's probability against how often it is present."""
-    probabilities, targets = torch.as_tensor(probabilities).double(), torch.as_tensor(targets).double()
-    return float(
-        np.mean([binned_reliability(probabilities[:, k], targets[:, k], bins).ece for k in range(targets.shape[1])])
-    )
+    scores, truth = torch.as_tensor(probabilities).double(), torch.as_tensor(targets).double()
+    return float(np.mean([binned_reliability(scores[:, k], truth[:, k], bins).ece for k in range(truth.shape[1])]))
 
 
 def record_problem(record: object, state_dict: dict, classes: int) -> str | None:

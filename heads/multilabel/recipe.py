@@ -22,8 +22,10 @@ RECIPE_OPTIONS = ("epochs", "lr")  # the options this recipe sets when the user 
 def multilabel_config(config: TrainConfig, unset: Collection[str]) -> tuple[TrainConfig, str]:
     """The config a multi-label head trains by, and a line naming the recipe: EPOCHS and LR for those of epochs and
     lr that are in `unset` (the options the user left at their defaults)."""
-    chosen = {key: value for key, value in (("epochs", EPOCHS), ("lr", LR)) if key in unset}
-    config = replace(config, **chosen)
+    chosen = [key for key in RECIPE_OPTIONS if key in unset]
+    config = replace(
+        config, epochs=EPOCHS if "epochs" in chosen else config.epochs, lr=LR if "lr" in chosen else config.lr
+    )
     if len(chosen) == len(RECIPE_OPTIONS):
         return config, f"the multi-label default recipe ({config.epochs} epochs, lr {config.lr})"
     if chosen:

@@ -42,7 +42,7 @@ def _calibrate(head: LinearHead, held: np.ndarray, train: Rows, val: Rows | None
     scale, shift = calibration.fit_calibration(held, train[1].numpy(), calibration.DEFAULT_METHOD)
     identity = np.ones_like(scale), np.zeros_like(shift)
     before, after = _ece(head, val, *identity), _ece(head, val, scale, shift)
-    summary = {"method": calibration.DEFAULT_METHOD, "scale": [float(v) for v in scale]}
+    summary: dict[str, object] = {"method": calibration.DEFAULT_METHOD, "scale": [float(v) for v in scale]}
     summary |= {"shift": [float(v) for v in shift], "folds": THRESHOLD_FOLDS}
     summary |= {"val_ece_before": before, "val_ece_after": after}
     record = {**summary, "uncalibrated": {k: v.detach().clone() for k, v in head.state_dict().items()}}
