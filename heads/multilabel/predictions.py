@@ -17,14 +17,25 @@ The labels' separator `|` cannot appear inside a class name from a folder (a tab
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from headstart.features.files.csvfile import safe_path
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from headstart.heads.predict.writer import Prediction
+
+class Prediction(Protocol):
+    """What a row is written from: heads/predict/writer.py's Prediction (not imported: it imports this module)."""
+
+    path: str
+    probabilities: np.ndarray | None
+    error: str | None
+    ood_score: float | None
+    unknown: bool | None
+
+    def ranked(self, top_k: int) -> list[int]: ...
+
 
 UNKNOWN_LABEL = "unknown"  # as heads/predict/writer.py's
 
