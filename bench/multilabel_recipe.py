@@ -10,7 +10,8 @@ default backbone's width; a pretrained ResNet18's pooled features have norms of 
 22). Per (width, scale, seed): TRAIN rows to fit, TEST rows to score; one head per lr trained for the most epochs in
 EPOCHS (train-head's SGD recipe, momentum 0.9, batch 32, seed 0), its test mAP read after each epoch in EPOCHS (the
 history of a longer run is the shorter run's, epoch by epoch), against one scikit-learn LogisticRegression (C=1) per
-label on the same rows. Reported: per (epochs, lr), the mean and the worst ratio head mAP / logistic mAP over the
+label on the same rows (--per-norm: each lr scaled by 512 / the train rows' mean squared norm, an lr meant for
+512-d features at scale 1). Reported: per (epochs, lr), the mean and the worst ratio head mAP / logistic mAP over the
 settings, and each setting's figures; a head whose loss is not finite counts as ratio 0.
 """
 
@@ -38,6 +39,7 @@ WIDTHS = (32, 128, 512)
 SCALES = (0.2, 1.0, 5.0)
 EPOCHS = (5, 10, 30, 50)
 LRS = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
+REFERENCE_NORM2 = 512.0  # --per-norm: an lr is meant for rows of this mean squared norm (512-d at scale 1)
 
 
 def make_rows(seed: int, rows: int, width: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +69,13 @@ def logistic_map(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     return _map(test[1], np.stack(scores, axis=1))
 
 
-def head_maps(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], lr: float) -> list[float]:
-    """The test mAP after each epoch in EPOCHS of one head trained at `lr` (nan where its loss is not finite)."""
+def head_maps(
+    train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], lr: float, per_norm: bool = False
+) -> list[float]:
+    """The test mAP after each epoch in EPOCHS of one head trained at `lr` (nan where its loss is not finite); with
+    per_norm, at lr * REFERENCE_NORM2 / the train rows' mean squared norm."""
+    if per_norm:
+        lr = lr * REFERENCE_NORM2 / float(np.mean(np.sum(train[0].astype(np.float64) ** 2, axis=1)))
     rows = (torch.from_numpy(train[0]), torch.from_numpy(train[1].astype(np.float32)))
     held = (torch.from_numpy(test[0]), torch.from_numpy(test[1].astype(np.float32)))
     history = train_multilabel(rows, held, TrainConfig(epochs=max(EPOCHS), lr=lr)).history
@@ -78,7 +85,7 @@ def head_maps(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.n
     ]
 
 
-def run(seeds: int, on_line=print) -> dict:
+def run(seeds: int, per_norm: bool = False, on_line=print) -> dict:
     """Every setting's figures and the summary per (epochs, lr)."""
     settings = []
     for width in WIDTHS:
@@ -86,7 +93,7 @@ def run(seeds: int, on_line=print) -> dict:
             for seed in range(seeds):
                 train, test = make_rows(seed, TRAIN, width, scale), make_rows(seed, TEST, width, scale)
                 reference = logistic_map(train, test)
-                maps = {str(lr): head_maps(train, test, lr) for lr in LRS}
+                maps = {str(lr): head_maps(train, test, lr, per_norm) for lr in LRS}
                 settings.append({"width": width, "scale": scale, "seed": seed, "logistic_map": reference, "head": maps})
                 on_line(f"width {width} scale {scale} seed {seed}: logistic mAP {reference:.3f}")
     summary = {}
@@ -98,7 +105,7 @@ def run(seeds: int, on_line=print) -> dict:
     return {
         "bench": "multilabel_recipe",
         "data": {"prevalence": PREVALENCE, "train": TRAIN, "test": TEST, "widths": WIDTHS, "scales": SCALES},
-        "grid": {"epochs": EPOCHS, "lrs": LRS},
+        "grid": {"epochs": EPOCHS, "lrs": LRS, "per_norm": per_norm, "reference_norm2": REFERENCE_NORM2},
         "seeds": seeds,
         "summary": summary,
         "settings": settings,
@@ -108,9 +115,10 @@ def run(seeds: int, on_line=print) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.multilabel_recipe", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--per-norm", action="store_true", help="scale each lr by 512 / the rows' mean squared norm")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "multilabel_recipe.json")
     args = parser.parse_args(argv)
-    figures = measure_and_save("headstart-multilabel-recipe-", args.out, lambda work: run(args.seeds))
+    figures = measure_and_save("headstart-multilabel-recipe-", args.out, lambda work: run(args.seeds, args.per_norm))
     for name, entry in figures["summary"].items():
         print(f"{name}: head / logistic mAP mean {entry['mean_ratio']:.3f}, worst {entry['worst_ratio']:.3f}")
     print(f"written to {args.out}")
