@@ -78,13 +78,19 @@ def train_head(cache: str | os.PathLike = "cache", *, progress: Progress = False
     """Train the head on cache/features.h5 and write head.pt, metrics.json and the plots beside it.
 
     options are TrainConfig's (epochs, lr, momentum, batch_size, seed, head="sgd"|"logreg", weight_decay,
-    class_weight, c); progress is called once per epoch."""
+    class_weight, c, threshold); progress is called once per epoch. Multi-label features train by their own recipe's
+    epochs and lr where those are not given (heads/multilabel/recipe.py)."""
     from headstart.heads.config import TrainConfig
     from headstart.heads.fit import fit_head
+    from headstart.heads.multilabel.recipe import RECIPE_OPTIONS, planned_epochs
 
     config = _config(TrainConfig, options)
+    unset = [name for name in RECIPE_OPTIONS if name not in options]
     report = _on_progress(progress, "epoch")
-    return fit_head(Path(cache), config, (lambda epoch, _: report(epoch, config.epochs)) if report else None)
+    if not report:
+        return fit_head(Path(cache), config, None, unset=unset)
+    total = planned_epochs(Path(cache), config, unset)
+    return fit_head(Path(cache), config, lambda epoch, _: report(epoch, total), unset=unset)
 
 
 def sweep(cache: str | os.PathLike = "cache", *, progress: Progress = False, **options: Any) -> SweepSummary:

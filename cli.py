@@ -160,7 +160,7 @@ def extract(
 @trust_options
 @quiet_option
 @click.pass_context
-def train_head(ctx: click.Context, cache: Path, trust: TrustConfig, backbone: str | None, **settings) -> None:
+def train_head(ctx: click.Context, cache: Path, trust: TrustConfig, backbone: str | None, unset, **settings) -> None:
     """Train the linear head on CACHE's features; write head.pt, metrics.json, curves.png and calibration.png."""
     from headstart.heads.plots import PlotsAhead
 
@@ -170,7 +170,8 @@ def train_head(ctx: click.Context, cache: Path, trust: TrustConfig, backbone: st
         from headstart.heads import fit_head
 
         epochs_table = EpochTable(settings["head"])
-        summary = fit_head(cache, TrainConfig(**settings), epochs_table, trust=trust, plots=plots, backbone=backbone)
+        config = TrainConfig(**settings)
+        summary = fit_head(cache, config, epochs_table, trust=trust, plots=plots, backbone=backbone, unset=unset)
         show_training(report, summary, epochs_table)
 
 

@@ -36,10 +36,26 @@ def overall_line(summary: dict) -> str:
     )
 
 
+def trust_line(metrics: dict) -> str:
+    """metrics.json's multi-label `calibration` and `unknown` entries in one line."""
+    calibration, unknown = metrics.get("calibration"), metrics.get("unknown")
+    line = "calibration: none"
+    if calibration:
+        line = f"calibration: a {calibration['method']} per label folded into the head"
+        before, after = calibration["val_ece_before"], calibration["val_ece_after"]
+        if before is not None:
+            line += f" (val mean per-label ECE {before:.4f} -> {after:.4f})"
+    if unknown:
+        line += f"; unknown images: {unknown['form']} distance, threshold set to flag {unknown['rate']:.1%} of train"
+        if unknown["val_flagged_rate"] is not None:
+            line += f" (flags {unknown['val_flagged_rate']:.1%} of val)"
+    return line
+
+
 def show_multilabel_training(report: Reporter, summary: FitSummary) -> None:
     """A multi-label head's val (and test) scores at its thresholds, how they were chosen, and the files written."""
     metrics = summary.metrics
-    report.note(f"multi-label head: thresholds by {metrics['threshold_rule']}")
+    report.note(f"multi-label head: trained by {metrics['recipe']}; thresholds by {metrics['threshold_rule']}")
     for split, note in (("val", "last epoch"), ("test", "scored once, never used to choose")):
         scored = metrics.get(f"{split}_report")
         if scored:
@@ -47,7 +63,9 @@ def show_multilabel_training(report: Reporter, summary: FitSummary) -> None:
             report.note(f"{split}: {overall_line(scored)}")
     if not metrics.get("val_report"):
         report.warn("no val rows: nothing held out scores this head; extract with a val split")
-    report.warn(summary.trust.skipped or "")
+    report.note(trust_line(metrics))
+    if summary.trust.skipped:
+        report.warn(f"no calibration and no unknown-image model: {summary.trust.skipped}")
     if summary.header.weights.kind == "none":
         report.warn("these features come from a randomly initialised backbone, NOT pretrained")
     for name in summary.untrained_classes:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from headstart.console.reporter import Reporter
 from headstart.features.config import ExtractConfig
 from headstart.features.engines import ENGINES
 from headstart.heads.config import CLASS_WEIGHTS, TrainConfig
+from headstart.heads.multilabel.recipe import EPOCHS, LR, RECIPE_OPTIONS
 from headstart.heads.predict.writer import FORMATS
 
 DEVICES = ["auto", "cpu", "cuda"]
@@ -133,14 +136,14 @@ _TRAIN_OPTIONS = [
         "--epochs",
         type=click.IntRange(1),
         default=TrainConfig().epochs,
-        show_default=True,
+        show_default=f"{TrainConfig().epochs}; multi-label features: {EPOCHS}",
         help="Passes over the training features.",
     ),
     click.option(
         "--lr",
         type=FiniteFloatRange(0, min_open=True),
         default=TrainConfig().lr,
-        show_default=True,
+        show_default=f"{TrainConfig().lr}; multi-label features: {LR}",
         help="SGD learning rate.",
     ),
     click.option(
@@ -208,10 +211,18 @@ def pick_backbone_option(command):
 
 
 def train_options(command):
-    """train-head's options: --cache, and one per TrainConfig field (defaulting to it), passed on by its name."""
+    """train-head's options: --cache, and one per TrainConfig field (defaulting to it), passed on by its name; and
+    `unset`, those of --epochs and --lr left at their defaults (a multi-label head then trains by its own recipe)."""
+
+    @functools.wraps(command)
+    def with_unset(*args, **kwargs):
+        context = click.get_current_context()
+        unset = tuple(name for name in RECIPE_OPTIONS if context.get_parameter_source(name) is ParameterSource.DEFAULT)
+        return command(*args, unset=unset, **kwargs)
+
     for option in reversed(_TRAIN_OPTIONS):
-        command = option(command)
-    return command
+        with_unset = option(with_unset)
+    return with_unset
 
 
 _PREDICTION_OPTIONS = (

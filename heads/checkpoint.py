@@ -26,10 +26,13 @@
     digest          (format 2) sha256 of the state_dict's tensors (name, dtype, shape, bytes, in name order), of
                     the class names and of the unknown model (its tensors the same way, then its numbers):
                     checked on load, so a flipped byte is a clear error, never wrong labels.
-    multilabel      (format 4, a multi-label head only) {"task": "multi-label", "thresholds": [float per class, in
-                    (0, 1)], "threshold_rule": str}: outputs are independent sigmoids, a label is predicted when its
-                    probability is at least its threshold; part of the digest. A single-label head is written as
-                    format 3 without this key, unchanged.
+    multilabel      (format 4 and 5, a multi-label head only) {"task": "multi-label", "thresholds": [float per
+                    class, in (0, 1)], "threshold_rule": str}: outputs are independent sigmoids, a label is predicted
+                    when its probability is at least its threshold; part of the digest. A single-label head is
+                    written as format 3 without this key, unchanged. Format 5 (written since per-label calibration)
+                    may carry a multi-label `calibration` (schema in heads/multilabel/calibration.py) and an
+                    `unknown` model whose Mahalanobis means have 1 to classes + 1 rows (heads/multilabel/unknown.py);
+                    format 4 multi-label heads load with neither.
 
 Format 1 files (no unknown, no calibration, no digest) still load, with unknown and calibration None. Format 3 is
 format 2 whose backbone may be any registry entry; format 1 and 2 files are resnet18 heads and load as before.
@@ -65,8 +68,8 @@ from headstart.heads.linear import LinearHead
 from headstart.heads.trust.unknown import UnknownModel
 
 FORMAT_VERSION = 3
-MULTI_LABEL_VERSION = 4  # written only for a multi-label head
-READABLE_VERSIONS = (1, 2, 3, 4)
+MULTI_LABEL_VERSION = 5  # written only for a multi-label head; 4: one without calibration or unknown model
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 PRECISIONS = ("fp32", "bf16")
@@ -214,8 +217,8 @@ def _record_problem(data: dict) -> str | None:
         _shape_problem(data)
         or _classes_problem(data["classes"], data["head_args"]["num_classes"])
         or _provenance_problem(data)
-        or _unknown_problem(data.get("unknown"), data["head_args"])
-        or _calibration_problem(data.get("calibration"), data["state_dict"])
+        or _unknown_problem(data.get("unknown"), data["head_args"], "multilabel" in data)
+        or _calibration_problem(data)
     )
 
 
@@ -275,8 +278,9 @@ def _provenance_problem(data: dict) -> str | None:
     return None
 
 
-def _unknown_problem(record: object, args: dict) -> str | None:
-    """The unknown-image model's numbers and its tensors' shapes against the head's (in_features, num_classes)."""
+def _unknown_problem(record: object, args: dict, multi_label: bool = False) -> str | None:
+    """The unknown-image model's numbers and its tensors' shapes against the head's (in_features, num_classes); a
+    multi-label head's Mahalanobis means have 1 to num_classes + 1 rows (heads/multilabel/unknown.py)."""
     if record is None:
         return None
     if not isinstance(record, dict) or not isinstance(record.get("state"), dict):
@@ -291,6 +295,9 @@ def _unknown_problem(record: object, args: dict) -> str | None:
         return None  # UnknownModel.from_dict names the methods
     state, width, classes = record["state"], args["in_features"], args["num_classes"]
     shapes = {name: list(tensor.shape) for name, tensor in state.items() if isinstance(tensor, torch.Tensor)}
+    groups = (shapes.get("means") or [0])[0]
+    if multi_label and 1 <= groups <= classes + 1:
+        classes = groups
     wanted = expected(shapes, width, classes)
     if shapes.keys() != wanted.keys() or any(shapes[name] != wanted[name] for name in wanted):
         return f"the unknown-image model's tensors are {shapes}, not {wanted}"
@@ -301,8 +308,14 @@ def _unknown_problem(record: object, args: dict) -> str | None:
     return None
 
 
-def _calibration_problem(record: object, state_dict: dict) -> str | None:
-    """The temperature folded into the head: a finite number > 0, and the uncalibrated head of the same shapes."""
+def _calibration_problem(data: dict) -> str | None:
+    """The temperature folded into the head: a finite number > 0, and the uncalibrated head of the same shapes (a
+    multi-label head's per-label calibration: heads/multilabel/calibration.py)."""
+    record, state_dict = data.get("calibration"), data["state_dict"]
+    if "multilabel" in data and all(isinstance(tensor, torch.Tensor) for tensor in state_dict.values()):
+        from headstart.heads.multilabel.calibration import record_problem
+
+        return record_problem(record, state_dict, data["head_args"]["num_classes"])
     if record is None or not all(isinstance(tensor, torch.Tensor) for tensor in state_dict.values()):
         return None  # no calibration, or a damaged state_dict load_state_dict describes
     if not isinstance(record, dict):
@@ -350,7 +363,7 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
             f"{path} is head format {data['format_version']}; this headstart reads format "
             f"{' or '.join(map(str, READABLE_VERSIONS))}: re-run `train-head`"
         )
-    required = (*_REQUIRED, "multilabel") if data["format_version"] == MULTI_LABEL_VERSION else _REQUIRED
+    required = (*_REQUIRED, "multilabel") if data["format_version"] >= 4 else _REQUIRED
     missing = [key for key in required if key not in data]
     if missing or not isinstance(data["head_type"], str) or data["head_type"] != "linear":
         raise HeadFileError(f"{path} is incomplete (missing {missing}): re-run `train-head`")

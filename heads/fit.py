@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from headstart.features.files.cachedir import CALIBRATION_FILE, CURVES_FILE, HEA
 from headstart.heads.checkpoint import HeadCheckpoint, save_head
 from headstart.heads.config import TrainConfig
 from headstart.heads.logreg import train_logreg
-from headstart.heads.multilabel.fit import NOT_YET, fit_multilabel
+from headstart.heads.multilabel.fit import fit_multilabel
 from headstart.heads.plots import Plots, PlotsHere, Png
 from headstart.heads.report import classification_summary
 from headstart.heads.streaming import has_rows, predicted_streamed, train_streamed
@@ -166,19 +166,21 @@ def _save(
 
 
 def _fit_multilabel(
-    store: FeatureStore, cache: Path, config: TrainConfig, on_epoch, choose, plots: Plots, started: float
+    store: FeatureStore, cache: Path, config: TrainConfig, on_epoch, choose, plots: Plots, started: float, unset, trust
 ) -> FitSummary:
-    """train-head on a multi-label features file (heads/multilabel/): head.pt, metrics.json and curves.png."""
+    """train-head on a multi-label features file (heads/multilabel/): head.pt, metrics.json and curves.png; the
+    options in `unset` follow the multi-label recipe (heads/multilabel/recipe.py). With `choose` (the sweep), its
+    chosen setting is trained as it is."""
     choice = _multilabel_choice(store, config, choose)
-    config = choice.config
-    fitted = fit_multilabel(store, config, on_epoch)
+    fitted = fit_multilabel(store, choice.config, on_epoch, unset if choose is None else (), trust)
     fitted.metrics |= choice.metrics
+    config, trusted = fitted.config, fitted.trust
     _check_trained(fitted.result, config, torch.zeros(0, dtype=torch.int64), [])
     header, classes = store.header, list(store.header.classes)
-    head = fitted.result.head
+    head = trusted.head
     records = (header.backbone, header.weights.to_dict(), header.preprocessing.describe(), header.precision)
     checkpoint = HeadCheckpoint(
-        head, classes, *records, config.to_dict(), fitted.metrics, None, None, multilabel=fitted.record
+        head, classes, *records, config.to_dict(), fitted.metrics, trusted.unknown, trusted.calibration, fitted.record
     )
     record = {**fitted.metrics, "classes": classes, "counts": fitted.counts, "train_config": config.to_dict()}
     curves = plots.start("curves", {"history": fitted.result.history})
@@ -186,7 +188,7 @@ def _fit_multilabel(
     return FitSummary(
         *(cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE, classes, fitted.counts, header),
         *(fitted.result, fitted.metrics, time.perf_counter() - started),
-        trust=Trust(head, None, None, None, None, skipped=NOT_YET),
+        trust=Trust(head, None, trusted.unknown, None, None, skipped=trusted.skipped),
         untrained_classes=fitted.untrained,
     )
 
@@ -212,11 +214,13 @@ def fit_head(
     command: str = "train-head",
     plots: Plots = PlotsHere(),
     backbone: str | None = None,
+    unset: Collection[str] = (),
 ) -> FitSummary:
     """Train on the cached train split, score on val each epoch, fit the unknown-image model and the temperature
     (heads/trust), save the head, its metrics and its plots (drawn by `plots`). With `choose` (the sweep), the setting
     is choose(train rows, classes)'s, decided before val is read; `command` names the lock's holder to a concurrent
-    command. `backbone` picks the features file when the cache holds several (features/files/cachedir.py)."""
+    command. `backbone` picks the features file when the cache holds several (features/files/cachedir.py). `unset`:
+    the options the user left at their defaults, which a multi-label head takes from its own recipe."""
     started = time.perf_counter()
     cache = Path(cache)
     features = chosen_features(cache, backbone)
@@ -225,7 +229,7 @@ def fit_head(
     with cache_lock(cache, command):
         with FeatureStore(features) as store:
             if store.header.multi_label:
-                return _fit_multilabel(store, cache, config, on_epoch, choose, plots, started)
+                return _fit_multilabel(store, cache, config, on_epoch, choose, plots, started, unset, trust)
             header, plan = store.header, reading_plan(store)
             fitting = _fit_streamed if plan.streamed else _fit_in_memory
             fitted = fitting(store, plan, config, on_epoch, choose, trust, plots)

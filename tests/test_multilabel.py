@@ -3,8 +3,11 @@ per-label thresholds, the metrics against scikit-learn; single-label files and h
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -60,7 +63,7 @@ def test_multi_label_folders_extract_train_and_record_the_task(tmp_path):
     trained = run("train-head", "--cache", cache, "--epochs", "3")
     assert_ok(trained)
     printed = " ".join(trained.output.split())  # rich wraps at 80 columns
-    assert "thresholds by best F1 on 5-fold out-of-fold probabilities" in printed
+    assert "thresholds by best F1 on 5-fold out-of-fold calibrated probabilities" in printed
     assert "val: mAP" in printed and "Hamming loss" in printed
     metrics = json.loads((cache / "metrics.json").read_text())
     report = metrics["val_report"]
@@ -70,7 +73,7 @@ def test_multi_label_folders_extract_train_and_record_the_task(tmp_path):
     assert set(report["labels"]["red"]) >= {"precision", "recall", "f1-score", "average_precision", "threshold"}
     assert "val_map" in metrics["history"][-1] and metrics["counts"] == {"train": 13, "val": 6}
     saved = torch.load(cache / HEAD_FILE, weights_only=True)
-    assert saved["format_version"] == 4 and saved["multilabel"]["task"] == "multi-label"
+    assert saved["format_version"] == 5 and saved["multilabel"]["task"] == "multi-label"
     assert [round(value, 6) for value in saved["multilabel"]["thresholds"]] == [
         round(report["labels"][name]["threshold"], 6) for name in CLASSES
     ]
@@ -78,6 +81,25 @@ def test_multi_label_folders_extract_train_and_record_the_task(tmp_path):
     thresholds = saved["multilabel"]["thresholds"]
     predicted_and_evaluated(data, cache, tmp_path, thresholds)
     refused(data, cache, tmp_path)
+    exported(cache, tmp_path, saved)
+
+
+def exported(cache: Path, tmp_path: Path, saved: dict) -> None:
+    """export writes sigmoid probabilities (verified against predict by export itself) and the thresholds and
+    calibration in its format 2 metadata; TorchScript here, the other formats share the code (test_export.py)."""
+    from headstart.heads.export import ExportConfig, export_head
+
+    out = tmp_path / "m.pt"
+    summary = export_head(ExportConfig(out=out, format="torchscript", cache=cache, sample=4))
+    assert summary.difference <= 1e-4 and summary.images == 4
+    extra = {"headstart.json": ""}
+    model = torch.jit.load(str(out), _extra_files=extra)
+    meta = json.loads(extra["headstart.json"])
+    assert meta["format_version"] == 2 and meta["task"] == "multi-label"
+    assert meta["thresholds"] == saved["multilabel"]["thresholds"]
+    assert meta["calibration"]["scale"] == saved["calibration"]["scale"]
+    probabilities = model(torch.rand(3, 3, 32, 32))
+    assert probabilities.shape == (3, 3) and not torch.allclose(probabilities.sum(1), torch.ones(3))
 
 
 def predicted_and_evaluated(data: Path, cache: Path, tmp_path: Path, thresholds: list[float]) -> None:
@@ -90,6 +112,8 @@ def predicted_and_evaluated(data: Path, cache: Path, tmp_path: Path, thresholds:
     assert len(rows) == len(records) == 14 and list(rows[0]) == [
         "path",
         "labels",
+        "ood_score",
+        "unknown",
         *[f"prob_{c}" for c in CLASSES],
         "error",
     ]
@@ -99,6 +123,9 @@ def predicted_and_evaluated(data: Path, cache: Path, tmp_path: Path, thresholds:
         assert row["labels"] == "|".join(expected) and record["labels"] == expected
         assert [round(record["probabilities"][name], 6) for name in CLASSES] == chances
         assert sum(chances) != pytest.approx(1.0, abs=1e-4) or len(expected) <= 1  # sigmoids, not a softmax
+        assert row["unknown"] in ("true", "false") and record["unknown"] == (row["unknown"] == "true")
+        assert float(row["ood_score"]) == pytest.approx(record["ood_score"], rel=1e-5)
+    top_and_unknown(data, tmp_path, rows, thresholds)
     wrong = tmp_path / "wrong.csv"
     evaluated = run("evaluate", data / "train", "--cache", cache, "--device", "cpu", "--out", wrong)
     assert_ok(evaluated)
@@ -110,14 +137,26 @@ def predicted_and_evaluated(data: Path, cache: Path, tmp_path: Path, thresholds:
     assert not both or both[0]["true"] == "red|shoe"
 
 
+def top_and_unknown(data: Path, tmp_path: Path, plain: list[dict], thresholds: list[float]) -> None:
+    """--top-k 2: the two most probable labels beside the set; --reject-unknown: a flagged image's set is `unknown`."""
+    cache, out, lines = tmp_path / "cache", tmp_path / "top.csv", tmp_path / "top.jsonl"
+    assert_ok(run("predict", data / "train", "--cache", cache, "--out", out, "--top-k", "2", "--reject-unknown"))
+    options = ("--top-k", "2", "--reject-unknown", "--format", "jsonl")
+    assert_ok(run("predict", data / "train", "--cache", cache, "--out", lines, *options))
+    records = [json.loads(line) for line in lines.read_text().splitlines()]
+    for row, before, record in zip(read_csv(out), plain, records):
+        assert list(row)[4:8] == ["label_1", "confidence_1", "label_2", "confidence_2"]
+        chances = {name: float(row[f"prob_{name}"]) for name in CLASSES}
+        ranked = sorted(CLASSES, key=lambda name: -chances[name])[:2]
+        assert [row["label_1"], row["label_2"]] == ranked and float(row["confidence_1"]) == chances[ranked[0]]
+        assert [entry["label"] for entry in record["top_k"]] == ranked
+        flagged = row["unknown"] == "true"
+        assert row["labels"] == ("unknown" if flagged else before["labels"])
+        assert record["labels"] == (["unknown"] if flagged else [n for n in before["labels"].split("|") if n])
+
+
 def refused(data: Path, cache: Path, tmp_path: Path) -> None:
     """What does not handle multi-label heads yet says so in one line, and writes nothing."""
-    head = str(cache / HEAD_FILE)
-    assert_error(run("export", "--cache", cache, "--out", tmp_path / "m.pt"), "is multi-label: export", head)
-    assert not (tmp_path / "m.pt").exists()
-    out = tmp_path / "top.csv"
-    assert_error(run("predict", data, "--cache", cache, "--out", out, "--top-k", "2"), "--top-k above 1")
-    assert not out.exists()
     html = tmp_path / "e.html"
     assert_error(run("evaluate", data / "val", "--cache", cache, "--out", tmp_path / "w.csv", "--html", html), "--html")
 
@@ -287,3 +326,67 @@ def test_a_label_set_without_multi_label_is_refused_not_made_a_class(tmp_path):
     refused = run("extract", "--labels", table, "--cache", tmp_path / "cache", *FAST)
     assert_error(refused, "labels.csv: line 3: label 'red|shoe' names several classes: add --multi-label")
     assert not (tmp_path / "cache" / FEATURES_FILE).exists()
+
+
+def test_multi_label_heads_train_by_their_recipe_unless_epochs_or_lr_are_given(tmp_path):
+    features, targets = planted(60)
+    cache = tmp_path / "cache"
+    write_multilabel(cache, {"train": (features[:40], targets[:40]), "val": (features[40:], targets[40:])}, "abcd")
+    assert_ok(trained := run("train-head", "--cache", cache))
+    assert "trained by the multi-label default recipe (30 epochs, lr 0.1)" in " ".join(trained.output.split())
+    metrics = json.loads((cache / "metrics.json").read_text())
+    assert len(metrics["history"]) == 30 and metrics["train_config"]["lr"] == 0.1
+    assert metrics["recipe"] == "the multi-label default recipe (30 epochs, lr 0.1)"
+    saved = torch.load(cache / HEAD_FILE, weights_only=True)
+    assert saved["train_config"]["epochs"] == 30 and saved["train_config"]["lr"] == 0.1
+    assert_ok(run("train-head", "--cache", cache, "--epochs", "5", "--lr", "0.001"))  # given, even at the defaults
+    metrics = json.loads((cache / "metrics.json").read_text())
+    assert len(metrics["history"]) == 5 and metrics["recipe"] == "5 epochs, lr 0.001 as given"
+    import headstart
+
+    seen = []
+    headstart.train_head(cache, lr=0.05, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (30, 30) and len(seen) == 30  # the recipe's epochs, the lr given
+    assert json.loads((cache / "metrics.json").read_text())["train_config"]["lr"] == 0.05
+
+
+def test_a_flagged_image_is_labelled_unknown_and_top_k_ranks_every_label():
+    from headstart.heads.multilabel.predictions import Layout
+    from headstart.heads.predict.writer import Prediction
+
+    flagged = Prediction("=a.jpg", np.array([0.9, 0.2, 0.7]), None, 12.5, True)
+    kept = Prediction("b.jpg", np.array([0.1, 0.6, 0.3]), None, 1.5, False)
+    layout = Layout(list(CLASSES), [0.5, 0.5, 0.5], top_k=2, reject_unknown=True)
+    assert layout.csv_row(flagged)[:8] == ["./=a.jpg", "unknown", "12.5", "true", "hat", "0.900000", "shoe", "0.700000"]
+    assert layout.json_record(kept)["labels"] == ["red"] and layout.json_record(flagged)["labels"] == ["unknown"]
+    plain = Layout(list(CLASSES), [0.5, 0.5, 0.5])
+    assert plain.csv_row(flagged)[1] == "hat|shoe" and plain.json_record(flagged)["top_k"] == []
+    assert plain.csv_header() == ["path", "labels", "ood_score", "unknown", *[f"prob_{c}" for c in CLASSES], "error"]
+
+
+@pytest.mark.long  # extract, train-head, two exports and a fresh interpreter: tens of seconds on a loaded machine
+def test_multi_label_onnx_and_torchvision_exports_and_the_example_prints_the_label_set(tmp_path):
+    import onnxruntime
+
+    from headstart.heads.export import ExportConfig, export_head
+    from headstart.heads.export.examples import caller_example
+
+    data, cache = make_shared(tmp_path / "data"), tmp_path / "cache"
+    assert_ok(run("extract", "--data", data, "--cache", cache, "--multi-label", *FAST))
+    assert_ok(run("train-head", "--cache", cache, "--epochs", "3"))
+    onnx_file, state = tmp_path / "m.onnx", tmp_path / "m.pth"
+    assert export_head(ExportConfig(out=onnx_file, format="onnx", cache=cache, sample=4)).difference <= 1e-4
+    assert export_head(ExportConfig(out=state, format="torchvision", cache=cache, sample=4)).difference <= 1e-4
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    meta = json.loads(session.get_modelmeta().custom_metadata_map["headstart"])
+    assert meta["task"] == "multi-label" and len(meta["thresholds"]) == 3
+    assert json.loads(Path(f"{state}.json").read_text())["format_version"] == 2
+    image = data / "train" / "red" / "both.jpg"
+    (tmp_path / "classify.py").write_text(caller_example("onnx"))
+    printed = subprocess.run(
+        [sys.executable, "classify.py", str(onnx_file), str(image)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert printed.returncode == 0, printed.stderr
+    scores, labels = (ast.literal_eval(line) for line in printed.stdout.strip().splitlines())
+    expected = [name for name, cut in zip(CLASSES, meta["thresholds"]) if scores[name] >= cut]
+    assert labels == expected and set(scores) == set(CLASSES)

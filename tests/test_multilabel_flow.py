@@ -1,10 +1,11 @@
 """Issue 24 end to end: a generated multi-label table (the 0/1 form) over small generated images, random-init weights
-(--weights none), through the real CLI: extract -> train-head -> predict -> evaluate --labels -> sweep -> audit
-(-> export, built beside this: its step goes where marked)."""
+(--weights none), through the real CLI: extract -> train-head -> predict -> evaluate --labels -> sweep -> audit -> export."""
 
 from __future__ import annotations
 
 import json
+
+import torch
 
 from cli_helpers import assert_ok, read_csv, run
 from conftest import make_image
@@ -42,7 +43,8 @@ def test_a_multi_label_table_goes_from_extract_to_audit(tmp_path):
     predictions = tmp_path / "predictions.csv"
     assert_ok(run("predict", data, "--cache", cache, "--out", predictions, "--device", "cpu"))
     predicted = read_csv(predictions)
-    assert len(predicted) == 16 and list(predicted[0]) == ["path", "labels", *[f"prob_{c}" for c in CLASSES], "error"]
+    assert len(predicted) == 16
+    assert list(predicted[0]) == ["path", "labels", "ood_score", "unknown", *[f"prob_{c}" for c in CLASSES], "error"]
 
     wrong = tmp_path / "wrong.csv"
     evaluated = run("evaluate", data, "--labels", table, "--cache", cache, "--out", wrong, "--device", "cpu")
@@ -60,5 +62,12 @@ def test_a_multi_label_table_goes_from_extract_to_audit(tmp_path):
     assert record["task"] == "multi-label" and record["counts"] == {"train": 12, "val": 4}
     assert (cache / "audit" / "label_set_issues.csv").exists() and (cache / "audit" / "report.html").exists()
 
-    # export: the head side of issue 24 (built beside this) adds its step here, e.g.
-    # assert_ok(run("export", "--cache", cache, "--out", tmp_path / "model.pt")) and its check against predict.
+    model = tmp_path / "model.pt"  # TorchScript, checked against predict by export itself before it is kept
+    assert_ok(run("export", "--cache", cache, "--out", model, "--sample", "4"))
+    extra = {"headstart.json": ""}
+    exported = torch.jit.load(str(model), _extra_files=extra)
+    meta = json.loads(extra["headstart.json"])
+    assert meta["task"] == "multi-label" and len(meta["thresholds"]) == len(CLASSES)
+    with torch.no_grad():
+        probabilities = exported(torch.rand(2, 3, 32, 32))
+    assert probabilities.shape == (2, len(CLASSES)) and bool(((probabilities >= 0) & (probabilities <= 1)).all())

@@ -33,6 +33,14 @@ if pre["crop"]:  # the centre crop x crop
     image = image.crop((left, top, left + pre["crop"], top + pre["crop"]))
 """
 
+# {class: probability}, and for a multi-label head the predicted label set.
+_PRINT = """\
+scores = dict(zip(meta["classes"], probabilities.tolist()))
+print(scores)
+if meta.get("task") == "multi-label":  # independent sigmoids: the labels at or above their thresholds
+    print([name for name, cut in zip(meta["classes"], meta["thresholds"]) if scores[name] >= cut])
+"""
+
 _TORCHSCRIPT = f"""\
 import json, sys
 import torch
@@ -44,8 +52,7 @@ meta = json.loads(extra["headstart.json"])
 {_DECODE}{_RESIZE_CROP}pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
 pixels = pixels.view(image.height, image.width, 3).permute(2, 0, 1)
 probabilities = model(pixels.unsqueeze(0) / 255.0)[0]
-print(dict(zip(meta["classes"], probabilities.tolist())))
-"""
+{_PRINT}"""
 
 _ONNX = f"""\
 import json, sys
@@ -57,8 +64,7 @@ session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProv
 meta = json.loads(session.get_modelmeta().custom_metadata_map["headstart"])
 {_DECODE}{_RESIZE_CROP}images = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)[None] / 255
 probabilities = session.run(None, {{"images": images}})[0][0]
-print(dict(zip(meta["classes"], probabilities.tolist())))
-"""
+{_PRINT}"""
 
 _TORCHVISION = f"""\
 import json, sys
@@ -77,15 +83,16 @@ steps = [transforms.Resize(size, interpolation=interpolation)]
 steps += [transforms.CenterCrop(pre["crop"])] if pre["crop"] else []
 steps += [transforms.ToTensor(), transforms.Normalize(pre["mean"], pre["std"])]
 with torch.inference_mode():
-    probabilities = model(transforms.Compose(steps)(image).unsqueeze(0)).softmax(dim=1)[0]
-print(dict(zip(meta["classes"], probabilities.tolist())))
-"""
+    logits = model(transforms.Compose(steps)(image).unsqueeze(0))[0]
+probabilities = logits.sigmoid() if meta.get("task") == "multi-label" else logits.softmax(dim=0)
+{_PRINT}"""
 
 _EXAMPLES = {"torchscript": _TORCHSCRIPT, "onnx": _ONNX, "torchvision": _TORCHVISION}
 
 
 def caller_example(export_format: str) -> str:
-    """A Python script: `python classify.py EXPORTED_FILE IMAGE` prints {class: probability}."""
+    """A Python script: `python classify.py EXPORTED_FILE IMAGE` prints {class: probability}, and for a multi-label
+    head the predicted label set."""
     if export_format not in _EXAMPLES:
         raise ExportError(f"unknown export format {export_format!r} (use one of {', '.join(_EXAMPLES)})")
     return _EXAMPLES[export_format]

@@ -1,4 +1,5 @@
-"""Export metadata, format version 1: what a caller of an exported classifier needs besides its weights.
+"""Export metadata, format version 1 (2 for a multi-label head): what a caller of an exported classifier needs
+besides its weights.
 
 One JSON object, stored inside a TorchScript file as the extra file `headstart.json`
 (`torch.jit.load(path, _extra_files={"headstart.json": ""})`), in an ONNX model's metadata under the key
@@ -24,6 +25,14 @@ beside a torchvision state_dict as FILE.json. Bump FORMAT_VERSION on any change.
     head_precision     "fp32" | "bf16": the backbone precision of the head's features (and of predict)
     compute_precision  "fp32" | "bf16": the backbone precision of this export (bf16: torchscript of a bf16 head)
     onnx_opset         int for onnx, else null
+
+Format 2, written for a multi-label head only (a single-label export is format 1, unchanged), adds:
+
+    task               "multi-label": the outputs are independent sigmoids (torchscript, onnx; torchvision's logits:
+                       apply a sigmoid), not a softmax
+    thresholds         list of float per class: label i is predicted when its probability is at least thresholds[i]
+    calibration        null, or the per-label calibration already folded into the weights, for reference:
+                       {"method", "scale", "shift"} (heads/multilabel/calibration.py)
 """
 
 from __future__ import annotations
@@ -32,11 +41,15 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import PurePath
+from typing import Any
 
 from headstart.features import __version__
 from headstart.features.backbones.registry import DEFAULT_BACKBONE
 
 FORMAT_VERSION = 1
+MULTI_LABEL_VERSION = 2  # written for a multi-label head only
+READABLE_VERSIONS = (FORMAT_VERSION, MULTI_LABEL_VERSION)
+_MULTI_LABEL_FIELDS = ("task", "thresholds", "calibration")
 METADATA_NAME = "headstart.json"  # the TorchScript extra file
 ONNX_METADATA_KEY = "headstart"
 INPUT_NAME, OUTPUT_NAME = "images", "probabilities"
@@ -79,12 +92,22 @@ class ExportMetadata:
     producer: str = f"headstart {__version__}"
     created: str = ""
     format_version: int = FORMAT_VERSION
+    task: str | None = None  # "multi-label" (format 2); None: a single-label head's softmax
+    thresholds: list[float] | None = None
+    calibration: dict | None = None
 
     @classmethod
     def of_head(
         cls, checkpoint, export_format: str, compute_precision: str, onnx_opset: int | None = None
     ) -> ExportMetadata:
         """The metadata of an export of a loaded HeadCheckpoint."""
+        multi: dict[str, Any] = {}
+        if checkpoint.multilabel is not None:
+            calibration = checkpoint.calibration and {
+                key: checkpoint.calibration[key] for key in ("method", "scale", "shift")
+            }
+            multi = {"format_version": MULTI_LABEL_VERSION, "task": "multi-label", "calibration": calibration}
+            multi["thresholds"] = list(checkpoint.thresholds)
         return cls(
             export_format,
             list(checkpoint.classes),
@@ -95,6 +118,7 @@ class ExportMetadata:
             checkpoint.backbone,
             onnx_opset,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
+            **multi,
         )
 
     @property
@@ -103,6 +127,8 @@ class ExportMetadata:
 
     def to_dict(self) -> dict:
         data = asdict(self)
+        if self.task is None:  # a single-label export's record, as format 1 wrote it
+            data = {key: value for key, value in data.items() if key not in _MULTI_LABEL_FIELDS}
         height, width = input_size(self.preprocessing)
         data["input"] = {
             "name": INPUT_NAME,
@@ -128,13 +154,13 @@ class ExportMetadata:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise ExportError(f"{source}: the export metadata is not JSON ({error})") from None
-        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+        if not isinstance(data, dict) or data.get("format_version") not in READABLE_VERSIONS:
             version = data.get("format_version") if isinstance(data, dict) else None
             raise ExportError(
                 f"{source}: export metadata format {version}; this headstart reads format "
-                f"{FORMAT_VERSION}: export again"
+                f"{' or '.join(map(str, READABLE_VERSIONS))}: export again"
             )
-        fields = (
+        fields: tuple[str, ...] = (
             "format",
             "classes",
             "preprocessing",
@@ -147,6 +173,8 @@ class ExportMetadata:
             "created",
             "format_version",
         )
+        if data["format_version"] == MULTI_LABEL_VERSION:
+            fields += _MULTI_LABEL_FIELDS
         missing = [name for name in fields if name not in data]
         if missing:
             raise ExportError(f"{source}: the export metadata lacks {missing}: export again")

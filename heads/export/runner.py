@@ -25,7 +25,6 @@ from headstart.heads.export.verify import (
     predicted,
     verification_images,
 )
-from headstart.heads.multilabel.predictions import refuse_multilabel
 
 
 @dataclass
@@ -62,8 +61,6 @@ def export_head(config: ExportConfig, on_stage: Callable[[str], None] | None = N
         Path(config.cache) / HEAD_FILE,
         PredictConfig(weights=config.weights, backbone=config.backbone, device="cpu", workers=0),
     )
-    if predictor.checkpoint.multilabel is not None:
-        refuse_multilabel(Path(config.cache) / HEAD_FILE, "export")
     if exporter.PLAIN_BACKBONE and predictor.checkpoint.backbone.startswith(TIMM_PREFIX):
         raise ExportError(
             f"--format {config.format} writes a torchvision state_dict; {predictor.checkpoint.backbone} is a timm "

@@ -48,7 +48,10 @@ def load(paths: list[Path]) -> Callable[[np.ndarray], np.ndarray]:
             f"the backbone's parameters do not load into torchvision's {name} ({str(error).splitlines()[0]})"
         ) from None
     preprocessing = metadata.preprocessing
-    classifier = ExportedClassifier(model, nn.Identity(), preprocessing["mean"], preprocessing["std"]).eval()
+    multi_label = metadata.task == "multi-label"
+    classifier = ExportedClassifier(
+        model, nn.Identity(), preprocessing["mean"], preprocessing["std"], multi_label=multi_label
+    ).eval()
 
     def run(images: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -99,6 +99,13 @@ def train_multilabel(
     return result
 
 
+def logits(head: nn.Module, features: torch.Tensor) -> np.ndarray:
+    """The head's logits (N, C)."""
+    head.eval()
+    with torch.inference_mode():
+        return head(features).numpy()
+
+
 def probabilities(head: nn.Module, features: torch.Tensor) -> np.ndarray:
     """Sigmoid probabilities (N, C)."""
     head.eval()
@@ -106,28 +113,40 @@ def probabilities(head: nn.Module, features: torch.Tensor) -> np.ndarray:
         return torch.sigmoid(head(features)).numpy()
 
 
-def out_of_fold_probabilities(train: Rows, config: TrainConfig, folds: int = THRESHOLD_FOLDS) -> np.ndarray:
-    """Every train row's probabilities from a head fitted by the same recipe on the other folds (folds stratified by
-    each row's lowest label; each fold's head takes as many SGD steps per epoch as the full head does)."""
+def out_of_fold_logits(train: Rows, config: TrainConfig, folds: int = THRESHOLD_FOLDS) -> np.ndarray:
+    """Every train row's logits from a head fitted by the same recipe on the other folds (folds stratified by each
+    row's lowest label; each fold's head takes as many SGD steps per epoch as the full head does)."""
     features, targets = train
     batches = math.ceil(len(targets) / config.batch_size)
 
     def fit_and_score(x: torch.Tensor, y: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
         fold_config = replace(config, batch_size=math.ceil(len(y) / batches))
-        return torch.from_numpy(probabilities(train_multilabel((x, y), None, fold_config).head, held))
+        return torch.from_numpy(logits(train_multilabel((x, y), None, fold_config).head, held))
 
     lowest = targets.argmax(1).numpy()
     return out_of_fold(features, targets, stratified_folds(lowest, folds, config.seed), fit_and_score).numpy()
 
 
-def choose_thresholds(train: Rows, config: TrainConfig) -> tuple[np.ndarray, str]:
+def out_of_fold_probabilities(train: Rows, config: TrainConfig, folds: int = THRESHOLD_FOLDS) -> np.ndarray:
+    """Every train row's sigmoid probabilities from out_of_fold_logits."""
+    return np.exp(-np.logaddexp(0, -out_of_fold_logits(train, config, folds).astype(np.float64)))
+
+
+def enough_rows(train: Rows) -> bool:
+    """Whether train has the rows out-of-fold thresholds and calibration need."""
+    return len(train[1]) >= 2 * THRESHOLD_FOLDS
+
+
+def choose_thresholds(
+    train: Rows, config: TrainConfig, held_out: np.ndarray | None = None, calibrated: bool = False
+) -> tuple[np.ndarray, str]:
     """Per-label thresholds and how they were chosen: `--threshold X` for all, else the best F1 over out-of-fold
-    probabilities (0.5 when train has fewer rows than folds)."""
+    probabilities (`held_out` when given, `calibrated` or not; 0.5 when train has fewer rows than that needs)."""
     count = train[1].shape[1]
     if config.threshold is not None:
         return np.full(count, config.threshold), "fixed"
-    if len(train[1]) < 2 * THRESHOLD_FOLDS:
+    if not enough_rows(train):
         return np.full(count, 0.5), "fixed: too few train rows for out-of-fold thresholds"
-    oof = out_of_fold_probabilities(train, config)
+    oof = out_of_fold_probabilities(train, config) if held_out is None else held_out
     chosen = np.clip(best_thresholds(train[1].numpy(), oof), 1e-6, 1 - 1e-6)  # a head file holds thresholds in (0, 1)
-    return chosen, f"best F1 on {THRESHOLD_FOLDS}-fold out-of-fold probabilities"
+    return chosen, f"best F1 on {THRESHOLD_FOLDS}-fold out-of-fold {'calibrated ' if calibrated else ''}probabilities"

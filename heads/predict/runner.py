@@ -13,7 +13,6 @@ from headstart.features.files.cachedir import HEAD_FILE
 from headstart.features.files.outputs import Output, check_outputs
 from headstart.features.folder import SKIP_KINDS, DatasetError, count_kinds, scan_images, text_path
 from headstart.heads.config import PredictConfig
-from headstart.heads.multilabel.predictions import refuse_multilabel
 from headstart.heads.predict.predictor import Predictor
 from headstart.heads.predict.resume import open_partial
 from headstart.heads.predict.writer import write_predictions
@@ -64,8 +63,6 @@ def predict_files(
     check_outputs(cache, Output("--out", Path(out), streamed=True))
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config, on_warning)
     thresholds = predictor.checkpoint.thresholds
-    if thresholds is not None and (top_k > 1 or reject_unknown):
-        refuse_multilabel(Path(cache) / HEAD_FILE, "--top-k above 1" if top_k > 1 else "--reject-unknown")
     entries, skipped = scan_images(list(paths))
     if not entries:
         others = f" ({len(skipped)} other file(s): {skipped[0][1]})" if skipped else ""

@@ -125,16 +125,14 @@ def _json_record(prediction: Prediction, classes: list[str], top_k: int, reject_
     }
 
 
-def _multilabel_rows(thresholds: list[float] | None, classes: list[str]) -> tuple | None:
+def _multilabel_rows(thresholds: list[float] | None, classes: list[str], top_k: int, reject: bool) -> tuple | None:
     """A multi-label head's CSV header, CSV row and JSON record makers; None for a single-label head."""
     if thresholds is None:
         return None
-    from headstart.heads.multilabel import predictions as multi
+    from headstart.heads.multilabel.predictions import Layout
 
-    def cells(prediction: Prediction) -> tuple:
-        return prediction.path, prediction.probabilities, prediction.error, thresholds, classes
-
-    return multi.csv_header(classes), lambda p: multi.csv_row(*cells(p)), lambda p: multi.json_record(*cells(p))
+    layout = Layout(classes, thresholds, top_k, reject)
+    return layout.csv_header(), layout.csv_row, layout.json_record
 
 
 def write_predictions(
@@ -152,7 +150,7 @@ def write_predictions(
     counts: dict = {"predicted": 0, "failed": 0, "flagged": 0}
     failures = []
     top_k = max(1, min(top_k, len(classes)))
-    multi = _multilabel_rows(thresholds, classes)
+    multi = _multilabel_rows(thresholds, classes, top_k, reject_unknown)
     with text_output(out) as handle:
         if format == "csv":
             writer = CsvWriter(handle, multi[0] if multi else header(classes, top_k))
