@@ -9,9 +9,14 @@ are found more often than with centred features (docs/audit.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 WHITEN_DIMS = 32  # measured against 16, 64 and 128: docs/audit.md
+# Train rows the whitening is fitted on, at most: a seeded sample above it, so the fit's cost stays bounded at a
+# million rows. Chosen by python -m bench.neighbours --parts whitening (docs/features-out.md).
+WHITEN_SAMPLE_ROWS = 65_536
 BLOCK_ROWS = 4096
 
 
@@ -31,8 +36,30 @@ def unit_rows(features: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return unit_length(np.asarray(features, np.float32) - centre.astype(np.float32))
 
 
-def whiten(features: np.ndarray, train_features: np.ndarray, dims: int = WHITEN_DIMS) -> np.ndarray:
-    """Rows projected on the train rows' first `dims` principal components, unit variance each, unit length."""
+@dataclass(frozen=True)
+class Whitening:
+    """A fitted whitening: rows minus `centre`, times `projection` (dim x kept components, unit variance each)."""
+
+    centre: np.ndarray  # float64 (dim,)
+    projection: np.ndarray  # float32 (dim, kept)
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """Rows whitened and scaled to unit length (float32), BLOCK_ROWS at a time: no centred copy of every row."""
+        whitened = np.empty((len(features), self.projection.shape[1]), np.float32)
+        for start in range(0, len(features), BLOCK_ROWS):
+            block = (features[start : start + BLOCK_ROWS] - self.centre).astype(np.float32)
+            whitened[start : start + BLOCK_ROWS] = block @ self.projection
+        return unit_length(whitened)
+
+
+def fit_whitening(
+    train_features: np.ndarray, dims: int = WHITEN_DIMS, sample_rows: int = WHITEN_SAMPLE_ROWS, seed: int = 0
+) -> Whitening:
+    """The train rows' first `dims` principal components, each scaled to unit variance; fitted on every train row
+    up to sample_rows of them, above that on sample_rows drawn at random (seeded: the same rows give the same fit)."""
+    if len(train_features) > sample_rows:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(train_features), sample_rows, replace=False))
+        train_features = train_features[chosen]  # a bounded copy: sample_rows x dim
     centre = train_features.mean(axis=0, dtype=np.float64)
     covariance = np.zeros((train_features.shape[1],) * 2)
     for start in range(0, len(train_features), BLOCK_ROWS):  # blocks: no float64 copy of every row
@@ -43,8 +70,9 @@ def whiten(features: np.ndarray, train_features: np.ndarray, dims: int = WHITEN_
     keep = min(dims, train_features.shape[1], max(len(train_features) - 1, 1))
     values, vectors = values[::-1][:keep], vectors[:, ::-1][:, :keep]
     projection = (vectors / np.sqrt(np.maximum(values, values[0] * 1e-6 + 1e-12))).astype(np.float32)
-    whitened = np.empty((len(features), keep), np.float32)
-    for start in range(0, len(features), BLOCK_ROWS):  # blocks: no centred copy of every row
-        block = (features[start : start + BLOCK_ROWS] - centre).astype(np.float32)
-        whitened[start : start + BLOCK_ROWS] = block @ projection
-    return unit_length(whitened)
+    return Whitening(centre, projection)
+
+
+def whiten(features: np.ndarray, train_features: np.ndarray, dims: int = WHITEN_DIMS) -> np.ndarray:
+    """Rows projected on the train rows' first `dims` principal components, unit variance each, unit length."""
+    return fit_whitening(train_features, dims).transform(features)
