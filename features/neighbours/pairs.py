@@ -105,7 +105,9 @@ def assign_lists(unit: np.ndarray, list_rows: int = LIST_ROWS, probes: int = PRO
 
 def _grouped(lists: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """(rows ordered by list, where each list's rows start): the rows of list j are order[starts[j]:starts[j+1]]."""
-    order = np.argsort(lists, kind="stable")
+    # numpy's stable sort of 16-bit integers is a radix sort: linear in the rows, where int64's is not
+    keys = lists.astype(np.uint16) if count <= 1 << 16 else lists
+    order = np.argsort(keys, kind="stable")
     starts = np.concatenate([[0], np.cumsum(np.bincount(lists, minlength=count))])
     return order, starts
 
