@@ -99,8 +99,9 @@ def find_duplicates(
 ) -> Pairs:
     """Exact and near pairs over all rows, each once; train-vs-val/test pairs (leakage) first, then most similar.
 
-    The first train_rows rows are the train split: the whitening is fitted on them. From index_min_rows rows on
-    (with faiss installed) near pairs come from the approximate index, else from every pair compared.
+    The first train_rows rows are the train split: the whitening is fitted on them (on a seeded sample of
+    WHITEN_SAMPLE_ROWS of them when there are more). From index_min_rows rows on (with faiss installed) near pairs
+    come from lists of a fixed size (features/neighbours/pairs.py), else from every pair compared.
     """
     unit = whiten(features, features[:train_rows])
     exact_a, exact_b = exact_pairs(sha256)

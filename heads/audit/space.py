@@ -4,7 +4,9 @@ Whitening (Jégou & Chum, "Negative evidences and co-occurrences in image retrie
 whitening", ECCV 2012): the features are centred on the train mean, projected on the train rows' first
 WHITEN_DIMS principal components and each component scaled to unit variance, so the directions that every
 image of a class shares stop dominating the similarity. Measured by python -m bench.audit: re-encoded copies
-are found more often than with centred features (docs/audit.md).
+are found more often than with centred features (docs/audit.md). Above WHITEN_SAMPLE_ROWS train rows the fit uses
+a seeded sample of them (its cost stays bounded at a million rows; docs/features-out.md), and the rows are
+transformed a block at a time.
 """
 
 from __future__ import annotations
