@@ -59,17 +59,21 @@ def fit_whitening(
 ) -> Whitening:
     """The train rows' first `dims` principal components, each scaled to unit variance; fitted on every train row
     up to sample_rows of them, above that on sample_rows drawn at random (seeded: the same rows give the same fit)."""
-    if len(train_features) > sample_rows:
+    count, dim = min(len(train_features), sample_rows), train_features.shape[1]
+    if len(train_features) > sample_rows:  # the sample read a block at a time: no copy of it
         chosen = np.sort(np.random.default_rng(seed).choice(len(train_features), sample_rows, replace=False))
-        train_features = train_features[chosen]  # a bounded copy: sample_rows x dim
-    centre = train_features.mean(axis=0, dtype=np.float64)
-    covariance = np.zeros((train_features.shape[1],) * 2)
-    for start in range(0, len(train_features), BLOCK_ROWS):  # blocks: no float64 copy of every row
-        block = train_features[start : start + BLOCK_ROWS].astype(np.float64) - centre
+        blocks: list = [chosen[start : start + BLOCK_ROWS] for start in range(0, count, BLOCK_ROWS)]
+        centre = sum(train_features[rows].sum(axis=0, dtype=np.float64) for rows in blocks) / count
+    else:
+        blocks = [slice(start, start + BLOCK_ROWS) for start in range(0, count, BLOCK_ROWS)]
+        centre = train_features.mean(axis=0, dtype=np.float64)
+    covariance = np.zeros((dim, dim))
+    for rows in blocks:  # blocks: no float64 copy of every row
+        block = train_features[rows].astype(np.float64) - centre
         covariance += block.T @ block
-    covariance /= max(len(train_features) - 1, 1)
+    covariance /= max(count - 1, 1)
     values, vectors = np.linalg.eigh(covariance)
-    keep = min(dims, train_features.shape[1], max(len(train_features) - 1, 1))
+    keep = min(dims, dim, max(count - 1, 1))
     values, vectors = values[::-1][:keep], vectors[:, ::-1][:, :keep]
     projection = (vectors / np.sqrt(np.maximum(values, values[0] * 1e-6 + 1e-12))).astype(np.float32)
     return Whitening(centre, projection)
