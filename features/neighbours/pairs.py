@@ -166,9 +166,13 @@ def pairs_in_lists(
     count = int(lists.max()) + 1 if total else 0
     members, member_starts = _grouped(lists[:, 0], count)
     flat = lists.ravel()
-    probed = np.flatnonzero(flat >= 0)  # -1: fewer lists found than asked (the grouped search's nearest groups)
-    order, probe_starts = _grouped(flat[probed], count)
-    probing = probed[order] // lists.shape[1]  # positions in the flattened lists -> the rows that probe each list
+    if flat.min() >= 0:  # every row found all its lists: no copy of the flattened lists (rows x probes) needed
+        order, probe_starts = _grouped(flat, count)
+    else:  # -1: fewer lists found than asked (the grouped search's nearest groups)
+        probed = np.flatnonzero(flat >= 0)
+        order, probe_starts = _grouped(flat[probed], count)
+        order = probed[order]
+    probing = order // lists.shape[1]  # positions in the flattened lists -> the rows that probe each list
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
         (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
     ]
