@@ -125,3 +125,19 @@ def test_with_the_centres_grouped_every_pair_found_is_real_once_and_the_copies_a
     assert copies <= found <= exact and dropped == 0 and len(found) == len(a) and bool(np.all(a < b))
     assert len(found) >= 0.9 * len(exact)
     assert float(s.min()) >= 0.8 and np.allclose(s, np.einsum("ij,ij->i", unit[a], unit[b]), atol=1e-5)
+
+
+def test_the_whitening_is_fitted_on_a_seeded_sample_above_its_size_and_on_every_row_below():
+    from headstart.heads.audit.space import fit_whitening
+
+    features, copies = planted(rows=3000)
+    full = fit_whitening(features, sample_rows=3000)
+    assert np.array_equal(full.projection, fit_whitening(features, sample_rows=5000).projection)  # every row
+    sampled = fit_whitening(features, sample_rows=1000, seed=3)
+    assert np.array_equal(sampled.projection, fit_whitening(features, sample_rows=1000, seed=3).projection)
+    chosen = np.sort(np.random.default_rng(3).choice(3000, 1000, replace=False))
+    assert np.array_equal(sampled.centre, features[chosen].mean(axis=0, dtype=np.float64))  # those rows only
+    assert not np.array_equal(sampled.centre, full.centre)
+    unit = sampled.transform(features)
+    assert unit.shape == (3000, 32) and np.allclose(np.linalg.norm(unit, axis=1), 1, atol=1e-5)
+    assert copies <= as_set(*near_pairs(unit, 0.8)[:2])  # the planted copies survive the sample's fit

@@ -79,25 +79,35 @@ def _quantizer(centroids: np.ndarray, faiss: Any) -> Any:
     return quantizer
 
 
-def assign_lists(unit: np.ndarray, list_rows: int = LIST_ROWS, probes: int = PROBES, seed: int = 0) -> np.ndarray:
+def list_centres(unit: np.ndarray, list_rows: int = LIST_ROWS, seed: int = 0) -> np.ndarray:
+    """(rows // list_rows, dim) centres of the lists the rows are cut into (one list: no centres are needed)."""
+    nlist = max(1, len(unit) // max(1, list_rows))
+    return _centroids(unit, nlist, seed) if nlist > 1 else np.zeros((1, unit.shape[1]), np.float32)
+
+
+def nearest_lists(unit: np.ndarray, centroids: np.ndarray, probes: int = PROBES) -> np.ndarray:
     """(rows, probes) list numbers: each row's nearest lists by cosine, nearest first (column 0: its own list)."""
-    faiss = require_faiss()
-    rows, dim = unit.shape
-    nlist = max(1, rows // max(1, list_rows))
+    rows, nlist = len(unit), len(centroids)
     probes = max(1, min(probes, nlist))
     if nlist == 1:
         return np.zeros((rows, 1), np.int64)
-    centroids = _centroids(unit, nlist, seed)
-    quantizer = _quantizer(centroids, faiss)
+    quantizer = _quantizer(centroids, require_faiss())
     found = np.empty((rows, probes), np.int64)
     for start in range(0, rows, 65536):
         found[start : start + 65536] = quantizer.search(np.ascontiguousarray(unit[start : start + 65536]), probes)[1]
     return found
 
 
+def assign_lists(unit: np.ndarray, list_rows: int = LIST_ROWS, probes: int = PROBES, seed: int = 0) -> np.ndarray:
+    """(rows, probes) list numbers: each row's nearest lists by cosine, nearest first (column 0: its own list)."""
+    return nearest_lists(unit, list_centres(unit, list_rows, seed), probes)
+
+
 def _grouped(lists: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """(rows ordered by list, where each list's rows start): the rows of list j are order[starts[j]:starts[j+1]]."""
-    order = np.argsort(lists, kind="stable")
+    # numpy's stable sort of 16-bit integers is a radix sort: linear in the rows, where int64's is not
+    keys = lists.astype(np.uint16) if count <= 1 << 16 else lists
+    order = np.argsort(keys, kind="stable")
     starts = np.concatenate([[0], np.cumsum(np.bincount(lists, minlength=count))])
     return order, starts
 
@@ -139,15 +149,30 @@ def indexed_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Pairs a < b of unit-length rows with unit[a] . unit[b] >= threshold, each row compared with the rows of its
     `probes` nearest lists; at most max_pairs (the most similar) and how many more, as near_pairs returns them."""
-    total = len(unit)
     unit = np.ascontiguousarray(unit, dtype=np.float32)
-    lists = assign_lists(unit, list_rows, probes)
+    return pairs_in_lists(unit, assign_lists(unit, list_rows, probes), threshold, max_pairs, on_progress)
+
+
+def pairs_in_lists(
+    unit: np.ndarray,
+    lists: np.ndarray,
+    threshold: float,
+    max_pairs: int = 100_000,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The pairs of indexed_pairs, given each row's lists (assign_lists): every list's members against the rows
+    that probe it."""
+    total = len(unit)
     count = int(lists.max()) + 1 if total else 0
     members, member_starts = _grouped(lists[:, 0], count)
     flat = lists.ravel()
-    probed = np.flatnonzero(flat >= 0)  # -1: fewer lists found than asked (the grouped search's nearest groups)
-    order, probe_starts = _grouped(flat[probed], count)
-    probing = probed[order] // lists.shape[1]  # positions in the flattened lists -> the rows that probe each list
+    if flat.min() >= 0:  # every row found all its lists: no copy of the flattened lists (rows x probes) needed
+        order, probe_starts = _grouped(flat, count)
+    else:  # -1: fewer lists found than asked (the grouped search's nearest groups)
+        probed = np.flatnonzero(flat >= 0)
+        order, probe_starts = _grouped(flat[probed], count)
+        order = probed[order]
+    probing = order // lists.shape[1]  # positions in the flattened lists -> the rows that probe each list
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
         (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
     ]

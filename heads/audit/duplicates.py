@@ -99,17 +99,32 @@ def find_duplicates(
 ) -> Pairs:
     """Exact and near pairs over all rows, each once; train-vs-val/test pairs (leakage) first, then most similar.
 
-    The first train_rows rows are the train split: the whitening is fitted on them. From index_min_rows rows on
-    (with faiss installed) near pairs come from the approximate index, else from every pair compared.
+    The first train_rows rows are the train split: the whitening is fitted on them (on a seeded sample of
+    WHITEN_SAMPLE_ROWS of them when there are more). From index_min_rows rows on (with faiss installed) near pairs
+    come from lists of a fixed size (features/neighbours/pairs.py), else from every pair compared.
     """
     unit = whiten(features, features[:train_rows])
     exact_a, exact_b = exact_pairs(sha256)
     if use_index(len(unit), index_min_rows):
         from headstart.features.neighbours.pairs import indexed_pairs
 
-        near_a, near_b, near_s, dropped = indexed_pairs(unit, threshold, max_pairs, on_progress)
+        near = indexed_pairs(unit, threshold, max_pairs, on_progress)
     else:
-        near_a, near_b, near_s, dropped = near_pairs(unit, threshold, block_rows, max_pairs, on_progress)
+        near = near_pairs(unit, threshold, block_rows, max_pairs, on_progress)
+    return combine_pairs(unit, sha256, split, (exact_a, exact_b), near)
+
+
+def combine_pairs(
+    unit: np.ndarray,
+    sha256: list[str],
+    split: np.ndarray,
+    exact: tuple[np.ndarray, np.ndarray],
+    near: tuple[np.ndarray, np.ndarray, np.ndarray, int],
+) -> Pairs:
+    """The exact pairs and the near ones (less those that are exact), each once, in the order find_duplicates lists
+    them: leakage first, then exact, then the most similar."""
+    exact_a, exact_b = exact
+    near_a, near_b, near_s, dropped = near
     digests = np.array(sha256, dtype=object)
     is_exact_near = (digests[near_a] == digests[near_b]) & (digests[near_a] != "")
     near_a, near_b, near_s = near_a[~is_exact_near], near_b[~is_exact_near], near_s[~is_exact_near]
@@ -117,7 +132,7 @@ def find_duplicates(
     a = np.concatenate([exact_a, near_a])
     b = np.concatenate([exact_b, near_b])
     similarity = np.concatenate([exact_s, near_s]).astype(np.float32)
-    exact = np.concatenate([np.ones(len(exact_a), bool), np.zeros(len(near_a), bool)])
+    is_exact = np.concatenate([np.ones(len(exact_a), bool), np.zeros(len(near_a), bool)])
     leakage = (split[a] == "train") != (split[b] == "train")
-    order = np.lexsort((b, a, -similarity, ~exact, ~leakage))
-    return Pairs(a[order], b[order], similarity[order], exact[order], leakage[order], dropped)
+    order = np.lexsort((b, a, -similarity, ~is_exact, ~leakage))
+    return Pairs(a[order], b[order], similarity[order], is_exact[order], leakage[order], dropped)
