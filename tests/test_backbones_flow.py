@@ -6,6 +6,7 @@ forward on real images, train-head, predict, export round trip."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 from pathlib import Path
 
@@ -18,12 +19,14 @@ from headstart.features.backbones.registry import DEFAULT_BACKBONE, ENTRIES
 from headstart.features.engines.batches import load_image
 from headstart.features.files.cachedir import features_file
 from headstart.features.images import build_transform
+from headstart.features.provenance import IMAGENET_MEAN, IMAGENET_STD, PREPROCESSINGS, Preprocessing
 from headstart.features.store import FeatureStore
 
 COUNTS = re.compile(r"^\W*(train|val)\W+(\d+)\W+(\d+)\W+(\d+)\W", re.MULTILINE)
 PER_CLASS = {"train": 2, "val": 1}  # 4 train and 2 val images: a head to train, a val split to export-check on
-# Tens of GFLOPs an image, a long random init or a long ONNX export on two cores: run with -m long.
-CHEAP = {"mobilenet_v3_large"}
+# The default suite's entry; every other (tens of GFLOPs an image, a long random init) and every ONNX export (tens of
+# seconds each on two shared cores) run with -m long.
+CHEAP = ["mobilenet_v3_large"]
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +58,9 @@ def _extract(real_data: Path, table: Path, cache: Path, backbone: str, weights: 
     return {split: tuple(int(n) for n in numbers) for split, *numbers in COUNTS.findall(result.stdout)}
 
 
-def _train_predict_export(real_data: Path, table: Path, cache: Path, backbone: str, out: Path) -> None:
-    """train-head on backbone's features, predict the val images with it, export it as ONNX and run that."""
-    import onnxruntime
-
+def _train_predict_export(real_data: Path, table: Path, cache: Path, backbone: str, out: Path, fmt: str | None) -> None:
+    """train-head on backbone's features, predict the val images with it, export it (fmt; None: not) and run what
+    was written."""
     assert_ok(run("train-head", "--cache", cache, "--epochs", 2, "--backbone", backbone, "-q"))
     predictions = out / "predictions.csv"
     val = _val_paths(real_data, table)
@@ -66,24 +68,31 @@ def _train_predict_export(real_data: Path, table: Path, cache: Path, backbone: s
     rows = read_csv(predictions)
     assert [Path(row["path"]).name for row in rows] == sorted(path.name for path in val)
     assert all(row["label"] in ("ants", "bees") and not row["error"] for row in rows)
-    model = out / "model.onnx"
-    assert_ok(run("export", "--cache", cache, "--format", "onnx", "--out", model, "--sample", 2, "-q"))
-    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    if fmt is None:
+        return
+    model = out / f"model.{fmt}"
+    assert_ok(run("export", "--cache", cache, "--format", fmt, "--out", model, "--sample", 2, "-q"))
     crop = ENTRIES[backbone].crop
-    (probabilities,) = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, crop, crop), np.float32)})
+    images = np.zeros((1, 3, crop, crop), np.float32)
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        (probabilities,) = session.run(None, {session.get_inputs()[0].name: images})
+    else:
+        probabilities = torch.jit.load(str(model))(torch.from_numpy(images)).numpy()
     assert probabilities.shape == (1, 2) and abs(float(probabilities.sum()) - 1) < 1e-5
 
 
-@pytest.mark.parametrize(
-    "backbone",
-    [
-        pytest.param("resnet50", marks=pytest.mark.long),  # the issue's own: a 100 MB file, a 4-GFLOP ONNX export
-        "mobilenet_v3_large",  # the same steps at a twentieth of the cost
-    ],
-)
-def test_extract_train_predict_export_with_a_local_weights_file_then_switching_computes_nothing(
-    backbone, real_data, table, tmp_path
-):
+@pytest.fixture
+def small_inputs(monkeypatch):
+    """32-pixel inputs for resnet18 and mobilenet_v3_large: the same steps at a fraction of the forward's cost."""
+    monkeypatch.setitem(PREPROCESSINGS, "imagenet", Preprocessing("imagenet", 36, 32, IMAGENET_MEAN, IMAGENET_STD))
+    small = dataclasses.replace(ENTRIES["mobilenet_v3_large"], resize=36, crop=32)
+    monkeypatch.setitem(ENTRIES, "mobilenet_v3_large", small)
+
+
+def _flow(real_data: Path, table: Path, tmp_path: Path, backbone: str, fmt: str | None) -> None:
     from torchvision.models import get_model
 
     weights = tmp_path / f"{backbone}.pth"
@@ -96,13 +105,25 @@ def test_extract_train_predict_export_with_a_local_weights_file_then_switching_c
     with FeatureStore(cache / features_file(backbone)) as store:
         assert store.header.backbone == backbone and store.header.weights.kind == "file"
         assert store.read("train").features.shape == (4, ENTRIES[backbone].width)
-    _train_predict_export(real_data, table, cache, backbone, tmp_path)
+    _train_predict_export(real_data, table, cache, backbone, tmp_path, fmt)
     assert _extract(real_data, table, cache, DEFAULT_BACKBONE, "none") == every
     for name, given in ((backbone, weights), (DEFAULT_BACKBONE, "none"), (backbone, weights)):
         assert _extract(real_data, table, cache, name, given) == none
     assert sorted(path.name for path in cache.glob("features*.h5")) == sorted(
         {features_file(backbone), features_file(DEFAULT_BACKBONE)}
     )
+
+
+@pytest.mark.long  # a 100 MB weights file, 4-GFLOP images and an ONNX export of ResNet50: a minute or more here
+def test_resnet50_from_a_local_weights_file_to_onnx_then_switching_to_resnet18_and_back_computes_nothing(
+    real_data, table, tmp_path
+):
+    _flow(real_data, table, tmp_path, "resnet50", "onnx")
+
+
+def test_the_same_flow_on_small_inputs_with_mobilenet_v3_large(real_data, table, tmp_path, small_inputs):
+    """Without the export: tests/test_backbones.py exports a mobilenet_v3_large head as TorchScript and torchvision."""
+    _flow(real_data, table, tmp_path, "mobilenet_v3_large", None)
 
 
 def _builders_features(name: str, paths: list[Path]) -> torch.Tensor:
@@ -122,9 +143,17 @@ def _builders_features(name: str, paths: list[Path]) -> torch.Tensor:
     return captured[0]
 
 
-@pytest.mark.parametrize("name", [n if n in CHEAP else pytest.param(n, marks=pytest.mark.long) for n in ENTRIES])
+def _entry_params():
+    """Every entry exported as ONNX with -m long; the cheapest also in the default suite, without the export
+    (tests/test_backbones.py exports its head as TorchScript and torchvision)."""
+    cheap = [pytest.param(name, None, id=f"{name}-no-export") for name in CHEAP]
+    every = [pytest.param(name, "onnx", id=f"{name}-onnx", marks=pytest.mark.long) for name in ENTRIES]
+    return cheap + every
+
+
+@pytest.mark.parametrize("name, fmt", _entry_params())
 def test_every_entry_extracts_real_images_as_its_builder_does_and_trains_predicts_exports(
-    name, real_data, table, tmp_path
+    name, fmt, real_data, table, tmp_path
 ):
     cache = tmp_path / "cache"
     assert _extract(real_data, table, cache, name, "none") == {"train": (4, 4, 0), "val": (2, 2, 0)}
@@ -135,4 +164,4 @@ def test_every_entry_extracts_real_images_as_its_builder_does_and_trains_predict
     expected = _builders_features(name, [real_data / path for split in rows for path in split.paths])
     scale = max(1.0, float(expected.abs().max()))  # random-init ResNets grow their activations to 1e4
     assert float((features - expected).abs().max()) <= 1e-4 * scale
-    _train_predict_export(real_data, table, cache, name, tmp_path)
+    _train_predict_export(real_data, table, cache, name, tmp_path, fmt)
