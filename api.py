@@ -202,16 +202,24 @@ class Classifier:
 
     @classmethod
     def load(
-        cls, cache_or_head_file: str | os.PathLike = "cache", *, weights: str | None = None, device: str = "auto"
+        cls,
+        cache_or_head_file: str | os.PathLike = "cache",
+        *,
+        weights: str | None = None,
+        device: str = "auto",
+        backbone: str | None = None,
     ) -> Classifier:
-        """The head in a cache folder (its head.pt) or a head file; weights default to those the head records."""
+        """The head in a cache folder (its head.pt) or a head file; weights default to those the head records, and a
+        backbone named must be the one it records."""
         from headstart.features.files.cachedir import HEAD_FILE
         from headstart.heads.config import PredictConfig
         from headstart.heads.predict.predictor import Predictor
 
         path = Path(cache_or_head_file)
         head_file = path / HEAD_FILE if path.is_dir() else path
-        return cls(Predictor.load(head_file, PredictConfig(weights=weights, device=device, workers=0)))
+        return cls(
+            Predictor.load(head_file, PredictConfig(weights=weights, device=device, workers=0, backbone=backbone))
+        )
 
     @property
     def classes(self) -> list[str]:

@@ -204,6 +204,7 @@ def sweep(ctx: click.Context, cache: Path, **settings) -> None:
 @engine_option
 @address_option
 @compile_option
+@pick_backbone_option
 @quiet_option
 @click.pass_context
 def predict(
@@ -221,6 +222,7 @@ def predict(
     engine: str,
     address: str | None,
     compile_backbone: bool,
+    backbone: str | None,
 ) -> None:
     """Label every image in PATHS (files, or folders searched recursively) with the head in CACHE."""
     report = ctx.ensure_object(Reporter)
@@ -240,6 +242,7 @@ def predict(
             engine=engine,
             address=address,
             compile=compile_backbone,
+            backbone=backbone,
         )
         with report.progress("predict") as on_progress:
             summary = predict_files(

@@ -135,3 +135,24 @@ def test_export_refuses_a_head_of_another_backbone(work):
     export = ("export", "--cache", cache, "--out", target, "--format", "torchvision", "--backbone", SMALL)
     assert_ok(run(*export, "--sample", 2, "-q"))
     assert json.loads(target.with_name("model.pth.json").read_text())["backbone"] == SMALL
+
+
+def test_predict_refuses_a_head_of_another_backbone(work):
+    import headstart
+    from headstart.features.files.cachedir import BackboneChoiceError
+
+    cache, val = work / "cache", work / "data" / "val"
+    out = work / "predictions.csv"
+    assert_error(
+        run("predict", val, "--cache", cache, "--out", out, "--backbone", DEFAULT_BACKBONE, "--workers", 0),
+        f"was trained on {SMALL}'s features, not {DEFAULT_BACKBONE}'s",
+        f"train-head --backbone {DEFAULT_BACKBONE}",
+    )
+    assert not out.exists()
+    assert_error(run("predict", val, "--cache", cache, "--out", out, "--backbone", "mobilenet"), "did you mean")
+    assert_ok(run("predict", val, "--cache", cache, "--out", out, "--backbone", SMALL, "--workers", 0, "-q"))
+    assert len(out.read_text().splitlines()) == 1 + 4
+    with pytest.raises(BackboneChoiceError, match=f"not {DEFAULT_BACKBONE}'s"):
+        headstart.Classifier.load(cache, backbone=DEFAULT_BACKBONE, device="cpu")
+    classifier = headstart.Classifier.load(cache, backbone=SMALL, device="cpu")
+    assert len(classifier.predict(val)) == 4

@@ -1,5 +1,6 @@
 """bench.backbones: its label table names the hymenoptera images where they are, spread over train and val; on one
-small backbone it reports the width, the batch size and a features file of the rows extracted."""
+small backbone it reports the width, the batch size, each engine's speed and its features' distance from the eager
+forward's."""
 
 from __future__ import annotations
 
@@ -23,7 +24,16 @@ def test_the_table_names_images_in_place_spread_over_both_splits(real_data, tmp_
 
 @pytest.mark.long
 def test_one_backbone_is_measured(real_data, tmp_path):
-    figures = backbones.run(["mobilenet_v3_large"], 16, 1, False, tmp_path / "work", real_data)
+    names, options = backbones.parse_options(
+        ["--backbones", "mobilenet_v3_large", "--images", "8", "--batch-size", "2", "--rounds", "1", "--repeats", "1"]
+        + ["--no-onnx", "--data", str(real_data)]
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    figures = backbones.run(names, options, work)
+    assert figures["images"] == 8
     (record,) = figures["records"]
-    assert record["backbone"] == "mobilenet_v3_large" and record["width"] == 1280 and record["images"] == 16
-    assert record["batch_size"] >= 1 and record["forward_img_s"] > 0 and "onnxruntime_img_s" not in record
+    assert record["backbone"] == "mobilenet_v3_large" and record["width"] == 1280 and record["batch_size"] == 2
+    assert record["eager_img_s"] > 0 and record["headstart_img_s"] > 0 and record["extract_img_s"] > 0
+    assert record["headstart_max_diff"] <= 1e-4 and "onnxruntime_img_s" not in record
+    assert ("bf16_extract_img_s" in record) == options.bf16 and figures["bf16"] == options.bf16_note
