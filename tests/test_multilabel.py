@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -80,7 +81,7 @@ def test_multi_label_folders_extract_train_and_record_the_task(tmp_path):
     assert saved["state_dict"]["weight"].shape[0] == 3
     thresholds = saved["multilabel"]["thresholds"]
     predicted_and_evaluated(data, cache, tmp_path, thresholds)
-    refused(data, cache, tmp_path)
+    evaluated_page(data, cache, tmp_path)
     exported(cache, tmp_path, saved)
 
 
@@ -155,10 +156,24 @@ def top_and_unknown(data: Path, tmp_path: Path, plain: list[dict], thresholds: l
         assert record["labels"] == (["unknown"] if flagged else [n for n in before["labels"].split("|") if n])
 
 
-def refused(data: Path, cache: Path, tmp_path: Path) -> None:
-    """What does not handle multi-label heads yet says so in one line, and writes nothing."""
-    html = tmp_path / "e.html"
-    assert_error(run("evaluate", data / "val", "--cache", cache, "--out", tmp_path / "w.csv", "--html", html), "--html")
+def evaluated_page(data: Path, cache: Path, tmp_path: Path) -> None:
+    """evaluate --html: the multi-label metrics, per label with its threshold, and each wrong image's thumbnail with
+    its true and predicted sets, under the page's no-network policy."""
+    from headstart.heads.pages.html_report import CSP
+
+    page, wrong = tmp_path / "e.html", tmp_path / "w.csv"
+    assert_ok(run("evaluate", data / "train", "--cache", cache, "--out", wrong, "--html", page, "--device", "cpu"))
+    text, mistakes = page.read_text(encoding="utf-8"), read_csv(wrong)
+    assert f'content="{CSP}"' in text and "<script" not in text
+    sources, links = re.findall(r'\bsrc="([^"]*)"', text), re.findall(r'\bhref="([^"]*)"', text)
+    assert sources and all(source.startswith("data:image/") for source in sources)  # nothing loads from elsewhere
+    assert all(link.startswith(("file:///", "#")) for link in links) and "http:" not in text and "https:" not in text
+    assert "13 images" in text and "mAP " in text and "Hamming loss" in text and "subset accuracy" in text
+    for name in CLASSES:
+        assert f"<td>{name}</td>" in text
+    assert mistakes and text.count("<img ") == len(mistakes) == text.count("<tr><td><figure>")
+    for mistake in mistakes:
+        assert f"<td>{mistake['true']}</td><td>{mistake['predicted']}</td>" in text
 
 
 def test_single_label_files_and_heads_keep_their_formats(tmp_path):

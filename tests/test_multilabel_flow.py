@@ -1,12 +1,12 @@
 """Issue 24 end to end: a generated multi-label table (the 0/1 form) over small generated images, random-init weights
-(--weights none), through the real CLI: extract -> train-head -> predict -> evaluate --labels -> sweep -> audit -> export."""
+(--weights none), through the real CLI: extract -> train-head -> predict -> evaluate --labels -> sweep -> audit ->
+export."""
 
 from __future__ import annotations
 
 import json
 
 import torch
-
 from cli_helpers import assert_ok, read_csv, run
 from conftest import make_image
 from test_multilabel import CLASSES, FAST, small_inputs  # noqa: F401  (the autouse fixture: 32-pixel inputs)

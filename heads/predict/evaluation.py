@@ -21,7 +21,6 @@ from headstart.features.files.csvfile import CsvWriter, safe_path
 from headstart.features.files.outputs import Output, check_outputs, text_output
 from headstart.features.folder import DatasetError, ImageEntry, scan_labeled_images, text_path
 from headstart.heads.config import EvaluateTable, PredictConfig
-from headstart.heads.multilabel.predictions import refuse_multilabel
 from headstart.heads.predict.predictor import Predictor
 from headstart.heads.report import classification_summary
 
@@ -67,8 +66,6 @@ def evaluate_head(
     pages = [Output("--html", Path(html))] if html is not None else []
     check_outputs(cache, Output("--out", Path(out), streamed=True), *pages)
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config)
-    if html is not None and predictor.checkpoint.multilabel is not None:
-        refuse_multilabel(Path(cache) / HEAD_FILE, "evaluate --html")
     train = train_digests(cache, predictor.checkpoint.backbone)
     if table is None:
         evaluation = evaluate_folder(folder, predictor, on_progress, train)
