@@ -66,6 +66,8 @@ def test_multi_label_folders_extract_train_and_record_the_task(tmp_path):
     printed = " ".join(trained.output.split())  # rich wraps at 80 columns
     assert "thresholds by best F1 on 5-fold out-of-fold calibrated probabilities" in printed
     assert "val: mAP" in printed and "Hamming loss" in printed
+    assert f"{cache / 'calibration.png'}" in "".join(trained.output.split())  # listed, and written:
+    assert (cache / "calibration.png").read_bytes()[:4] == b"\x89PNG"
     metrics = json.loads((cache / "metrics.json").read_text())
     report = metrics["val_report"]
     assert report["rows"] == 6 and set(report["labels"]) == set(CLASSES)
@@ -405,3 +407,20 @@ def test_multi_label_onnx_and_torchvision_exports_and_the_example_prints_the_lab
     scores, labels = (ast.literal_eval(line) for line in printed.stdout.strip().splitlines())
     expected = [name for name, cut in zip(CLASSES, meta["thresholds"]) if scores[name] >= cut]
     assert labels == expected and set(scores) == set(CLASSES)
+
+
+def test_the_calibration_plot_pools_every_image_and_label_of_val():
+    from headstart.heads.linear import LinearHead
+    from headstart.heads.multilabel.calibration import fold
+    from headstart.heads.multilabel.trust import reliability_plot
+    from headstart.heads.plots import render
+
+    torch.manual_seed(0)
+    head, val = LinearHead(4, 3), (torch.randn(20, 4), (torch.rand(20, 3) < 0.4).float())
+    folded = fold(head, np.array([0.5, 1.0, 2.0]), np.zeros(3))
+    summary = {"method": "temperature"}
+    plot = reliability_plot(head, folded, val, summary)
+    assert sum(plot["before"]["counts"]) == sum(plot["after"]["counts"]) == 60 and plot["pooled"] == "a temperature"
+    assert plot["before"] != plot["after"] and render("calibration", plot)[:4] == b"\x89PNG"
+    alone = reliability_plot(head, head, None, None)  # no val split, no calibration
+    assert alone["before"] is None and alone["after"] is None and render("calibration", alone)[:4] == b"\x89PNG"
