@@ -31,7 +31,7 @@ def reliability_png(
                 [bins.confidence[i] for i in filled],
                 [bins.accuracy[i] for i in filled],
                 style,
-                label=f"{name}: ECE {bins.ece:.3f}",
+                label=f"{name}: {'pooled ' if pooled is not None else ''}ECE {bins.ece:.3f}",
             )
     title = "reliability on val" if before is not None else "reliability: no val split"
     axis.set(
