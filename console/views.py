@@ -212,7 +212,8 @@ def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show
             f"{evaluation.training} of the {evaluation.images - len(evaluation.failed)} images evaluated are training "
             "images of this cache (same content as its train split): this accuracy is not a held-out score"
         )
-    show_flagged(report, evaluation.flagged, evaluation.images - len(evaluation.failed), evaluation.unknown_rate, None)
+    scored = evaluation.images - len(evaluation.failed)
+    show_flagged(report, evaluation.flagged, scored, evaluation.unknown_rate, None, evaluation.no_unknown)
     report.note(f"{evaluation.images} images, accuracy {summary['accuracy']:.4f}; {len(mistakes)} wrong -> {out}")
 
 

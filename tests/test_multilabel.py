@@ -85,6 +85,25 @@ def test_multi_label_folders_extract_train_and_record_the_task(tmp_path):
     predicted_and_evaluated(data, cache, tmp_path, thresholds)
     evaluated_page(data, cache, tmp_path)
     exported(cache, tmp_path, saved)
+    predicted_by_a_format_4_head(data, cache, tmp_path)
+
+
+def predicted_by_a_format_4_head(data: Path, cache: Path, tmp_path: Path) -> None:
+    """A multi-label head saved before per-label calibration and unknown models (format 4) still predicts; predict's
+    warning names why it has no unknown model (not a format 1 file)."""
+    from headstart.heads.checkpoint import head_digest
+
+    old = tmp_path / "old"
+    shutil.copytree(cache, old)
+    data_4 = torch.load(old / HEAD_FILE, weights_only=True)
+    data_4 |= {"format_version": 4, "calibration": None, "unknown": None}
+    data_4["digest"] = head_digest(data_4["state_dict"], data_4["classes"], None, data_4["multilabel"])
+    torch.save(data_4, old / HEAD_FILE)
+    result = run("predict", data / "val", "--cache", old, "--out", tmp_path / "old.csv", "--device", "cpu")
+    assert_ok(result)
+    printed = " ".join(result.output.split())
+    assert "no unknown model (a format 4 multi-label head file, saved before multi-label heads had one" in printed
+    assert "format 1" not in printed and len(read_csv(tmp_path / "old.csv")) == 6
 
 
 def exported(cache: Path, tmp_path: Path, saved: dict) -> None:

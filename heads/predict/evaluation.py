@@ -45,11 +45,12 @@ class Evaluation:
     summary: dict
     mistakes: list[Mistake]  # most confident first
     failed: list[tuple[str, str]] = field(default_factory=list)
-    flagged: int | None = None  # images the unknown-image model flags; None: the head has none (format 1)
+    flagged: int | None = None  # images the unknown-image model flags; None: the head has none (why: no_unknown)
     unknown_rate: float | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # files not read (or table rows not scored), why
     training: int | None = None  # scored images whose content is in the cache's train split; None: not checked
     from_table: bool = False  # evaluate --labels: `skipped` holds the table's rows not scored
+    no_unknown: str = ""  # why the head carries no unknown-image model (HeadCheckpoint.no_unknown_reason)
 
 
 def evaluate_head(
@@ -164,7 +165,8 @@ def evaluate_folder(
     if train is not None:
         found = train.intersection(prediction.sha256 for _, prediction in scored if prediction.sha256)
         training = sum(prediction.sha256 in found for _, prediction in scored)
-    return Evaluation(len(entries), summary, mistakes, failed, flagged, rate, skipped, training)
+    missing = predictor.checkpoint.no_unknown_reason if rate is None else ""
+    return Evaluation(len(entries), summary, mistakes, failed, flagged, rate, skipped, training, no_unknown=missing)
 
 
 def write_mistakes(out: str | os.PathLike, mistakes: list[Mistake]) -> None:
