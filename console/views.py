@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from headstart.console.multilabel import multilabel_table, overall_line, show_multilabel_training
+from headstart.console.multilabel import multilabel_table, overall_line, show_multilabel_training, trust_line
 from headstart.console.reporter import Reporter
 from headstart.console.trust import show_flagged, show_trust
 from headstart.features.folder import count_kinds
@@ -230,7 +230,12 @@ def show_info(report: Reporter, cache: Path, described: dict) -> None:
         metrics = head["metrics"]
         scores = ", ".join(f"{key} {metrics[key]:.4f}" for key in EPOCH_COLUMNS if key in metrics)
         report.note(f"head ({head['train_config'].get('head', 'sgd')}): {scores}")
-        show_trust(report, metrics)
+        if head.get("task") != "multi-label":
+            show_trust(report, metrics)
+            return
+        report.note(trust_line(metrics))
+        if head["no_unknown"]:
+            report.warn(f"the head carries no unknown model ({head['no_unknown']})")
 
 
 def _show_features(report: Reporter, cache: Path, features: dict) -> None:
