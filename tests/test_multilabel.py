@@ -104,6 +104,9 @@ def predicted_by_a_format_4_head(data: Path, cache: Path, tmp_path: Path) -> Non
     printed = " ".join(result.output.split())
     assert "no unknown model (a format 4 multi-label head file, saved before multi-label heads had one" in printed
     assert "format 1" not in printed and len(read_csv(tmp_path / "old.csv")) == 6
+    refused = run("suggest", "--cache", cache, "--out", tmp_path / "s.csv")
+    assert_error(refused, "is a multi-label head: suggest ranks single-label heads only so far")
+    assert not (tmp_path / "s.csv").exists()
     for head, expected in ((cache, "calibration: a temperature per label folded into the head"), (old, "format 4")):
         described = run("info", "--cache", head)
         assert_ok(described)
