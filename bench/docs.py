@@ -27,6 +27,16 @@ COMMANDS = {
     "neighbours": "python -m bench.neighbours --queries 100 --choice-sizes 10000 25000 50000",
     "ray_compare": "python -m bench.ray_compare",
     "ray_shards": "python -m bench.ray_shards",
+    "scale_rows": "python -m bench.scale --rows 200000,2000000",
+    "suggest": "python -m bench.suggest",
+    "multilabel": "python -m bench.multilabel --seeds 3 (with the --epochs and --lr its config records)",
+    "multilabel_recipe": "python -m bench.multilabel_recipe --seeds 2",
+    "multilabel_recipe_per_norm": "python -m bench.multilabel_recipe --seeds 2 --per-norm "
+    "--out bench/results/multilabel_recipe_per_norm.json",
+    "multilabel_trust": "python -m bench.multilabel_trust --seeds 3",
+    "multilabel_trust_novel2": "python -m bench.multilabel_trust --seeds 3 --novel-strength 2 "
+    "--out bench/results/multilabel_trust_novel2.json",
+    "multilabel_audit": "python -m bench.multilabel_audit --seeds 5 --planted 20",
     "gpu": "bench/gpu.sh",
     "gpu-dry-run": "bench/gpu.sh --dry-run",
 }

@@ -73,5 +73,5 @@ def show_multilabel_training(report: Reporter, summary: FitSummary) -> None:
     counts = ", ".join(f"{n} {split}" for split, n in summary.counts.items())
     report.note(
         f"trained on {counts} rows in {summary.seconds:.2f} s -> {summary.head_path}, "
-        f"{summary.metrics_path}, {summary.curves_path}"
+        f"{summary.metrics_path}, {summary.curves_path}, {summary.calibration_path}"
     )

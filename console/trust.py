@@ -80,10 +80,13 @@ def show_trust(report: Reporter, metrics: dict) -> None:
     report.note(unknown_line(metrics["unknown"]))
 
 
-def show_flagged(report: Reporter, flagged: int | None, images: int, rate: float | None, drift: str | None) -> None:
-    """predict and evaluate: how many images look unlike the training set, and a drift warning when far too many."""
+def show_flagged(
+    report: Reporter, flagged: int | None, images: int, rate: float | None, drift: str | None, no_unknown: str
+) -> None:
+    """predict and evaluate: how many images look unlike the training set, and a drift warning when far too many;
+    `no_unknown`: why the head has no unknown-image model, when it has none."""
     if rate is None or flagged is None:  # both are None for a head without an unknown-image model
-        report.warn(f"the head {NO_MODEL}")
+        report.warn(f"the head carries no unknown model ({no_unknown}): no image is scored or flagged as unknown")
         return
     report.note(
         f"{flagged} of {images} images flagged as unknown ({flagged / max(images, 1):.1%}; "
@@ -103,4 +106,4 @@ def show_prediction(report: Reporter, summary) -> None:
         report.note("not read, by kind: " + ", ".join(f"{count} {kind}" for kind, count in summary.not_read.items()))
     for name, reason in summary.skipped:
         report.warn(f"skipped {name}: {reason}")
-    show_flagged(report, summary.flagged, summary.predicted, summary.unknown_rate, summary.drift)
+    show_flagged(report, summary.flagged, summary.predicted, summary.unknown_rate, summary.drift, summary.no_unknown)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from headstart.console.multilabel import multilabel_table, overall_line, show_multilabel_training
+from headstart.console.multilabel import multilabel_table, overall_line, show_multilabel_training, trust_line
 from headstart.console.reporter import Reporter
 from headstart.console.trust import show_flagged, show_trust
 from headstart.features.folder import count_kinds
@@ -212,7 +212,8 @@ def show_evaluation(report: Reporter, folder: Path, evaluation: Evaluation, show
             f"{evaluation.training} of the {evaluation.images - len(evaluation.failed)} images evaluated are training "
             "images of this cache (same content as its train split): this accuracy is not a held-out score"
         )
-    show_flagged(report, evaluation.flagged, evaluation.images - len(evaluation.failed), evaluation.unknown_rate, None)
+    scored = evaluation.images - len(evaluation.failed)
+    show_flagged(report, evaluation.flagged, scored, evaluation.unknown_rate, None, evaluation.no_unknown)
     report.note(f"{evaluation.images} images, accuracy {summary['accuracy']:.4f}; {len(mistakes)} wrong -> {out}")
 
 
@@ -229,7 +230,12 @@ def show_info(report: Reporter, cache: Path, described: dict) -> None:
         metrics = head["metrics"]
         scores = ", ".join(f"{key} {metrics[key]:.4f}" for key in EPOCH_COLUMNS if key in metrics)
         report.note(f"head ({head['train_config'].get('head', 'sgd')}): {scores}")
-        show_trust(report, metrics)
+        if head.get("task") != "multi-label":
+            show_trust(report, metrics)
+            return
+        report.note(trust_line(metrics))
+        if head["no_unknown"]:
+            report.warn(f"the head carries no unknown model ({head['no_unknown']})")
 
 
 def _show_features(report: Reporter, cache: Path, features: dict) -> None:

@@ -96,11 +96,23 @@ class HeadCheckpoint:
     unknown: UnknownModel | None = None
     calibration: dict | None = None
     multilabel: dict | None = None  # a multi-label head's {"task", "thresholds", "threshold_rule"}; None: single-label
+    format_version: int | None = None  # the file's, when loaded; None: not loaded from a file
 
     @property
     def thresholds(self) -> list[float] | None:
         """A multi-label head's per-class thresholds; None for a single-label (softmax) head."""
         return list(self.multilabel["thresholds"]) if self.multilabel else None
+
+    @property
+    def no_unknown_reason(self) -> str:
+        """Why the head carries no unknown-image model (when `unknown` is None), and how to get one, in words."""
+        if self.format_version == 1:
+            return "a format 1 head file, saved before unknown-image models: re-run train-head to add one"
+        if self.format_version == 4:
+            return (
+                "a format 4 multi-label head file, saved before multi-label heads had one: re-run train-head to add one"
+            )
+        return "train-head had too few training rows to fit one: add training images and re-run train-head"
 
 
 def save_head(path: str | os.PathLike, checkpoint: HeadCheckpoint, features_file: str = "") -> None:
@@ -388,6 +400,7 @@ def load_head(path: str | os.PathLike) -> HeadCheckpoint:
         _unknown_model(path, data),
         data.get("calibration"),
         _multilabel_record(path, data),
+        data["format_version"],
     )
 
 

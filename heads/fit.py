@@ -168,7 +168,8 @@ def _save(
 def _fit_multilabel(
     store: FeatureStore, cache: Path, config: TrainConfig, on_epoch, choose, plots: Plots, started: float, unset, trust
 ) -> FitSummary:
-    """train-head on a multi-label features file (heads/multilabel/): head.pt, metrics.json and curves.png; the
+    """train-head on a multi-label features file (heads/multilabel/): head.pt, metrics.json, curves.png and
+    calibration.png (val's reliability, every label pooled); the
     options in `unset` follow the multi-label recipe (heads/multilabel/recipe.py). With `choose` (the sweep), its
     chosen setting is trained as it is."""
     choice = _multilabel_choice(store, config, choose)
@@ -184,11 +185,13 @@ def _fit_multilabel(
     )
     record = {**fitted.metrics, "classes": classes, "counts": fitted.counts, "train_config": config.to_dict()}
     curves = plots.start("curves", {"history": fitted.result.history})
-    _save(cache, choice, {CURVES_FILE: curves}, record, checkpoint, store.path)
+    calibration = plots.start("calibration", trusted.plot)
+    _save(cache, choice, {CURVES_FILE: curves, CALIBRATION_FILE: calibration}, record, checkpoint, store.path)
     return FitSummary(
         *(cache / HEAD_FILE, cache / METRICS_FILE, cache / CURVES_FILE, classes, fitted.counts, header),
         *(fitted.result, fitted.metrics, time.perf_counter() - started),
         trust=Trust(head, None, trusted.unknown, None, None, skipped=trusted.skipped),
+        calibration_path=cache / CALIBRATION_FILE,
         untrained_classes=fitted.untrained,
     )
 

@@ -87,3 +87,6 @@ def _describe_head(cache: Path, info: dict) -> None:
             "train_config": checkpoint.train_config,
             "metrics": metrics,
         }
+        if checkpoint.multilabel is not None:  # only a multi-label head's entry has these: single-label's is unchanged
+            info["head"]["task"] = "multi-label"
+            info["head"]["no_unknown"] = checkpoint.no_unknown_reason if checkpoint.unknown is None else None

@@ -27,7 +27,8 @@ MAX_REPLY_BYTES = 64 << 20  # a larger length means the helper is not speaking t
 
 
 def render(kind: str, data: dict) -> bytes:
-    """The PNG of a request: "curves" ({"history"}) or "calibration" (Trust.reliability_plot())."""
+    """The PNG of a request: "curves" ({"history"}) or "calibration" (Trust.reliability_plot(), or a multi-label
+    head's heads/multilabel/trust.py reliability_plot())."""
     if kind == "curves":
         from headstart.heads.curves import curves_png
 
@@ -37,7 +38,7 @@ def render(kind: str, data: dict) -> bytes:
         from headstart.heads.trust.plot import reliability_png
 
         before, after = (data[key] and Reliability(**data[key]) for key in ("before", "after"))
-        return reliability_png(before, after, data["temperature"])
+        return reliability_png(before, after, data["temperature"], data.get("pooled"))
     raise ValueError(f"no plot named {kind!r}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -65,6 +66,8 @@ def test_multi_label_folders_extract_train_and_record_the_task(tmp_path):
     printed = " ".join(trained.output.split())  # rich wraps at 80 columns
     assert "thresholds by best F1 on 5-fold out-of-fold calibrated probabilities" in printed
     assert "val: mAP" in printed and "Hamming loss" in printed
+    assert f"{cache / 'calibration.png'}" in "".join(trained.output.split())  # listed, and written:
+    assert (cache / "calibration.png").read_bytes()[:4] == b"\x89PNG"
     metrics = json.loads((cache / "metrics.json").read_text())
     report = metrics["val_report"]
     assert report["rows"] == 6 and set(report["labels"]) == set(CLASSES)
@@ -80,8 +83,34 @@ def test_multi_label_folders_extract_train_and_record_the_task(tmp_path):
     assert saved["state_dict"]["weight"].shape[0] == 3
     thresholds = saved["multilabel"]["thresholds"]
     predicted_and_evaluated(data, cache, tmp_path, thresholds)
-    refused(data, cache, tmp_path)
+    evaluated_page(data, cache, tmp_path)
     exported(cache, tmp_path, saved)
+    predicted_by_a_format_4_head(data, cache, tmp_path)
+
+
+def predicted_by_a_format_4_head(data: Path, cache: Path, tmp_path: Path) -> None:
+    """A multi-label head saved before per-label calibration and unknown models (format 4) still predicts; predict's
+    warning names why it has no unknown model (not a format 1 file)."""
+    from headstart.heads.checkpoint import head_digest
+
+    old = tmp_path / "old"
+    shutil.copytree(cache, old)
+    data_4 = torch.load(old / HEAD_FILE, weights_only=True)
+    data_4 |= {"format_version": 4, "calibration": None, "unknown": None}
+    data_4["digest"] = head_digest(data_4["state_dict"], data_4["classes"], None, data_4["multilabel"])
+    torch.save(data_4, old / HEAD_FILE)
+    result = run("predict", data / "val", "--cache", old, "--out", tmp_path / "old.csv", "--device", "cpu")
+    assert_ok(result)
+    printed = " ".join(result.output.split())
+    assert "no unknown model (a format 4 multi-label head file, saved before multi-label heads had one" in printed
+    assert "format 1" not in printed and len(read_csv(tmp_path / "old.csv")) == 6
+    refused = run("suggest", "--cache", cache, "--out", tmp_path / "s.csv")
+    assert_error(refused, "is a multi-label head: suggest ranks single-label heads only so far")
+    assert not (tmp_path / "s.csv").exists()
+    for head, expected in ((cache, "calibration: a temperature per label folded into the head"), (old, "format 4")):
+        described = run("info", "--cache", head)
+        assert_ok(described)
+        assert expected in " ".join(described.output.split())
 
 
 def exported(cache: Path, tmp_path: Path, saved: dict) -> None:
@@ -155,10 +184,24 @@ def top_and_unknown(data: Path, tmp_path: Path, plain: list[dict], thresholds: l
         assert record["labels"] == (["unknown"] if flagged else [n for n in before["labels"].split("|") if n])
 
 
-def refused(data: Path, cache: Path, tmp_path: Path) -> None:
-    """What does not handle multi-label heads yet says so in one line, and writes nothing."""
-    html = tmp_path / "e.html"
-    assert_error(run("evaluate", data / "val", "--cache", cache, "--out", tmp_path / "w.csv", "--html", html), "--html")
+def evaluated_page(data: Path, cache: Path, tmp_path: Path) -> None:
+    """evaluate --html: the multi-label metrics, per label with its threshold, and each wrong image's thumbnail with
+    its true and predicted sets, under the page's no-network policy."""
+    from headstart.heads.pages.html_report import CSP
+
+    page, wrong = tmp_path / "e.html", tmp_path / "w.csv"
+    assert_ok(run("evaluate", data / "val", "--cache", cache, "--out", wrong, "--html", page, "--device", "cpu"))
+    text, mistakes = page.read_text(encoding="utf-8"), read_csv(wrong)
+    assert f'content="{CSP}"' in text and "<script" not in text
+    sources, links = re.findall(r'\bsrc="([^"]*)"', text), re.findall(r'\bhref="([^"]*)"', text)
+    assert sources and all(source.startswith("data:image/") for source in sources)  # nothing loads from elsewhere
+    assert all(link.startswith(("file:///", "#")) for link in links) and "http:" not in text and "https:" not in text
+    assert "6 images" in text and "mAP " in text and "Hamming loss" in text and "subset accuracy" in text
+    for name in CLASSES:
+        assert f"<td>{name}</td>" in text
+    assert mistakes and text.count("<img ") == len(mistakes) == text.count("<tr><td><figure>")
+    for mistake in mistakes:
+        assert f"<td>{mistake['true']}</td><td>{mistake['predicted']}</td>" in text
 
 
 def test_single_label_files_and_heads_keep_their_formats(tmp_path):
@@ -390,3 +433,20 @@ def test_multi_label_onnx_and_torchvision_exports_and_the_example_prints_the_lab
     scores, labels = (ast.literal_eval(line) for line in printed.stdout.strip().splitlines())
     expected = [name for name, cut in zip(CLASSES, meta["thresholds"]) if scores[name] >= cut]
     assert labels == expected and set(scores) == set(CLASSES)
+
+
+def test_the_calibration_plot_pools_every_image_and_label_of_val():
+    from headstart.heads.linear import LinearHead
+    from headstart.heads.multilabel.calibration import fold
+    from headstart.heads.multilabel.trust import reliability_plot
+    from headstart.heads.plots import render
+
+    torch.manual_seed(0)
+    head, val = LinearHead(4, 3), (torch.randn(20, 4), (torch.rand(20, 3) < 0.4).float())
+    folded = fold(head, np.array([0.5, 1.0, 2.0]), np.zeros(3))
+    summary = {"method": "temperature"}
+    plot = reliability_plot(head, folded, val, summary)
+    assert sum(plot["before"]["counts"]) == sum(plot["after"]["counts"]) == 60 and plot["pooled"] == "a temperature"
+    assert plot["before"] != plot["after"] and render("calibration", plot)[:4] == b"\x89PNG"
+    alone = reliability_plot(head, head, None, None)  # no val split, no calibration
+    assert alone["before"] is None and alone["after"] is None and render("calibration", alone)[:4] == b"\x89PNG"

@@ -113,6 +113,7 @@ def test_head_file_format_5_round_trips_and_format_4_heads_still_load(tmp_path, 
     torch.save(old, tmp_path / "old.pt")
     former = load_head(tmp_path / "old.pt")
     assert former.calibration is None and former.unknown is None and former.thresholds == [0.5] * 4
+    assert former.no_unknown_reason.startswith("a format 4 multi-label head file, saved before multi-label heads")
     for damage in ({"scale": [0.0, 1.0, 1.0, 1.0]}, {"shift": [1.0]}, {"method": "isotonic"}):
         data["calibration"] = {**data["calibration"], **damage}
         torch.save(data, tmp_path / "bad.pt")

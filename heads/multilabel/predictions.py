@@ -1,4 +1,4 @@
-"""A multi-label head's predictions file, and the one-line refusal of commands that do not handle them yet.
+"""A multi-label head's predictions file: its columns and the predicted set over the per-label thresholds.
 
 CSV columns: path, labels (the predicted set: every label whose sigmoid probability is at least its threshold,
 `|`-joined in the head's class order, empty for none), ood_score and unknown (as a single-label head's: empty when
@@ -40,18 +40,6 @@ class Prediction(Protocol):
 UNKNOWN_LABEL = "unknown"  # as heads/predict/writer.py's
 
 SEPARATOR = "|"
-
-
-class MultiLabelUnsupported(ValueError):
-    """A command, or an option, that handles single-label heads and features only so far."""
-
-
-def refuse_multilabel(path: object, what: str) -> None:
-    """Raise the one-line refusal for `what` (a command or option) on the multi-label head or features at path."""
-    raise MultiLabelUnsupported(
-        f"{path} is multi-label: {what} handles single-label heads only so far; train-head, predict and evaluate "
-        "handle multi-label ones (see docs/multi-label.md)"
-    )
 
 
 def predicted_set(probabilities: np.ndarray, thresholds: list[float], classes: list[str]) -> list[str]:

@@ -1,17 +1,20 @@
 """The trust part of a multi-label train-head: per-label calibration fitted on out-of-fold logits over train and
-folded into the head, the out-of-fold probabilities thresholds are chosen on, and the unknown-image model."""
+folded into the head, the out-of-fold probabilities thresholds are chosen on, the unknown-image model, and what
+calibration.png shows (val's pooled per-label reliability, before and after the calibration)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import torch
 
 from headstart.heads.config import TrainConfig
 from headstart.heads.linear import LinearHead
 from headstart.heads.multilabel import calibration
 from headstart.heads.multilabel.train import THRESHOLD_FOLDS, Rows, enough_rows, logits, out_of_fold_logits
 from headstart.heads.multilabel.unknown import DEFAULT_FORM, fit_unknown_multilabel
+from headstart.heads.trust.calibration import binned_reliability
 from headstart.heads.trust.config import TrustConfig
 from headstart.heads.trust.unknown import UnknownModel
 
@@ -29,6 +32,7 @@ class MultiLabelTrust:
     metrics: dict  # metrics.json's "calibration" and "unknown"
     held_out: np.ndarray | None
     skipped: str | None = None
+    plot: dict = field(default_factory=dict)  # calibration.png's data (heads/plots.py's "calibration" request)
 
 
 def _ece(head: LinearHead, rows: Rows | None, scale: np.ndarray, shift: np.ndarray) -> float | None:
@@ -49,12 +53,31 @@ def _calibrate(head: LinearHead, held: np.ndarray, train: Rows, val: Rows | None
     return calibration.fold(head, scale, shift), record, summary
 
 
+def _pooled(head: LinearHead, val: Rows | None) -> dict | None:
+    """Val's reliability pooled over labels: every (image, label) pair's probability against whether the image
+    carries the label, in 15 bins; None without val rows."""
+    if val is None:
+        return None
+    probabilities = torch.sigmoid(torch.as_tensor(logits(head, val[0]), dtype=torch.float64)).flatten()
+    return asdict(binned_reliability(probabilities, val[1].double().flatten()))
+
+
+def reliability_plot(trained: LinearHead, saved: LinearHead, val: Rows | None, summary: dict | None) -> dict:
+    """What calibration.png shows for a multi-label head, as plain values: the pooled reliability of the head as
+    trained and, when a calibration was folded in, of the saved head."""
+    after = _pooled(saved, val) if summary is not None else None
+    method = summary and {"temperature": "a temperature", "platt": "Platt scaling"}[summary["method"]]
+    return {"before": _pooled(trained, val), "after": after, "temperature": None, "pooled": method or ""}
+
+
 def fit_multilabel_trust(
     head: LinearHead, train: Rows, val: Rows | None, config: TrainConfig, trust: TrustConfig
 ) -> MultiLabelTrust:
     """Out-of-fold logits (when calibration or the thresholds need them), the calibration, the unknown model."""
     if not enough_rows(train):
-        return MultiLabelTrust(head, None, None, {"calibration": None, "unknown": None}, None, TOO_FEW)
+        plot = reliability_plot(head, head, val, None)
+        return MultiLabelTrust(head, None, None, {"calibration": None, "unknown": None}, None, TOO_FEW, plot)
+    trained = head
     held = out_of_fold_logits(train, config) if trust.calibrate or config.threshold is None else None
     record = summary = None
     if trust.calibrate and held is not None:
@@ -67,4 +90,5 @@ def fit_multilabel_trust(
     flagged = float(unknown.flag(val[0]).double().mean()) if val is not None else None
     unknown_summary = {"method": unknown.method, "form": form, "threshold": unknown.threshold}
     unknown_summary |= {"rate": unknown.rate, "val_flagged_rate": flagged}
-    return MultiLabelTrust(head, record, unknown, {"calibration": summary, "unknown": unknown_summary}, held)
+    metrics = {"calibration": summary, "unknown": unknown_summary}
+    return MultiLabelTrust(head, record, unknown, metrics, held, plot=reliability_plot(trained, head, val, summary))

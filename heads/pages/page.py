@@ -205,13 +205,19 @@ def write_evaluation_page(
     out: Path, folder: Path, evaluation, cache: Path, cap: int = 50, thumb_size: int = 128, features: Path | None = None
 ) -> None:
     """evaluate --html: the page, written whole or not at all; examples of each class come from CACHE's features
-    (the features file given: the head's backbone's; None: the default backbone's)."""
+    (the features file given: the head's backbone's; None: the default backbone's). A multi-label evaluation's page
+    shows its metrics and wrong label sets instead (heads/pages/multilabel_evaluation.py)."""
     from headstart.features.files.atomic import atomic_write
     from headstart.features.files.cachedir import FEATURES_FILE
 
-    features = features or cache / FEATURES_FILE
-    exemplars = _exemplars(features, cache, thumb_size) if features.exists() else {}
-    page = evaluation_page(folder, evaluation, exemplars, cache, cap, thumb_size)
+    if evaluation.summary.get("task") == "multi-label":  # no one class to show an example of: the sets instead
+        from headstart.heads.pages.multilabel_evaluation import multilabel_evaluation_page
+
+        page = multilabel_evaluation_page(folder, evaluation, Thumbnails(Path(), cache, thumb_size), cap)
+    else:
+        features = features or cache / FEATURES_FILE
+        exemplars = _exemplars(features, cache, thumb_size) if features.exists() else {}
+        page = evaluation_page(folder, evaluation, exemplars, cache, cap, thumb_size)
     with atomic_write(out, "w", encoding="utf-8") as handle:
         handle.write(page)
 

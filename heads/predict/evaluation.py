@@ -21,7 +21,6 @@ from headstart.features.files.csvfile import CsvWriter, safe_path
 from headstart.features.files.outputs import Output, check_outputs, text_output
 from headstart.features.folder import DatasetError, ImageEntry, scan_labeled_images, text_path
 from headstart.heads.config import EvaluateTable, PredictConfig
-from headstart.heads.multilabel.predictions import refuse_multilabel
 from headstart.heads.predict.predictor import Predictor
 from headstart.heads.report import classification_summary
 
@@ -46,11 +45,12 @@ class Evaluation:
     summary: dict
     mistakes: list[Mistake]  # most confident first
     failed: list[tuple[str, str]] = field(default_factory=list)
-    flagged: int | None = None  # images the unknown-image model flags; None: the head has none (format 1)
+    flagged: int | None = None  # images the unknown-image model flags; None: the head has none (why: no_unknown)
     unknown_rate: float | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # files not read (or table rows not scored), why
     training: int | None = None  # scored images whose content is in the cache's train split; None: not checked
     from_table: bool = False  # evaluate --labels: `skipped` holds the table's rows not scored
+    no_unknown: str = ""  # why the head carries no unknown-image model (HeadCheckpoint.no_unknown_reason)
 
 
 def evaluate_head(
@@ -67,8 +67,6 @@ def evaluate_head(
     pages = [Output("--html", Path(html))] if html is not None else []
     check_outputs(cache, Output("--out", Path(out), streamed=True), *pages)
     predictor = Predictor.load(Path(cache) / HEAD_FILE, config)
-    if html is not None and predictor.checkpoint.multilabel is not None:
-        refuse_multilabel(Path(cache) / HEAD_FILE, "evaluate --html")
     train = train_digests(cache, predictor.checkpoint.backbone)
     if table is None:
         evaluation = evaluate_folder(folder, predictor, on_progress, train)
@@ -167,7 +165,8 @@ def evaluate_folder(
     if train is not None:
         found = train.intersection(prediction.sha256 for _, prediction in scored if prediction.sha256)
         training = sum(prediction.sha256 in found for _, prediction in scored)
-    return Evaluation(len(entries), summary, mistakes, failed, flagged, rate, skipped, training)
+    missing = predictor.checkpoint.no_unknown_reason if rate is None else ""
+    return Evaluation(len(entries), summary, mistakes, failed, flagged, rate, skipped, training, no_unknown=missing)
 
 
 def write_mistakes(out: str | os.PathLike, mistakes: list[Mistake]) -> None:

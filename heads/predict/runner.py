@@ -27,10 +27,11 @@ class PredictSummary:
     predicted: int
     failed: int
     flagged: int = 0
-    unknown_rate: float | None = None  # None: the head carries no unknown-image model (format 1)
+    unknown_rate: float | None = None  # None: the head carries no unknown-image model (why: no_unknown)
     skipped: tuple[tuple[str, str], ...] = ()  # files in the folders that are not images, with why
     failed_kinds: dict[str, int] = field(default_factory=dict)  # the failed images by kind (folder.SKIP_KINDS)
     resumed: int = 0  # rows an interrupted run had finished, reused from its partial file (heads/predict/resume.py)
+    no_unknown: str = ""  # why the head carries no unknown-image model (HeadCheckpoint.no_unknown_reason)
 
     @property
     def not_read(self) -> dict[str, int]:
@@ -93,4 +94,5 @@ def predict_files(
         tuple(skipped),
         counts["failed_kinds"],
         len(done),
+        predictor.checkpoint.no_unknown_reason if predictor.checkpoint.unknown is None else "",
     )

@@ -147,6 +147,10 @@ def suggest(
     _check(config)
     head = head_path(config)
     checkpoint = load_head(head)
+    if checkpoint.multilabel is not None:  # its strategies rank a softmax's classes; a sigmoid per label is not one
+        raise SuggestError(
+            f"{head} is a multi-label head: suggest ranks single-label heads only so far (docs/multi-label.md)"
+        )
     features = chosen_features(config.cache, config.backbone)
     with FeatureStore(features) as store:
         header, rows = store.header, read_rows(store, [])
