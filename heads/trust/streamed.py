@@ -36,7 +36,7 @@ from headstart.heads.trust.unknown import UnknownModel, held_out_scores
 
 # The threshold's sample: bench/trust_sample.py measured its flagged shares against the whole train split's
 # (docs/scale.md). Its five out-of-fold Mahalanobis fits (a float32 and a float64 copy of 4/5 of it) stay near
-# 0.4 GiB at 512-d, whatever the rows. The temperature's sample stays as large as the limit: no smaller one gave the
+# 0.3 GiB at 512-d, whatever the rows. The temperature's sample stays as large as the limit: no smaller one gave the
 # whole split's temperature there.
 THRESHOLD_ROWS = 65_536
 
