@@ -20,6 +20,7 @@ COMMANDS = {
     "scale": "python -m bench.scale",
     "sweep": "python -m bench.sweep",
     "trust": "python -m bench.trust",
+    "trust_sample": "python -m bench.trust_sample",
     "export": "python -m bench.export",
     "audit": "python -m bench.audit",
     "tables": "python -m bench.tables",

@@ -138,3 +138,23 @@ def test_the_trust_sample_keeps_each_class_share_and_two_rows():
     rows = sample_rows(labels, 100, seed=0)
     assert np.all(np.diff(rows) > 0)
     assert np.bincount(labels[rows]).tolist() == [90, 10, 2]
+
+
+def test_the_threshold_comes_from_its_own_smaller_sample_and_the_temperature_from_the_limits(
+    cache, low_limit, monkeypatch
+):
+    from headstart.heads.linear import LinearHead
+    from headstart.heads.trust import streamed
+
+    monkeypatch.setattr(streamed, "THRESHOLD_ROWS", 200)
+    config, head = TrustConfig(), LinearHead(16, 2)
+    with FeatureStore(cache / "features.h5") as store:
+        plan = reading_plan(store)
+        labels = store.read("train").labels
+        trust = streamed.fit_trust_streamed(head, store, plan, RECIPE, config)
+        small = streamed.read_sample(store, plan, sample_rows(labels, 200, RECIPE.seed))
+        large = streamed.read_sample(store, plan, sample_rows(labels, plan.limit_rows, RECIPE.seed))
+    assert len(small[1]) == 200 and len(large[1]) == 512
+    assert trust.unknown.threshold == streamed.sample_threshold(small, config, RECIPE.seed)[0]
+    assert trust.unknown.threshold != streamed.sample_threshold(large, config, RECIPE.seed)[0]
+    assert trust.calibration.temperature == streamed.sample_temperature(large, 2, RECIPE, config)

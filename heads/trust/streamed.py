@@ -3,8 +3,9 @@
 - The Mahalanobis model (class means, one shared Ledoit-Wolf covariance) is fitted on every train row in two passes
   over chunks: the class sums, then the centred rows' scatter and the sum of their |x|^4 (mahalanobis.shrink).
 - Its threshold and the temperature come from out-of-fold scores and logits, as heads/trust/fit.py computes them,
-  over a seeded stratified sample of the train rows as large as the in-memory limit allows (each class keeps its
-  share, and at least 2 rows): the k fold heads and models are what would not fit in memory.
+  over seeded stratified samples of the train rows (each class keeps its share, and at least 2 rows): THRESHOLD_ROWS
+  for the threshold, as many as the in-memory limit holds for the temperature (its fold heads would not match the
+  saved head on fewer: bench/trust_sample.py, docs/scale.md); the k fold heads and models are what would not fit.
 - Val's reliability and flagged share are accumulated a chunk at a time.
 """
 
@@ -32,6 +33,12 @@ from headstart.heads.trust.calibration import (
 from headstart.heads.trust.config import TrustConfig
 from headstart.heads.trust.fit import Trust, _too_few_rows, fold_trainer
 from headstart.heads.trust.unknown import UnknownModel, held_out_scores
+
+# The threshold's sample: bench/trust_sample.py measured its flagged shares against the whole train split's
+# (docs/scale.md). Its five out-of-fold Mahalanobis fits (a float32 and a float64 copy of 4/5 of it) stay near
+# 0.3 GiB at 512-d, whatever the rows. The temperature's sample stays as large as the limit: no smaller one gave the
+# whole split's temperature there.
+THRESHOLD_ROWS = 65_536
 
 
 def fit_mahalanobis(store: FeatureStore, plan: ReadingPlan, num_classes: int) -> dict[str, torch.Tensor]:
@@ -103,6 +110,22 @@ def val_reliabilities(
     return list(reliabilities), flagged / seen if unknown is not None else None
 
 
+def sample_threshold(sample: tuple[torch.Tensor, torch.Tensor], config: TrustConfig, seed: int) -> tuple[float, int]:
+    """The unknown threshold from the sample's out-of-fold Mahalanobis scores, and the fold count."""
+    folds = min(config.folds, len(sample[1]))
+    scores = held_out_scores(*sample, method=mahalanobis.NAME, folds=folds, seed=seed)
+    return float(np.quantile(scores.double().numpy(), 1 - config.unknown_rate)), folds
+
+
+def sample_temperature(
+    sample: tuple[torch.Tensor, torch.Tensor], num_classes: int, train_config: TrainConfig, config: TrustConfig
+) -> float:
+    """The temperature from the sample's out-of-fold logits of heads trained by `train_config` on the other folds."""
+    folds = min(config.folds, len(sample[1]))
+    trainer = fold_trainer(train_config, num_classes, len(sample[1]))
+    return fit_temperature(held_out_logits(*sample, trainer, folds, train_config.seed), sample[1])
+
+
 def fit_trust_streamed(
     head: LinearHead, store: FeatureStore, plan: ReadingPlan, train_config: TrainConfig, config: TrustConfig
 ) -> Trust:
@@ -112,17 +135,15 @@ def fit_trust_streamed(
         skipped = _too_few_rows(torch.from_numpy(labels), head.out_features)
         if skipped:
             return Trust(head, None, None, None, val_reliabilities([head], store, plan)[0][0], skipped)
-        sample = read_sample(store, plan, sample_rows(labels, plan.limit_rows, train_config.seed))
-        folds, seed = min(config.folds, len(sample[1])), train_config.seed
-        scores = held_out_scores(*sample, method=mahalanobis.NAME, folds=folds, seed=seed)
-        threshold = float(np.quantile(scores.double().numpy(), 1 - config.unknown_rate))
+        rows = sample_rows(labels, min(plan.limit_rows, THRESHOLD_ROWS), train_config.seed)
+        threshold, folds = sample_threshold(read_sample(store, plan, rows), config, train_config.seed)
         state = fit_mahalanobis(store, plan, head.out_features)
         unknown = UnknownModel(mahalanobis.NAME, state, threshold, config.unknown_rate, folds)
         if not config.calibrate:
             (before,), flagged = val_reliabilities([head], store, plan, unknown)
             return Trust(head, None, unknown, flagged, before)
-        trainer = fold_trainer(train_config, head.out_features, len(sample[1]))
-        temperature = fit_temperature(held_out_logits(*sample, trainer, folds, seed), sample[1])
+        sample = read_sample(store, plan, sample_rows(labels, plan.limit_rows, train_config.seed))
+        temperature = sample_temperature(sample, head.out_features, train_config, config)
         folded = fold_temperature(head, temperature)
         (before, after), flagged = val_reliabilities([head, folded], store, plan, unknown)
         ece_before, ece_after = (reliability.ece if reliability else None for reliability in (before, after))
