@@ -185,9 +185,15 @@ def test_interrupt_during_the_renames_does_not_claim_untouched(trained, tmp_path
             signal.raise_signal(signal.SIGINT)  # held until all three are renamed
         return real_replace(source, target, **kwargs)
 
+    # Python's own SIGINT handler, whatever this process inherited: a suite started in the background (`&`) inherits
+    # SIGINT ignored, and the signal raised above would then be lost (the train-head run exited 0)
     monkeypatch.setattr(os, "replace", interrupted_while_renaming)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     before = hashes(*(cache / name for name in HEAD_OUTPUTS))
-    error = assert_error(invoke("train-head", "--cache", cache, "--epochs", 2), 130, "interrupted")
+    try:
+        error = assert_error(invoke("train-head", "--cache", cache, "--epochs", 2), 130, "interrupted")
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     monkeypatch.undo()
     assert "untouched" not in error and "head.pt" in error
     assert all(sha != before[path] for path, sha in hashes(*map(Path, before)).items())
