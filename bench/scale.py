@@ -152,13 +152,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", default="", help="feature row counts: bench/scale_rows.py's figures instead")
     parser.add_argument("--steps", default=",".join(scale_rows.STEPS), help="--rows: the steps to measure")
     parser.add_argument("--step-timeout", type=float, default=3600, help="--rows: seconds a step may take")
+    parser.add_argument("--keep", type=Path, default=None, help="--rows: keep (and reuse) the generated caches here")
     args = parser.parse_args(argv)
     if args.rows:
         sizes = [int(n) for n in args.rows.split(",") if n]
         steps = tuple(step for step in args.steps.split(",") if step in scale_rows.STEPS)
         out = args.out or ROOT / "bench" / "results" / "scale_rows.json"
-        timeout = args.step_timeout
-        figures = measure_and_save("headstart-rows-", out, lambda work: scale_rows.run(sizes, work, timeout, steps))
+        timeout, keep = args.step_timeout, args.keep
+        figures = measure_and_save(
+            "headstart-rows-", out, lambda work: scale_rows.run(sizes, work, timeout, steps, keep)
+        )
         print(json.dumps(figures, indent=2))
         return
     args.out = args.out or ROOT / "bench" / "results" / "scale.json"

@@ -144,19 +144,34 @@ def _fresh(args: list[str], timeout: float) -> dict | None:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(sizes: list[int], work: Path, timeout: float, steps: tuple[str, ...] = STEPS) -> dict:
-    """Every size: generate its cache, then each step in a fresh process; the cache removed before the next size."""
+def _generated(cache: Path, rows: int, timeout: float) -> bool:
+    """Generate the cache of `rows` rows unless a --keep folder already holds it (its marker written last)."""
+    marker = cache / "generated.json"
+    expected = {"rows": rows, "width": WIDTH, "classes": CLASSES, "seed": 0}
+    if marker.is_file() and json.loads(marker.read_text()) == expected:
+        return True
+    shutil.rmtree(cache, ignore_errors=True)
+    if _fresh(["generate", str(cache), str(rows)], timeout) is None:
+        return False
+    marker.write_text(json.dumps(expected))
+    return True
+
+
+def run(sizes: list[int], work: Path, timeout: float, steps: tuple[str, ...] = STEPS, keep: Path | None = None) -> dict:
+    """Every size: generate its cache, then each step in a fresh process; the cache removed before the next size,
+    unless `keep` names a folder to keep the caches in (and reuse them from) between runs."""
     figures: dict = {"rows": sizes, "steps": {step: [] for step in steps}}
     for rows in sizes:
-        cache = work / f"rows-{rows}"
-        if _fresh(["generate", str(cache), str(rows)], timeout) is None:
+        cache = (keep or work) / f"rows-{rows}"
+        if not _generated(cache, rows, timeout):
             continue
         for step in steps:
             measured = _fresh([step, str(cache)], timeout)
             if measured is not None:
                 figures["steps"][step].append({"rows": rows, **measured})
             print(json.dumps({"rows": rows, "step": step, "measured": measured}), file=sys.stderr, flush=True)
-        shutil.rmtree(cache, ignore_errors=True)  # the disk holds one size's cache at a time
+        if keep is None:
+            shutil.rmtree(cache, ignore_errors=True)  # the disk holds one size's cache at a time
     return figures
 
 

@@ -92,15 +92,21 @@ class ShuffledBatches:
     labels: torch.Tensor
     batch_size: int
     generator: torch.Generator
+    rows: torch.Tensor | None = None  # the rows to train on (a fold), indexed in place of a copy of them
 
     def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
+        return -(-self._count // self.batch_size)
+
+    @property
+    def _count(self) -> int:
+        return len(self.labels) if self.rows is None else len(self.rows)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)
-        order = torch.randperm(len(self.labels), generator=self.generator)
-        torch.randperm(len(self.labels), generator=self.generator)
+        order = torch.randperm(self._count, generator=self.generator)
+        torch.randperm(self._count, generator=self.generator)
         for index in order.split(self.batch_size):
+            index = index if self.rows is None else self.rows.index_select(0, index)
             yield self.features.index_select(0, index), self.labels.index_select(0, index)
 
 
@@ -140,17 +146,19 @@ def train_sgd(
     num_classes: int,
     config: TrainConfig = TrainConfig(),
     on_epoch: Callable[[int, dict], None] | None = None,
+    rows: torch.Tensor | None = None,
 ) -> TrainResult:
-    """Fit LinearHead with the tutorial's SGD on (features, labels) in memory; the same seed gives the same head."""
+    """Fit LinearHead with the tutorial's SGD on (features, labels) in memory; the same seed gives the same head.
+    `rows` (a fold's row numbers) trains on those rows as on `features[rows]`, bit for bit, without the copy."""
     features, labels = train
     generator = torch.Generator().manual_seed(config.seed)
     head = LinearHead(features.shape[1], num_classes, generator=generator)
     optimizer = MomentumSGD(head.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    weight = class_weights(labels, num_classes, config.class_weight)
+    weight = class_weights(labels if rows is None else labels[rows], num_classes, config.class_weight)
     result = TrainResult(head)
     with _one_thread():
         for epoch in range(1, config.epochs + 1):
-            batches = ShuffledBatches(features, labels, config.batch_size, generator)
+            batches = ShuffledBatches(features, labels, config.batch_size, generator, rows)
             metrics = epoch_metrics(epoch, head, train_one_epoch(head, batches, optimizer, weight), val)
             result.history.append(metrics)
             if on_epoch:

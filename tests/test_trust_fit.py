@@ -96,3 +96,27 @@ def test_fold_heads_take_as_many_sgd_steps_as_the_saved_head(monkeypatch):
     train = _clusters(3, 81)  # 243 rows: 8 batches of at most 32
     fold_trainer(config, 3, len(train[1]))(train[0][:194], train[1][:194])  # a fold of 4/5
     assert steps == [8] * config.epochs
+
+
+def test_fold_heads_train_in_place_bit_for_bit_as_on_copies():
+    """held_out_logits trains each fold's head on its rows in place (no copy of 4/5 of them): the logits are those
+    of heads trained on copies, as kfold.out_of_fold gives them, bit for bit; and the same fold's head is the same
+    whether it gets the rows or a copy."""
+    from headstart.heads.kfold import out_of_fold, stratified_folds
+    from headstart.heads.trust.calibration import held_out_logits
+    from headstart.heads.trust.fit import fold_trainer
+
+    features, labels = _clusters(3, 81)
+    trainer = fold_trainer(TrainConfig(batch_size=32, epochs=3), 3, len(labels))
+    in_place = held_out_logits(features, labels, trainer, folds=5, seed=4)
+
+    def on_copies(x: torch.Tensor, y: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return trainer(x, y)(held)
+
+    copies = out_of_fold(features, labels, stratified_folds(labels.numpy(), 5, 4), on_copies)
+    assert in_place.shape == (len(labels), 3)
+    assert torch.equal(in_place, copies)
+    rows = torch.arange(10, len(labels), 2)
+    head_in_place, head_on_copy = trainer(features, labels, rows), trainer(features[rows], labels[rows])
+    assert torch.equal(head_in_place.weight, head_on_copy.weight) and torch.equal(head_in_place.bias, head_on_copy.bias)

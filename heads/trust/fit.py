@@ -70,11 +70,14 @@ def fold_trainer(config: TrainConfig, num_classes: int, rows: int) -> Trainer:
 
     batches = math.ceil(rows / config.batch_size)
 
-    def train(features: torch.Tensor, labels: torch.Tensor) -> LinearHead:
+    def train(features: torch.Tensor, labels: torch.Tensor, fold: torch.Tensor | None = None) -> LinearHead:
         if config.head == "logreg":
+            if fold is not None:
+                features, labels = features[fold], labels[fold]
             return train_logreg((features, labels), None, num_classes, config).head
-        fold_config = replace(config, batch_size=math.ceil(len(labels) / batches))
-        return train_sgd((features, labels), None, num_classes, fold_config).head
+        count = len(labels) if fold is None else len(fold)
+        fold_config = replace(config, batch_size=math.ceil(count / batches))
+        return train_sgd((features, labels), None, num_classes, fold_config, rows=fold).head
 
     return train
 
