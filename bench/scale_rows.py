@@ -153,6 +153,7 @@ def _generated(cache: Path, rows: int, timeout: float) -> bool:
     shutil.rmtree(cache, ignore_errors=True)
     if _fresh(["generate", str(cache), str(rows)], timeout) is None:
         return False
+    cache.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(expected))
     return True
 
