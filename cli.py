@@ -25,6 +25,7 @@ from headstart.console.options import (
     compile_option,
     device_option,
     engine_option,
+    head_backbone_option,
     head_run_options,
     head_weights_option,
     pick_backbone_option,
@@ -204,7 +205,6 @@ def sweep(ctx: click.Context, cache: Path, **settings) -> None:
 @engine_option
 @address_option
 @compile_option
-@pick_backbone_option
 @quiet_option
 @click.pass_context
 def predict(
@@ -284,7 +284,6 @@ def predict(
 )
 @head_run_options
 @evaluate_table_options
-@pick_backbone_option
 @quiet_option
 @click.pass_context
 def evaluate(
@@ -350,7 +349,7 @@ def evaluate(
     help="Verify on at most this many images, spread evenly.",
 )
 @head_weights_option
-@pick_backbone_option
+@head_backbone_option
 @click.option("--example", is_flag=True, help="Print a script that runs the exported file alone, and exit.")
 @quiet_option
 @click.pass_context

@@ -100,9 +100,20 @@ head_weights_option = click.option(
 )
 
 
+def head_backbone_option(command):
+    """--backbone for commands that run a trained head: a check, since the head records the backbone it runs with."""
+    return click.option(
+        "--backbone",
+        default=None,
+        show_default="the head's",
+        help="Refuse the head unless it was trained on this backbone's features (a head runs with the backbone it "
+        "records; `headstart info` lists a cache's backbones).",
+    )(command)
+
+
 def head_run_options(command):
     """The options of the commands that run a trained head over images: predict and evaluate."""
-    for option in (workers_option, batch_option, device_option, head_weights_option):
+    for option in (workers_option, batch_option, device_option, head_weights_option, head_backbone_option):
         command = option(command)
     return command
 
