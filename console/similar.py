@@ -7,15 +7,7 @@ from pathlib import Path
 import click
 
 from headstart.console.errors import errors_as_exit_codes
-from headstart.console.options import (
-    batch_option,
-    cache_option,
-    device_option,
-    pick_backbone_option,
-    quiet_option,
-    refuse_output_inside_inputs,
-    workers_option,
-)
+from headstart.console.outputs import backbone_run_options, page_option, prepare_outputs, show_files, table_option
 from headstart.console.reporter import Reporter
 from headstart.features.neighbours.config import POOL_SPLIT, SIMILAR_FORMATS, SimilarConfig
 
@@ -35,13 +27,7 @@ _SIMILAR_OPTIONS = (
         help="Search only this split (repeat for several)  [default: every split but the pool]",
     ),
     click.option("--pool", is_flag=True, help=f"Search the unlabeled pool too (the split named {POOL_SPLIT!r})."),
-    click.option(
-        "--out",
-        type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-        default=SimilarConfig.out,
-        show_default=True,
-        help="The table to write (- for stdout): query, rank, path, split, label, similarity.",
-    ),
+    table_option(SimilarConfig.out, "query, rank, path, split, label, similarity"),
     click.option(
         "--format",
         "output_format",
@@ -50,12 +36,7 @@ _SIMILAR_OPTIONS = (
         show_default=True,
         help="CSV, or JSON Lines (one object per neighbour).",
     ),
-    click.option(
-        "--html",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Also write a self-contained page: each query's thumbnail beside its neighbours'  [default: no page]",
-    ),
+    page_option("each query's thumbnail beside its neighbours'"),
 )
 
 
@@ -74,30 +55,19 @@ def show_similar(report: Reporter, summary) -> None:
     )
     for query, reason in summary.failed:
         report.warn(f"skipped {query}: {reason}")
-    for path in summary.files:
-        if path != "-":
-            report.note(f"-> {path}")
+    show_files(report, summary.files)
 
 
 @click.command("similar")
 @click.argument("queries", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @similar_options
-@cache_option
-@pick_backbone_option
-@device_option
-@batch_option
-@workers_option
-@quiet_option
+@backbone_run_options
 @click.pass_context
 def similar_command(ctx: click.Context, queries: tuple[Path, ...], out: Path, html: Path | None, **options) -> None:
     """For each image in QUERIES (files, or folders searched recursively), the nearest cached images by their
     features; an image not in the cache is run through the backbone its features came from."""
     report = ctx.ensure_object(Reporter)
-    if str(out) == "-":
-        report.results_to_stderr()
-    for target in (out, html):
-        if target is not None and str(target) != "-":
-            refuse_output_inside_inputs(target, queries)
+    prepare_outputs(report, out, html, queries)
     with errors_as_exit_codes():
         from headstart.features.neighbours import find_similar
 

@@ -7,15 +7,7 @@ from pathlib import Path
 import click
 
 from headstart.console.errors import errors_as_exit_codes
-from headstart.console.options import (
-    batch_option,
-    cache_option,
-    device_option,
-    pick_backbone_option,
-    quiet_option,
-    refuse_output_inside_inputs,
-    workers_option,
-)
+from headstart.console.outputs import backbone_run_options, page_option, prepare_outputs, show_files, table_option
 from headstart.console.reporter import Reporter
 from headstart.heads.suggest.config import STRATEGIES, SuggestConfig
 
@@ -46,19 +38,8 @@ _SUGGEST_OPTIONS = (
     click.option(
         "--seed", type=click.IntRange(0), default=SuggestConfig.seed, show_default=True, help="random's order."
     ),
-    click.option(
-        "--out",
-        type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-        default=SuggestConfig.out,
-        show_default=True,
-        help="The table to write (- for stdout): rank, path, sha256, score, suggested, confidence, why.",
-    ),
-    click.option(
-        "--html",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Also write a self-contained page of the suggestions' thumbnails  [default: no page]",
-    ),
+    table_option(SuggestConfig.out, "rank, path, sha256, score, suggested, confidence, why"),
+    page_option("the suggestions' thumbnails"),
 )
 
 
@@ -79,30 +60,19 @@ def show_suggest(report: Reporter, summary) -> None:
         report.note(f"  {record.rank}. {record.path} ({record.suggested}, {record.score:.3f}): {record.why}")
     for image, reason in summary.skipped:
         report.warn(f"skipped {image}: {reason}")
-    for path in summary.files:
-        if path != "-":
-            report.note(f"-> {path}")
+    show_files(report, summary.files)
 
 
 @click.command("suggest")
 @click.argument("folders", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @suggest_options
-@cache_option
-@pick_backbone_option
-@device_option
-@batch_option
-@workers_option
-@quiet_option
+@backbone_run_options
 @click.pass_context
 def suggest_command(ctx: click.Context, folders: tuple[Path, ...], out: Path, html: Path | None, **options) -> None:
     """Which images to label next: the cache's unlabeled pool (extract --pool), or the images in FOLDERS run
     through the backbone the cache's features came from, ranked by the trained head."""
     report = ctx.ensure_object(Reporter)
-    if str(out) == "-":
-        report.results_to_stderr()
-    for target in (out, html):
-        if target is not None and str(target) != "-":
-            refuse_output_inside_inputs(target, folders)
+    prepare_outputs(report, out, html, folders)
     with errors_as_exit_codes():
         from headstart.heads.suggest.step import suggest
 
