@@ -77,15 +77,20 @@ def sample_rows(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 
 def read_sample(store: FeatureStore, plan: ReadingPlan, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """The features and labels of the train rows numbered `rows` (increasing), read a chunk at a time."""
+    """The features and labels of the train rows numbered `rows` (increasing), read a chunk at a time into arrays
+    of the sample's size (gathering chunks' pieces and concatenating them held the sample twice)."""
     keep = np.zeros(store.count("train"), bool)
     keep[rows] = True
-    features, labels = [], []
+    features = np.empty((len(rows), plan.width), np.float32)
+    labels = np.empty(len(rows), np.int64)
+    filled = 0
     for start, chunk_features, chunk_labels in iter_chunks(store, "train", plan.chunk_rows):
         mask = keep[start : start + len(chunk_labels)]
-        features.append(chunk_features[mask])
-        labels.append(chunk_labels[mask])
-    return torch.from_numpy(np.concatenate(features)), torch.from_numpy(np.concatenate(labels))
+        taken = int(mask.sum())
+        features[filled : filled + taken] = chunk_features[mask]
+        labels[filled : filled + taken] = chunk_labels[mask]
+        filled += taken
+    return torch.from_numpy(features[:filled]), torch.from_numpy(labels[:filled])
 
 
 def val_reliabilities(
