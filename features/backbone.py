@@ -146,7 +146,7 @@ class Backbone:
         self._model = model
         self._state = None
         if self.runtime == ONNXRUNTIME:
-            self._onnx = OnnxForward(model, torch.get_num_threads())
+            self._onnx = OnnxForward(model)  # torch's threads, read where it runs
         elif self.compile:
             self._compiled = CompiledForward(model)
         elif self.device.type == "cpu" and self.precision == "bf16" and self._prepacks():

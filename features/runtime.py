@@ -89,20 +89,28 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
 class OnnxForward:
     """The folded network run by an onnxruntime CPU session, built and checked against torch on the first batch."""
 
-    def __init__(self, model: nn.Module, threads: int):
-        self._model, self._threads = model, threads
+    def __init__(self, model: nn.Module, threads: int | None = None):
+        self._model, self._threads = model, threads  # None: torch's, read in the thread that runs the network
         self._session: Any = None  # an onnxruntime.InferenceSession once the first batch came
 
     def _build(self, batch: torch.Tensor) -> None:
         import onnxruntime
         import torch
 
+        from headstart.features.compiled import first_line
+
         example = torch.zeros(2, *batch.shape[1:])  # two rows: torch.export would fix a batch of one
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = self._threads, 1
-        self._session = onnxruntime.InferenceSession(
-            onnx_bytes(self._model, example), options, providers=["CPUExecutionProvider"]
-        )
+        options.intra_op_num_threads, options.inter_op_num_threads = self._threads or torch.get_num_threads(), 1
+        try:
+            self._session = onnxruntime.InferenceSession(
+                onnx_bytes(self._model, example), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # noqa: BLE001  the exporter and onnxruntime fail in many ways, at length
+            raise ValueError(
+                f"cannot run this network in onnxruntime ({first_line(str(error)) or type(error).__name__}): "
+                "extract with --runtime torch"
+            ) from None
         with torch.inference_mode():
             reference = self._model(batch.contiguous(memory_format=torch.channels_last)).float()
         apart = distance(self._run(batch), reference)

@@ -129,6 +129,12 @@ def test_the_first_batch_is_checked_against_torch(monkeypatch, reduce, agrees):
             forward(batch)
 
 
+def test_a_network_onnxruntime_cannot_run_is_one_line(monkeypatch):
+    monkeypatch.setattr(runtime, "onnx_bytes", lambda model, example: b"not an onnx model")
+    with pytest.raises(ValueError, match=r"^cannot run this network in onnxruntime \(.+\): extract with --runtime t"):
+        OnnxForward(_Mean().eval())(torch.rand(2, 3, 4, 4))
+
+
 @pytest.mark.parametrize(
     "options, fragment",
     [
