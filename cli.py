@@ -25,6 +25,7 @@ from headstart.console.options import (
     compile_option,
     device_option,
     engine_option,
+    forward_options,
     head_backbone_option,
     head_run_options,
     head_weights_option,
@@ -93,13 +94,7 @@ def cli() -> None:
 @device_option
 @batch_option
 @workers_option
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "bf16"]),
-    default=ExtractConfig().precision,
-    show_default=True,
-    help="Backbone compute precision; features are stored as float32.",
-)
+@forward_options
 @engine_option
 @address_option
 @compile_option
@@ -116,6 +111,7 @@ def extract(
     batch_size: int,
     workers: int | None,
     precision: str,
+    runtime: str,
     engine: str,
     address: str | None,
     compile_backbone: bool,
@@ -143,6 +139,7 @@ def extract(
             batch_size=batch_size,
             workers=workers,
             precision=precision,
+            runtime=runtime,
             engine=engine,
             address=address,
             compile=compile_backbone,

@@ -1,9 +1,10 @@
 """Every registered torchvision backbone at random init (`--weights none`): its forward pass, headstart's (folded, fp32
 and bf16) and onnxruntime's CPU session on the same network, against the builder's own eager fp32 forward at the same
-batch size, in interleaved rounds; a cold extract fp32 and bf16; the feature width and the features file's size.
+batch size, in interleaved rounds; cold extracts fp32 (torch and --runtime onnxruntime) and bf16; the feature width
+and the features file's size.
 
     python -m bench.backbones [--backbones resnet18,resnet50] [--images 48] [--threads 2] [--frozen] [--no-onnx]
-                                                                   # writes bench/results/backbones.json
+                              [--extract-rounds 3]                 # writes bench/results/backbones.json
 
 The images are read where they are (../shared/data/hymenoptera_data, never copied): a label table in the scratch
 folder names --images of them, spread evenly over train and val. The ImageNet weights are not available here:
@@ -15,9 +16,15 @@ rounds of --repeats passes, so that the load of a shared machine drifts over all
 median of its rounds' medians. The eager ceiling is the builder's network as bench/forward.py runs ResNet18's
 (eval, BatchNorm unfolded, channels_last). Each engine's features are compared with it (max |difference| over the
 features' scale). torch and onnxruntime run --threads intra-op threads each (onnxruntime's default would be one per
-core, whatever torch uses). --frozen adds the folded network through torch.jit.freeze and optimize_for_inference
-(oneDNN's fused convolutions), a candidate measured, not used by extract. bf16 is measured where the CPU has bf16
+core, whatever torch uses); onnxruntime's session is the one extract --runtime onnxruntime builds
+(features/runtime.py), and `onnx_build_s` what building it took (export, session, the first batch's check).
+--frozen adds the folded network through torch.jit.freeze and optimize_for_inference (oneDNN's fused convolutions),
+a candidate measured, not used by extract. bf16 is measured where the CPU has bf16
 instructions (prepacked.py's check), and reported as not measurable elsewhere.
+
+The cold extracts (the network's build included: for onnxruntime, its export) of the --images take turns in each of
+--extract-rounds rounds, fp32, fp32 through onnxruntime, bf16; a figure is their median over the rounds, its images
+per second over the eager ceiling's, and onnxruntime's over the torch fp32 extract's.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from headstart.features.files.cachedir import features_file
 from headstart.features.images import build_transform
 from headstart.features.prepacked import prepacking_available
 from headstart.features.provenance import RANDOM_INIT_SEED
+from headstart.features.runtime import ONNXRUNTIME, OnnxForward
 from headstart.features.store import FeatureStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,21 +118,13 @@ def eager_network(name: str) -> nn.Module:
     return model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
 
 
-def onnx_session(model: nn.Module, example: torch.Tensor, path: Path, threads: int):
-    """onnxruntime's CPU session on the folded network, exported as headstart's export does (opset 18), running
-    `threads` intra-op threads (its default is one per physical core, whatever torch runs)."""
-    import onnxruntime
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            model, (example,), input_names=["images"], opset_version=18, dynamo=True, external_data=False
-        )
-    assert program is not None
-    program.save(str(path))
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def onnx_forward(model: nn.Module, batch: torch.Tensor, threads: int) -> Forward:
+    """onnxruntime's CPU session on the folded network as extract --runtime onnxruntime builds it (features/runtime.py:
+    exported in memory at opset 18 with a dynamic batch, `threads` intra-op threads, its first batch checked against
+    torch's), built here on the measured batch."""
+    forward = OnnxForward(model, threads)
+    forward(batch)
+    return forward
 
 
 def frozen_network(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
@@ -155,10 +155,9 @@ def engines(name: str, batch: torch.Tensor, options: argparse.Namespace, work: P
         forwards["headstart_bf16"] = load_backbone("none", CPU, "bf16", backbone=name).features
     if options.onnx:
         try:
-            session, built["onnx_export_s"] = _timed(
-                lambda: onnx_session(ours.model, batch, work / f"{name}.onnx", torch.get_num_threads())
+            forwards["onnxruntime"], built["onnx_build_s"] = _timed(
+                lambda: onnx_forward(ours.model, batch, torch.get_num_threads())
             )
-            forwards["onnxruntime"] = lambda x: torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
         except Exception as error:  # a peer that cannot export this network is reported, not fatal
             built["onnxruntime_error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     if options.frozen:
@@ -203,21 +202,39 @@ def forward_figures(name: str, batch: torch.Tensor, options: argparse.Namespace,
     return figures
 
 
+def extract_figures(name: str, options: argparse.Namespace, table: Path, work: Path, onnx: bool) -> dict:
+    """Cold extracts of the table, fp32 (torch), fp32 through onnxruntime (where measured) and bf16 (where measurable),
+    taking turns in each of --extract-rounds rounds; each figure the median over the rounds."""
+    runs = {"": ("fp32", "torch")}
+    if onnx:
+        runs["onnxruntime_"] = ("fp32", ONNXRUNTIME)
+    if options.bf16:
+        runs["bf16_"] = ("bf16", "torch")
+    rounds: dict[str, list[dict]] = {prefix: [] for prefix in runs}
+    for _ in range(options.extract_rounds):
+        for prefix, (precision, runtime) in runs.items():
+            config = ExtractConfig(
+                data=options.data, labels=table, cache=work / "cache", backbone=name, weights="none", device="cpu",
+                precision=precision, runtime=runtime,
+            )  # fmt: skip
+            rounds[prefix].append(timed_extract(config, prefix))
+    return {key: float(np.median([run[key] for run in done])) for done in rounds.values() for key in done[0]}
+
+
 def measure_entry(name: str, options: argparse.Namespace, table: Path, work: Path) -> dict:
-    """One backbone: its forward figures and a cold extract (fp32, and bf16 where measurable)."""
+    """One backbone: its forward figures and cold extracts (fp32, through onnxruntime, bf16)."""
     batch_size = options.batch_size or default_batch_size(CPU)
     measured: dict = {"backbone": name, "batch_size": batch_size, "gflops": ENTRIES[name].gflops}
     measured["load_before"] = _load()
     batch = decoded_batch(options.data, table, name, batch_size)
     measured |= forward_figures(name, batch, options, work)
-    for precision in ("fp32", "bf16") if options.bf16 else ("fp32",):
-        config = ExtractConfig(
-            data=options.data, labels=table, cache=work / "cache", backbone=name, weights="none", device="cpu",
-            precision=precision,
-        )  # fmt: skip
-        prefix = "" if precision == "fp32" else "bf16_"
-        measured |= timed_extract(config, prefix)
-        measured[f"{prefix}extract_vs_eager"] = measured[f"{prefix}extract_img_s"] / measured["eager_img_s"]
+    onnx = options.onnx and "onnxruntime_error" not in measured  # a network onnxruntime could not run
+    measured |= extract_figures(name, options, table, work, onnx)
+    for prefix in ("", "onnxruntime_", "bf16_"):
+        if f"{prefix}extract_img_s" in measured:
+            measured[f"{prefix}extract_vs_eager"] = measured[f"{prefix}extract_img_s"] / measured["eager_img_s"]
+    if "onnxruntime_extract_img_s" in measured:
+        measured["onnxruntime_extract_vs_extract"] = measured["onnxruntime_extract_img_s"] / measured["extract_img_s"]
     measured["load_after"] = _load()
     assert not (work / "cache" / features_file(name)).exists()
     return measured
@@ -240,6 +257,7 @@ def run(names: list[str], options: argparse.Namespace, work: Path) -> dict:
         "threads": torch.get_num_threads(),
         "rounds": options.rounds,
         "repeats": options.repeats,
+        "extract_rounds": options.extract_rounds,
         "bf16": options.bf16_note,
     }
     figures["records"] = [measure_entry(name, options, table, work) for name in names]
@@ -254,6 +272,7 @@ def parse_options(argv: list[str] | None = None) -> tuple[list[str], argparse.Na
     parser.add_argument("--batch-size", type=int, default=None, help="forward batch (default: extract's on a CPU)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every engine")
     parser.add_argument("--repeats", type=int, default=1, help="timed passes per engine per round")
+    parser.add_argument("--extract-rounds", type=int, default=1, help="rounds of the cold extracts, taking turns")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads of torch and onnxruntime (0: torch's)")
     parser.add_argument("--frozen", action="store_true", help="also measure torch.jit.freeze + optimize_for_inference")
     parser.add_argument("--no-onnx", action="store_true", help="skip onnxruntime even where it is installed")

@@ -12,6 +12,7 @@ from click.core import ParameterSource
 from headstart.console.reporter import Reporter
 from headstart.features.config import ExtractConfig
 from headstart.features.engines import ENGINES
+from headstart.features.runtime import RUNTIMES
 from headstart.heads.config import CLASS_WEIGHTS, TrainConfig
 from headstart.heads.multilabel.recipe import EPOCHS, LR, RECIPE_OPTIONS
 from headstart.heads.predict.writer import FORMATS
@@ -93,6 +94,33 @@ compile_option = click.option(
     "only on large folders (docs/benchmark.md); try it on large folders and GPUs. If compiling fails, the folded "
     "network runs instead, with a warning.",
 )
+_FORWARD_OPTIONS = (
+    click.option(
+        "--precision",
+        type=click.Choice(["fp32", "bf16"]),
+        default=ExtractConfig().precision,
+        show_default=True,
+        help="Backbone compute precision; features are stored as float32.",
+    ),
+    click.option(
+        "--runtime",
+        type=click.Choice(RUNTIMES),
+        default=ExtractConfig().runtime,
+        show_default=True,
+        help="What runs the fp32 backbone on the CPU: torch, or onnxruntime (pip install -e '.[export]'): the folded "
+        "network exported to ONNX at the start of the run, its first batch checked against torch's within 1e-4. "
+        "docs/backbones.md says for which backbones it is faster.",
+    ),
+)
+
+
+def forward_options(command):
+    """extract's --precision and --runtime: how the backbone computes."""
+    for option in reversed(_FORWARD_OPTIONS):
+        command = option(command)
+    return command
+
+
 head_weights_option = click.option(
     "--weights",
     default=None,

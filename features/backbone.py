@@ -27,6 +27,7 @@ from headstart.features.batchnorm import fold_batchnorm
 from headstart.features.compiled import CompiledForward, first_line
 from headstart.features.prepacked import PrepackedResNet, prepacking_available
 from headstart.features.provenance import IMAGENET, RANDOM, RANDOM_INIT_SEED, WeightsIdentity
+from headstart.features.runtime import ONNXRUNTIME, TORCH, OnnxForward
 
 FOLDED = "batchnorm folded"
 
@@ -101,7 +102,8 @@ class Backbone:
     """The frozen network of a registry entry for a set of weights, BatchNorm folded; built on first use, so a run
     with nothing to compute skips it. compile=True runs it through torch.compile, falling back to the folded eager
     network (and telling on_warning why) if compiling fails. bf16 on a CPU runs it with prepacked oneDNN weights
-    (prepacked.py) where the entry says so, under autocast otherwise."""
+    (prepacked.py) where the entry says so, under autocast otherwise. runtime="onnxruntime" runs the folded fp32
+    network in an onnxruntime CPU session instead (runtime.py; extract checks the options it is asked with)."""
 
     forward = FOLDED  # recorded in the features file (its `forward` attribute)
 
@@ -114,6 +116,7 @@ class Backbone:
         compile: bool = False,
         on_warning: Callable[[str], None] | None = None,
         entry: BackboneEntry | None = None,
+        runtime: str = TORCH,
     ):
         self.entry = entry or backbone_entry(DEFAULT_BACKBONE)
         self.identity = identity
@@ -125,6 +128,8 @@ class Backbone:
         self._model: nn.Module | None = None
         self._compiled: CompiledForward | None = None
         self._prepacked: PrepackedResNet | None = None
+        self.runtime = runtime
+        self._onnx: OnnxForward | None = None
 
     @property
     def model(self) -> nn.Module:
@@ -140,7 +145,9 @@ class Backbone:
         model = model.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
         self._model = model
         self._state = None
-        if self.compile:
+        if self.runtime == ONNXRUNTIME:
+            self._onnx = OnnxForward(model)  # torch's threads, read where it runs
+        elif self.compile:
             self._compiled = CompiledForward(model)
         elif self.device.type == "cpu" and self.precision == "bf16" and self._prepacks():
             self._prepacked = PrepackedResNet(model)
@@ -173,6 +180,8 @@ class Backbone:
         self.build()
         if self._prepacked is not None:
             return self._prepacked(batch)
+        if self._onnx is not None:
+            return self._onnx(batch.to(self.device))
         batch = batch.to(self.device, non_blocking=True, memory_format=torch.channels_last)
         with torch.inference_mode(), _without_tf32(self.device, self.precision):
             if self.precision == "bf16":
@@ -275,9 +284,11 @@ def load_backbone(
     compile: bool = False,
     on_warning: Callable[[str], None] | None = None,
     backbone: str | BackboneEntry = DEFAULT_BACKBONE,
+    runtime: str = TORCH,
 ) -> Backbone:
     """The frozen backbone (a registry name or entry) for a --weights value (or weights a run already located),
-    BatchNorm folded where it has any, ready for inference on device."""
+    BatchNorm folded where it has any, ready for inference on device (run by torch, or by onnxruntime)."""
     entry = backbone if isinstance(backbone, BackboneEntry) else backbone_entry(backbone)
     located = spec if isinstance(spec, LocatedWeights) else locate_weights(spec, progress, entry)
-    return Backbone(_located_state(located, entry), located.identity, device, precision, compile, on_warning, entry)
+    state = _located_state(located, entry)
+    return Backbone(state, located.identity, device, precision, compile, on_warning, entry, runtime)

@@ -30,6 +30,7 @@ class ExtractConfig(EngineConfig):
     weights: str = "imagenet"
     preprocess: str = "imagenet"
     precision: str = "fp32"
+    runtime: str = "torch"  # or "onnxruntime": the folded fp32 network in an onnxruntime CPU session (runtime.py)
     # A folder of class folders without train/ is split by content (features/sources/rule.py); None: 0.2 val, 0 test.
     val_fraction: float | None = None
     test_fraction: float | None = None

@@ -22,6 +22,7 @@ from headstart.features.folder import Dataset, text_path
 from headstart.features.merge import SplitSummary, write_features
 from headstart.features.provenance import WeightsIdentity
 from headstart.features.reuse import PreviousRows
+from headstart.features.runtime import check_device, check_runtime, forward_description
 from headstart.features.sources.choose import find_source, split_rule
 from headstart.features.sources.multilabel import merge_by_content
 from headstart.features.sources.rule import SplitRule
@@ -68,7 +69,7 @@ def _header(
         # The installed distribution's version: importing torchvision would cost a warm run more than its work
         # (torchvision.ops imports torch._dynamo), and a run with nothing to compute never needs torchvision.
         torchvision_version=metadata.version("torchvision"),
-        forward=Backbone.forward,
+        forward=forward_description(config.runtime, Backbone.forward),
         split=rule,
         task=MULTI_LABEL if config.multi_label else SINGLE_LABEL,
     )
@@ -88,6 +89,7 @@ def extract_features(
     """Write the backbone's features file in config.cache for the dataset in config.data; return what was done."""
     started = time.perf_counter()
     entry = backbone_entry(config.backbone)
+    check_runtime(config.runtime, config.precision, config.compile, config.engine)
     engine = build_engine(config)
     dataset, rule = find_source(config, split_rule(config))
     located = locate_weights(config.weights, entry=entry)  # found and hashed once: the identity and the network use it
@@ -123,6 +125,7 @@ def extract_features(
             batches = _no_batches()
             if plan.todo:
                 check_weights(located, entry)  # a file of another network is refused before any image is decoded
+                check_device(config.runtime, engine.driver_device)
                 backbone = load_backbone(
                     located,
                     engine.driver_device,
@@ -130,6 +133,7 @@ def extract_features(
                     compile=config.compile,
                     on_warning=on_warning,
                     backbone=entry,
+                    runtime=config.runtime,
                 )
                 splits = [split for split, entries in plan.splits.items() for _, reuse in entries if reuse is None]
                 target = new_target(path, header, splits, summary.shards)
