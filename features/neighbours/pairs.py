@@ -79,9 +79,10 @@ def _quantizer(centroids: np.ndarray, faiss: Any) -> Any:
     return quantizer
 
 
-def list_centres(unit: np.ndarray, list_rows: int = LIST_ROWS, seed: int = 0) -> np.ndarray:
-    """(rows // list_rows, dim) centres of the lists the rows are cut into (one list: no centres are needed)."""
-    nlist = max(1, len(unit) // max(1, list_rows))
+def list_centres(unit: np.ndarray, list_rows: int = LIST_ROWS, seed: int = 0, lists: int | None = None) -> np.ndarray:
+    """(rows // list_rows, dim) centres of the lists the rows are cut into (one list: no centres are needed); `lists`:
+    that many lists instead (at most one a row), when `unit` is a sample of the rows to be cut."""
+    nlist = max(1, min(len(unit), lists) if lists is not None else len(unit) // max(1, list_rows))
     return _centroids(unit, nlist, seed) if nlist > 1 else np.zeros((1, unit.shape[1]), np.float32)
 
 
