@@ -5,6 +5,7 @@ rows only by what docs/scale.md says a row costs, and multi-label features still
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import tracemalloc
 from pathlib import Path
@@ -47,7 +48,7 @@ def write_planted(cache: Path, train: int, val: int, test: int = 0, dim: int = 1
     cache.mkdir(parents=True, exist_ok=True)
     offsets = {"train": 0, "test": train, "val": train + test}
     with StoreWriter(cache / FEATURES_FILE, header, dim=dim) as writer:
-        for number, (split, count) in enumerate((("train", train), ("val", val), ("test", test))):
+        for split, count in (("train", train), ("val", val), ("test", test)):
             if not count:
                 continue
             labels = np.arange(count) * len(CLASSES) // count  # class by class, as extract writes class folders
@@ -56,7 +57,7 @@ def write_planted(cache: Path, train: int, val: int, test: int = 0, dim: int = 1
             far = rng.choice(count, max(1, count // 100), replace=False)
             features[far] += rng.choice([-1, 1], (len(far), dim)).astype(np.float32) * 12
             planted["outliers"] += (far + offsets[split]).tolist()
-            digests = [f"{number:08x}{row:056x}" for row in range(count)]
+            digests = [hashlib.sha256(f"{split}/{row}".encode()).hexdigest() for row in range(count)]
             if split == "train":
                 flipped = np.setdiff1d(rng.choice(count, count // 50, replace=False), far)
                 given[flipped] = (labels[flipped] + 1) % len(CLASSES)
