@@ -30,7 +30,7 @@ from headstart.heads.audit.learning_curve import learning_curve
 from headstart.heads.audit.listed import ListedRows, layout
 from headstart.heads.audit.probabilities import fit_scoring_head, out_of_fold_probabilities
 from headstart.heads.audit.result import AuditResult, Outliers
-from headstart.heads.audit.space import Whitening, fit_whitening
+from headstart.heads.audit.space import WHITEN_DIMS, Whitening, fit_whitening
 from headstart.heads.audit.streamed_pairs import streamed_exact_pairs, streamed_pairs
 from headstart.heads.pages.map import DatasetMap, map_coordinates, stratified_sample
 from headstart.heads.trust import mahalanobis
@@ -40,6 +40,16 @@ from headstart.heads.trust.unknown import held_out_scores
 # Train rows the streamed audit's models are fitted on: chosen by python -m bench.audit_sample (docs/scale.md).
 SAMPLE_ROWS = 65_536
 VAL_CURVE_ROWS = 65_536  # val rows the learning curve is scored on, at most (a stratified sample above)
+
+
+# What the streamed audit holds for every row, beyond what it lists (docs/scale.md): its label (8 bytes), its
+# whitened projection (4 bytes a dimension, WHITEN_DIMS at most) and its list number and place in the lists' order
+# (12 bytes); each other per-row column (the hash prefixes and their sort) is gone before the projections are made.
+def row_bytes(width: int) -> int:
+    """Bytes the streamed audit holds for each row of a features file `width` wide (148 at 512-d)."""
+    return 8 + 4 * min(WHITEN_DIMS, width) + 12
+
+
 OUTLIER_FOLDS, OUTLIER_SEED = 5, 0  # heads/audit/outliers.py's defaults, as run.py calls it
 
 Progress = Callable[[str, int, int], None]

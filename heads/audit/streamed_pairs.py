@@ -77,7 +77,9 @@ def list_pairs(
 
     centres = list_centres(sample_unit, lists=max(1, len(unit) // LIST_ROWS))
     count = len(centres)
-    own = nearest_lists(unit, centres, 1)[:, 0].astype(np.int32)
+    own = np.empty(len(unit), np.int32)  # each row's list, a block at a time: no int64 column of every row
+    for first in range(0, len(unit), QUERY_ROWS):
+        own[first : first + QUERY_ROWS] = nearest_lists(unit[first : first + QUERY_ROWS], centres, 1)[:, 0]
     order = np.argsort(own, kind="stable")
     starts = np.concatenate([[0], np.cumsum(np.bincount(own, minlength=count))])
     del own
