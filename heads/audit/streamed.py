@@ -83,6 +83,8 @@ class _Models:
     cutoff: float
     whitening: Whitening
     sample_unit: np.ndarray  # the sample's whitened rows: what the near-duplicate lists are fitted on
+    sample_x: np.ndarray  # the sample's features and labels: what the learning curve is fitted on
+    sample_y: np.ndarray
 
 
 def _fit_models(store: FeatureStore, plan: ReadingPlan, rows: ListedRows, config: AuditConfig) -> _Models:
@@ -106,6 +108,8 @@ def _fit_models(store: FeatureStore, plan: ReadingPlan, rows: ListedRows, config
         cutoff,
         whitening,
         whitening.transform(x.numpy()),
+        x.numpy(),
+        y.numpy(),
     )
 
 
@@ -166,6 +170,37 @@ def _gathered(found: _Found, rows: np.ndarray) -> np.ndarray:
     return np.stack([found.gathered[int(row)] for row in rows]) if len(rows) else np.zeros((0, 0), np.float32)
 
 
+def _pass(
+    store: FeatureStore, plan: ReadingPlan, rows: ListedRows, models: _Models, wanted: np.ndarray, config, stage
+) -> tuple[_Found, np.ndarray]:
+    """One pass over every row, a chunk at a time: what each chunk flags, every row's whitened projection, and the
+    features of the `wanted` rows (the map's, the curve's val rows)."""
+    unit = np.empty((len(rows), models.whitening.projection.shape[1]), np.float32)
+    found, done = _Found(), 0
+    for name, count in zip(rows.split.names, rows.split.counts):
+        offset = rows.split.start(name)
+        for start, features, labels in iter_chunks(store, name, plan.chunk_rows) if count else ():
+            first = offset + start
+            _score_chunk(found, models, first, features, labels, name, config)
+            unit[first : first + len(labels)] = models.whitening.transform(features)
+            picked = wanted[(wanted >= first) & (wanted < first + len(labels))]
+            found.gathered.update({int(row): features[row - first].copy() for row in picked})
+            done += len(labels)
+            stage("label issues", done, len(rows))
+    return found, unit
+
+
+def _dataset_map(found: _Found, map_rows: np.ndarray, total: int, config: AuditConfig) -> DatasetMap | None:
+    if not len(map_rows):
+        return None
+    xy, method = map_coordinates(_gathered(found, map_rows), config.map_seed)
+    rule = (
+        f"{len(map_rows):,} of {total:,} cached rows: a sample stratified by split and class, seed "
+        f"{config.map_seed}; the map shows at most {config.map_points:,} rows."
+    )
+    return DatasetMap(map_rows, xy, total, rule, method)
+
+
 def audit_streamed(
     store: FeatureStore, plan: ReadingPlan, config: AuditConfig, folder, on_progress: Progress | None = None
 ) -> tuple[AuditResult, ListedRows, int]:
@@ -188,24 +223,9 @@ def audit_streamed(
     curve_val = (
         val[sample_rows(rows.labels[val], VAL_CURVE_ROWS, config.train.seed)] if len(val) > VAL_CURVE_ROWS else val
     )
-    wanted = np.union1d(map_rows, curve_val)
-    exact = streamed_exact_pairs(
-        store, rows
-    )  # before the projections are held: its sort's memory is not added to theirs
-    unit = np.empty((len(rows), models.whitening.projection.shape[1]), np.float32)
-    found, done = _Found(), 0
-    for name, count in zip(rows.split.names, rows.split.counts):
-        offset = rows.split.start(name)
-        for start, features, labels in iter_chunks(store, name, plan.chunk_rows) if count else ():
-            first = offset + start
-            _score_chunk(found, models, first, features, labels, name, config)
-            unit[first : first + len(labels)] = models.whitening.transform(features)
-            picked = wanted[(wanted >= first) & (wanted < first + len(labels))]
-            found.gathered.update({int(row): features[row - first].copy() for row in picked})
-            done += len(labels)
-            stage("label issues", done, len(rows))
-    issues = _issues(found, models.thresholds, config.score)
-    outliers = _outliers(found, models.cutoff)
+    exact = streamed_exact_pairs(store, rows)  # before the projections are held: its sort's memory is not added
+    found, unit = _pass(store, plan, rows, models, np.union1d(map_rows, curve_val), config, stage)
+    issues, outliers = _issues(found, models.thresholds, config.score), _outliers(found, models.cutoff)
     pairs = streamed_pairs(
         store,
         rows,
@@ -220,10 +240,9 @@ def audit_streamed(
     del unit
     curve = None
     if len(val):
-        sample_x, sample_y = read_sample(store, plan, models.sample)
         curve = learning_curve(
-            sample_x.numpy(),
-            sample_y.numpy(),
+            models.sample_x,
+            models.sample_y,
             _gathered(found, curve_val),
             rows.labels[curve_val],
             num_classes,
@@ -233,13 +252,7 @@ def audit_streamed(
         )
     mistakes = found.mistakes
     result = AuditResult(folder, issues, pairs, outliers, curve, mistakes)
-    if len(map_rows):
-        xy, method = map_coordinates(_gathered(found, map_rows), config.map_seed)
-        rule = (
-            f"{len(map_rows):,} of {len(rows):,} cached rows: a sample stratified by split and class, seed "
-            f"{config.map_seed}; the map shows at most {config.map_points:,} rows."
-        )
-        result.dataset_map = DatasetMap(map_rows, xy, len(rows), rule, method)
+    result.dataset_map = _dataset_map(found, map_rows, len(rows), config)
     listed = [issues.rows, pairs.a, pairs.b, outliers.rows, np.array([m[0] for m in mistakes], np.int64), map_rows]
     rows.read_listed(store, np.concatenate(listed).astype(np.int64))
     result.val_mistakes = sorted(mistakes, key=lambda item: (-item[2], rows.paths[item[0]]))
