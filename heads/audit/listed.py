@@ -83,7 +83,7 @@ class ListedRows:
             local = rows[found == index] - self.split.start(name)
             for first in range(0, len(local), READ_ROWS):
                 part = local[first : first + READ_ROWS]
-                paths, _, _, digests = store.stamps(name, part)  # type: ignore[arg-type]  # increasing row numbers
+                paths, _, _, digests = store.stamps(name, part)  # increasing row numbers: h5py reads them alone
                 offset = self.split.start(name)
                 self.paths.update(zip((part + offset).tolist(), paths))
                 self.sha256.update(zip((part + offset).tolist(), digests))
