@@ -96,6 +96,8 @@ def layout(store: FeatureStore) -> ListedRows:
     labels = np.concatenate(
         [store.labels(name) if count else np.zeros(0, np.int64) for name, count in zip(names, counts)]
     )
+    if not counts[0]:
+        raise ValueError(f"{store.path} has no training rows: check the dataset and re-run `extract`")
     header = store.header
     return ListedRows(
         labels,

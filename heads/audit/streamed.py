@@ -87,9 +87,24 @@ class _Models:
     sample_y: np.ndarray
 
 
+def _with_folds(sample: np.ndarray, labels: np.ndarray, config: AuditConfig) -> np.ndarray:
+    """The sample, with rows added to each class it holds fewer than --folds of (or all the class has): a class's
+    share of the sample must not fail the out-of-fold fits that all of train would pass."""
+    held = np.bincount(labels[sample], minlength=int(labels.max()) + 1)
+    wanted = np.minimum(config.folds, np.bincount(labels, minlength=len(held)))
+    short = np.flatnonzero(held < wanted)
+    if not len(short):
+        return sample
+    rng = np.random.default_rng(config.train.seed)
+    extra = [
+        rng.choice(np.setdiff1d(np.flatnonzero(labels == k), sample), wanted[k] - held[k], replace=False) for k in short
+    ]
+    return np.sort(np.concatenate([sample, *extra]))
+
+
 def _fit_models(store: FeatureStore, plan: ReadingPlan, rows: ListedRows, config: AuditConfig) -> _Models:
     train_labels = rows.labels[: rows.counts.get("train", 0)]
-    sample = sample_rows(train_labels, SAMPLE_ROWS, config.train.seed)
+    sample = _with_folds(sample_rows(train_labels, SAMPLE_ROWS, config.train.seed), train_labels, config)
     x, y = read_sample(store, plan, sample)
     num_classes = len(rows.classes)
     probabilities = out_of_fold_probabilities(x.numpy(), y.numpy(), num_classes, config.train, config.folds)
