@@ -86,17 +86,27 @@ def list_centres(unit: np.ndarray, list_rows: int = LIST_ROWS, seed: int = 0, li
     return _centroids(unit, nlist, seed) if nlist > 1 else np.zeros((1, unit.shape[1]), np.float32)
 
 
-def nearest_lists(unit: np.ndarray, centroids: np.ndarray, probes: int = PROBES) -> np.ndarray:
-    """(rows, probes) list numbers: each row's nearest lists by cosine, nearest first (column 0: its own list)."""
-    rows, nlist = len(unit), len(centroids)
+def list_finder(centroids: np.ndarray, probes: int = PROBES) -> Callable[[np.ndarray], np.ndarray]:
+    """nearest_lists with its quantizer built once: rows -> (rows, probes) list numbers, nearest first."""
+    nlist = len(centroids)
     probes = max(1, min(probes, nlist))
     if nlist == 1:
-        return np.zeros((rows, 1), np.int64)
+        return lambda unit: np.zeros((len(unit), 1), np.int64)
     quantizer = _quantizer(centroids, require_faiss())
-    found = np.empty((rows, probes), np.int64)
-    for start in range(0, rows, 65536):
-        found[start : start + 65536] = quantizer.search(np.ascontiguousarray(unit[start : start + 65536]), probes)[1]
-    return found
+
+    def find(unit: np.ndarray) -> np.ndarray:
+        found = np.empty((len(unit), probes), np.int64)
+        for start in range(0, len(unit), 65536):
+            block = np.ascontiguousarray(unit[start : start + 65536])
+            found[start : start + 65536] = quantizer.search(block, probes)[1]
+        return found
+
+    return find
+
+
+def nearest_lists(unit: np.ndarray, centroids: np.ndarray, probes: int = PROBES) -> np.ndarray:
+    """(rows, probes) list numbers: each row's nearest lists by cosine, nearest first (column 0: its own list)."""
+    return list_finder(centroids, probes)(unit)
 
 
 def assign_lists(unit: np.ndarray, list_rows: int = LIST_ROWS, probes: int = PROBES, seed: int = 0) -> np.ndarray:

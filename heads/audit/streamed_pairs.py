@@ -54,9 +54,6 @@ def streamed_exact_pairs(store: FeatureStore, rows: ListedRows) -> tuple[np.ndar
     return array[:, 0], array[:, 1]
 
 
-QUERY_ROWS = 1 << 18  # rows whose nearest lists are looked up and grouped together (their lists: 32 MiB at 16)
-
-
 def _unique(found: list, max_pairs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The pairs found, each once (a pair is found from both rows' sides when each probes the other's list), at
     most max_pairs of them (the most similar) and how many more."""
@@ -67,31 +64,43 @@ def _unique(found: list, max_pairs: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return most_similar(a[first], b[first], s[first], max_pairs)
 
 
+HITS_PER_RANGE = (
+    1 << 23
+)  # (row, probed list) pairs grouped at a time: lists are taken in ranges holding about this many
+
+
 def list_pairs(
     unit: np.ndarray, sample_unit: np.ndarray, threshold: float, max_pairs: int, on_progress=None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Pairs a < b of unit-length rows with unit[a] . unit[b] >= threshold, each row compared with the rows of its
-    PROBES nearest lists (as indexed_pairs), QUERY_ROWS rows at a time: beyond `unit`, a row costs its place in the
-    lists' order; at most max_pairs (the most similar) and how many more."""
-    from headstart.features.neighbours.pairs import LIST_ROWS, PROBES, list_centres, nearest_lists
+    PROBES nearest lists (as indexed_pairs), the lists a range at a time; at most max_pairs (the most similar) and
+    how many more. Beyond `unit`, a row costs its PROBES list numbers as 2-byte integers (4 above 65,535 lists), its
+    list number and its place in the lists' order, not the int64 lists and their sorting of indexed_pairs."""
+    from headstart.features.neighbours.pairs import LIST_ROWS, PROBES, list_centres, list_finder
 
     centres = list_centres(sample_unit, lists=max(1, len(unit) // LIST_ROWS))
     count = len(centres)
-    own = np.empty(len(unit), np.int32)  # each row's list, a block at a time: no int64 column of every row
-    for first in range(0, len(unit), QUERY_ROWS):
-        own[first : first + QUERY_ROWS] = nearest_lists(unit[first : first + QUERY_ROWS], centres, 1)[:, 0]
+    find = list_finder(centres, PROBES)
+    probes = np.empty((len(unit), min(PROBES, count)), np.uint16 if count < 1 << 16 else np.int32)
+    for first in range(0, len(unit), 65536):
+        found_lists = find(unit[first : first + 65536])
+        probes[first : first + 65536] = np.where(found_lists >= 0, found_lists, count)  # count: none found
+    own = probes[:, 0].astype(np.int32)
     order = np.argsort(own, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(np.bincount(own, minlength=count))])
+    starts = np.concatenate([[0], np.cumsum(np.bincount(own, minlength=count + 1))])
     del own
     found: list = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))]
     held, dropped = 0, 0
-    for first in range(0, len(unit), QUERY_ROWS):
-        probes = nearest_lists(unit[first : first + QUERY_ROWS], centres, PROBES)
-        lists = probes.ravel()
-        by_list = np.argsort(lists, kind="stable")  # -1 (fewer lists found than asked) sorts first, then is skipped
-        list_starts = np.searchsorted(lists[by_list], np.arange(count + 1))
-        for number in range(count):
-            queries = first + by_list[list_starts[number] : list_starts[number + 1]] // probes.shape[1]
+    per_range = max(1, HITS_PER_RANGE * count // max(1, probes.size))
+    for low in range(0, count, per_range):
+        high = min(count, low + per_range)
+        hits = np.flatnonzero((probes >= low) & (probes < high))  # positions in the flattened probes
+        keys = probes.ravel()[hits]
+        by_list = np.argsort(keys, kind="stable")
+        hits, keys = hits[by_list], keys[by_list]
+        bounds = np.searchsorted(keys, np.arange(low, high + 1))
+        for number in range(low, high):
+            queries = hits[bounds[number - low] : bounds[number - low + 1]] // probes.shape[1]
             members = order[starts[number] : starts[number + 1]]
             if not len(queries) or not len(members):
                 continue
@@ -105,7 +114,7 @@ def list_pairs(
                 a, b, s, left_out = _unique(found, max_pairs)
                 found, held, dropped = [(a, b, s)], len(s), dropped + left_out
         if on_progress:
-            on_progress(min(len(unit), first + QUERY_ROWS), len(unit))
+            on_progress(int(starts[high]), len(unit))
     a, b, s, left_out = _unique(found, max_pairs)
     return a.astype(np.int64), b.astype(np.int64), s.astype(np.float32), dropped + left_out
 
