@@ -171,11 +171,14 @@ def _peak(call) -> int:
 def _streamed_peaks(tmp_path, monkeypatch, sizes: tuple[int, ...]) -> list[int]:
     """Python-tracked peak bytes (numpy's and h5py's arrays included) of streamed audits of caches of `sizes` rows
     (80% train, 20% val), after one untraced run (imports allocate too); every bounded part bounded small."""
+    from headstart.features.neighbours import pairs as neighbour_pairs
     from headstart.heads.audit import streamed_pairs
 
     monkeypatch.setattr(streamed_audit, "SAMPLE_ROWS", 1000)
     monkeypatch.setattr(streamed_audit, "VAL_CURVE_ROWS", 400)
-    monkeypatch.setattr(streamed_pairs, "QUERY_ROWS", 1024)
+    monkeypatch.setattr(streamed_pairs, "HITS_PER_RANGE", 16_384)
+    monkeypatch.setattr(streamed_pairs, "FIND_ROWS", 1024)
+    monkeypatch.setattr(neighbour_pairs, "LIST_ROWS", 32)  # a list's similarities (16 lists' rows) bounded at 2,000
     monkeypatch.setattr(streamed_pairs, "COLUMN_CHUNK_ROWS", 1024)
     caches = []
     for rows in sizes:

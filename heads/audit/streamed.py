@@ -43,12 +43,13 @@ VAL_CURVE_ROWS = 65_536  # val rows the learning curve is scored on, at most (a 
 
 
 # What the streamed audit holds for every row, beyond what it lists (docs/scale.md): its label (8 bytes), its
-# whitened projection (4 bytes a dimension, WHITEN_DIMS at most), its 16 nearest lists as 2-byte integers, its place
-# in the lists' order and its list number (8 + 4): heads/audit/streamed_pairs.py; each other per-row column (the
-# hash prefixes and their sort) is gone before the projections are made.
+# whitened projection (4 bytes a dimension, WHITEN_DIMS at most), its 16 nearest lists as 2-byte integers (32), its
+# place in the lists' order and its list number (12; heads/audit/streamed_pairs.py), and about 28 more of the sorts'
+# and masks' temporaries, as measured by tests/test_audit_streamed.py's 50,000-row check (142 bytes a row at 16-d).
+# The hash prefixes and their sort are gone before the projections are made.
 def row_bytes(width: int) -> int:
-    """Bytes the streamed audit holds for each row of a features file `width` wide (180 at 512-d)."""
-    return 8 + 4 * min(WHITEN_DIMS, width) + 2 * 16 + 8 + 4
+    """Bytes the streamed audit holds for each row of a features file `width` wide (208 at 512-d)."""
+    return 4 * min(WHITEN_DIMS, width) + 80
 
 
 OUTLIER_FOLDS, OUTLIER_SEED = 5, 0  # heads/audit/outliers.py's defaults, as run.py calls it

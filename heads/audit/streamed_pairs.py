@@ -64,9 +64,9 @@ def _unique(found: list, max_pairs: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return most_similar(a[first], b[first], s[first], max_pairs)
 
 
-HITS_PER_RANGE = (
-    1 << 23
-)  # (row, probed list) pairs grouped at a time: lists are taken in ranges holding about this many
+FIND_ROWS = 65_536  # rows whose nearest lists are looked up together
+# (row, probed list) pairs grouped at a time: the lists are taken in ranges holding about this many
+HITS_PER_RANGE = 1 << 23
 
 
 def list_pairs(
@@ -82,9 +82,9 @@ def list_pairs(
     count = len(centres)
     find = list_finder(centres, PROBES)
     probes = np.empty((len(unit), min(PROBES, count)), np.uint16 if count < 1 << 16 else np.int32)
-    for first in range(0, len(unit), 65536):
-        found_lists = find(unit[first : first + 65536])
-        probes[first : first + 65536] = np.where(found_lists >= 0, found_lists, count)  # count: none found
+    for first in range(0, len(unit), FIND_ROWS):
+        found_lists = find(unit[first : first + FIND_ROWS])
+        probes[first : first + FIND_ROWS] = np.where(found_lists >= 0, found_lists, count)  # count: none found
     own = probes[:, 0].astype(np.int32)
     order = np.argsort(own, kind="stable")
     starts = np.concatenate([[0], np.cumsum(np.bincount(own, minlength=count + 1))])
@@ -94,7 +94,12 @@ def list_pairs(
     per_range = max(1, HITS_PER_RANGE * count // max(1, probes.size))
     for low in range(0, count, per_range):
         high = min(count, low + per_range)
-        hits = np.flatnonzero((probes >= low) & (probes < high))  # positions in the flattened probes
+        hits = np.concatenate(  # positions in the flattened probes, a column at a time: no (rows, probes) mask
+            [
+                np.flatnonzero((probes[:, column] >= low) & (probes[:, column] < high)) * probes.shape[1] + column
+                for column in range(probes.shape[1])
+            ]
+        )
         keys = probes.ravel()[hits]
         by_list = np.argsort(keys, kind="stable")
         hits, keys = hits[by_list], keys[by_list]
