@@ -69,6 +69,16 @@ FIND_ROWS = 65_536  # rows whose nearest lists are looked up together
 HITS_PER_RANGE = 1 << 23
 
 
+def _probe_table(unit: np.ndarray, find, count: int, probes: int) -> np.ndarray:
+    """Each row's `probes` nearest lists as 2-byte integers (4 above 65,535 lists), FIND_ROWS rows looked up at a
+    time; `count` where fewer lists were found than asked."""
+    table = np.empty((len(unit), probes), np.uint16 if count < 1 << 16 else np.int32)
+    for first in range(0, len(unit), FIND_ROWS):
+        found = find(unit[first : first + FIND_ROWS])
+        table[first : first + FIND_ROWS] = np.where(found >= 0, found, count)
+    return table
+
+
 def list_pairs(
     unit: np.ndarray, sample_unit: np.ndarray, threshold: float, max_pairs: int, on_progress=None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -80,11 +90,7 @@ def list_pairs(
 
     centres = list_centres(sample_unit, lists=max(1, len(unit) // LIST_ROWS))
     count = len(centres)
-    find = list_finder(centres, PROBES)
-    probes = np.empty((len(unit), min(PROBES, count)), np.uint16 if count < 1 << 16 else np.int32)
-    for first in range(0, len(unit), FIND_ROWS):
-        found_lists = find(unit[first : first + FIND_ROWS])
-        probes[first : first + FIND_ROWS] = np.where(found_lists >= 0, found_lists, count)  # count: none found
+    probes = _probe_table(unit, list_finder(centres, PROBES), count, min(PROBES, count))
     own = probes[:, 0].astype(np.int32)
     order = np.argsort(own, kind="stable")
     starts = np.concatenate([[0], np.cumsum(np.bincount(own, minlength=count + 1))])
