@@ -1,7 +1,9 @@
 """The audit step: cached features -> label issues, duplicates, outliers, learning curve -> CACHE/audit/.
 
 A runner that only chains the roles: each step is its own module; this file reads the cache once, calls
-them in turn, and hands the result to summary.py (audit.json, the lines shown) and writer.py (the files).
+them in turn, and hands the result to summary.py (audit.json, the lines shown) and writer.py (the files). Above the
+in-memory limit (features/chunks.py) a single-label cache is audited by streamed.py instead (a multi-label one is
+refused); either way audit.json's `reading` says which.
 """
 
 from __future__ import annotations
