@@ -21,6 +21,7 @@ COMMANDS = {
     "sweep": "python -m bench.sweep",
     "trust": "python -m bench.trust",
     "trust_sample": "python -m bench.trust_sample",
+    "audit_sample": "python -m bench.audit_sample",
     "export": "python -m bench.export",
     "audit": "python -m bench.audit",
     "tables": "python -m bench.tables",

@@ -101,14 +101,11 @@ def test_class_examples_refuse_a_file_without_training_rows(tmp_path):
         streamed_examples(path, plan)
 
 
-def test_audit_refuses_above_the_limit_in_one_line_and_writes_nothing(tmp_path, monkeypatch):
-    from cli_helpers import assert_error, run
-
+def test_a_single_label_audit_above_the_limit_streams_rather_than_refusing(tmp_path, monkeypatch):
+    """Only a multi-label audit refuses above the limit (tests/test_audit_streamed.py); a single-label one streams."""
     features, labels = separable(900)
     write_features(tmp_path / "cache", {"train": (features[:800], labels[:800]), "val": (features[800:], labels[800:])})
-    audit_run.refuse_above_limit(tmp_path / "cache" / "features.h5")  # 57.6 kB, within 1 GiB: no error
     monkeypatch.setattr(chunks, "IN_MEMORY_BYTES", 32 << 10)
-    refused = run("audit", "--cache", tmp_path / "cache")
-    error = assert_error(refused, "audit (its out-of-fold fits", "900 labelled rows")
-    assert "audit a sample: extract at most 512 labelled images into another --cache" in error
-    assert not (tmp_path / "cache" / "audit").exists()
+    with FeatureStore(tmp_path / "cache" / "features.h5") as store:
+        assert reading_plan(store).streamed
+    audit_run.refuse_above_limit(tmp_path / "cache" / "features.h5")  # no error: heads/audit/streamed.py reads it

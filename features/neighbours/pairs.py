@@ -79,23 +79,34 @@ def _quantizer(centroids: np.ndarray, faiss: Any) -> Any:
     return quantizer
 
 
-def list_centres(unit: np.ndarray, list_rows: int = LIST_ROWS, seed: int = 0) -> np.ndarray:
-    """(rows // list_rows, dim) centres of the lists the rows are cut into (one list: no centres are needed)."""
-    nlist = max(1, len(unit) // max(1, list_rows))
+def list_centres(unit: np.ndarray, list_rows: int = LIST_ROWS, seed: int = 0, lists: int | None = None) -> np.ndarray:
+    """(rows // list_rows, dim) centres of the lists the rows are cut into (one list: no centres are needed); `lists`:
+    that many lists instead (at most one a row), when `unit` is a sample of the rows to be cut."""
+    nlist = max(1, min(len(unit), lists) if lists is not None else len(unit) // max(1, list_rows))
     return _centroids(unit, nlist, seed) if nlist > 1 else np.zeros((1, unit.shape[1]), np.float32)
+
+
+def list_finder(centroids: np.ndarray, probes: int = PROBES) -> Callable[[np.ndarray], np.ndarray]:
+    """nearest_lists with its quantizer built once: rows -> (rows, probes) list numbers, nearest first."""
+    nlist = len(centroids)
+    probes = max(1, min(probes, nlist))
+    if nlist == 1:
+        return lambda unit: np.zeros((len(unit), 1), np.int64)
+    quantizer = _quantizer(centroids, require_faiss())
+
+    def find(unit: np.ndarray) -> np.ndarray:
+        found = np.empty((len(unit), probes), np.int64)
+        for start in range(0, len(unit), 65536):
+            block = np.ascontiguousarray(unit[start : start + 65536])
+            found[start : start + 65536] = quantizer.search(block, probes)[1]
+        return found
+
+    return find
 
 
 def nearest_lists(unit: np.ndarray, centroids: np.ndarray, probes: int = PROBES) -> np.ndarray:
     """(rows, probes) list numbers: each row's nearest lists by cosine, nearest first (column 0: its own list)."""
-    rows, nlist = len(unit), len(centroids)
-    probes = max(1, min(probes, nlist))
-    if nlist == 1:
-        return np.zeros((rows, 1), np.int64)
-    quantizer = _quantizer(centroids, require_faiss())
-    found = np.empty((rows, probes), np.int64)
-    for start in range(0, rows, 65536):
-        found[start : start + 65536] = quantizer.search(np.ascontiguousarray(unit[start : start + 65536]), probes)[1]
-    return found
+    return list_finder(centroids, probes)(unit)
 
 
 def assign_lists(unit: np.ndarray, list_rows: int = LIST_ROWS, probes: int = PROBES, seed: int = 0) -> np.ndarray:

@@ -41,6 +41,9 @@ audit.json         {"format_version", "producer": "headstart <version>", "create
                                     "per_class": {class: {"mean": [...], "std": [...], "images": n}},
                                     "still_improving": [class, ...]},
                     "val_mistakes": the val rows the head fitted on all of train gets wrong, as a count,
+                    "reading": how the rows were read: "read into memory (...)", or above the in-memory limit
+                               "streamed in chunks (...); models fitted on a seeded stratified sample of N train
+                               rows" (heads/audit/streamed.py: the models are the sample's, not all of train's),
                     "seconds"}
     learning_curve.png   the same curve, accuracy against images per class (log scale), mean and spread.
 report.html        one self-contained page (heads/audit/html_report.py), thumbnails embedded.

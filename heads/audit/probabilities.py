@@ -7,12 +7,11 @@ import torch
 
 from headstart.heads.config import TrainConfig
 from headstart.heads.kfold import out_of_fold, stratified_folds
+from headstart.heads.linear import LinearHead
 
 
-def fit_and_predict(
-    train_x: torch.Tensor, train_y: torch.Tensor, x: torch.Tensor, num_classes: int, config: TrainConfig
-) -> torch.Tensor:
-    """Fit a head on (train_x, train_y) as train-head would (config.head: sgd or logreg); softmax over x."""
+def fit_scoring_head(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int, config: TrainConfig) -> LinearHead:
+    """A head fitted on (train_x, train_y) as train-head would (config.head: sgd or logreg), in eval mode."""
     if config.head == "logreg":
         from threadpoolctl import threadpool_limits
 
@@ -25,7 +24,14 @@ def fit_and_predict(
         from headstart.heads.train import train_sgd
 
         head = train_sgd((train_x, train_y), None, num_classes, config).head
-    head.eval()
+    return head.eval()
+
+
+def fit_and_predict(
+    train_x: torch.Tensor, train_y: torch.Tensor, x: torch.Tensor, num_classes: int, config: TrainConfig
+) -> torch.Tensor:
+    """Fit a head on (train_x, train_y) as train-head would (config.head: sgd or logreg); softmax over x."""
+    head = fit_scoring_head(train_x, train_y, num_classes, config)
     with torch.inference_mode():
         return torch.softmax(head(x), dim=1)
 

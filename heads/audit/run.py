@@ -1,7 +1,9 @@
 """The audit step: cached features -> label issues, duplicates, outliers, learning curve -> CACHE/audit/.
 
 A runner that only chains the roles: each step is its own module; this file reads the cache once, calls
-them in turn, and hands the result to summary.py (audit.json, the lines shown) and writer.py (the files).
+them in turn, and hands the result to summary.py (audit.json, the lines shown) and writer.py (the files). Above the
+in-memory limit (features/chunks.py) a single-label cache is audited by streamed.py instead (a multi-label one is
+refused); either way audit.json's `reading` says which.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 
 from headstart.features import FeatureStore, StoreError, cache_lock
-from headstart.features.chunks import reading_plan
+from headstart.features.chunks import ReadingPlan, reading_plan
 from headstart.features.files.cachedir import AUDIT_DIR, chosen_features
 from headstart.heads.audit.config import AuditConfig
 from headstart.heads.audit.duplicates import find_duplicates
@@ -92,14 +94,49 @@ def _map(rows: CachedRows, config: AuditConfig, on_progress: Progress | None) ->
 
 
 def refuse_above_limit(features_path: Path) -> None:
-    """audit holds every labelled row (scikit-learn's out-of-fold fits, the outlier scores, the learning curve):
-    above the in-memory limit (features/chunks.py) it refuses, naming the alternative, before anything is written."""
+    """A multi-label audit holds every labelled row (its per-label out-of-fold fits, the outlier scores): above the
+    in-memory limit (features/chunks.py) it refuses, naming the alternative, before anything is written. A
+    single-label one streams instead (heads/audit/streamed.py)."""
     with FeatureStore(features_path) as store:
         plan = reading_plan(store)
-    plan.refuse(
-        "audit (its out-of-fold fits, outlier scores and learning curve)",
-        f"audit a sample: extract at most {plan.limit_rows:,} labelled images into another --cache and audit that",
-    )
+        multi_label = store.header.multi_label
+    if multi_label:
+        plan.refuse(
+            "a multi-label audit (its per-label out-of-fold fits and outlier scores)",
+            f"audit a sample: extract at most {plan.limit_rows:,} labelled images into another --cache and audit that",
+        )
+
+
+def _reading(plan: ReadingPlan, sample: int | None = None) -> str:
+    """audit.json's `reading` and the console's line: which path the rows took, and the streamed models' sample."""
+    if sample is None:
+        return plan.describe()
+    return f"{plan.describe()}; models fitted on a seeded stratified sample of {sample:,} train rows"
+
+
+def _audit_streamed(
+    plan: ReadingPlan,
+    config: AuditConfig,
+    cache: Path,
+    features_path: Path,
+    on_progress: Progress | None,
+    started: float,
+) -> AuditResult:
+    from headstart.heads.audit.streamed import audit_streamed
+
+    with FeatureStore(features_path) as store:
+        result, rows, sample = audit_streamed(store, plan, config, cache / AUDIT_DIR, on_progress)
+    describe(result, rows, config, features_path)  # type: ignore[arg-type]  # ListedRows: the columns describe reads
+    _record_reading(result, _reading(plan, sample))
+    result.record["seconds"] = round(time.perf_counter() - started, 3)
+    write_audit(result, rows, config, cache)  # type: ignore[arg-type]
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _record_reading(result: AuditResult, reading: str) -> None:
+    result.record["reading"] = reading
+    result.summary_lines.append(f"features {reading}")
 
 
 def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | None = None) -> AuditResult:
@@ -112,6 +149,10 @@ def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | Non
         raise StoreError(f"{features_path} does not exist: run `extract` first")
     with cache_lock(cache, "audit"):
         refuse_above_limit(features_path)
+        with FeatureStore(features_path) as store:
+            plan = reading_plan(store)
+        if plan.streamed:
+            return _audit_streamed(plan, config, cache, features_path, on_progress, started)
         rows = load_rows(features_path)
         if rows.label_sets is not None:  # multi-label features: missing and extra labels (heads/audit/multilabel.py)
             return _audit_multilabel(rows, config, cache, features_path, on_progress, started)
@@ -146,6 +187,7 @@ def audit_cache(config: AuditConfig = AuditConfig(), on_progress: Progress | Non
         result = AuditResult(cache / AUDIT_DIR, issues, pairs, outliers, curve, _val_mistakes(rows, probabilities))
         result.dataset_map = _map(rows, config, on_progress)
         describe(result, rows, config, features_path)
+        _record_reading(result, _reading(plan))
         result.record["seconds"] = round(time.perf_counter() - started, 3)
         write_audit(result, rows, config, cache)
     result.seconds = time.perf_counter() - started
