@@ -47,9 +47,19 @@ VAL_CURVE_ROWS = 65_536  # val rows the learning curve is scored on, at most (a 
 # place in the lists' order and its list number (12; heads/audit/streamed_pairs.py), and about 28 more of the sorts'
 # and masks' temporaries, as measured by tests/test_audit_streamed.py's 50,000-row check (142 bytes a row at 16-d).
 # The hash prefixes and their sort are gone before the projections are made.
-def row_bytes(width: int) -> int:
-    """Bytes the streamed audit holds for each row of a features file `width` wide (208 at 512-d)."""
-    return 4 * min(WHITEN_DIMS, width) + 80
+def row_bytes(width: int, stored: type = np.float32) -> int:
+    """Bytes the streamed audit holds for each row of a features file `width` wide, its projections stored as
+    `stored` (208 at 512-d in float32; 144 in float16, as the lists search them)."""
+    return np.dtype(stored).itemsize * min(WHITEN_DIMS, width) + 80
+
+
+def unit_dtype(rows: int, index_min_rows: int) -> type:
+    """How every row's whitened projection is held: float16 where the lists search it (half the bytes; each block
+    compared is cast back to float32, which moves a similarity by at most about 1e-3: docs/scale.md), float32
+    where every pair is compared (near_pairs' matrix products, which numpy has no float16 kernel for)."""
+    from headstart.features.neighbours.index import use_index
+
+    return np.float16 if use_index(rows, index_min_rows) else np.float32
 
 
 OUTLIER_FOLDS, OUTLIER_SEED = 5, 0  # heads/audit/outliers.py's defaults, as run.py calls it
@@ -192,7 +202,7 @@ def _pass(
 ) -> tuple[_Found, np.ndarray]:
     """One pass over every row, a chunk at a time: what each chunk flags, every row's whitened projection, and the
     features of the `wanted` rows (the map's, the curve's val rows)."""
-    unit = np.empty((len(rows), models.whitening.projection.shape[1]), np.float32)
+    unit = np.empty((len(rows), models.whitening.projection.shape[1]), unit_dtype(len(rows), config.index_min_rows))
     found, done = _Found(), 0
     for name, count in zip(rows.split.names, rows.split.counts):
         offset = rows.split.start(name)

@@ -4,8 +4,9 @@ time, near pairs over the whitened rows (32 floats a row) as heads/audit/duplica
 Exact pairs: every row's hash is reduced to its first 8 bytes (a uint64, 8 bytes a row) a chunk of hashes at a
 time; the rows sharing a prefix are the only candidates, and their full hashes are read back to confirm them, so
 no Python string is held for every row. Near pairs: the whitening is fitted on the streamed audit's sample (as
-below the limit on at most WHITEN_SAMPLE_ROWS train rows), every row's 32-d projection is held (128 bytes a row:
-docs/scale.md) and searched by the same functions as below the limit.
+below the limit on at most WHITEN_SAMPLE_ROWS train rows), every row's 32-d projection is held, in float16 where the
+lists search it (64 bytes a row: docs/scale.md; each block compared is cast back to float32), and searched by the
+same functions as below the limit.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _probe_table(unit: np.ndarray, find, count: int, probes: int) -> np.ndarray:
     time; `count` where fewer lists were found than asked."""
     table = np.empty((len(unit), probes), np.uint16 if count < 1 << 16 else np.int32)
     for first in range(0, len(unit), FIND_ROWS):
-        found = find(unit[first : first + FIND_ROWS])
+        found = find(unit[first : first + FIND_ROWS].astype(np.float32, copy=False))
         table[first : first + FIND_ROWS] = np.where(found >= 0, found, count)
     return table
 
@@ -115,7 +116,7 @@ def list_pairs(
             members = order[starts[number] : starts[number + 1]]
             if not len(queries) or not len(members):
                 continue
-            similarity = unit[queries] @ unit[members].T
+            similarity = unit[queries].astype(np.float32, copy=False) @ unit[members].astype(np.float32, copy=False).T
             local_q, local_m = np.nonzero(similarity >= threshold)
             q, m = queries[local_q], members[local_m]
             keep = q != m
@@ -160,6 +161,12 @@ def streamed_pairs(
     probe.read_listed(store, involved)
     digests = [probe.sha256[row] for row in involved.tolist()]
     split = rows.split[involved] if len(involved) else np.zeros(0, str)
-    pairs = combine_pairs(unit[involved], digests, split, (local["ea"], local["eb"]), (near_a, near_b, *near[2:]))
+    pairs = combine_pairs(
+        unit[involved].astype(np.float32, copy=False),
+        digests,
+        split,
+        (local["ea"], local["eb"]),
+        (near_a, near_b, *near[2:]),
+    )
     pairs.a, pairs.b = involved[pairs.a], involved[pairs.b]
     return pairs
