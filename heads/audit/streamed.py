@@ -202,7 +202,9 @@ def _pass(
 ) -> tuple[_Found, np.ndarray]:
     """One pass over every row, a chunk at a time: what each chunk flags, every row's whitened projection, and the
     features of the `wanted` rows (the map's, the curve's val rows)."""
-    unit = np.empty((len(rows), models.whitening.projection.shape[1]), unit_dtype(len(rows), config.index_min_rows))
+    unit: np.ndarray = np.empty(
+        (len(rows), models.whitening.projection.shape[1]), unit_dtype(len(rows), config.index_min_rows)
+    )
     found, done = _Found(), 0
     for name, count in zip(rows.split.names, rows.split.counts):
         offset = rows.split.start(name)
