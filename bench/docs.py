@@ -22,6 +22,8 @@ COMMANDS = {
     "trust": "python -m bench.trust",
     "trust_sample": "python -m bench.trust_sample",
     "audit_sample": "python -m bench.audit_sample",
+    "audit_float16": "python -m bench.audit_float16",
+    "folded": "python -m bench.folded",
     "export": "python -m bench.export",
     "audit": "python -m bench.audit",
     "tables": "python -m bench.tables",

@@ -101,6 +101,13 @@ def show_sweep(report: Reporter, summary) -> None:
             for kind, count in kinds.items()
         )
     )
+    sampled = fit.metrics.get("sweep", {}).get("sampled_train_rows")
+    if sampled is not None:  # a cache above the in-memory limit (heads/fit.py's _streamed_choice)
+        left_out = fit.metrics["sweep"].get("logreg_left_out", 0)
+        report.note(
+            f"cross-validated on a stratified sample of {sampled:,} of the {fit.metrics['sweep']['train_rows']:,} "
+            f"train rows (the features are above the in-memory limit); {left_out} logreg settings left out"
+        )
     winner = result.winner
     scored = "cv mAP" if result.metric == "map" else "cv acc"
     report.note(

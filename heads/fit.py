@@ -25,7 +25,7 @@ from headstart.heads.streaming import has_rows, predicted_streamed, train_stream
 from headstart.heads.train import TrainResult, train_sgd
 from headstart.heads.trust.config import TrustConfig
 from headstart.heads.trust.fit import Trust, fit_trust
-from headstart.heads.trust.streamed import fit_trust_streamed
+from headstart.heads.trust.streamed import fit_trust_streamed, read_sample, sample_rows
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ def fit_head(
     cache: str | Path,
     config: TrainConfig = TrainConfig(),
     on_epoch: Callable[[int, dict], None] | None = None,
-    choose: Callable[[tuple[torch.Tensor, torch.Tensor], list[str]], Choice] | None = None,
+    choose: Callable[..., Choice] | None = None,
     trust: TrustConfig = TrustConfig(),
     command: str = "train-head",
     plots: Plots = PlotsHere(),
@@ -286,10 +286,8 @@ def _fit_in_memory(store: FeatureStore, plan: ReadingPlan, config, on_epoch, cho
     return _Fitted(choice, result, trusted, metrics, counts, untrained, pngs)
 
 
-def _refuse_streamed(store: FeatureStore, plan: ReadingPlan, config: TrainConfig, choose, trust: TrustConfig) -> None:
+def _refuse_streamed(store: FeatureStore, plan: ReadingPlan, config: TrainConfig, trust: TrustConfig) -> None:
     """The steps that hold every row refuse a streamed cache, naming the alternative; so do untrainable rows."""
-    if choose is not None:
-        plan.refuse("the sweep", "train the default recipe with `train-head`, which streams, or sweep a smaller cache")
     if config.head == "logreg":
         plan.refuse("--head logreg", "use --head sgd (the default recipe), which streams a cache of any size")
     if trust.unknown_method == "knn":
@@ -305,7 +303,9 @@ def _refuse_streamed(store: FeatureStore, plan: ReadingPlan, config: TrainConfig
 
 def _fit_streamed(store: FeatureStore, plan: ReadingPlan, config, on_epoch, choose, trust, plots) -> _Fitted:
     """The rows above the in-memory limit: SGD, trust and the reports a chunk at a time (heads/streaming.py)."""
-    _refuse_streamed(store, plan, config, choose, trust)
+    choice = Choice(config, {}, {}) if choose is None else _streamed_choice(store, plan, config, choose)
+    config = choice.config
+    _refuse_streamed(store, plan, config, trust)
     classes = list(store.header.classes)
     result = train_streamed(store, plan, len(classes), config, on_epoch)
     labels = torch.from_numpy(read_labels(store, "train"))
@@ -319,9 +319,20 @@ def _fit_streamed(store: FeatureStore, plan: ReadingPlan, config, on_epoch, choo
         for split in ("val", "test")
         if has_rows(store, split)
     }
-    metrics = {**_metrics(result, reports.get("val"), Choice(config, {}, {}), trusted), "reading": plan.describe()}
+    metrics = {**_metrics(result, reports.get("val"), choice, trusted), "reading": plan.describe()}
     if "test" in reports:
         counts["test"] = store.count("test")
         metrics["test_report"] = reports["test"]
     pngs = {CURVES_FILE: curves_png, CALIBRATION_FILE: calibration_png}
-    return _Fitted(Choice(config, {}, {}), result, trusted, metrics, counts, untrained, pngs)
+    return _Fitted(choice, result, trusted, metrics, counts, untrained, pngs)
+
+
+def _streamed_choice(store: FeatureStore, plan: ReadingPlan, config: TrainConfig, choose: Callable) -> Choice:
+    """The sweep above the limit: its grid's SGD settings cross-validated on a seeded stratified sample of the train
+    rows as large as the limit (heads/trust/streamed.py's), before val is read; the winner then trains on every row,
+    streamed. Its record says how many rows the sample held."""
+    labels = read_labels(store, "train")
+    sample = read_sample(store, plan, sample_rows(labels, plan.limit_rows, config.seed))
+    choice = choose(sample, list(store.header.classes), streamed=True)
+    choice.metrics.setdefault("sweep", {}).update({"sampled_train_rows": len(sample[1]), "train_rows": len(labels)})
+    return choice

@@ -16,7 +16,7 @@ from headstart.features.chunks import TooLargeError, iter_chunks, reading_plan
 from headstart.features.store import FeatureStore
 from headstart.heads.checkpoint import load_head
 from headstart.heads.config import TrainConfig
-from headstart.heads.fit import Choice, fit_head
+from headstart.heads.fit import fit_head
 from headstart.heads.train import train_sgd
 from headstart.heads.trust import mahalanobis
 from headstart.heads.trust.config import TrustConfig
@@ -101,7 +101,6 @@ def _copy(cache, to):
     [
         (TrainConfig(head="logreg"), TrustConfig(), None, "use --head sgd"),
         (RECIPE, TrustConfig(unknown_method="knn"), None, "use --unknown-method mahalanobis"),
-        (RECIPE, TrustConfig(), lambda train, classes: Choice(RECIPE, {}, {}), "`train-head`, which streams"),
     ],
 )
 def test_what_holds_every_row_refuses_above_the_limit(cache, low_limit, config, trust, choose, alternative):
@@ -109,6 +108,33 @@ def test_what_holds_every_row_refuses_above_the_limit(cache, low_limit, config, 
         fit_head(cache, config, trust=trust, choose=choose, plots=_NoPlots())
     assert alternative in str(raised.value)
     assert not (cache / "head.pt").exists()
+
+
+def test_above_the_limit_the_sweep_cross_validates_a_sample_and_trains_the_winner_streamed(cache, low_limit, tmp_path):
+    """The grid's SGD settings are cross-validated on a stratified sample of the train rows as large as the limit
+    (logreg, which holds every row, left out and counted); the winner trains on every row, streamed."""
+    import csv
+    import json
+
+    from headstart.heads.config import SweepConfig
+    from headstart.heads.sweep.step import sweep_heads
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text("[sgd]\nlr = [0.001, 0.05]\nepochs = [2]\n[logreg]\nc = [1.0]\n")
+    summary = sweep_heads(cache, SweepConfig(grid=str(grid), folds=3))
+    metrics = json.loads((cache / "metrics.json").read_text())
+    assert metrics["reading"].startswith("streamed in chunks (900 labelled rows")
+    sweep = metrics["sweep"]
+    limit_rows = chunks.IN_MEMORY_BYTES // (16 * 4)  # 512 of the 600 train rows
+    assert sweep["train_rows"] == 600 and limit_rows <= sweep["sampled_train_rows"] <= limit_rows + 2
+    assert sweep["logreg_left_out"] == 1
+    with open(cache / "sweep.csv", newline="") as table:
+        tried = list(csv.DictReader(table))
+    assert len(tried) == 2 and len(summary.cross_validation.ranked()) == 2
+    winner = summary.cross_validation.winner.setting
+    assert winner.head == "sgd" and winner.lr in (0.001, 0.05)
+    assert load_head(cache / "head.pt").train_config["lr"] == winner.lr
+    assert metrics["val_report"]["accuracy"] > 0.7  # two overlapping classes: the streamed winner learnt them
 
 
 def test_the_cli_says_which_path_and_refuses_in_one_line(cache, low_limit):

@@ -56,8 +56,8 @@ def test_temperature_lowers_ece_of_an_overconfident_head():
     # 128 noise dimensions, 200 rows, a high rate: the head memorises train and is overconfident.
     config = TrainConfig(epochs=10, lr=0.1, batch_size=100)
 
-    def trainer(x, y):
-        return train_sgd((x, y), None, 2, config).head
+    def trainer(x, y, fold=None):
+        return train_sgd((x, y), None, 2, config, rows=fold).head
 
     calibration = calibrate(trainer(*train), train, trainer, val, seed=config.seed)
     assert calibration.temperature > 1.5

@@ -74,14 +74,24 @@ class _Chooser:
         self.result: CrossValidation | None = None
         self.previous_head: Path | None = None
 
-    def __call__(self, train: tuple[torch.Tensor, torch.Tensor], classes: list[str]) -> Choice:
+    def __call__(self, train: tuple[torch.Tensor, torch.Tensor], classes: list[str], streamed: bool = False) -> Choice:
+        """`streamed`: train is a sample of a cache above the in-memory limit, where only SGD heads train."""
         record: dict = {}
         if train[1].ndim == 2:  # label sets (N, C): multi-label features, chosen by cross-validated mAP
             result, record["logreg_left_out"] = self._multilabel(train)
         else:
+            settings = self.settings
+            if streamed:  # logreg holds every row: above the limit the grid's SGD settings only
+                settings = [setting for setting in self.settings if setting.head == "sgd"]
+                if not settings:
+                    raise ValueError(
+                        "above the in-memory limit the sweep tries only the grid's [sgd] settings (logreg holds "
+                        "every row): add an [sgd] section"
+                    )
+                record["logreg_left_out"] = len(self.settings) - len(settings)
             check_folds(train[1].numpy(), self.config.folds, classes)
             result = cross_validate(
-                *train, len(classes), self.settings, self.config.folds, self.config.seed, self.on_progress
+                *train, len(classes), settings, self.config.folds, self.config.seed, self.on_progress
             )
         self.result = result
         outputs = {SWEEP_FILE: lambda path: write_sweep_csv(path, result)}
