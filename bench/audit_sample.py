@@ -30,24 +30,13 @@ CLASSES = 10
 
 def generate(cache: Path, rows: int, width: int, seed: int = 0) -> dict:
     """cache/features.h5 with planted flips and outliers; their row numbers (train first, then test)."""
+    from bench.scale_rows import generated_header
     from headstart.features.files.cachedir import FEATURES_FILE
-    from headstart.features.provenance import PREPROCESSINGS, WeightsIdentity
-    from headstart.features.store import FeaturesHeader, Rows, StoreWriter
+    from headstart.features.store import Rows, StoreWriter
 
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((CLASSES, width)).astype(np.float32) * 2.5 / np.sqrt(2)
-    header = FeaturesHeader(
-        producer="headstart bench.audit_sample",
-        created="2026-01-01T00:00:00+00:00",
-        classes=[f"class{label}" for label in range(CLASSES)],
-        backbone="resnet18",
-        weights=WeightsIdentity("none", "random init, seed 0", ""),
-        preprocessing=PREPROCESSINGS["imagenet"],
-        precision="fp32",
-        data_root="/generated",
-        torch_version="generated",
-        torchvision_version="generated",
-    )
+    header = generated_header("headstart bench.audit_sample", CLASSES)
     planted: dict = {"flips": [], "outliers": []}
     cache.mkdir(parents=True, exist_ok=True)
     with StoreWriter(cache / FEATURES_FILE, header, dim=width) as writer:

@@ -28,15 +28,15 @@ STEPS = ("train-head", "trust", "audit", "predict")
 WIDTH, CLASSES, WRITE_ROWS = 512, 10, 65536
 
 
-def generate(cache: Path, rows: int, seed: int = 0) -> None:
-    """cache/features.h5 of `rows` generated rows, written a block at a time (never all in memory)."""
+def generated_header(producer: str, classes: int):
+    """The header of a generated features file: as from a random-init resnet18, classes named class0, class1, ..."""
     from headstart.features.provenance import PREPROCESSINGS, WeightsIdentity
-    from headstart.features.store import FeaturesHeader, Rows, StoreWriter
+    from headstart.features.store import FeaturesHeader
 
-    header = FeaturesHeader(
-        producer="headstart bench.scale --rows",
+    return FeaturesHeader(
+        producer=producer,
         created="2026-01-01T00:00:00+00:00",
-        classes=[f"class{label}" for label in range(CLASSES)],
+        classes=[f"class{label}" for label in range(classes)],
         backbone="resnet18",
         weights=WeightsIdentity("none", "random init, seed 0", ""),
         preprocessing=PREPROCESSINGS["imagenet"],
@@ -45,6 +45,13 @@ def generate(cache: Path, rows: int, seed: int = 0) -> None:
         torch_version="generated",
         torchvision_version="generated",
     )
+
+
+def generate(cache: Path, rows: int, seed: int = 0) -> None:
+    """cache/features.h5 of `rows` generated rows, written a block at a time (never all in memory)."""
+    from headstart.features.store import Rows, StoreWriter
+
+    header = generated_header("headstart bench.scale --rows", CLASSES)
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((CLASSES, WIDTH)).astype(np.float32) * 0.5
     cache.mkdir(parents=True, exist_ok=True)

@@ -59,13 +59,24 @@ def real_data() -> Path:
     return REAL_DATA
 
 
-def write_features(cache: Path, splits: dict, classes=("ants", "bees"), skipped: dict | None = None) -> Path:
-    """cache/features.h5 holding splits {name: (features, labels)}, as extract would write it, without the backbone."""
-    from headstart.features.files.cachedir import FEATURES_FILE
-    from headstart.features.provenance import PREPROCESSINGS, WeightsIdentity
-    from headstart.features.store import FeaturesHeader, Rows, StoreWriter
+def traced_peak(call) -> int:
+    """Bytes allocated at the peak of call() (numpy's and h5py's arrays included), above what was held before."""
+    import tracemalloc
 
-    header = FeaturesHeader(
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def generated_header(classes):
+    """The features header of a file written as extract would write it from a random-init resnet18, for tests."""
+    from headstart.features.provenance import PREPROCESSINGS, WeightsIdentity
+    from headstart.features.store import FeaturesHeader
+
+    return FeaturesHeader(
         producer="headstart test",
         created="2026-01-02T03:04:05+00:00",
         classes=list(classes),
@@ -77,6 +88,14 @@ def write_features(cache: Path, splits: dict, classes=("ants", "bees"), skipped:
         torch_version="2",
         torchvision_version="0",
     )
+
+
+def write_features(cache: Path, splits: dict, classes=("ants", "bees"), skipped: dict | None = None) -> Path:
+    """cache/features.h5 holding splits {name: (features, labels)}, as extract would write it, without the backbone."""
+    from headstart.features.files.cachedir import FEATURES_FILE
+    from headstart.features.store import Rows, StoreWriter
+
+    header = generated_header(classes)
     cache.mkdir(parents=True, exist_ok=True)
     with StoreWriter(cache / FEATURES_FILE, header, dim=next(iter(splits.values()))[0].shape[1]) as writer:
         for split, (features, labels) in splits.items():

@@ -7,13 +7,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_helpers import assert_error, assert_ok, run
+from conftest import generated_header, traced_peak
 
 from headstart.features import chunks
 from headstart.heads.audit import AuditConfig, audit_cache
@@ -28,23 +28,11 @@ def write_planted(cache: Path, train: int, val: int, test: int = 0, dim: int = 1
     the next class, 1% of rows moved far from every class, and 3 val rows byte-identical to a train row (the same
     hash and features). Returns the planted row numbers (train first, then test, then val: the audit's order)."""
     from headstart.features.files.cachedir import FEATURES_FILE
-    from headstart.features.provenance import PREPROCESSINGS, WeightsIdentity
-    from headstart.features.store import FeaturesHeader, Rows, StoreWriter
+    from headstart.features.store import Rows, StoreWriter
 
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((len(CLASSES), dim)).astype(np.float32) * 3
-    header = FeaturesHeader(
-        producer="headstart test",
-        created="2026-01-02T03:04:05+00:00",
-        classes=list(CLASSES),
-        backbone="resnet18",
-        weights=WeightsIdentity("none", "random init, seed 0", ""),
-        preprocessing=PREPROCESSINGS["imagenet"],
-        precision="fp32",
-        data_root="/data",
-        torch_version="2",
-        torchvision_version="0",
-    )
+    header = generated_header(CLASSES)
     planted: dict = {"flipped": [], "outliers": [], "copies": []}
     cache.mkdir(parents=True, exist_ok=True)
     offsets = {"train": 0, "test": train, "val": train + test}
@@ -159,15 +147,6 @@ def test_the_streamed_audit_agrees_with_the_in_memory_one(tmp_path, monkeypatch)
     assert {pair for pair in part["pairs"] if pair[2] == "1"} == {pair for pair in whole["pairs"] if pair[2] == "1"}
 
 
-def _peak(call) -> int:
-    tracemalloc.start()
-    try:
-        call()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def _streamed_peaks(tmp_path, monkeypatch, sizes: tuple[int, ...]) -> list[int]:
     """Python-tracked peak bytes (numpy's and h5py's arrays included) of streamed audits of caches of `sizes` rows
     (80% train, 20% val), after one untraced run (imports allocate too); every bounded part bounded small."""
@@ -190,7 +169,7 @@ def _streamed_peaks(tmp_path, monkeypatch, sizes: tuple[int, ...]) -> list[int]:
         audit_cache(replace(config, train=replace(config.train, head="sgd")))
 
     audit(caches[0])
-    return [_peak(lambda cache=cache: audit(cache)) for cache in caches]
+    return [traced_peak(lambda cache=cache: audit(cache)) for cache in caches]
 
 
 def test_the_streamed_audit_memory_grows_only_by_its_stated_bytes_a_row(tmp_path, monkeypatch, low_limit):

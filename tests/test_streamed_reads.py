@@ -3,11 +3,9 @@ time: their results equal the whole-file reads', and their peak memory does not 
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
-from conftest import separable, write_features
+from conftest import separable, traced_peak, write_features
 
 from headstart.features import chunks
 from headstart.features.chunks import reading_plan
@@ -29,16 +27,6 @@ def _cache(tmp_path, rows: int, dim: int = 2):
     return cache
 
 
-def _peak(call) -> int:
-    """Bytes allocated at the peak of call() (numpy's and h5py's arrays included), above what was held before."""
-    tracemalloc.start()
-    try:
-        call()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_info_counts_equal_a_whole_read_and_its_memory_does_not_grow_with_the_rows(tmp_path, monkeypatch):
     small, large = _cache(tmp_path, 2_000), _cache(tmp_path, 100_000)
     whole = describe_cache(large)
@@ -48,7 +36,7 @@ def test_info_counts_equal_a_whole_read_and_its_memory_does_not_grow_with_the_ro
     assert whole["features"]["splits"]["train"]["rows"] == 100_000
     monkeypatch.setattr(chunks, "COLUMN_CHUNK_ROWS", 999)  # chunks that end mid-class
     assert describe_cache(large) == whole
-    peaks = _peak(lambda: describe_cache(small)), _peak(lambda: describe_cache(large))
+    peaks = traced_peak(lambda: describe_cache(small)), traced_peak(lambda: describe_cache(large))
     assert peaks[1] < 1.5 * peaks[0] + 100_000, peaks  # the large file's labels alone are 0.8 MB
 
 
@@ -60,7 +48,9 @@ def test_evaluate_finds_training_images_a_chunk_of_hashes_at_a_time(tmp_path, mo
     assert digests.intersection(["0" * 64, "f" * 64]) == {"0" * 64}  # the test writer's one digest
     assert train_digests(tmp_path / "elsewhere", "resnet18") is None
     wanted = ["0" * 64, "1" * 64]
-    peaks = [_peak(lambda at=cache: TrainDigests(at / "features.h5").intersection(wanted)) for cache in (small, large)]
+    peaks = [
+        traced_peak(lambda at=cache: TrainDigests(at / "features.h5").intersection(wanted)) for cache in (small, large)
+    ]
     assert peaks[1] < 1.5 * peaks[0] + 200_000, peaks  # 50,000 hashes held whole are over 5 MB
 
 
